@@ -1,0 +1,55 @@
+# martech — run `make` for the list of targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# The first interpreter between 3.10 and 3.12 (pgserver publishes wheels for those only).
+PY ?= $(shell for p in python3 python3.12 python3.11 python3.10; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] <= (3,12))' \
+	2>/dev/null && { echo $$p; break; }; done)
+
+.PHONY: help install demo test test-fast airflow lint bench lock clean stop
+
+help: ## Show this help
+	@echo "martech — warehouse-native marketing automation on Apache Airflow"
+	@echo
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	@if [ -z "$(PY)" ]; then echo "Python 3.10-3.12 is needed (pgserver has no wheels for newer ones); set PY=/path/to/python"; exit 1; fi
+	@echo "installing into $(VENV) with $$($(PY) --version) ..."
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the pinned stack (done by the other targets)
+
+demo: $(STAMP) ## Simulate a shop, run every DAG through Airflow, print what happened
+	@$(BIN)/martech demo
+
+test: $(STAMP) ## Run the test suite (embedded PostgreSQL; MARTECH_TEST_DATABASE_URL to use a server)
+	@$(BIN)/pytest -q -p no:cacheprovider --timeout=900
+
+airflow: $(STAMP) ## Airflow standalone (UI on :8080) with these DAGs on the same warehouse
+	@eval "$$($(BIN)/martech airflow-env)" && export PATH="$(abspath $(BIN)):$$PATH" && \
+	  echo "Airflow UI: http://localhost:8080  user: admin  password: printed below and in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" && \
+	  $(BIN)/airflow standalone
+
+lint: $(STAMP) ## ruff (incl. AIR rules), mypy on the package, sqlfluff on include/sql
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/sqlfluff lint include/sql --disable-progress-bar
+
+lock: ## Recompile requirements.txt from requirements.in (Python 3.10-3.12)
+	$(BIN)/uv pip compile --universal --python-version 3.10 requirements.in -o requirements.txt
+
+stop: $(STAMP) ## Stop the embedded warehouse
+	@$(BIN)/martech warehouse stop
+
+clean: ## Remove local state (.martech); keeps .venv
+	-@$(BIN)/martech warehouse stop 2>/dev/null
+	rm -rf .martech

@@ -1,0 +1,33 @@
+"""
+### customer_models — the scores marketing acts on
+
+RFM recency / frequency / monetary with 1–5 quintile scores and the 11 named segments (pandas),
+category affinity (support, confidence, lift) and the customer 360 (SQL).
+
+Reads: `staging.orders`, `staging.order_items`, `staging.products`, `staging.contacts`,
+`campaigns.suppressions`. Writes: `marts.customer_rfm`, `marts.product_affinity`,
+`marts.customer_360`. Emits `martech://warehouse/marts`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from martech.dagkit import DEFAULT_ARGS, MARTS, RUN_PARAMS, STAGING, START_DATE
+
+
+@dag(schedule=[STAGING], start_date=START_DATE, catchup=False, default_args=DEFAULT_ARGS,
+     tags=["martech", "models"], doc_md=__doc__, params=RUN_PARAMS, max_active_runs=1)
+def customer_models():
+    @task(outlets=[MARTS])
+    def build_customer_models(**context):
+        from martech import dagkit, pipeline
+
+        summary = pipeline.build_customer_models(dagkit.warehouse_url(), dagkit.run_date_of(context))
+        dagkit.publish(context, MARTS, summary)
+        return summary
+
+    build_customer_models()
+
+
+customer_models()

@@ -1,0 +1,32 @@
+"""
+### email_events — what happened to the mails we sent
+
+Loads every new email-event feed file (SendGrid event-webhook shape: delivered, open, click, bounce,
+unsubscribe, ...) and rebuilds the deduplicated `staging.email_events`.
+
+Reads: the email-event landing folder. Writes: `raw.email_events`, `raw.ingest_batches`,
+`staging.email_events`. Emits `martech://warehouse/staging/email_events`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from martech.dagkit import DEFAULT_ARGS, EMAIL_EVENTS, RUN_PARAMS, START_DATE
+
+
+@dag(schedule="0 3 * * *", start_date=START_DATE, catchup=False, default_args=DEFAULT_ARGS,
+     tags=["martech", "events"], doc_md=__doc__, params=RUN_PARAMS, max_active_runs=1)
+def email_events():
+    @task(outlets=[EMAIL_EVENTS])
+    def ingest_email_events(**context):
+        from martech import dagkit, pipeline
+
+        summary = pipeline.ingest_events(dagkit.warehouse_url(), dagkit.run_date_of(context))
+        dagkit.publish(context, EMAIL_EVENTS, summary)
+        return summary
+
+    ingest_email_events()
+
+
+email_events()

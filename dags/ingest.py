@@ -1,0 +1,51 @@
+"""
+### ingest — land shop and CRM data in `raw`, then check it
+
+Pulls the shop database's tables incrementally (watermark on `updated_at` + key, kept in
+`raw.ingest_state`) and every new CRM contacts export file, with PostgreSQL `COPY`. Then runs the
+Great Expectations suites on exactly the rows this run landed; a failed critical expectation fails
+`validate_raw`, and nothing downstream starts.
+
+Reads: shop database (`shop.*`, connection `shop_db`), CRM export folder.
+Writes: `raw.shop_*`, `raw.crm_contacts`, `raw.ingest_batches`, `raw.ingest_state`, `raw.quarantine`,
+`kpis.data_quality`. Emits `martech://warehouse/raw` from the check.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from martech.dagkit import DEFAULT_ARGS, RAW_CHECKED, RUN_PARAMS, START_DATE
+
+TAGS = ["martech", "ingest"]
+
+
+@dag(schedule="0 2 * * *", start_date=START_DATE, catchup=False, default_args=DEFAULT_ARGS,
+     tags=TAGS, doc_md=__doc__, params=RUN_PARAMS, max_active_runs=1)
+def ingest():
+    @task
+    def ingest_shop(**context):
+        from martech import dagkit, pipeline
+
+        return pipeline.ingest_shop(dagkit.warehouse_url(), dagkit.run_date_of(context),
+                                    shop_url=dagkit.shop_url())
+
+    @task
+    def ingest_crm(**context):
+        from martech import dagkit, pipeline
+
+        return pipeline.ingest_crm(dagkit.warehouse_url(), dagkit.run_date_of(context))
+
+    @task(outlets=[RAW_CHECKED])
+    def validate_raw(**context):
+        from martech import dagkit, pipeline
+
+        summary = pipeline.validate_raw(dagkit.warehouse_url(), dagkit.run_date_of(context),
+                                        run_id=context["run_id"])
+        dagkit.publish(context, RAW_CHECKED, summary)
+        return summary
+
+    [ingest_shop(), ingest_crm()] >> validate_raw()
+
+
+ingest()

@@ -1,0 +1,33 @@
+"""
+### staging — typed, deduplicated tables, one row per entity
+
+Runs when `ingest` has landed and checked raw data. Rebuilds each staging table from the raw rows
+loaded up to the run (the latest version of each key wins), in one transaction per table.
+
+Reads: `raw.shop_customers`, `raw.shop_products`, `raw.shop_orders`, `raw.shop_order_items`,
+`raw.crm_contacts`. Writes: `staging.customers`, `staging.products`, `staging.orders`,
+`staging.order_items`, `staging.contacts`. Emits `martech://warehouse/staging`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from martech.dagkit import DEFAULT_ARGS, RAW_CHECKED, RUN_PARAMS, STAGING, START_DATE
+
+
+@dag(schedule=[RAW_CHECKED], start_date=START_DATE, catchup=False, default_args=DEFAULT_ARGS,
+     tags=["martech", "staging"], doc_md=__doc__, params=RUN_PARAMS, max_active_runs=1)
+def staging():
+    @task(outlets=[STAGING])
+    def build_staging(**context):
+        from martech import dagkit, pipeline
+
+        summary = pipeline.build_staging(dagkit.warehouse_url(), dagkit.run_date_of(context))
+        dagkit.publish(context, STAGING, summary)
+        return summary
+
+    build_staging()
+
+
+staging()

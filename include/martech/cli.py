@@ -1,0 +1,101 @@
+"""The ``martech`` command line: a thin layer over the library.
+
+    martech warehouse url      start the embedded warehouse if needed and print its URL
+    martech warehouse stop     stop the embedded warehouse
+    martech warehouse status   rows per public table
+    martech simulate           generate the simulated shop database and CRM export
+    martech demo               run the whole chain through Airflow and summarise it
+    martech airflow-env        print the environment of the local Airflow (for `make airflow`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from martech.demo import DEMO_DATE
+
+    parser = argparse.ArgumentParser(prog="martech", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    wh = sub.add_parser("warehouse", help="the embedded PostgreSQL warehouse")
+    wh.add_argument("action", choices=["url", "stop", "status"])
+
+    sim = sub.add_parser("simulate", help="generate the simulated shop and CRM sources")
+    sim.add_argument("--customers", type=_positive, default=20_000)
+    sim.add_argument("--as-of", type=_date, default=DEMO_DATE, help="history ends the day before")
+    sim.add_argument("--seed", type=int, default=42)
+
+    demo = sub.add_parser("demo", help="run the whole chain through Airflow")
+    demo.add_argument("--customers", type=_positive, default=20_000)
+    demo.add_argument("--date", type=_date, default=DEMO_DATE, help="the send day")
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--keep", action="store_true", help="do not reset the demo's schemas first")
+
+    sub.add_parser("airflow-env", help="print shell exports for the local Airflow")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "warehouse":
+        from martech.warehouse import EmbeddedPostgres, resolve_url, warehouse_dir
+
+        if args.action == "url":
+            print(resolve_url())
+        elif args.action == "stop":
+            stopped = EmbeddedPostgres(warehouse_dir()).stop()
+            print("stopped" if stopped else "the embedded warehouse was not running")
+        else:
+            from martech.db import make_engine
+            from martech.report import table_counts
+
+            eng = make_engine(resolve_url())
+            for name, n in table_counts(eng).items():
+                print(f"{name:<30} {'-' if n is None else n}")
+        return 0
+    if args.command == "simulate":
+        from martech import paths
+        from martech.db import make_engine
+        from martech.simulate import generate_sources
+        from martech.warehouse import resolve_url
+
+        eng = make_engine(resolve_url())
+        summary = generate_sources(eng, paths.landing_dir(), as_of=args.as_of, customers=args.customers,
+                                   seed=args.seed)
+        print("\n".join(summary.lines()))
+        return 0
+    if args.command == "demo":
+        from martech import demo
+
+        return demo.run(run_date=args.date, customers=args.customers, seed=args.seed, fresh=not args.keep)
+    if args.command == "airflow-env":
+        from martech import airflow_env
+        from martech.warehouse import resolve_url
+
+        for key, value in airflow_env.configure(resolve_url()).items():
+            print(f"export {key}='{value}'")
+        return 0
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""What every martech DAG shares: default arguments, the assets that chain the stages, and how a task
+finds its warehouse and its run date.
+
+Only this module and ``dags/`` know about Airflow; the rest of the package is plain Python. It is
+imported at DAG parse time, so it imports nothing heavy and touches no database or connection at
+module level.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import Asset, Param
+
+OWNER = "data-team"
+WAREHOUSE_CONN_ID = "warehouse"
+SHOP_CONN_ID = "shop_db"
+START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=5),
+    "retry_exponential_backoff": True,
+}
+
+# The outlet of each stage sits on the task that checked or built the data, so downstream DAGs only
+# ever start on checked data.
+RAW_CHECKED = Asset("martech://warehouse/raw", extra={"checked_by": "validate_raw"})
+STAGING = Asset("martech://warehouse/staging")
+MARTS = Asset("martech://warehouse/marts")
+SENDS = Asset("martech://warehouse/campaigns/send_ledger")
+EMAIL_EVENTS = Asset("martech://warehouse/staging/email_events")
+KPIS = Asset("martech://warehouse/kpis")
+
+RUN_PARAMS = {
+    "run_date": Param(None, type=["null", "string"], format="date",
+                      description="Run date (YYYY-MM-DD); defaults to the logical date or the "
+                                  "triggering asset event's run date"),
+}
+
+
+def warehouse_url() -> str:
+    """The Airflow connection ``warehouse`` if defined, else MARTECH_WAREHOUSE_URL, else embedded."""
+    from martech.warehouse import resolve_url
+
+    if not os.environ.get("MARTECH_WAREHOUSE_URL"):
+        try:
+            from airflow.sdk import Connection
+
+            return str(Connection.get(WAREHOUSE_CONN_ID).get_uri())
+        except Exception:  # noqa: BLE001 - no such connection: fall back to the embedded warehouse
+            pass
+    return resolve_url()
+
+
+def shop_url() -> str | None:
+    """The shop database: Airflow connection ``shop_db``, else MARTECH_SHOP_URL, else the warehouse."""
+    url = os.environ.get("MARTECH_SHOP_URL")
+    if url:
+        return url
+    try:
+        from airflow.sdk import Connection
+
+        return str(Connection.get(SHOP_CONN_ID).get_uri())
+    except Exception:  # noqa: BLE001 - no such connection: the shop schema lives in the warehouse
+        return None
+
+
+def run_date_of(context: Mapping[str, Any]) -> dt.date:
+    """The date a run works for: an explicit param, the upstream run's date, or the logical date."""
+    params = context.get("params") or {}
+    if params.get("run_date"):
+        return dt.date.fromisoformat(str(params["run_date"]))
+    dates = []
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            value = (getattr(event, "extra", None) or {}).get("run_date")
+            if value:
+                dates.append(dt.date.fromisoformat(str(value)))
+    if dates:
+        return max(dates)
+    when = context.get("logical_date") or context["dag_run"].run_after
+    return when.date()
+
+
+def run_time_of(context: Mapping[str, Any]) -> dt.datetime:
+    """The run's timestamp (logical date, or when it was due), used instead of the wall clock."""
+    when = context.get("logical_date") or context["dag_run"].run_after
+    return when
+
+
+def publish(context: Mapping[str, Any], asset: Asset, summary: Mapping[str, Any]) -> None:
+    """Attach the run date and row counts to the asset event this task emits."""
+    extra = {"run_date": summary.get("run_date")}
+    if "rows" in summary:
+        extra["rows"] = summary["rows"]
+    context["outlet_events"][asset].extra = extra

@@ -1,0 +1,310 @@
+"""Ingest: land source data in ``raw.*``, incrementally, with ``COPY``.
+
+Two kinds of source:
+
+- **SQL tables** (any SQLAlchemy URL): rows with ``(updated_at, key) > watermark`` and
+  ``updated_at < cutoff`` (the start of the run date, so a run never sees a half-written day) are
+  streamed through a server-side cursor and copied into the raw table. Rows, the batch record and the
+  advanced watermark commit in one transaction: a crash leaves the old watermark, and the rerun loads
+  the same rows again exactly once.
+- **Files** in a landing folder: each file is loaded once, recognised by name and checksum.
+
+Every batch has a deterministic id, and a rerun of a complete batch loads nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from martech.db import copy_rows
+
+
+@dataclass(frozen=True)
+class SqlTable:
+    """A source table pulled incrementally into a raw table."""
+
+    name: str
+    raw_table: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    updated_at: str = "updated_at"
+
+
+SHOP_TABLES: tuple[SqlTable, ...] = (
+    SqlTable("customers", "raw.shop_customers",
+             ("customer_id", "email", "first_name", "last_name", "country", "created_at", "updated_at",
+              "deleted_at"), ("customer_id",)),
+    SqlTable("products", "raw.shop_products",
+             ("product_id", "sku", "name", "category", "price", "image_url", "created_at", "updated_at"),
+             ("product_id",)),
+    SqlTable("orders", "raw.shop_orders",
+             ("order_id", "customer_id", "order_ts", "status", "currency", "total_amount", "coupon_code",
+              "updated_at"), ("order_id",)),
+    SqlTable("order_items", "raw.shop_order_items",
+             ("order_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
+             ("order_id", "line_no")),
+)
+
+CRM_CONTACT_COLUMNS: tuple[str, ...] = (
+    "contact_id", "email", "first_name", "last_name", "birthday", "country", "timezone", "consent_status",
+    "consent_updated_at", "lifecycle_status", "shop_customer_id", "created_at", "updated_at",
+)
+
+EMAIL_EVENT_FIELDS: tuple[str, ...] = (
+    "sg_event_id", "event", "email", "timestamp", "sg_message_id", "url", "send_id", "campaign_id",
+    "run_id", "contact_id",
+)
+
+
+@dataclass
+class BatchResult:
+    batch_id: str
+    table: str
+    rows_received: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    skipped: bool = False
+    source_file: str | None = None
+    watermark_to: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"{self.table}: batch {self.batch_id} already loaded, nothing to do"
+        q = f", {self.rows_quarantined} quarantined" if self.rows_quarantined else ""
+        return f"{self.table}: {self.rows_loaded} rows loaded{q} (batch {self.batch_id})"
+
+
+def cutoff_for(run_date: dt.date) -> dt.datetime:
+    """Rows updated before the start of the run date (UTC) belong to that run."""
+    return dt.datetime.combine(run_date, dt.time(0), tzinfo=dt.timezone.utc)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def _complete_batch(conn: Connection, batch_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.text("select * from raw.ingest_batches where batch_id = :b"), {"b": batch_id})
+    found = row.mappings().first()
+    return dict(found) if found else None
+
+
+def _record_batch(conn: Connection, result: BatchResult, *, source: str, run_date: dt.date,
+                  loaded_at: dt.datetime, watermark_from: str | None = None,
+                  checksum: str | None = None) -> None:
+    conn.execute(
+        sa.text(
+            "insert into raw.ingest_batches (batch_id, source, table_name, run_date, status, rows_received,"
+            " rows_loaded, rows_quarantined, watermark_from, watermark_to, source_file, checksum, loaded_at)"
+            " values (:batch_id, :source, :table, :run_date, 'complete', :received, :loaded, :quarantined,"
+            " :wm_from, :wm_to, :file, :checksum, :loaded_at)"
+        ),
+        {"batch_id": result.batch_id, "source": source, "table": result.table, "run_date": run_date,
+         "received": result.rows_received, "loaded": result.rows_loaded,
+         "quarantined": result.rows_quarantined, "wm_from": watermark_from, "wm_to": result.watermark_to,
+         "file": result.source_file, "checksum": checksum, "loaded_at": loaded_at},
+    )
+
+
+def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, source_schema: str,
+                     run_date: dt.date, loaded_at: dt.datetime, source_name: str = "shop",
+                     chunk_rows: int = 20_000) -> BatchResult:
+    """Pull one source table's changed rows into its raw table as one batch."""
+    batch_id = f"{source_name}.{table.name}:{run_date.isoformat()}"
+    result = BatchResult(batch_id=batch_id, table=table.raw_table)
+    with warehouse.begin() as wconn:
+        # Serialise concurrent runs of the same table; the second one then sees the complete batch.
+        wconn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:k))"), {"k": f"ingest:{batch_id}"})
+        if _complete_batch(wconn, batch_id):
+            result.skipped = True
+            return result
+        state = wconn.execute(
+            sa.text("select watermark_ts, watermark_key from raw.ingest_state"
+                    " where source = :s and table_name = :t"),
+            {"s": source_name, "t": table.raw_table},
+        ).first()
+        wm_ts, wm_key = (state[0], json.loads(state[1])) if state and state[0] is not None else (None, None)
+
+        cols = ", ".join(table.columns)
+        order = ", ".join((table.updated_at, *table.key))
+        where = [f"{table.updated_at} < :cutoff"]
+        params: dict[str, Any] = {"cutoff": cutoff_for(run_date)}
+        if wm_ts is not None:
+            lhs = ", ".join((table.updated_at, *table.key))
+            rhs = ", ".join([":wm_ts"] + [f":wm_k{i}" for i in range(len(table.key))])
+            where.append(f"({lhs}) > ({rhs})")
+            params["wm_ts"] = wm_ts
+            params.update({f"wm_k{i}": v for i, v in enumerate(wm_key)})
+        query = sa.text(f"select {cols} from {source_schema}.{table.name}"  # noqa: S608 - names are ours
+                        f" where {' and '.join(where)} order by {order}")
+
+        key_idx = [table.columns.index(k) for k in table.key]
+        ts_idx = table.columns.index(table.updated_at)
+        last: dict[str, Any] = {}
+
+        def rows() -> Iterator[Sequence[Any]]:
+            with source.connect() as sconn:
+                stream = sconn.execution_options(stream_results=True, yield_per=chunk_rows).execute(
+                    query, params)
+                for row in stream:
+                    last["ts"], last["key"] = row[ts_idx], [row[i] for i in key_idx]
+                    yield [*(_text(v) for v in row), batch_id, source_name, loaded_at]
+
+        n = copy_rows(wconn, table.raw_table, (*table.columns, "_batch_id", "_source", "_loaded_at"), rows())
+        result.rows_received = result.rows_loaded = n
+        wm_from = json.dumps([_text(wm_ts), wm_key]) if wm_ts is not None else None
+        if n:
+            result.watermark_to = json.dumps([_text(last["ts"]), last["key"]], default=str)
+            wconn.execute(
+                sa.text(
+                    "insert into raw.ingest_state (source, table_name, watermark_ts, watermark_key,"
+                    " last_batch_id) values (:s, :t, :ts, :key, :b)"
+                    " on conflict (source, table_name) do update set watermark_ts = excluded.watermark_ts,"
+                    " watermark_key = excluded.watermark_key, last_batch_id = excluded.last_batch_id"
+                ),
+                {"s": source_name, "t": table.raw_table, "ts": last["ts"],
+                 "key": json.dumps(last["key"], default=str), "b": batch_id},
+            )
+        else:
+            result.watermark_to = wm_from
+        _record_batch(wconn, result, source=source_name, run_date=run_date, loaded_at=loaded_at,
+                      watermark_from=wm_from)
+    return result
+
+
+def ingest_shop(source: Engine, warehouse: Engine, *, source_schema: str, run_date: dt.date,
+                loaded_at: dt.datetime) -> list[BatchResult]:
+    return [
+        ingest_sql_table(source, warehouse, t, source_schema=source_schema, run_date=run_date,
+                         loaded_at=loaded_at)
+        for t in SHOP_TABLES
+    ]
+
+
+# -- files --------------------------------------------------------------------------------------------
+
+def _checksum(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _quarantine(conn: Connection, rows: Iterable[Sequence[Any]]) -> int:
+    return copy_rows(conn, "raw.quarantine",
+                     ("table_name", "batch_id", "source_ref", "received", "reason", "run_date"), rows)
+
+
+def _load_file(warehouse: Engine, path: Path, *, table: str, source: str, run_date: dt.date,
+               loaded_at: dt.datetime, parse: Any) -> BatchResult:
+    checksum = _checksum(path)
+    batch_id = f"{table}:{path.name}:{checksum[:12]}"
+    result = BatchResult(batch_id=batch_id, table=table, source_file=path.name)
+    with warehouse.begin() as conn:
+        conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:k))"), {"k": f"ingest:{batch_id}"})
+        if _complete_batch(conn, batch_id):
+            result.skipped = True
+            return result
+        good, bad = parse(path, batch_id, source, loaded_at)
+        result.rows_loaded = copy_rows(conn, table, good[0], good[1])
+        rejected = [(table, batch_id, ref, received, reason, run_date) for ref, received, reason in bad]
+        result.rows_quarantined = _quarantine(conn, rejected) if rejected else 0
+        result.rows_received = result.rows_loaded + result.rows_quarantined
+        _record_batch(conn, result, source=source, run_date=run_date, loaded_at=loaded_at,
+                      checksum=checksum)
+    return result
+
+
+def _parse_crm_csv(path: Path, batch_id: str, source: str, loaded_at: dt.datetime):
+    good: list[list[Any]] = []
+    bad: list[tuple[str, str, str]] = []
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad.append((f"{path.name}", raw[:2000].decode("latin-1"),
+                    f"file is not valid UTF-8 ({exc.reason} at byte {exc.start}); re-export it as UTF-8"))
+        return (CRM_CONTACT_COLUMNS, []), bad
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header] != list(CRM_CONTACT_COLUMNS):
+        raise ValueError(
+            f"{path}: header must be exactly {','.join(CRM_CONTACT_COLUMNS)}; got {','.join(header or [])}"
+        )
+    for fields in reader:
+        line_no = reader.line_num
+        if not fields:
+            continue
+        if len(fields) != len(CRM_CONTACT_COLUMNS):
+            bad.append((f"{path.name}:{line_no}", ",".join(fields),
+                        f"expected {len(CRM_CONTACT_COLUMNS)} fields, found {len(fields)}; "
+                        "check quoting of commas in names"))
+            continue
+        good.append([*(f if f != "" else None for f in fields), path.name, line_no, batch_id, source,
+                     loaded_at])
+    cols = (*CRM_CONTACT_COLUMNS, "_source_file", "_line_no", "_batch_id", "_source", "_loaded_at")
+    return (cols, good), bad
+
+
+def _parse_events_jsonl(path: Path, batch_id: str, source: str, loaded_at: dt.datetime):
+    good: list[list[Any]] = []
+    bad: list[tuple[str, str, str]] = []
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+                if not isinstance(event, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:
+                bad.append((f"{path.name}:{line_no}", line.rstrip("\n"), f"invalid JSON: {exc}"))
+                continue
+            good.append([*(_text(event.get(f)) for f in EMAIL_EVENT_FIELDS),
+                         json.dumps(event, sort_keys=True), path.name, line_no, batch_id, source, loaded_at])
+    cols = ("sg_event_id", "event", "email", "event_timestamp", "sg_message_id", "url", "send_id",
+            "campaign_id", "run_id", "contact_id", "payload", "_source_file", "_line_no", "_batch_id",
+            "_source", "_loaded_at")
+    return (cols, good), bad
+
+
+def ingest_crm_exports(warehouse: Engine, folder: Path, *, run_date: dt.date,
+                       loaded_at: dt.datetime) -> list[BatchResult]:
+    """Load every CRM contacts export in ``folder`` not loaded before, oldest first."""
+    return [
+        _load_file(warehouse, p, table="raw.crm_contacts", source="crm_export", run_date=run_date,
+                   loaded_at=loaded_at, parse=_parse_crm_csv)
+        for p in sorted(folder.glob("contacts_*.csv"))
+    ]
+
+
+def ingest_email_events(warehouse: Engine, folder: Path, *, run_date: dt.date,
+                        loaded_at: dt.datetime) -> list[BatchResult]:
+    """Load every email-event feed file in ``folder`` not loaded before, oldest first."""
+    return [
+        _load_file(warehouse, p, table="raw.email_events", source="esp_events", run_date=run_date,
+                   loaded_at=loaded_at, parse=_parse_events_jsonl)
+        for p in sorted(folder.glob("events_*.jsonl"))
+    ]

@@ -1,0 +1,270 @@
+"""One function per pipeline step: what each Airflow task calls, and what tests and the demo call.
+
+Every step takes the warehouse URL and the run date explicitly (never the wall clock), logs
+readable progress, and returns a small JSON-serialisable summary that becomes the task's XCom and
+its asset event's metadata. Heavy imports stay inside the functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from martech import paths
+
+log = logging.getLogger("martech")
+
+STAGING_MODELS = ("staging.customers", "staging.products", "staging.orders", "staging.order_items",
+                  "staging.contacts")
+
+
+def _engine(url: str):
+    from martech.db import make_engine
+
+    return make_engine(url)
+
+
+def _run_ts(run_date: dt.date) -> dt.datetime:
+    from martech.ingest import cutoff_for
+
+    return cutoff_for(run_date)
+
+
+def _say(lines: list[str]) -> None:
+    for line in lines:
+        log.info(line)
+
+
+def prepare_warehouse(url: str) -> list[str]:
+    """Create schemas and landing tables (idempotent)."""
+    from martech.db import migrate
+
+    eng = _engine(url)
+    try:
+        return migrate(eng)
+    finally:
+        eng.dispose()
+
+
+def ingest_shop(url: str, run_date: dt.date, *, shop_url: str | None = None,
+                shop_schema: str = "shop") -> dict[str, Any]:
+    """Pull the shop database's tables incrementally into raw.shop_*."""
+    from martech.ingest import ingest_shop as _ingest
+
+    prepare_warehouse(url)
+    eng = _engine(url)
+    src = _engine(shop_url) if shop_url else eng
+    try:
+        results = _ingest(src, eng, source_schema=shop_schema, run_date=run_date,
+                          loaded_at=_run_ts(run_date))
+    finally:
+        eng.dispose()
+        if src is not eng:
+            src.dispose()
+    _say([r.line() for r in results])
+    return {"run_date": run_date.isoformat(), "batches": {r.table: r.batch_id for r in results},
+            "rows": {r.table: r.rows_loaded for r in results}}
+
+
+def ingest_crm(url: str, run_date: dt.date, *, folder: Path | None = None) -> dict[str, Any]:
+    """Load new CRM contact export files into raw.crm_contacts."""
+    from martech.ingest import ingest_crm_exports
+
+    prepare_warehouse(url)
+    folder = folder or paths.landing_dir() / "crm"
+    folder.mkdir(parents=True, exist_ok=True)
+    eng = _engine(url)
+    try:
+        results = ingest_crm_exports(eng, folder, run_date=run_date, loaded_at=_run_ts(run_date))
+    finally:
+        eng.dispose()
+    _say([r.line() for r in results] or [f"no CRM export files in {folder}"])
+    return {"run_date": run_date.isoformat(), "files": [r.source_file for r in results],
+            "rows": sum(r.rows_loaded for r in results),
+            "quarantined": sum(r.rows_quarantined for r in results)}
+
+
+def validate_raw(url: str, run_date: dt.date, run_id: str) -> dict[str, Any]:
+    """Great Expectations on the raw rows landed for this run date; raise on a critical failure."""
+    import sqlalchemy as sa
+
+    from martech import quality
+
+    eng = _engine(url)
+    try:
+        with eng.connect() as conn:
+            rows = conn.execute(sa.text(
+                "select table_name, batch_id from raw.ingest_batches where run_date = :d"
+                " and table_name <> 'raw.email_events' order by batch_id"), {"d": run_date}).all()
+        batch_ids: dict[str, list[str]] = {}
+        for table, batch in rows:
+            batch_ids.setdefault(table, []).append(batch)
+        report = quality.validate_raw(eng, batch_ids, run_id=run_id, run_date=run_date)
+        quality.record_results(eng, report, run_date)
+    finally:
+        eng.dispose()
+    _say(report.summary_lines())
+    quality.check(report)
+    return {"run_date": run_date.isoformat(), "expectations": len(report.results),
+            "warnings": len(report.warnings)}
+
+
+def build_staging(url: str, run_date: dt.date) -> dict[str, Any]:
+    """Rebuild the typed, deduplicated staging tables from raw."""
+    from martech.db import run_model
+
+    eng = _engine(url)
+    params = {"run_date": run_date, "run_ts": _run_ts(run_date)}
+    try:
+        counts = {m: run_model(eng, m, params) for m in STAGING_MODELS}
+    finally:
+        eng.dispose()
+    _say([f"{m}: {n} rows" for m, n in counts.items()])
+    return {"run_date": run_date.isoformat(), "rows": counts}
+
+
+def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
+    """RFM scores and segments (pandas), category affinity and the customer 360 (SQL)."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from martech import rfm
+    from martech.db import run_model
+
+    eng = _engine(url)
+    params = {"run_date": run_date}
+    try:
+        with eng.connect() as conn:
+            orders = pd.read_sql_query(
+                sa.text("select customer_id, order_ts, net_amount from staging.orders"
+                        " where status <> 'cancelled' and order_ts < :d"),
+                conn, params={"d": run_date})
+        orders["net_amount"] = orders["net_amount"].astype(float)
+        scores = rfm.score_rfm(orders, as_of=run_date)
+        counts = {"marts.customer_rfm": rfm.write_rfm(eng, scores, run_date)}
+        for model in ("marts.product_affinity", "marts.customer_360"):
+            counts[model] = run_model(eng, model, params)
+    finally:
+        eng.dispose()
+    segments = scores["segment"].value_counts().to_dict() if len(scores) else {}
+    _say([f"{m}: {n} rows" for m, n in counts.items()]
+         + [f"  segment {k}: {v}" for k, v in sorted(segments.items(), key=lambda kv: -kv[1])])
+    return {"run_date": run_date.isoformat(), "rows": counts,
+            "segments": {str(k): int(v) for k, v in segments.items()}}
+
+
+def build_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str, Any]:
+    """Snapshot the campaign's audience for the run, with holdout and variant assignment."""
+    from martech.campaigns.audience import build_snapshot
+    from martech.campaigns.spec import load_campaign
+
+    spec = load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml")
+    eng = _engine(url)
+    try:
+        summary = build_snapshot(eng, spec, run_date)
+    finally:
+        eng.dispose()
+    out = _as_dict(summary)
+    _say([f"{campaign_id} audience for {run_date}: {out}"])
+    return {"run_date": run_date.isoformat(), **out}
+
+
+def make_transport(name: str | None = None):
+    """The email transport named by MARTECH_TRANSPORT (default: outbox)."""
+    import os
+
+    from martech.campaigns.transports import OutboxTransport
+
+    name = name or os.environ.get("MARTECH_TRANSPORT", "outbox")
+    if name == "outbox":
+        return OutboxTransport(paths.outbox_dir())
+    raise ValueError(f"MARTECH_TRANSPORT={name!r} is not a known transport; use 'outbox'")
+
+
+def dispatch_campaign(url: str, campaign_id: str, run_date: dt.date, now: dt.datetime,
+                      transport: Any = None) -> dict[str, Any]:
+    """Send the run's treatment arm exactly once and record the run."""
+    import sqlalchemy as sa
+
+    from martech.campaigns.dispatch import dispatch
+    from martech.campaigns.spec import load_campaign
+
+    spec = load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml")
+    transport = transport or make_transport()
+    eng = _engine(url)
+    try:
+        summary = dispatch(eng, spec, run_date, transport, now=now)
+        finalize = getattr(transport, "finalize_run", None)
+        if finalize is not None:
+            finalize(spec.id, run_date.isoformat())
+        out = _as_dict(summary)
+        with eng.begin() as conn:
+            counts = conn.execute(sa.text(
+                "select count(*), count(*) filter (where arm = 'treatment'),"
+                " count(*) filter (where arm = 'holdout') from audiences.audience_members"
+                " where campaign_id = :c and run_id = :r"), {"c": spec.id, "r": run_date.isoformat()}).one()
+            sent = conn.execute(sa.text(
+                "select count(*) from campaigns.send_ledger where campaign_id = :c and run_id = :r"
+                " and status = 'sent'"), {"c": spec.id, "r": run_date.isoformat()}).scalar_one()
+            conn.execute(sa.text(
+                "insert into campaigns.campaign_runs (campaign_id, run_id, run_date, definition_hash,"
+                " conversion_window_days, members, treatment, holdout, sent, transport)"
+                " values (:c, :r, :d, :h, :w, :m, :t, :ho, :s, :tr)"
+                " on conflict (campaign_id, run_id) do update set definition_hash = excluded.definition_hash,"
+                " conversion_window_days = excluded.conversion_window_days, members = excluded.members,"
+                " treatment = excluded.treatment, holdout = excluded.holdout, sent = excluded.sent,"
+                " transport = excluded.transport"),
+                {"c": spec.id, "r": run_date.isoformat(), "d": run_date, "h": spec.definition_hash,
+                 "w": spec.conversion_window_days, "m": counts[0], "t": counts[1], "ho": counts[2],
+                 "s": sent, "tr": type(transport).__name__})
+    finally:
+        eng.dispose()
+    _say([f"{campaign_id} dispatch for {run_date}: {out}"])
+    return {"run_date": run_date.isoformat(), **out}
+
+
+def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None) -> dict[str, Any]:
+    """Load email-event feed files into raw.email_events and rebuild staging.email_events."""
+    from martech.db import run_model
+    from martech.ingest import ingest_email_events
+
+    prepare_warehouse(url)
+    folder = folder or paths.landing_dir() / "email_events"
+    folder.mkdir(parents=True, exist_ok=True)
+    eng = _engine(url)
+    try:
+        results = ingest_email_events(eng, folder, run_date=run_date, loaded_at=_run_ts(run_date))
+        staged = run_model(eng, "staging.email_events", {"run_date": run_date, "run_ts": _run_ts(run_date)})
+    finally:
+        eng.dispose()
+    _say([r.line() for r in results] + [f"staging.email_events: {staged} rows"])
+    return {"run_date": run_date.isoformat(), "files": len(results),
+            "rows": sum(r.rows_loaded for r in results), "staged": staged}
+
+
+def build_kpis(url: str, run_date: dt.date) -> dict[str, Any]:
+    """Rebuild kpis.campaign_daily as of the run date."""
+    from martech.db import run_model
+
+    eng = _engine(url)
+    try:
+        n = run_model(eng, "kpis.campaign_daily", {"run_date": run_date})
+    finally:
+        eng.dispose()
+    _say([f"kpis.campaign_daily: {n} rows"])
+    return {"run_date": run_date.isoformat(), "rows": {"kpis.campaign_daily": n}}
+
+
+def _as_dict(summary: Any) -> dict[str, Any]:
+    import dataclasses
+
+    if dataclasses.is_dataclass(summary) and not isinstance(summary, type):
+        data = dataclasses.asdict(summary)
+    elif isinstance(summary, dict):
+        data = dict(summary)
+    else:
+        data = dict(vars(summary))
+    return {k: (v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v) for k, v in data.items()
+            if isinstance(v, (int, float, str, bool, dt.date, type(None)))}

@@ -1,0 +1,57 @@
+"""Plain-text summaries of the warehouse, for the demo and the CLI."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+PUBLIC_TABLES = (
+    "raw.shop_customers", "raw.shop_products", "raw.shop_orders", "raw.shop_order_items",
+    "raw.crm_contacts", "raw.email_events", "raw.quarantine",
+    "staging.customers", "staging.products", "staging.orders", "staging.order_items", "staging.contacts",
+    "staging.email_events",
+    "marts.customer_rfm", "marts.customer_360", "marts.product_affinity",
+    "audiences.audience_members", "campaigns.send_ledger", "campaigns.campaign_runs",
+    "campaigns.suppressions", "kpis.data_quality", "kpis.campaign_daily",
+)
+
+
+def table_counts(engine: Engine) -> dict[str, int | None]:
+    """Rows per public table (None when the table does not exist yet)."""
+    counts: dict[str, int | None] = {}
+    with engine.connect() as conn:
+        for name in PUBLIC_TABLES:
+            exists = conn.execute(sa.text("select to_regclass(:n)"), {"n": name}).scalar()
+            counts[name] = (
+                int(conn.execute(sa.text(f"select count(*) from {name}")).scalar_one()) if exists else None
+            )
+    return counts
+
+
+def summary_lines(engine: Engine) -> list[str]:
+    lines = ["rows per table:"]
+    for name, n in table_counts(engine).items():
+        lines.append(f"  {name:<30} {'-' if n is None else format(n, ',')}")
+    with engine.connect() as conn:
+        if conn.execute(sa.text("select to_regclass('audiences.audience_members')")).scalar():
+            lines.append("audiences (campaign, run, arm: members):")
+            for row in conn.execute(sa.text(
+                    "select campaign_id, run_id, arm, count(*) from audiences.audience_members"
+                    " group by 1, 2, 3 order by 1, 2, 3")):
+                lines.append(f"  {row[0]:<12} {row[1]}  {row[2]:<9} {row[3]:>7,}")
+        if conn.execute(sa.text("select to_regclass('campaigns.send_ledger')")).scalar():
+            lines.append("sends (campaign, run, status: messages):")
+            for row in conn.execute(sa.text(
+                    "select campaign_id, run_id, status, count(*) from campaigns.send_ledger"
+                    " group by 1, 2, 3 order by 1, 2, 3")):
+                lines.append(f"  {row[0]:<12} {row[1]}  {row[2]:<9} {row[3]:>7,}")
+        if conn.execute(sa.text("select to_regclass('kpis.campaign_daily')")).scalar():
+            lines.append("kpis.campaign_daily:")
+            lines.append("  campaign     send day    arm        members  sent opened clicked converted"
+                         "   revenue  conv.rate")
+            for r in conn.execute(sa.text(
+                    "select campaign_id, send_date, arm, members, sent, opened, clicked, converted, revenue,"
+                    " conversion_rate from kpis.campaign_daily order by 1, 2, 3")):
+                lines.append(f"  {r[0]:<12} {r[1]}  {r[2]:<9} {r[3]:>8,} {r[4]:>5,} {r[5]:>6,} {r[6]:>7,}"
+                             f" {r[7]:>9,} {float(r[8]):>9,.2f} {float(r[9] or 0):>10.2%}")
+    return lines

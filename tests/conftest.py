@@ -1,0 +1,96 @@
+"""Shared fixtures.
+
+Database tests run against a throwaway database created for the test session:
+- on the PostgreSQL named by ``MARTECH_TEST_DATABASE_URL`` when it is set (a database
+  ``martech_test_<pid>`` is created there and dropped afterwards), otherwise
+- on an embedded PostgreSQL started from the pgserver wheel in a temporary folder, so a clean clone
+  needs no server and never touches the developer's own ``.martech`` warehouse.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Tests must never write into the developer's .martech folder.
+_TEST_HOME = Path(tempfile.mkdtemp(prefix="martech-test-"))
+os.environ["MARTECH_HOME"] = str(_TEST_HOME)
+os.environ.pop("MARTECH_WAREHOUSE_URL", None)
+
+
+def _admin_url(url: str, dbname: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def warehouse_url() -> Iterator[str]:
+    """URL of an empty database that lives for the whole test session."""
+    import psycopg2
+
+    server_url = os.environ.get("MARTECH_TEST_DATABASE_URL")
+    embedded = None
+    if not server_url:
+        from martech.warehouse import EmbeddedPostgres
+
+        embedded = EmbeddedPostgres(_TEST_HOME / "warehouse", database="postgres")
+        server_url = embedded.ensure_running()
+    dbname = f"martech_test_{os.getpid()}"
+    admin = psycopg2.connect(_admin_url(server_url, "postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'drop database if exists "{dbname}"')
+        cur.execute(f'create database "{dbname}"')
+    url = _admin_url(server_url, dbname)
+    os.environ["MARTECH_WAREHOUSE_URL"] = url
+    try:
+        yield url
+    finally:
+        os.environ.pop("MARTECH_WAREHOUSE_URL", None)
+        with admin.cursor() as cur:
+            cur.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (dbname,)
+            )
+            cur.execute(f'drop database if exists "{dbname}"')
+        admin.close()
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(_TEST_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def engine(warehouse_url: str):
+    """A SQLAlchemy engine on the session database, with every landing table migrated."""
+    from martech.db import make_engine, migrate
+
+    eng = make_engine(warehouse_url)
+    migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture()
+def scratch_schema(engine) -> Iterator[str]:
+    """A schema of its own for one test, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"create schema {name}"))
+    yield name
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"drop schema {name} cascade"))
+
+
+@pytest.fixture()
+def tmp_landing(tmp_path: Path) -> Path:
+    path = tmp_path / "landing"
+    path.mkdir()
+    return path
