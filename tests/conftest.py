@@ -21,6 +21,13 @@ import pytest
 _TEST_HOME = Path(tempfile.mkdtemp(prefix="martech-test-"))
 os.environ["MARTECH_HOME"] = str(_TEST_HOME)
 os.environ.pop("MARTECH_WAREHOUSE_URL", None)
+for _key in [k for k in os.environ if k.startswith("AIRFLOW")]:
+    os.environ.pop(_key)
+# Airflow reads its configuration when first imported: point it at a throwaway SQLite and our DAGs
+# before any test imports it.
+from martech import airflow_env  # noqa: E402
+
+airflow_env.configure()
 
 
 def _admin_url(url: str, dbname: str) -> str:

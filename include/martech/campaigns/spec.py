@@ -1,0 +1,422 @@
+"""Campaign definitions: one reviewed YAML file per campaign in ``include/campaigns/<id>.yml``.
+
+DAG files call :func:`load_campaigns` while Airflow parses them (one DAG per file), so this module
+imports only pydantic and yaml: no pandas, no SQLAlchemy, no Jinja, no database.
+
+Every problem is reported as ``<file>: <field> <what is wrong>, got <value>`` so the person who edits
+the YAML knows where to look and what to change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from martech.paths import CAMPAIGNS_DIR, PROJECT_ROOT, TEMPLATES_DIR
+
+__all__ = [
+    "MAX_HOLDOUT_SHARE",
+    "CampaignSpec",
+    "CampaignSpecError",
+    "Variant",
+    "load_campaign",
+    "load_campaigns",
+    "validate_cron",
+]
+
+MAX_HOLDOUT_SHARE = 0.5
+TEMPLATE_FILES = ("body.html.j2", "body.txt.j2")
+
+_CAMPAIGN_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_VARIANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_TEMPLATE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+# An example value per field, used in "is required" and type errors.
+_EXAMPLES = {
+    "id": "winback",
+    "name": "Win back lapsed customers",
+    "owner": "crm-team",
+    "description": "Who gets it and why",
+    "enabled": "true",
+    "schedule": "'0 8 * * *'",
+    "audience_sql": "audiences/winback.sql",
+    "template": "winback",
+    "holdout_share": "0.1",
+    "variants": "[{id: a, weight: 1, subject: 'We miss you'}]",
+    "salt": "winback-2026",
+    "conversion_window_days": "7",
+    "tags": "[retention]",
+    "weight": "1",
+    "subject": "'We miss you, {{ first_name }}'",
+}
+
+YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class CampaignSpecError(ValueError):
+    """A campaign definition that cannot be used; ``errors`` holds one actionable line per problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
+# -- cron --------------------------------------------------------------------------------------------
+
+_CRON_FIELDS = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day-of-month", 1, 31, {}),
+    ("month", 1, 12, {m: i + 1 for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}),
+    ("day-of-week", 0, 7, {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}),
+)
+_CRON_ITEM = re.compile(r"^(?P<range>\*|[0-9a-z]+(?:-[0-9a-z]+)?)(?:/(?P<step>[0-9]+))?$")
+
+
+def validate_cron(expr: str) -> str:
+    """Check a 5-field cron expression (minute hour day-of-month month day-of-week).
+
+    Accepts ``*``, numbers, ranges ``a-b``, steps ``*/n`` and ``a-b/n``, lists ``a,b`` and the month and
+    weekday names; returns the expression with its whitespace normalized. Raises ``ValueError``.
+    """
+    shape = "a 5-field cron expression 'minute hour day-of-month month day-of-week' such as '0 8 * * *'"
+    if not isinstance(expr, str):
+        raise ValueError(f"must be {shape}, got {expr!r}")
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"must be {shape}, got {expr!r}")
+    for text, (label, lo, hi, names) in zip(fields, _CRON_FIELDS):
+        for item in text.lower().split(","):
+            m = _CRON_ITEM.match(item)
+            if not m:
+                raise ValueError(f"has an invalid {label} field {text!r} in {expr!r}; expected {shape}")
+            if m["step"] is not None and int(m["step"]) < 1:
+                raise ValueError(f"has a zero step in its {label} field {text!r} in {expr!r}")
+            if m["range"] == "*":
+                continue
+            bounds = []
+            for part in m["range"].split("-"):
+                value = names.get(part) if not part.isdigit() else int(part)
+                if value is None or not lo <= value <= hi:
+                    raise ValueError(
+                        f"has {part!r} in its {label} field, outside {lo}-{hi}, in {expr!r}"
+                    )
+                bounds.append(value)
+            if len(bounds) == 2 and bounds[0] > bounds[1]:
+                raise ValueError(f"has a descending range {m['range']!r} in its {label} field in {expr!r}")
+    return " ".join(fields)
+
+
+# -- models ------------------------------------------------------------------------------------------
+
+
+class Variant(BaseModel):
+    """One A/B arm of the message: its share of the treatment group and its subject line (Jinja)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    id: str
+    weight: float
+    subject: str
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_slug(cls, v: str) -> str:
+        if not _VARIANT_ID.match(v):
+            raise ValueError(
+                f"must be a short slug of lower-case letters, digits, '-' or '_' (e.g. 'a'), got {v!r}"
+            )
+        return v
+
+    @field_validator("weight")
+    @classmethod
+    def _weight_positive(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"must be greater than 0 (weights are relative shares), got {v}")
+        return v
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_one_line(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty, got ''")
+        if "\n" in v or "\r" in v:
+            raise ValueError(f"must be a single line, got {v!r}")
+        return v.strip()
+
+
+class CampaignSpec(BaseModel):
+    """A validated campaign definition. Build it with :func:`load_campaign`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    id: str
+    name: str
+    owner: str
+    description: str
+    enabled: bool = True
+    schedule: str
+    audience_sql: str
+    template: str
+    holdout_share: float
+    variants: tuple[Variant, ...]
+    salt: str
+    conversion_window_days: int = 7
+    tags: tuple[str, ...] = ()
+
+    _source_path: Path | None = PrivateAttr(default=None)
+    _base_dir: Path = PrivateAttr(default=CAMPAIGNS_DIR)
+    _templates_dir: Path = PrivateAttr(default=TEMPLATES_DIR)
+    _definition_hash: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _salt_defaults_to_id(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "salt" not in data and "id" in data:
+            data = {**data, "salt": data["id"]}
+        return data
+
+    @field_validator("variants", "tags", mode="before")
+    @classmethod
+    def _lists_as_tuples(cls, v: Any) -> Any:
+        # YAML gives lists; the model stores tuples so a spec is hashable and immutable.
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("id")
+    @classmethod
+    def _id_matches_file(cls, v: str, info: ValidationInfo) -> str:
+        if not _CAMPAIGN_ID.match(v):
+            raise ValueError(
+                "must be a slug of lower-case letters, digits, '-' or '_' starting with a letter "
+                f"(e.g. 'winback'), got {v!r}"
+            )
+        stem = (info.context or {}).get("stem")
+        if stem is not None and v != stem:
+            raise ValueError(f"must equal the file name {stem!r} (rename the file or the id), got {v!r}")
+        return v
+
+    @field_validator("name", "owner", "description", "salt")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError(f"must not be empty, got {v!r}")
+        return v.strip()
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        return validate_cron(v)
+
+    @field_validator("audience_sql")
+    @classmethod
+    def _sql_exists(cls, v: str, info: ValidationInfo) -> str:
+        base = Path((info.context or {}).get("base_dir", CAMPAIGNS_DIR))
+        rel = Path(v)
+        if rel.is_absolute() or ".." in rel.parts or rel.suffix != ".sql":
+            raise ValueError(
+                "must be a .sql path relative to the campaigns folder (e.g. 'audiences/winback.sql'), "
+                f"got {v!r}"
+            )
+        if not (base / rel).is_file():
+            raise ValueError(f"names a file that does not exist ({_display(base / rel)}): create it "
+                             f"or fix the path, got {v!r}")
+        return rel.as_posix()
+
+    @field_validator("template")
+    @classmethod
+    def _template_exists(cls, v: str, info: ValidationInfo) -> str:
+        root = Path((info.context or {}).get("templates_dir", TEMPLATES_DIR))
+        if not _TEMPLATE.match(v) or v.startswith("_"):
+            raise ValueError(f"must be the name of a folder under {_display(root)} (e.g. 'winback'), got {v!r}")
+        missing = [name for name in TEMPLATE_FILES if not (root / v / name).is_file()]
+        if missing:
+            raise ValueError(
+                f"folder {_display(root / v)} lacks {', '.join(missing)}: add the template files or fix "
+                f"the name, got {v!r}"
+            )
+        return v
+
+    @field_validator("holdout_share")
+    @classmethod
+    def _holdout_range(cls, v: float) -> float:
+        if not 0 <= v <= MAX_HOLDOUT_SHARE:
+            raise ValueError(f"must be between 0 and {MAX_HOLDOUT_SHARE}, got {v}")
+        return float(v)
+
+    @field_validator("variants")
+    @classmethod
+    def _variants_unique(cls, v: tuple[Variant, ...]) -> tuple[Variant, ...]:
+        if not v:
+            raise ValueError(f"must list at least one variant such as {_EXAMPLES['variants']}, got []")
+        ids = [variant.id for variant in v]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"must have unique ids; rename the repeated {', '.join(duplicates)}, got {ids}")
+        return v
+
+    @field_validator("conversion_window_days")
+    @classmethod
+    def _window_range(cls, v: int) -> int:
+        if not 1 <= v <= 90:
+            raise ValueError(f"must be between 1 and 90 days, got {v}")
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_clean(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for tag in v:
+            if not tag.strip():
+                raise ValueError(f"must not contain empty tags, got {list(v)}")
+        return v
+
+    # -- derived -------------------------------------------------------------------------------------
+
+    @property
+    def source_path(self) -> Path | None:
+        """The YAML file this spec was loaded from (None when built in code)."""
+        return self._source_path
+
+    @property
+    def audience_sql_path(self) -> Path:
+        return self._base_dir / self.audience_sql
+
+    @property
+    def templates_dir(self) -> Path:
+        return self._templates_dir
+
+    def audience_sql_text(self) -> str:
+        return self.audience_sql_path.read_text(encoding="utf-8")
+
+    @property
+    def definition_hash(self) -> str:
+        """sha256 of the YAML text and the audience SQL text: changes whenever either file does."""
+        if self._definition_hash is None:
+            # Built in code: hash a canonical dump in place of the file text.
+            self._definition_hash = _hash(self.model_dump_json().encode(), self.audience_sql_path.read_bytes())
+        return self._definition_hash
+
+    def variant(self, variant_id: str) -> Variant:
+        for v in self.variants:
+            if v.id == variant_id:
+                return v
+        raise KeyError(f"campaign {self.id!r} has no variant {variant_id!r} "
+                       f"(variants: {', '.join(v.id for v in self.variants)})")
+
+
+# -- loading -----------------------------------------------------------------------------------------
+
+
+def _display(path: Path) -> str:
+    """A path as a person would type it: relative to the project when inside it."""
+    try:
+        return path.resolve().relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _hash(yaml_bytes: bytes, sql_bytes: bytes) -> str:
+    digest = hashlib.sha256()
+    digest.update(yaml_bytes)
+    digest.update(b"\0")
+    digest.update(sql_bytes)
+    return digest.hexdigest()
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _format_error(where: str, err: Mapping[str, Any], fields: list[str]) -> str:
+    field = _field_name(err["loc"]) or "(file)"
+    last = next((p for p in reversed(err["loc"]) if isinstance(p, str)), "")
+    kind = err["type"]
+    if kind == "value_error":
+        message = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
+        return f"{where}: {field} {message}"
+    if kind == "missing":
+        example = _EXAMPLES.get(last, "...")
+        return f"{where}: {field} is required: add `{last}: {example}`"
+    if kind == "extra_forbidden":
+        return (f"{where}: {field} is not a known field; remove it or fix its spelling "
+                f"(known fields: {', '.join(fields)})")
+    hint = f" (e.g. {_EXAMPLES[last]})" if last in _EXAMPLES else ""
+    msg = err["msg"][0].lower() + err["msg"][1:]
+    return f"{where}: {field}: {msg}{hint}, got {err.get('input')!r}"
+
+
+def load_campaign(path: Path | str, *, templates_dir: Path = TEMPLATES_DIR) -> CampaignSpec:
+    """Read and validate one campaign file; raises :class:`CampaignSpecError`."""
+    path = Path(path)
+    where = _display(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CampaignSpecError([f"{where}: cannot read the file: {exc.strerror or exc}"]) from exc
+    try:
+        data = yaml.load(raw, Loader=YAML_LOADER)
+    except yaml.YAMLError as exc:
+        detail = str(exc).replace("\n", " ")
+        raise CampaignSpecError([f"{where}: is not valid YAML: {detail}"]) from exc
+    if not isinstance(data, dict):
+        raise CampaignSpecError(
+            [f"{where}: must be a mapping of fields (id, name, owner, ...), got {type(data).__name__}"]
+        )
+    context = {"stem": path.stem, "base_dir": path.parent, "templates_dir": templates_dir}
+    try:
+        spec = CampaignSpec.model_validate(data, context=context)
+    except ValidationError as exc:
+        fields = list(CampaignSpec.model_fields)
+        raise CampaignSpecError(
+            [_format_error(where, e, fields) for e in exc.errors(include_url=False)]
+        ) from None
+    spec._source_path = path
+    spec._base_dir = path.parent
+    spec._templates_dir = templates_dir
+    spec._definition_hash = _hash(raw, spec.audience_sql_path.read_bytes())
+    return spec
+
+
+def load_campaigns(directory: Path | str = CAMPAIGNS_DIR, *,
+                   templates_dir: Path = TEMPLATES_DIR) -> list[CampaignSpec]:
+    """Every ``*.yml`` in ``directory`` (files starting with ``_`` are ignored), sorted by id.
+
+    Problems in all files are collected and raised together as one :class:`CampaignSpecError`.
+    """
+    specs: list[CampaignSpec] = []
+    errors: list[str] = []
+    seen: dict[str, Path] = {}
+    for path in sorted(Path(directory).glob("*.yml")):
+        if path.name.startswith("_"):
+            continue
+        try:
+            spec = load_campaign(path, templates_dir=templates_dir)
+        except CampaignSpecError as exc:
+            errors.extend(exc.errors)
+            continue
+        if spec.id in seen:
+            errors.append(f"{_display(path)}: id {spec.id!r} is already used by {_display(seen[spec.id])}; "
+                          "give each campaign its own id")
+            continue
+        seen[spec.id] = path
+        specs.append(spec)
+    if errors:
+        raise CampaignSpecError(errors)
+    return sorted(specs, key=lambda s: s.id)
