@@ -101,3 +101,20 @@ def tmp_landing(tmp_path: Path) -> Path:
     path = tmp_path / "landing"
     path.mkdir()
     return path
+
+
+PIPELINE_SCHEMAS = ("shop", "sim_truth", "raw", "staging", "marts", "audiences", "campaigns", "kpis")
+
+
+@pytest.fixture()
+def clean_warehouse(engine):
+    """Every pipeline schema dropped and the landing tables migrated afresh."""
+    import sqlalchemy as sa
+
+    from martech.db import migrate
+
+    with engine.begin() as conn:
+        for schema in PIPELINE_SCHEMAS:
+            conn.execute(sa.text(f"drop schema if exists {schema} cascade"))
+    migrate(engine)
+    return engine

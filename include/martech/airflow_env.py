@@ -44,11 +44,11 @@ def migrate_metadata(log_file: Path | None = None) -> None:
     marker = airflow_home() / ".migrated"
     if marker.exists() and (airflow_home() / "airflow.db").exists():
         return
-    out = open(log_file, "a") if log_file else subprocess.DEVNULL
-    try:
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=out,
-                       stderr=subprocess.STDOUT, env=os.environ.copy())
-    finally:
-        if log_file:
-            out.close()  # type: ignore[union-attr]
+    res = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
+                         env=os.environ.copy())
+    if log_file:
+        with open(log_file, "a") as fh:
+            fh.write(res.stdout + res.stderr)
+    if res.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed ({res.returncode}): {res.stderr.strip()[-2000:]}")
     marker.write_text("ok\n")

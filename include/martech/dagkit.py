@@ -52,7 +52,7 @@ def warehouse_url() -> str:
             from airflow.sdk import Connection
 
             return str(Connection.get(WAREHOUSE_CONN_ID).get_uri())
-        except Exception:  # noqa: BLE001 - no such connection: fall back to the embedded warehouse
+        except Exception:
             pass
     return resolve_url()
 
@@ -66,7 +66,7 @@ def shop_url() -> str | None:
         from airflow.sdk import Connection
 
         return str(Connection.get(SHOP_CONN_ID).get_uri())
-    except Exception:  # noqa: BLE001 - no such connection: the shop schema lives in the warehouse
+    except Exception:
         return None
 
 

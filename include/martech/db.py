@@ -13,7 +13,6 @@ never need parsing. Model files receive named parameters in psycopg2's ``%(name)
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence

@@ -56,7 +56,7 @@ def reset(url: str) -> None:
 def _load_dags() -> dict:
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(paths.DAGS_DIR), include_examples=False)
+    bag = DagBag(dag_folder=str(paths.DAGS_DIR))
     if bag.import_errors:
         errors = "; ".join(f"{k}: {v.strip().splitlines()[-1]}" for k, v in bag.import_errors.items())
         raise StageFailed("parse", errors)
@@ -72,8 +72,8 @@ def _run_dag(dags: dict, dag_id: str, run_date: dt.date, hour: int, log_file: Pa
     state = str(getattr(dr, "state", "unknown"))
     if not state.endswith("success"):
         failed = [ti.task_id for ti in dr.get_task_instances() if str(ti.state).endswith("failed")]
-        raise StageFailed(dag_id, f"run for {run_date} ended {state}; failed tasks: {', '.join(failed) or '?'}"
-                                  f" (details in {log_file})")
+        raise StageFailed(dag_id, f"run for {run_date} ended {state}; failed tasks: "
+                                  f"{', '.join(failed) or '?'} (details in {log_file})")
     return took
 
 
@@ -151,7 +151,7 @@ def run(*, run_date: dt.date = DEMO_DATE, customers: int = 20_000, seed: int = 4
         _print(f"\nDEMO FAILED at {exc.stage}: {exc.reason}")
         _tail(log_file)
         return 1
-    except Exception as exc:  # noqa: BLE001 - report any failure with its stage and exit non-zero
+    except Exception as exc:
         _print(f"\nDEMO FAILED: {type(exc).__name__}: {exc}")
         _tail(log_file)
         return 1

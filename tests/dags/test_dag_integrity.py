@@ -39,7 +39,7 @@ _PROBE = textwrap.dedent(
     socket.create_connection = forbid("socket.create_connection")
 
     before = set(sys.modules)
-    bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+    bag = DagBag(dag_folder=sys.argv[1])
     new = sorted(m for m in set(sys.modules) - before)
     dags = {}
     for dag_id, dag in bag.dags.items():
@@ -47,7 +47,7 @@ _PROBE = textwrap.dedent(
             "tags": sorted(dag.tags),
             "doc_md": bool(dag.doc_md and dag.doc_md.strip()),
             "tasks": {t.task_id: {"owner": t.owner, "retries": t.retries} for t in dag.tasks},
-            "schedule": str(dag.timetable.summary),
+            "schedule": type(dag.timetable).__name__,
         }
     print(json.dumps({"errors": {k: v for k, v in bag.import_errors.items()}, "new_modules": new,
                       "calls": calls, "dags": dags}))

@@ -129,7 +129,7 @@ def test_crm_file_with_wrong_header_names_the_file(engine, tmp_path):
     folder = tmp_path / "crm"
     folder.mkdir()
     (folder / "contacts_20260311.csv").write_text("id,mail\n1,a@example.com\n")
-    with pytest.raises(ValueError, match="contacts_20260311.csv: header must be exactly contact_id,email"):
+    with pytest.raises(ValueError, match=r"contacts_20260311\.csv: header must be exactly contact_id,email"):
         ingest.ingest_crm_exports(engine, folder, run_date=D1, loaded_at=ingest.cutoff_for(D1))
 
 

@@ -1,0 +1,36 @@
+"""Every table's SQL file states its grain and materialisation; the runner splits it correctly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from martech.db import SqlFile
+from martech.paths import SQL_DIR
+
+FILES = sorted(SQL_DIR.glob("*/*.sql"))
+
+
+def test_there_are_sql_files():
+    assert len(FILES) >= 20
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}.{p.stem}")
+def test_header_and_statements(path: Path):
+    sf = SqlFile(path)
+    assert sf.grain.startswith("one row per"), sf.grain
+    assert sf.materialized in {"table", "model"}
+    stmts = sf.statements()
+    assert stmts, "no statements"
+    assert f"{sf.schema}.{sf.table}" in stmts[0], "the first statement must create the table named by the file"
+    if sf.materialized == "model":
+        assert any(s.lower().lstrip().startswith("insert into") for s in stmts)
+
+
+def test_missing_header_is_a_clear_error(tmp_path: Path):
+    bad = tmp_path / "marts" / "x.sql"
+    bad.parent.mkdir()
+    bad.write_text("create table marts.x (a int)\n")
+    with pytest.raises(ValueError, match=r"x.sql: the header must state '-- grain: one row per"):
+        SqlFile(bad)
