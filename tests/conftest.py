@@ -9,6 +9,7 @@ Database tests run against a throwaway database created for the test session:
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ import pytest
 
 # Tests must never write into the developer's .martech folder.
 _TEST_HOME = Path(tempfile.mkdtemp(prefix="martech-test-"))
+atexit.register(shutil.rmtree, _TEST_HOME, ignore_errors=True)
 os.environ["MARTECH_HOME"] = str(_TEST_HOME)
 os.environ.pop("MARTECH_WAREHOUSE_URL", None)
 for _key in [k for k in os.environ if k.startswith("AIRFLOW")]:

@@ -196,9 +196,6 @@ def dispatch_campaign(url: str, campaign_id: str, run_date: dt.date, now: dt.dat
     eng = _engine(url)
     try:
         summary = dispatch(eng, spec, run_date, transport, now=now)
-        finalize = getattr(transport, "finalize_run", None)
-        if finalize is not None:
-            finalize(spec.id, run_date.isoformat())
         out = _as_dict(summary)
         with eng.begin() as conn:
             counts = conn.execute(sa.text(
@@ -218,7 +215,7 @@ def dispatch_campaign(url: str, campaign_id: str, run_date: dt.date, now: dt.dat
                 " transport = excluded.transport"),
                 {"c": spec.id, "r": run_date.isoformat(), "d": run_date, "h": spec.definition_hash,
                  "w": spec.conversion_window_days, "m": counts[0], "t": counts[1], "ho": counts[2],
-                 "s": sent, "tr": type(transport).__name__})
+                 "s": sent, "tr": transport.name})
     finally:
         eng.dispose()
     _say([f"{campaign_id} dispatch for {run_date}: {out}"])

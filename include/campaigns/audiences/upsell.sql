@@ -39,7 +39,7 @@ last_order as (
         l.category as last_category,
         (l.order_ts at time zone 'UTC')::date as last_order_date
     from order_lines as l
-    order by l.customer_id, l.order_ts desc, l.order_id desc, l.line_amount desc, l.line_no asc
+    order by l.customer_id asc, l.order_ts desc, l.order_id desc, l.line_amount desc, l.line_no asc
 ),
 
 recent_buyers as (
@@ -65,12 +65,13 @@ offer as (
     from recent_buyers as rb
     inner join marts.product_affinity as a
         on a.level = 'category' and rb.last_category = a.antecedent
-    where not exists (
-        select 1
-        from bought_categories as bc
-        where bc.customer_id = rb.customer_id and bc.category = a.consequent
-    )
-    order by rb.customer_id, a.lift desc nulls last, a.confidence desc nulls last, a.consequent asc
+    where
+        not exists (
+            select 1
+            from bought_categories as bc
+            where bc.customer_id = rb.customer_id and bc.category = a.consequent
+        )
+    order by rb.customer_id asc, a.lift desc nulls last, a.confidence desc nulls last, a.consequent asc
 ),
 
 product_sales as (

@@ -13,7 +13,7 @@ rfm_as_of as (
         r.segment
     from marts.customer_rfm as r
     where r.as_of_date <= %(run_date)s::date
-    order by r.customer_id, r.as_of_date desc
+    order by r.customer_id asc, r.as_of_date desc
 ),
 
 thresholds as (
@@ -50,7 +50,7 @@ last_category as (
     where
         o.status = 'completed'
         and (o.order_ts at time zone 'UTC')::date <= %(run_date)s::date
-    order by o.customer_id, o.order_ts desc, o.order_id desc, i.line_amount desc, i.line_no asc
+    order by o.customer_id asc, o.order_ts desc, o.order_id desc, i.line_amount desc, i.line_no asc
 ),
 
 final as (

@@ -77,7 +77,7 @@ class CampaignSpecError(ValueError):
 
 # -- cron --------------------------------------------------------------------------------------------
 
-_CRON_FIELDS = (
+_CRON_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day-of-month", 1, 31, {}),
@@ -100,7 +100,7 @@ def validate_cron(expr: str) -> str:
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(f"must be {shape}, got {expr!r}")
-    for text, (label, lo, hi, names) in zip(fields, _CRON_FIELDS):
+    for text, (label, lo, hi, names) in zip(fields, _CRON_FIELDS, strict=True):
         for item in text.lower().split(","):
             m = _CRON_ITEM.match(item)
             if not m:
@@ -242,7 +242,9 @@ class CampaignSpec(BaseModel):
     def _template_exists(cls, v: str, info: ValidationInfo) -> str:
         root = Path((info.context or {}).get("templates_dir", TEMPLATES_DIR))
         if not _TEMPLATE.match(v) or v.startswith("_"):
-            raise ValueError(f"must be the name of a folder under {_display(root)} (e.g. 'winback'), got {v!r}")
+            raise ValueError(
+                f"must be the name of a folder under {_display(root)} (e.g. 'winback'), got {v!r}"
+            )
         missing = [name for name in TEMPLATE_FILES if not (root / v / name).is_file()]
         if missing:
             raise ValueError(
@@ -307,7 +309,8 @@ class CampaignSpec(BaseModel):
         """sha256 of the YAML text and the audience SQL text: changes whenever either file does."""
         if self._definition_hash is None:
             # Built in code: hash a canonical dump in place of the file text.
-            self._definition_hash = _hash(self.model_dump_json().encode(), self.audience_sql_path.read_bytes())
+            dump = self.model_dump_json().encode()
+            self._definition_hash = _hash(dump, self.audience_sql_path.read_bytes())
         return self._definition_hash
 
     def variant(self, variant_id: str) -> Variant:
@@ -344,7 +347,7 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _format_error(where: str, err: Mapping[str, Any], fields: list[str]) -> str:
+def _format_error(where: str, err: Mapping[str, Any]) -> str:
     field = _field_name(err["loc"]) or "(file)"
     last = next((p for p in reversed(err["loc"]) if isinstance(p, str)), "")
     kind = err["type"]
@@ -355,10 +358,12 @@ def _format_error(where: str, err: Mapping[str, Any], fields: list[str]) -> str:
         example = _EXAMPLES.get(last, "...")
         return f"{where}: {field} is required: add `{last}: {example}`"
     if kind == "extra_forbidden":
+        model = Variant if err["loc"][0] == "variants" else CampaignSpec
         return (f"{where}: {field} is not a known field; remove it or fix its spelling "
-                f"(known fields: {', '.join(fields)})")
+                f"(known fields: {', '.join(model.model_fields)})")
     hint = f" (e.g. {_EXAMPLES[last]})" if last in _EXAMPLES else ""
-    msg = err["msg"][0].lower() + err["msg"][1:]
+    # The model keeps lists as tuples; the person editing YAML writes lists.
+    msg = (err["msg"][0].lower() + err["msg"][1:]).replace("valid tuple", "list")
     return f"{where}: {field}: {msg}{hint}, got {err.get('input')!r}"
 
 
@@ -383,10 +388,7 @@ def load_campaign(path: Path | str, *, templates_dir: Path = TEMPLATES_DIR) -> C
     try:
         spec = CampaignSpec.model_validate(data, context=context)
     except ValidationError as exc:
-        fields = list(CampaignSpec.model_fields)
-        raise CampaignSpecError(
-            [_format_error(where, e, fields) for e in exc.errors(include_url=False)]
-        ) from None
+        raise CampaignSpecError([_format_error(where, e) for e in exc.errors(include_url=False)]) from None
     spec._source_path = path
     spec._base_dir = path.parent
     spec._templates_dir = templates_dir

@@ -1,0 +1,35 @@
+-- grain: one row per contact per campaign run
+-- materialized: table
+-- Written by martech.campaigns.audience.build_snapshot: the run's rows are deleted and copied in again
+-- in one transaction, so a rerun with the same inputs leaves identical rows.
+create table if not exists audiences.audience_members (
+    campaign_id text not null,
+    run_id text not null,
+    run_date date not null,
+    contact_id text not null,
+    email text not null,
+    first_name text,
+    arm text not null,
+    variant text not null,
+    definition_hash text not null,
+    attributes jsonb not null default '{}'::jsonb,
+    constraint audience_members_pkey primary key (campaign_id, run_id, contact_id),
+    constraint audience_members_arm_check check (arm in ('treatment', 'holdout'))
+)
+;;
+create index if not exists audience_members__run_date on audiences.audience_members (campaign_id, run_date)
+;;
+comment on column audiences.audience_members.run_id is
+'The run''s identity within the campaign: the run date (YYYY-MM-DD) for daily campaigns'
+;;
+comment on column audiences.audience_members.arm is
+'treatment (is sent) or holdout (never sent); from sha256(campaign_id:salt:contact_id), stable across reruns'
+;;
+comment on column audiences.audience_members.variant is
+'A/B variant id from the same hash; holdout rows carry the variant they would have got'
+;;
+comment on column audiences.audience_members.definition_hash is
+'sha256 of the campaign YAML and audience SQL the snapshot was built with'
+;;
+comment on column audiences.audience_members.attributes is
+'Personalization columns returned by the audience SQL, by column name'

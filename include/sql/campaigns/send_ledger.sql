@@ -1,0 +1,38 @@
+-- grain: one row per intended send (campaign, run, step, contact)
+-- materialized: table
+-- Written by martech.campaigns.dispatch: a row exists (pending) before its message is handed to a
+-- transport, and a rerun never adds a second row for the same send, so every recipient is sent once.
+create table if not exists campaigns.send_ledger (
+    send_id text not null,
+    campaign_id text not null,
+    run_id text not null,
+    step integer not null default 1,
+    contact_id text not null,
+    email text not null,
+    variant text not null,
+    status text not null default 'pending',
+    transport text,
+    message_id text,
+    attempts integer not null default 0,
+    error text,
+    created_at timestamptz not null,
+    sent_at timestamptz,
+    constraint send_ledger_pkey primary key (send_id),
+    constraint send_ledger_send_key unique (campaign_id, run_id, step, contact_id),
+    constraint send_ledger_status_check check (status in ('pending', 'sent', 'failed', 'skipped'))
+)
+;;
+comment on column campaigns.send_ledger.send_id is
+'left(sha256(campaign_id|run_id|step|contact_id), 32 hex): deterministic; sent as custom arg / X-Martech-Send-Id'
+;;
+comment on column campaigns.send_ledger.step is
+'Step of a multi-step flow (1 for single sends)'
+;;
+comment on column campaigns.send_ledger.status is
+'pending (planned, or in doubt when attempts > 0), sent, failed (transport error), skipped (suppressed or left the audience after planning; reason in error)'
+;;
+comment on column campaigns.send_ledger.attempts is
+'Incremented and committed before each hand-over to the transport'
+;;
+comment on column campaigns.send_ledger.sent_at is
+'The run''s timestamp when the transport accepted the message'

@@ -1,0 +1,21 @@
+-- grain: one row per email address suppressed
+-- materialized: table
+-- Every campaign excludes these addresses (and their contact ids) when snapshotting and again just
+-- before sending. Emails are stored trimmed and lower-cased.
+create table if not exists campaigns.suppressions (
+    email text not null,
+    contact_id text,
+    reason text not null,
+    source text,
+    created_at timestamptz not null,
+    constraint suppressions_pkey primary key (email),
+    constraint suppressions_email_check check (email = lower(btrim(email)) and email <> ''),
+    constraint suppressions_reason_check check (reason in ('unsubscribe', 'bounce', 'spamreport', 'manual'))
+)
+;;
+create index if not exists suppressions__contact_id on campaigns.suppressions (contact_id)
+;;
+comment on column campaigns.suppressions.reason is 'unsubscribe, bounce, spamreport or manual'
+;;
+comment on column campaigns.suppressions.source is
+'Where the suppression came from (e.g. email_events, crm, an operator''s name)'

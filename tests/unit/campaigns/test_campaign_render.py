@@ -1,0 +1,87 @@
+"""Rendering: escaping, strict undefined variables, unsubscribe link and header, compile once."""
+
+from __future__ import annotations
+
+import pytest
+
+from martech.campaigns.render import Recipient, Renderer, RenderError, render_message
+from martech.campaigns.spec import load_campaigns
+
+SPECS = {s.id: s for s in load_campaigns()}
+
+ATTRIBUTES = {
+    "winback": {"rfm_segment": "At Risk", "last_category": "Shoes", "value_tier": "gold", "coupon_percent": 20},
+    "birthday": {"is_customer": True},
+    "upsell": {
+        "last_category": "Shoes", "offer_category": "Socks & <Stockings>",
+        "products": [
+            {"product_id": 1, "name": "Wool <sock>", "price": 9.9, "image_url": "https://img.example/1.png"},
+            {"product_id": 2, "name": "Cotton sock", "price": 12, "image_url": None},
+        ],
+    },
+}
+
+
+def member(campaign_id: str, **changes) -> Recipient:
+    fields = {"contact_id": "c-1", "email": "ann@example.com", "first_name": "Ann",
+              "attributes": ATTRIBUTES[campaign_id], "send_id": "0123abcd"}
+    return Recipient(**{**fields, **changes})
+
+
+@pytest.mark.parametrize("campaign_id", sorted(SPECS))
+def test_every_shipped_campaign_and_variant_renders(campaign_id: str) -> None:
+    spec = SPECS[campaign_id]
+    for variant in spec.variants:
+        message = render_message(spec, variant, member(campaign_id), renderer=Renderer())
+        assert message.subject and "\n" not in message.subject
+        assert "https://shop.example/unsubscribe?sid=0123abcd" in message.html
+        assert "https://shop.example/unsubscribe?sid=0123abcd" in message.text
+        assert message.headers["List-Unsubscribe"] == "<https://shop.example/unsubscribe?sid=0123abcd>"
+        assert message.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert "Ann" in message.text
+        assert "<p>" not in message.text and "<a " not in message.text  # no HTML in the text part
+
+
+def test_html_escapes_names_but_text_and_subject_do_not() -> None:
+    spec = SPECS["upsell"]
+    message = render_message(spec, "b", member("upsell", first_name="<script>alert(1)</script>"))
+    assert "<script>" not in message.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in message.html
+    assert "Wool &lt;sock&gt;" in message.html
+    assert "Socks &amp; &lt;Stockings&gt;" in message.html
+    assert message.subject.startswith("<script>alert(1)</script>, goes well with")
+    assert "Hi <script>alert(1)</script>," in message.text
+    assert "9.90 €" in message.text and "12.00 €" in message.text
+
+
+def test_missing_personalization_fails_instead_of_rendering_blank() -> None:
+    spec = SPECS["winback"]
+    broken = member("winback", attributes={"last_category": "Shoes"})
+    with pytest.raises(RenderError, match="coupon_percent"):
+        render_message(spec, "a", broken, renderer=Renderer())
+
+
+def test_missing_first_name_uses_the_fallback() -> None:
+    message = render_message(SPECS["birthday"], "a", member("birthday", first_name=None))
+    assert message.subject == "Happy birthday, friend!"
+
+
+def test_templates_compile_once_per_campaign_and_variant() -> None:
+    renderer = Renderer()
+    spec = SPECS["upsell"]
+    for i in range(50):
+        for variant in ("a", "b"):
+            renderer.render(spec, variant, member("upsell", contact_id=f"c-{i}", send_id=f"s{i}"))
+    assert renderer.compilations == 2
+
+
+def test_unknown_variant_is_an_error() -> None:
+    with pytest.raises(KeyError, match="has no variant 'z'"):
+        render_message(SPECS["birthday"], "z", member("birthday"))
+
+
+def test_mapping_members_are_accepted() -> None:
+    message = render_message(SPECS["birthday"], "a", {
+        "contact_id": "c-9", "email": "bo@example.com", "first_name": "Bo",
+        "attributes": {"is_customer": False}, "send_id": "feed"})
+    assert "sid=feed" in message.text and "Bo" in message.subject
