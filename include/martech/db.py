@@ -72,10 +72,15 @@ def sql_file(qualified_name: str, sql_dir: Path = SQL_DIR) -> SqlFile:
     return SqlFile(path)
 
 
-def _execute_file(conn: Connection, sf: SqlFile, params: Mapping[str, Any] | None) -> None:
+def _dbapi_cursor(conn: Connection) -> Any:
+    """The psycopg2 cursor under a SQLAlchemy connection (for COPY and multi-statement files)."""
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    with raw.cursor() as cur:
+    return raw.cursor()
+
+
+def _execute_file(conn: Connection, sf: SqlFile, params: Mapping[str, Any] | None) -> None:
+    with _dbapi_cursor(conn) as cur:
         for stmt in sf.statements():
             try:
                 cur.execute(stmt, dict(params) if params else None)
@@ -165,10 +170,8 @@ def copy_rows(conn: Connection, table: str, columns: Sequence[str],
     ``None`` becomes NULL; every other value is written with ``str()``. Returns the number of rows.
     """
     counted = _Counter(rows)
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
     cols = ", ".join(columns)
-    with raw.cursor() as cur:
+    with _dbapi_cursor(conn) as cur:
         cur.copy_expert(
             f"copy {table} ({cols}) from stdin with (format csv, null '')",
             _ChunkReader(_rows_to_csv(counted)),

@@ -144,7 +144,10 @@ def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, sour
                     " where source = :s and table_name = :t"),
             {"s": source_name, "t": table.raw_table},
         ).first()
-        wm_ts, wm_key = (state[0], json.loads(state[1])) if state and state[0] is not None else (None, None)
+        wm_ts: Any = None
+        wm_key: list[Any] = []
+        if state and state[0] is not None:
+            wm_ts, wm_key = state[0], json.loads(state[1])
 
         cols = ", ".join(table.columns)
         order = ", ".join((table.updated_at, *table.key))

@@ -81,11 +81,12 @@ conversions as (
         coalesce(sum(orders.net_amount), 0) as revenue
     from members
     inner join staging.orders as orders
-        on members.customer_id = orders.customer_id
-        and orders.status = 'completed'
-        and orders.order_ts >= members.run_date
-        and orders.order_ts < members.run_date + members.conversion_window_days
-        and orders.order_ts < %(run_date)s::date
+        on
+            members.customer_id = orders.customer_id
+            and orders.status = 'completed'
+            and members.run_date <= orders.order_ts
+            and orders.order_ts < members.run_date + members.conversion_window_days
+            and orders.order_ts < %(run_date)s::date
     group by members.campaign_id, members.run_id, members.contact_id
 ),
 
@@ -105,14 +106,16 @@ per_member as (
         coalesce(conversions.revenue, 0) as revenue
     from members
     left join sends
-        on members.campaign_id = sends.campaign_id
-        and members.run_id = sends.run_id
-        and members.contact_id = sends.contact_id
+        on
+            members.campaign_id = sends.campaign_id
+            and members.run_id = sends.run_id
+            and members.contact_id = sends.contact_id
     left join events on sends.send_id = events.send_id
     left join conversions
-        on members.campaign_id = conversions.campaign_id
-        and members.run_id = conversions.run_id
-        and members.contact_id = conversions.contact_id
+        on
+            members.campaign_id = conversions.campaign_id
+            and members.run_id = conversions.run_id
+            and members.contact_id = conversions.contact_id
 ),
 
 final as (

@@ -51,7 +51,7 @@ favourite as (
         customer_id,
         category as favourite_category
     from category_spend
-    order by customer_id, spend desc, category
+    order by customer_id asc, spend desc, category asc
 ),
 
 order_stats as (
@@ -71,7 +71,7 @@ rfm as (
         segment
     from marts.customer_rfm
     where as_of_date <= %(run_date)s::date
-    order by customer_id, as_of_date desc
+    order by customer_id asc, as_of_date desc
 ),
 
 suppressed as (

@@ -15,7 +15,8 @@ create table if not exists marts.product_affinity (
     primary key (level, antecedent, consequent)
 )
 ;;
-delete from marts.product_affinity where level = 'category'
+delete from marts.product_affinity
+where level = 'category'
 ;;
 insert into marts.product_affinity
 with
