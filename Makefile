@@ -53,3 +53,6 @@ stop: $(STAMP) ## Stop the embedded warehouse
 clean: ## Remove local state (.martech); keeps .venv
 	-@$(BIN)/martech warehouse stop 2>/dev/null
 	rm -rf .martech
+
+bench: $(STAMP) ## Benchmarks at large scale (ratios against a reference in the same run)
+	$(BIN)/python -m martech.bench ingest --orders 1000000

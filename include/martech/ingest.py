@@ -129,8 +129,14 @@ def _record_batch(conn: Connection, result: BatchResult, *, source: str, run_dat
 
 def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, source_schema: str,
                      run_date: dt.date, loaded_at: dt.datetime, source_name: str = "shop",
-                     chunk_rows: int = 20_000) -> BatchResult:
-    """Pull one source table's changed rows into its raw table as one batch."""
+                     chunk_rows: int = 20_000, method: str = "auto") -> BatchResult:
+    """Pull one source table's changed rows into its raw table as one batch.
+
+    ``method``: ``copy`` (PostgreSQL sources: COPY out and in, no Python per row), ``stream`` (any
+    SQLAlchemy source: server-side cursor), or ``auto`` (``copy`` when the source is PostgreSQL).
+    """
+    if method not in ("auto", "copy", "stream"):
+        raise ValueError(f"method must be 'auto', 'copy' or 'stream', got {method!r}")
     batch_id = f"{source_name}.{table.name}:{run_date.isoformat()}"
     result = BatchResult(batch_id=batch_id, table=table.raw_table)
     with warehouse.begin() as wconn:
@@ -162,19 +168,12 @@ def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, sour
         query = sa.text(f"select {cols} from {source_schema}.{table.name}"
                         f" where {' and '.join(where)} order by {order}")
 
-        key_idx = [table.columns.index(k) for k in table.key]
-        ts_idx = table.columns.index(table.updated_at)
-        last: dict[str, Any] = {}
-
-        def rows() -> Iterator[Sequence[Any]]:
-            with source.connect() as sconn:
-                stream = sconn.execution_options(stream_results=True, yield_per=chunk_rows).execute(
-                    query, params)
-                for row in stream:
-                    last["ts"], last["key"] = row[ts_idx], [row[i] for i in key_idx]
-                    yield [*(_text(v) for v in row), batch_id, source_name, loaded_at]
-
-        n = copy_rows(wconn, table.raw_table, (*table.columns, "_batch_id", "_source", "_loaded_at"), rows())
+        if method == "copy" or (method == "auto" and source.dialect.name == "postgresql"):
+            n, last = _copy_between_postgres(source, wconn, table, query, params,
+                                             (batch_id, source_name, loaded_at))
+        else:
+            n, last = _stream_rows(source, wconn, table, query, params, (batch_id, source_name, loaded_at),
+                                   chunk_rows)
         result.rows_received = result.rows_loaded = n
         wm_from = json.dumps([_text(wm_ts), wm_key]) if wm_ts is not None else None
         if n:
@@ -194,6 +193,75 @@ def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, sour
         _record_batch(wconn, result, source=source_name, run_date=run_date, loaded_at=loaded_at,
                       watermark_from=wm_from)
     return result
+
+
+def _stream_rows(source: Engine, wconn: Connection, table: SqlTable, query: Any, params: dict[str, Any],
+                 meta: tuple[Any, ...], chunk_rows: int) -> tuple[int, dict[str, Any]]:
+    """Any SQLAlchemy source: a server-side cursor, each value rendered as text, COPY into raw."""
+    key_idx = [table.columns.index(k) for k in table.key]
+    ts_idx = table.columns.index(table.updated_at)
+    last: dict[str, Any] = {}
+
+    def rows() -> Iterator[Sequence[Any]]:
+        with source.connect() as sconn:
+            stream = sconn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query, params)
+            for row in stream:
+                last["ts"], last["key"] = row[ts_idx], [row[i] for i in key_idx]
+                yield [*(_text(v) for v in row), *meta]
+
+    n = copy_rows(wconn, table.raw_table, (*table.columns, "_batch_id", "_source", "_loaded_at"), rows())
+    return n, last
+
+
+def _copy_between_postgres(source: Engine, wconn: Connection, table: SqlTable, query: Any,
+                           params: dict[str, Any], meta: tuple[Any, ...]) -> tuple[int, dict[str, Any]]:
+    """A PostgreSQL source: COPY out of the source and COPY into raw, no Python per row.
+
+    The high-water mark and the copied rows come from one repeatable-read snapshot of the source, so
+    they agree even while the shop keeps writing.
+    """
+    import tempfile
+
+    last: dict[str, Any] = {}
+    with source.connect() as sconn:
+        sconn = sconn.execution_options(isolation_level="REPEATABLE READ")
+        with sconn.begin():
+            sconn.execute(sa.text("set local timezone = 'UTC'"))
+            order_desc = ", ".join(f"{c} desc" for c in (table.updated_at, *table.key))
+            select_last = sa.text(f"select {', '.join((table.updated_at, *table.key))} from ("
+                                  f"{query.text}) as q order by {order_desc} limit 1")
+            top = sconn.execute(select_last, params).first()
+            if top is None:
+                return 0, last
+            last["ts"], last["key"] = top[0], list(top[1:])
+            scur = sconn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            # Render the bound query once; COPY does not take parameters.
+            inner = scur.mogrify(_pyformat(query.text), {**params, "_batch": meta[0], "_source": meta[1],
+                                                          "_loaded": meta[2]}).decode()
+            text_cols = ", ".join(f"{c}::text" for c in table.columns)
+            inner = inner.replace(f"select {', '.join(table.columns)} from",
+                                  f"select {text_cols}, {_literal(scur, meta[0])}, {_literal(scur, meta[1])},"
+                                  f" {_literal(scur, meta[2])}::timestamptz from", 1)
+            with tempfile.SpooledTemporaryFile(max_size=64 << 20, mode="w+b") as spool:
+                scur.copy_expert(f"copy ({inner}) to stdout with (format csv)", spool)
+                spool.seek(0)
+                cols = ", ".join((*table.columns, "_batch_id", "_source", "_loaded_at"))
+                with wconn.connection.dbapi_connection.cursor() as wcur:  # type: ignore[union-attr]
+                    wcur.copy_expert(f"copy {table.raw_table} ({cols}) from stdin with (format csv)", spool)
+                    n = wcur.rowcount
+            scur.close()
+    return n, last
+
+
+def _pyformat(sql: str) -> str:
+    """SQLAlchemy's :name placeholders as psycopg2's %(name)s."""
+    import re
+
+    return re.sub(r"(?<!:):([a-z_][a-z0-9_]*)", r"%(\1)s", sql)
+
+
+def _literal(cur: Any, value: Any) -> str:
+    return cur.mogrify("%s", (value,)).decode()
 
 
 def ingest_shop(source: Engine, warehouse: Engine, *, source_schema: str, run_date: dt.date,

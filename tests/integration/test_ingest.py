@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import pytest
 import sqlalchemy as sa
@@ -37,15 +38,17 @@ def _raw_count(engine, batch_like: str) -> int:
                             {"b": batch_like}).scalar_one()
 
 
-def _pull(engine, schema, run_date, source_name):
+def _pull(engine, schema, run_date, source_name, method="auto"):
     return ingest.ingest_sql_table(engine, engine, ingest.SHOP_TABLES[0], source_schema=schema,
                                    run_date=run_date, loaded_at=ingest.cutoff_for(run_date),
-                                   source_name=source_name, chunk_rows=7)
+                                   source_name=source_name, chunk_rows=7, method=method)
 
 
-def test_incremental_pull_loads_each_change_once(engine, scratch_schema):
+@pytest.mark.parametrize("method", ["copy", "stream"])
+def test_incremental_pull_loads_each_change_once(engine, scratch_schema, method):
     _make_source(engine, scratch_schema, 50)
     src = f"src_{scratch_schema}"
+    _pull = functools.partial(globals()["_pull"], method=method)
     first = _pull(engine, scratch_schema, D1, src)
     assert (first.rows_loaded, first.skipped) == (50, False)
 
@@ -83,7 +86,7 @@ def test_crash_mid_copy_lands_nothing_and_rerun_loads_once(engine, scratch_schem
 
     monkeypatch.setattr(ingest, "_text", exploding)
     with pytest.raises(Exception, match="source connection lost"):
-        _pull(engine, scratch_schema, D1, src)
+        _pull(engine, scratch_schema, D1, src, method="stream")
     monkeypatch.setattr(ingest, "_text", real_text)
 
     assert _raw_count(engine, f"{src}.%") == 0
@@ -91,8 +94,25 @@ def test_crash_mid_copy_lands_nothing_and_rerun_loads_once(engine, scratch_schem
         state = conn.execute(sa.text("select count(*) from raw.ingest_state where source = :s"),
                              {"s": src}).scalar_one()
     assert state == 0
-    result = _pull(engine, scratch_schema, D1, src)
+    result = _pull(engine, scratch_schema, D1, src, method="stream")
     assert result.rows_loaded == 40 and _raw_count(engine, f"{src}.%") == 40
+
+
+def test_crash_after_copy_before_commit_lands_nothing(engine, scratch_schema, monkeypatch):
+    _make_source(engine, scratch_schema, 30)
+    src = f"crash2_{scratch_schema}"
+    real_record = ingest._record_batch
+
+    def crash(*args, **kwargs):
+        raise ConnectionError("worker killed after COPY")
+
+    monkeypatch.setattr(ingest, "_record_batch", crash)
+    with pytest.raises(ConnectionError):
+        _pull(engine, scratch_schema, D1, src, method="copy")
+    monkeypatch.setattr(ingest, "_record_batch", real_record)
+    assert _raw_count(engine, f"{src}.%") == 0
+    assert _pull(engine, scratch_schema, D1, src, method="copy").rows_loaded == 30
+    assert _raw_count(engine, f"{src}.%") == 30
 
 
 CRM_HEADER = ",".join(ingest.CRM_CONTACT_COLUMNS)

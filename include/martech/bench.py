@@ -1,0 +1,106 @@
+"""Benchmarks, run by ``make bench`` (never by the test suite).
+
+Each benchmark prints its own figures next to a reference measured in the same run, as a ratio, because
+absolute timings on shared machines are noisy.
+
+    python -m martech.bench ingest --orders 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from martech import ingest
+from martech.db import make_engine, migrate
+from martech.warehouse import resolve_url
+
+BENCH_SCHEMA = "bench_src"
+
+
+def _make_orders(engine: Any, n: int) -> None:
+    """A synthetic shop.orders table of n rows, generated inside PostgreSQL."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"drop schema if exists {BENCH_SCHEMA} cascade"))
+        conn.execute(sa.text(f"create schema {BENCH_SCHEMA}"))
+        conn.execute(sa.text(
+            f"create table {BENCH_SCHEMA}.orders (order_id bigint primary key, customer_id bigint,"
+            " order_ts timestamptz, status text, currency text, total_amount numeric(12, 2),"
+            " coupon_code text, updated_at timestamptz)"))
+        conn.execute(sa.text(
+            f"insert into {BENCH_SCHEMA}.orders select g, 1 + (g * 7919) % 100000,"
+            " timestamptz '2024-01-01' + (g % 63072000) * interval '1 second',"
+            " case when g % 31 = 0 then 'refunded' else 'completed' end, 'EUR',"
+            " round((5 + (g * 37) % 20000 / 100.0)::numeric, 2), null,"
+            " timestamptz '2024-01-01' + (g % 63072000) * interval '1 second'"
+            " from generate_series(1, :n) as g"), {"n": n})
+        conn.execute(sa.text(f"create index on {BENCH_SCHEMA}.orders (updated_at, order_id)"))
+        conn.execute(sa.text(f"analyze {BENCH_SCHEMA}.orders"))
+
+
+def _plain_copy(engine: Any) -> float:
+    """Reference: COPY the same rows out of the source and into a text table, no Python per row."""
+    start = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(sa.text("create temp table ref_copy (like raw.shop_orders)"))
+        raw = conn.connection.dbapi_connection
+        with raw.cursor() as cur:
+            buf = io.StringIO()
+            cur.copy_expert(
+                f"copy (select order_id, customer_id, order_ts, status, currency, total_amount, coupon_code,"
+                f" updated_at, 'ref', 'ref', now() from {BENCH_SCHEMA}.orders order by updated_at, order_id)"
+                " to stdout with (format csv)", buf)
+            buf.seek(0)
+            cur.copy_expert("copy ref_copy from stdin with (format csv)", buf)
+    return time.perf_counter() - start
+
+
+def bench_ingest(orders: int) -> dict[str, float]:
+    url = resolve_url()
+    engine = make_engine(url)
+    migrate(engine)
+    print(f"warehouse {url}; generating {orders:,} source orders ...", flush=True)
+    _make_orders(engine, orders)
+    table = next(t for t in ingest.SHOP_TABLES if t.name == "orders")
+    run_date = dt.date(2026, 1, 1)
+    with engine.begin() as conn:
+        conn.execute(sa.text("delete from raw.shop_orders where _source = 'bench'"))
+        conn.execute(sa.text("delete from raw.ingest_batches where source = 'bench'"))
+        conn.execute(sa.text("delete from raw.ingest_state where source = 'bench'"))
+    reference = _plain_copy(engine)
+    start = time.perf_counter()
+    result = ingest.ingest_sql_table(engine, engine, table, source_schema=BENCH_SCHEMA, run_date=run_date,
+                                     loaded_at=ingest.cutoff_for(run_date), source_name="bench")
+    took = time.perf_counter() - start
+    with engine.begin() as conn:
+        conn.execute(sa.text("delete from raw.shop_orders where _source = 'bench'"))
+        conn.execute(sa.text("delete from raw.ingest_batches where source = 'bench'"))
+        conn.execute(sa.text("delete from raw.ingest_state where source = 'bench'"))
+        conn.execute(sa.text(f"drop schema {BENCH_SCHEMA} cascade"))
+    engine.dispose()
+    figures = {"rows": result.rows_loaded, "ingest_s": took, "ingest_rows_per_s": result.rows_loaded / took,
+               "plain_copy_s": reference, "plain_copy_rows_per_s": orders / reference,
+               "ratio_vs_plain_copy": took / reference}
+    print(f"ingest_sql_table: {result.rows_loaded:,} rows in {took:.1f}s = {figures['ingest_rows_per_s']:,.0f} rows/s")
+    print(f"plain COPY out+in: {orders:,} rows in {reference:.1f}s = {figures['plain_copy_rows_per_s']:,.0f} rows/s")
+    print(f"ratio ingest / plain COPY: {figures['ratio_vs_plain_copy']:.2f}x")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m martech.bench")
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("ingest", help="incremental SQL ingest vs a plain COPY of the same rows")
+    p.add_argument("--orders", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+    if args.what == "ingest":
+        bench_ingest(args.orders)
+
+
+if __name__ == "__main__":
+    main()
