@@ -86,8 +86,10 @@ def bench_ingest(orders: int) -> dict[str, float]:
     figures = {"rows": result.rows_loaded, "ingest_s": took, "ingest_rows_per_s": result.rows_loaded / took,
                "plain_copy_s": reference, "plain_copy_rows_per_s": orders / reference,
                "ratio_vs_plain_copy": took / reference}
-    print(f"ingest_sql_table: {result.rows_loaded:,} rows in {took:.1f}s = {figures['ingest_rows_per_s']:,.0f} rows/s")
-    print(f"plain COPY out+in: {orders:,} rows in {reference:.1f}s = {figures['plain_copy_rows_per_s']:,.0f} rows/s")
+    print(f"ingest_sql_table: {result.rows_loaded:,} rows in {took:.1f}s"
+          f" = {figures['ingest_rows_per_s']:,.0f} rows/s")
+    print(f"plain COPY out+in: {orders:,} rows in {reference:.1f}s"
+          f" = {figures['plain_copy_rows_per_s']:,.0f} rows/s")
     print(f"ratio ingest / plain COPY: {figures['ratio_vs_plain_copy']:.2f}x")
     return figures
 

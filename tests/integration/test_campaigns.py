@@ -47,10 +47,6 @@ create table staging.order_items (
     order_id bigint, line_no int, product_id bigint, quantity int, unit_price numeric, line_amount numeric);
 create table staging.products (
     product_id bigint, sku text, name text, category text, price numeric, image_url text);
-create table marts.customer_rfm (
-    as_of_date date, customer_id bigint, recency_days int, frequency int, monetary numeric,
-    r_score smallint, f_score smallint, m_score smallint, rfm_score text, segment text,
-    first_order_at timestamptz, last_order_at timestamptz);
 create table marts.product_affinity (
     level text, antecedent text, consequent text, pair_count int, support numeric, confidence numeric,
     lift numeric);
