@@ -40,8 +40,7 @@ def ingest():
     def validate_raw(**context):
         from martech import dagkit, pipeline
 
-        summary = pipeline.validate_raw(dagkit.warehouse_url(), dagkit.run_date_of(context),
-                                        run_id=context["run_id"])
+        summary = pipeline.validate_raw(dagkit.warehouse_url(), dagkit.run_date_of(context))
         dagkit.publish(context, RAW_CHECKED, summary)
         return summary
 

@@ -12,6 +12,7 @@ metadata is SQLite under ``.martech/airflow``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -63,11 +64,32 @@ def _load_dags() -> dict:
     return bag.dags
 
 
+@contextlib.contextmanager
+def _output_to(log_file: Path):
+    """Send everything written to stdout/stderr (Airflow's task logs included) to the log file."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_file, "ab") as fh:
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
 def _run_dag(dags: dict, dag_id: str, run_date: dt.date, hour: int, log_file: Path) -> float:
     dag = dags[dag_id]
     logical = dt.datetime.combine(run_date, dt.time(hour), tzinfo=dt.timezone.utc)
     start = time.perf_counter()
-    dr = dag.test(logical_date=logical, run_conf={"run_date": run_date.isoformat()})
+    with _output_to(log_file):
+        dr = dag.test(logical_date=logical, run_conf={"run_date": run_date.isoformat()})
     took = time.perf_counter() - start
     state = str(getattr(dr, "state", "unknown"))
     if not state.endswith("success"):
@@ -110,7 +132,8 @@ def run(*, run_date: dt.date = DEMO_DATE, customers: int = 20_000, seed: int = 4
         _print("[2/5] starting Airflow (SQLite metadata, this project's DAGs) ...")
         airflow_env.configure(url)
         airflow_env.migrate_metadata(log_file)
-        dags = _load_dags()
+        with _output_to(log_file):
+            dags = _load_dags()
         campaign_dags = sorted(d for d in dags if d.startswith("campaign_"))
         _quiet_airflow_console()
 

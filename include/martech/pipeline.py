@@ -86,8 +86,11 @@ def ingest_crm(url: str, run_date: dt.date, *, folder: Path | None = None) -> di
             "quarantined": sum(r.rows_quarantined for r in results)}
 
 
-def validate_raw(url: str, run_date: dt.date, run_id: str) -> dict[str, Any]:
-    """Great Expectations on the raw rows landed for this run date; raise on a critical failure."""
+def validate_raw(url: str, run_date: dt.date) -> dict[str, Any]:
+    """Great Expectations on the raw rows landed for this run date; raise on a critical failure.
+
+    Results are keyed by the run date (not Airflow's run id), so a rerun of the date replaces them.
+    """
     import sqlalchemy as sa
 
     from martech import quality
@@ -101,7 +104,7 @@ def validate_raw(url: str, run_date: dt.date, run_id: str) -> dict[str, Any]:
         batch_ids: dict[str, list[str]] = {}
         for table, batch in rows:
             batch_ids.setdefault(table, []).append(batch)
-        report = quality.validate_raw(eng, batch_ids, run_id=run_id, run_date=run_date)
+        report = quality.validate_raw(eng, batch_ids, run_id=f"raw:{run_date.isoformat()}", run_date=run_date)
         quality.record_results(eng, report, run_date)
     finally:
         eng.dispose()
@@ -234,11 +237,30 @@ def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None) ->
     try:
         results = ingest_email_events(eng, folder, run_date=run_date, loaded_at=_run_ts(run_date))
         staged = run_model(eng, "staging.email_events", {"run_date": run_date, "run_ts": _run_ts(run_date)})
+        suppressed = _suppress_from_events(eng)
     finally:
         eng.dispose()
-    _say([r.line() for r in results] + [f"staging.email_events: {staged} rows"])
+    _say([r.line() for r in results] + [f"staging.email_events: {staged} rows",
+                                        f"campaigns.suppressions: {suppressed} new from events"])
     return {"run_date": run_date.isoformat(), "files": len(results),
-            "rows": sum(r.rows_loaded for r in results), "staged": staged}
+            "rows": sum(r.rows_loaded for r in results), "staged": staged, "suppressed": suppressed}
+
+
+def _suppress_from_events(eng) -> int:
+    """Unsubscribes, bounces and spam reports become suppressions (the first reason recorded wins)."""
+    import sqlalchemy as sa
+
+    with eng.begin() as conn:
+        result = conn.execute(sa.text(
+            "insert into campaigns.suppressions (email, contact_id, reason, source, created_at)"
+            " select distinct on (lower(btrim(email))) lower(btrim(email)), contact_id,"
+            " case event when 'unsubscribe' then 'unsubscribe' when 'spamreport' then 'spamreport'"
+            " else 'bounce' end, 'email_events', event_ts"
+            " from staging.email_events where event in ('unsubscribe', 'spamreport', 'bounce')"
+            " and coalesce(btrim(email), '') <> ''"
+            " order by lower(btrim(email)), event_ts, event_id"
+            " on conflict (email) do nothing"))
+        return int(result.rowcount or 0)
 
 
 def build_kpis(url: str, run_date: dt.date) -> dict[str, Any]:

@@ -173,8 +173,8 @@ def generate_sources(engine: Engine, landing_dir: Path, *, as_of: dt.date, custo
     weights = np.array([COUNTRIES[c][0] for c in country_codes])
     country = rng.choice(len(country_codes), size=n, p=weights / weights.sum())
     signup = np.sort(rng.uniform(start, end - DAY, n))
-    rate = rng.gamma(shape=0.8, scale=0.11, size=n) + 0.002   # purchases per day while alive
-    dropout = rng.beta(1.2, 6.0, size=n)
+    rate = rng.gamma(shape=0.9, scale=0.038, size=n) + 0.001   # purchases per day while alive
+    dropout = rng.beta(1.0, 12.0, size=n)
     fav = rng.choice(len(CATEGORIES), size=n, p=[0.26, 0.14, 0.12, 0.1, 0.1, 0.08, 0.1, 0.1])
     owner, order_t = purchase_times(rng, signup, end, rate, dropout)
     order_sort = np.lexsort((owner, order_t))
