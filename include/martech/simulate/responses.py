@@ -60,7 +60,7 @@ def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, day
         customers = conn.execute(sa.text(
             "select customer_id, purchase_rate, alive_at_as_of, favourite_category from sim_truth.customers"
             " order by customer_id")).all()
-        country = dict(conn.execute(sa.text(f"select customer_id, country from {schema}.customers")).all())
+        country: dict[int, str] = dict(conn.execute(sa.text(f"select customer_id, country from {schema}.customers")).all())
         prices = np.array([float(p) for (p,) in conn.execute(sa.text(
             f"select price from {schema}.products order by product_id"))])
 
@@ -73,7 +73,8 @@ def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, day
         t = start + 9 * 3600 + rng.uniform(0, 600)
         custom = {"send_id": send_id, "campaign_id": campaign_id, "run_id": run_id, "contact_id": contact_id}
 
-        def emit(kind: str, when: float, **extra: str) -> None:
+        def emit(kind: str, when: float, email: str = email, send_id: str = send_id,
+                 message_id: str = message_id, custom: dict = custom, **extra: str) -> None:
             events.append({"email": email, "timestamp": int(when), "event": kind,
                            "sg_event_id": f"ev-{send_id}-{kind}-{len(events)}",
                            "sg_message_id": message_id, **extra, **custom})
@@ -144,11 +145,11 @@ def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, day
     iso = [dt.datetime.fromtimestamp(float(s), UTC).isoformat(timespec="seconds") for s in when]
     currency = {"GB": "GBP", "US": "USD"}
     with engine.begin() as conn:
-        old = [r[0] for r in conn.execute(sa.text(
+        previous = [r[0] for r in conn.execute(sa.text(
             "select order_id from sim_truth.generated_orders where send_date = :d"), {"d": send_date})]
-        if old:
-            conn.execute(sa.text(f"delete from {schema}.order_items where order_id = any(:ids)"), {"ids": old})
-            conn.execute(sa.text(f"delete from {schema}.orders where order_id = any(:ids)"), {"ids": old})
+        if previous:
+            conn.execute(sa.text(f"delete from {schema}.order_items where order_id = any(:ids)"), {"ids": previous})
+            conn.execute(sa.text(f"delete from {schema}.orders where order_id = any(:ids)"), {"ids": previous})
             conn.execute(sa.text("delete from sim_truth.generated_orders where send_date = :d"), {"d": send_date})
         conn.execute(sa.text("delete from sim_truth.campaign_effects where run_id = :r"), {"r": run_id})
         copy_rows(conn, f"{schema}.orders",

@@ -226,7 +226,7 @@ def generate_sources(engine: Engine, landing_dir: Path, *, as_of: dt.date, custo
                      {"a": as_of, "s": seed, "n": n})
 
     # CRM export: every customer plus ~30% leads who never bought.
-    n_leads = int(round(n * 0.3))
+    n_leads = round(n * 0.3)
     lead_country = rng.choice(len(country_codes), size=n_leads, p=weights / weights.sum())
     all_country = np.concatenate([country, lead_country])
     total = n + n_leads
