@@ -60,7 +60,8 @@ def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, day
         customers = conn.execute(sa.text(
             "select customer_id, purchase_rate, alive_at_as_of, favourite_category from sim_truth.customers"
             " order by customer_id")).all()
-        country: dict[int, str] = dict(conn.execute(sa.text(f"select customer_id, country from {schema}.customers")).all())
+        country: dict[int, str] = dict(
+            conn.execute(sa.text(f"select customer_id, country from {schema}.customers")).all())
         prices = np.array([float(p) for (p,) in conn.execute(sa.text(
             f"select price from {schema}.products order by product_id"))])
 
