@@ -1,0 +1,118 @@
+"""The simulator: deterministic, consistent, with its planted structure and a true treatment effect."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from martech.ingest import CRM_CONTACT_COLUMNS
+from martech.simulate import generate_sources, play_responses
+from martech.simulate.shop import purchase_times
+
+pytestmark = pytest.mark.integration
+AS_OF = dt.date(2026, 6, 1)
+
+
+def _digest(engine) -> str:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "select md5(string_agg(o::text, '|' order by order_id)) from shop.orders o")).scalar_one()
+    return rows
+
+
+def _q(engine, sql, **p):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), p).all()
+
+
+def test_sources_are_deterministic_and_consistent(clean_warehouse, tmp_path):
+    eng = clean_warehouse
+    s1 = generate_sources(eng, tmp_path / "a", as_of=AS_OF, customers=800, seed=3)
+    d1 = _digest(eng)
+    csv1 = hashlib.sha256((tmp_path / "a/crm/contacts_20260601.csv").read_bytes()).hexdigest()
+    s2 = generate_sources(eng, tmp_path / "b", as_of=AS_OF, customers=800, seed=3)
+    assert s1 == s2.__class__(**{**s2.__dict__, "crm_file": s1.crm_file})
+    assert _digest(eng) == d1
+    assert hashlib.sha256((tmp_path / "b/crm/contacts_20260601.csv").read_bytes()).hexdigest() == csv1
+
+    cutoff = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
+    assert _q(eng, "select max(updated_at) < :c, max(order_ts) < :c from shop.orders", c=cutoff)[0] == (True, True)
+    mismatched = _q(eng, "select count(*) from shop.orders o join (select order_id, sum(quantity * unit_price) s"
+                         " from shop.order_items group by 1) i using (order_id) where i.s <> o.total_amount")
+    assert mismatched[0][0] == 0
+    with open(tmp_path / "a/crm/contacts_20260601.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert tuple(rows[0]) == CRM_CONTACT_COLUMNS
+    assert len(rows) - 1 == s1.contacts == s1.customers + s1.leads
+    consent = [r[7] for r in rows[1:]]
+    assert 0.6 < sum(c in ("opted_in", "double_opt_in") for c in consent) / len(consent) < 0.8
+    # Heavy-tailed repeat purchasing: many one-order customers, some very loyal ones.
+    counts = [n for (n,) in _q(eng, "select count(*) from shop.orders group by customer_id")]
+    assert sum(c == 1 for c in counts) / len(counts) > 0.15 and max(counts) >= 15
+
+
+def test_planted_copurchase_pairs_show_lift(clean_warehouse, tmp_path):
+    eng = clean_warehouse
+    generate_sources(eng, tmp_path, as_of=AS_OF, customers=1500, seed=5)
+    lift = dict(((a, b), float(v)) for a, b, v in _q(eng, """
+        with cc as (select distinct i.order_id as basket, p.category from shop.order_items i
+                    join shop.products p using (product_id)),
+             n as (select count(distinct basket)::float n from cc),
+             c as (select category, count(*)::float k from cc group by 1)
+        select a.category, b.category, count(*) / (ca.k * cb.k / n.n)
+        from cc a join cc b on a.basket = b.basket and a.category < b.category
+        join c ca on ca.category = a.category join c cb on cb.category = b.category cross join n
+        group by a.category, b.category, ca.k, cb.k, n.n"""))
+    # Baskets: planted partners appear together far more often than unrelated categories.
+    assert lift[("Mugs & Cups", "Tea")] > 1.5 * lift[("Gift Sets", "Tea")]
+    assert lift[("Brewing Gear", "Coffee")] > lift[("Coffee", "Tea")]
+
+
+def test_purchase_process_drops_customers_out():
+    rng = np.random.default_rng(0)
+    n = 2000
+    start = np.zeros(n)
+    owner, _ = purchase_times(rng, start, 730 * 86400.0, np.full(n, 0.05), np.full(n, 0.5))
+    per_customer = np.bincount(owner, minlength=n)
+    # With a 50% drop-out after each purchase, about half stop after their first order.
+    assert 0.4 < (per_customer == 1).mean() < 0.6
+
+
+def test_responses_have_a_true_effect_and_are_idempotent(clean_warehouse, tmp_path):
+    eng = clean_warehouse
+    generate_sources(eng, tmp_path, as_of=AS_OF, customers=3000, seed=11)
+    send = AS_OF
+    with eng.begin() as conn:
+        ids = [r[0] for r in conn.execute(sa.text("select contact_id from sim_truth.contacts"
+                                                  " where customer_id is not null order by 1"))]
+        conn.execute(sa.text(
+            "insert into audiences.audience_members (campaign_id, run_id, run_date, contact_id, email, first_name,"
+            " arm, variant, definition_hash, attributes)"
+            " select 'promo', :r, :d, c, c || '@example.com', 'X', case when n % 2 = 0 then 'treatment'"
+            " else 'holdout' end, 'a', 'h', '{}' from unnest(cast(:ids as text[])) with ordinality as t(c, n)"),
+            {"r": send.isoformat(), "d": send, "ids": ids})
+        conn.execute(sa.text(
+            "insert into campaigns.send_ledger (send_id, campaign_id, run_id, step, contact_id, email, variant,"
+            " status, transport, message_id, attempts, created_at, sent_at)"
+            " select 's' || contact_id, campaign_id, run_id, 1, contact_id, email, 'a', 'sent', 'outbox',"
+            " 'm' || contact_id, 1, :t, :t from audiences.audience_members where arm = 'treatment'"),
+            {"t": dt.datetime(2026, 6, 1, 9, tzinfo=dt.timezone.utc)})
+    r1 = play_responses(eng, tmp_path, send_date=send, days=7, seed=11)
+    files1 = {p.name: p.read_bytes() for p in (tmp_path / "email_events").glob("*.jsonl")}
+    orders1 = _q(eng, "select count(*), sum(total_amount) from shop.orders")[0]
+    r2 = play_responses(eng, tmp_path, send_date=send, days=7, seed=11)
+    assert r1 == r2
+    assert {p.name: p.read_bytes() for p in (tmp_path / "email_events").glob("*.jsonl")} == files1
+    assert _q(eng, "select count(*), sum(total_amount) from shop.orders")[0] == orders1
+    assert r1.events["processed"] == r1.sent and r1.events["delivered"] < r1.sent
+    rates = dict(_q(eng, """
+        select m.arm, avg((exists (select 1 from shop.orders o join sim_truth.contacts c using (customer_id)
+               where c.contact_id = m.contact_id and o.order_ts >= :s and o.order_ts < :e))::int)
+        from audiences.audience_members m group by m.arm""",
+        s=dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc), e=dt.datetime(2026, 6, 8, tzinfo=dt.timezone.utc)))
+    assert rates["treatment"] > rates["holdout"]
