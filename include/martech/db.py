@@ -27,6 +27,7 @@ from martech.paths import SQL_DIR
 
 SCHEMAS = ("raw", "staging", "marts", "audiences", "campaigns", "kpis")
 _STATEMENT_SEP = re.compile(r"^\s*;;\s*$", re.MULTILINE)
+_COLUMN_COMMENT = re.compile(r"^\s+([a-z_][a-z0-9_]*)\s+[^\n]*?--\s*(.+?)\s*$", re.MULTILINE)
 _HEADER = re.compile(r"^--\s*(grain|materialized|depends_on):\s*(.+?)\s*$", re.MULTILINE)
 
 
@@ -59,6 +60,15 @@ class SqlFile:
     def qualified_name(self) -> str:
         return f"{self.schema}.{self.table}"
 
+    def column_comments(self) -> dict[str, str]:
+        """Trailing ``-- text`` on a column line of the create-table statement documents that column."""
+        stmts = self.statements()
+        create = "\n".join(line for line in (stmts[0] if stmts else "").splitlines()
+                           if not line.startswith("--"))
+        if not create.lower().startswith("create table"):
+            return {}
+        return dict(_COLUMN_COMMENT.findall(create))
+
     def statements(self) -> list[str]:
         parts = [p.strip() for p in _STATEMENT_SEP.split(self.text)]
         return [p for p in parts if p and not all(line.startswith("--") for line in p.splitlines())]
@@ -88,6 +98,8 @@ def _execute_file(conn: Connection, sf: SqlFile, params: Mapping[str, Any] | Non
                 raise RuntimeError(f"{sf.path}: {exc}".strip()) from exc
         grain = sf.grain.replace("'", "''")
         cur.execute(f"comment on table {sf.qualified_name} is 'Grain: {grain}'")
+        for column, text in sf.column_comments().items():
+            cur.execute(f"comment on column {sf.qualified_name}.{column} is %s", (text,))
 
 
 def migrate(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:

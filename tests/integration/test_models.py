@@ -137,3 +137,16 @@ def test_campaign_daily_counts_arms_within_the_window(shop):
     # C2 bought on 03-05 (inside 7 days); C3 (holdout) on 03-06; C1 only before the send.
     assert rows["treatment"] == (2, 2, 2, 1, 1, Decimal("50.00"), True)
     assert rows["holdout"] == (1, 0, 0, 0, 1, Decimal("10.00"), True)
+
+
+def test_tables_and_columns_carry_comments(shop):
+    eng, _ = shop
+    run_model(eng, "staging.email_events", {"run_date": RUN, "run_ts": RUN_TS})
+    run_model(eng, "kpis.campaign_daily", {"run_date": RUN})
+    with eng.connect() as conn:
+        table = conn.execute(sa.text("select obj_description('kpis.campaign_daily'::regclass)")).scalar_one()
+        column = conn.execute(sa.text(
+            "select col_description('kpis.campaign_daily'::regclass, attnum) from pg_attribute"
+            " where attrelid = 'kpis.campaign_daily'::regclass and attname = 'window_complete'")).scalar_one()
+    assert table.startswith("Grain: one row per campaign, send day and arm")
+    assert column == "True once the whole window lies before the as-of date"

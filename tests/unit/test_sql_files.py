@@ -34,3 +34,9 @@ def test_missing_header_is_a_clear_error(tmp_path: Path):
     bad.write_text("create table marts.x (a int)\n")
     with pytest.raises(ValueError, match=r"x.sql: the header must state '-- grain: one row per"):
         SqlFile(bad)
+
+
+def test_every_table_is_documented_in_the_data_model():
+    doc = (SQL_DIR.parent.parent / "docs" / "data-model.md").read_text(encoding="utf-8")
+    missing = [f"{p.parent.name}.{p.stem}" for p in FILES if f"`{p.parent.name}.{p.stem}`" not in doc]
+    assert missing == []

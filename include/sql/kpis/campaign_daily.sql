@@ -5,23 +5,23 @@
 -- followed over the same window, so the two arms compare like with like. Windows still open on the
 -- as-of date are marked window_complete = false.
 create table if not exists kpis.campaign_daily (
-    campaign_id text not null,
-    send_date date not null,
-    arm text not null,
-    members integer not null,
-    sent integer not null,
-    delivered integer not null,
-    opened integer not null,
-    clicked integer not null,
-    bounced integer not null,
-    unsubscribed integer not null,
-    converted integer not null,
-    revenue numeric(14, 2) not null,
-    conversion_rate numeric(8, 6),
-    revenue_per_member numeric(14, 4),
-    window_days integer not null,
-    window_complete boolean not null,
-    as_of_date date not null,
+    campaign_id text not null,  -- Campaign id (file stem of include/campaigns/<id>.yml)
+    send_date date not null,  -- Run date of the campaign run whose audience this row follows
+    arm text not null,  -- treatment (sent) or holdout (never sent, the control group)
+    members integer not null,  -- Audience members in this arm
+    sent integer not null,  -- Messages sent (ledger status sent); 0 for the holdout
+    delivered integer not null,  -- Members with a delivered event
+    opened integer not null,  -- Members with at least one open event
+    clicked integer not null,  -- Members with at least one click event
+    bounced integer not null,  -- Members whose message bounced or was dropped
+    unsubscribed integer not null,  -- Members who unsubscribed or reported spam
+    converted integer not null,  -- Members whose customer completed an order within the attribution window
+    revenue numeric(14, 2) not null,  -- Net revenue of those orders within the window
+    conversion_rate numeric(8, 6),  -- converted / members
+    revenue_per_member numeric(14, 4),  -- revenue / members
+    window_days integer not null,  -- Attribution window of the campaign, in days
+    window_complete boolean not null,  -- True once the whole window lies before the as-of date
+    as_of_date date not null,  -- Data before this date was used
     primary key (campaign_id, send_date, arm)
 )
 ;;

@@ -1,24 +1,24 @@
 -- grain: one row per CRM contact, with the shop behaviour of its linked customer
 -- materialized: model
 create table if not exists marts.customer_360 (
-    contact_id text primary key,
-    customer_id bigint,
+    contact_id text primary key,  -- CRM contact id
+    customer_id bigint,  -- Shop customer id (null for leads)
     email text,
     first_name text,
     last_name text,
     birthday date,
     country text,
     timezone text,
-    consent_status text not null,
-    is_contactable boolean not null,
+    consent_status text not null,  -- opted_in, double_opt_in, opted_out or unknown
+    is_contactable boolean not null,  -- Consent given, email present and not suppressed
     lifecycle_status text,
-    orders_count integer not null,
-    net_revenue numeric(14, 2) not null,
+    orders_count integer not null,  -- Completed orders before the as-of date
+    net_revenue numeric(14, 2) not null,  -- Revenue of those orders
     first_order_at timestamptz,
     last_order_at timestamptz,
-    favourite_category text,
-    rfm_segment text,
-    as_of_date date not null
+    favourite_category text,  -- Category with the highest spend
+    rfm_segment text,  -- Latest RFM segment
+    as_of_date date not null  -- Data before this date was used
 )
 ;;
 truncate marts.customer_360

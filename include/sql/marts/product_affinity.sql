@@ -4,13 +4,13 @@
 -- support = share of customers who bought both, confidence = P(consequent | antecedent),
 -- lift = confidence / P(consequent).
 create table if not exists marts.product_affinity (
-    level text not null,
+    level text not null,  -- category (product level is in marts.product_pairs)
     antecedent text not null,
     consequent text not null,
-    pair_count integer not null,
-    support numeric(10, 6) not null,
-    confidence numeric(10, 6) not null,
-    lift numeric(10, 4) not null,
+    pair_count integer not null,  -- Customers who bought both
+    support numeric(10, 6) not null,  -- pair_count / all customers with a purchase
+    confidence numeric(10, 6) not null,  -- P(consequent | antecedent)
+    lift numeric(10, 4) not null,  -- confidence / P(consequent); > 1 means bought together more than by chance
     as_of_date date not null,
     primary key (level, antecedent, consequent)
 )
