@@ -38,7 +38,7 @@ def _make_orders(engine: Any, n: int) -> None:
             " case when g % 31 = 0 then 'refunded' else 'completed' end, 'EUR',"
             " round((5 + (g * 37) % 20000 / 100.0)::numeric, 2), null,"
             " timestamptz '2024-01-01' + (g % 63072000) * interval '1 second'"
-            " from generate_series(1, :n) as g"), {"n": n})
+            " from generate_series(1::bigint, :n) as g"), {"n": n})
         conn.execute(sa.text(f"create index on {BENCH_SCHEMA}.orders (updated_at, order_id)"))
         conn.execute(sa.text(f"analyze {BENCH_SCHEMA}.orders"))
 
