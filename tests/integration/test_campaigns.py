@@ -525,3 +525,51 @@ def test_documented_sql_recomputes_the_arm(db: Engine) -> None:
     for contact_id, u in rows:
         expected = assign_arm("winback", "winback", contact_id, 0.5)
         assert ("holdout" if u < 0.5 else "treatment") == expected
+
+
+# -- property: nothing ever goes to a suppressed, non-consented or holdout contact ----------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_CONSENT = st.sampled_from(["opted_in", "double_opt_in", "opted_out", "unknown", None])
+_PEOPLE = st.lists(
+    st.tuples(_CONSENT, st.sampled_from(["plain", "upper", "missing", "shared"]), st.booleans()),
+    min_size=1, max_size=40)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(people=_PEOPLE, rerun=st.booleans())
+def test_property_sends_only_to_eligible_contacts(db, tmp_path, people, rerun):
+    with db.begin() as conn:
+        conn.execute(sa.text(f"truncate {', '.join(TABLES)}"))
+    spec = SPECS["birthday"]
+    run = date(2024, 6, 1)
+    rows, suppressed = [], set()
+    for i, (consent, email_kind, is_suppressed) in enumerate(people):
+        cid = f"p{i:03d}"
+        address = {"plain": f"{cid}@example.com", "upper": f"  {cid.upper()}@Example.COM ",
+                   "missing": None, "shared": "shared@example.com"}[email_kind]
+        rows.append(contact(cid, email=address, consent_status=consent, birthday=date(1990, 6, 1)))
+        if is_suppressed and address:
+            suppressed.add(address.strip().lower())
+    insert(db, "staging.contacts", rows)
+    for address in sorted(suppressed):
+        suppress(db, address)
+    build_snapshot(db, spec, run)
+    outbox = OutboxTransport(tmp_path / f"outbox-{len(people)}-{rerun}")
+    dispatch(db, spec, run, outbox, now=NOW)
+    if rerun:
+        dispatch(db, spec, run, outbox, now=NOW)
+    with db.connect() as conn:
+        sent = conn.execute(sa.text(
+            "select l.contact_id, lower(btrim(c.email)), c.consent_status, m.arm from campaigns.send_ledger l"
+            " join staging.contacts c using (contact_id) join audiences.audience_members m"
+            " on m.campaign_id = l.campaign_id and m.run_id = l.run_id and m.contact_id = l.contact_id"
+            " where l.status = 'sent'")).all()
+    emails = [e for _, e, _, _ in sent]
+    assert all(consent in ("opted_in", "double_opt_in") for _, _, consent, _ in sent)
+    assert not (set(emails) & suppressed)
+    assert all(e for e in emails)
+    assert all(arm == "treatment" for *_, arm in sent)
+    assert len(emails) == len(set(emails))  # one message per address, reruns included
