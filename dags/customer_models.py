@@ -2,11 +2,11 @@
 ### customer_models — the scores marketing acts on
 
 RFM recency / frequency / monetary with 1–5 quintile scores and the 11 named segments (pandas),
-category affinity (support, confidence, lift) and the customer 360 (SQL).
+category affinity (support, confidence, lift), the customer 360 and lifecycle stages (SQL).
 
 Reads: `staging.orders`, `staging.order_items`, `staging.products`, `staging.contacts`,
 `campaigns.suppressions`. Writes: `marts.customer_rfm`, `marts.product_affinity`,
-`marts.customer_360`. Emits `martech://warehouse/marts`.
+`marts.customer_360`, `marts.customer_lifecycle`. Emits `martech://warehouse/marts`.
 """
 
 from __future__ import annotations

@@ -135,6 +135,7 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
 
     from martech import rfm
     from martech.db import run_model
+    from martech.lifecycle import build_lifecycle
 
     eng = _engine(url)
     params = {"run_date": run_date}
@@ -149,6 +150,7 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
         counts = {"marts.customer_rfm": rfm.write_rfm(eng, scores, run_date)}
         for model in ("marts.product_affinity", "marts.customer_360"):
             counts[model] = run_model(eng, model, params)
+        counts["marts.customer_lifecycle"] = build_lifecycle(eng, run_date)
     finally:
         eng.dispose()
     segments = scores["segment"].value_counts().to_dict() if len(scores) else {}

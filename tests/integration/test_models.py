@@ -150,3 +150,42 @@ def test_tables_and_columns_carry_comments(shop):
             " where attrelid = 'kpis.campaign_daily'::regclass and attname = 'window_complete'")).scalar_one()
     assert table.startswith("Grain: one row per campaign, send day and arm")
     assert column == "True once the whole window lies before the as-of date"
+
+
+def test_lifecycle_stages_follow_the_documented_rules(clean_warehouse):
+    from martech.lifecycle import build_lifecycle
+
+    eng = clean_warehouse
+    as_of = dt.date(2026, 1, 1)
+    days = {  # customer: order dates as days before as_of
+        1: [10],            # new (first order 10 days ago)
+        2: [100, 50, 20],   # active
+        3: [500, 400, 90],  # at_risk
+        4: [600, 200],      # lapsed
+        5: [800, 500],      # churned
+        6: [700, 400, 5],   # reactivated: 395-day gap before the last order
+    }
+    ts = "2024-01-01T00:00:00+00:00"
+    with eng.begin() as conn:
+        orders, n = [], 0
+        for cust, ago in days.items():
+            for d in ago:
+                n += 1
+                when = dt.datetime.combine(as_of - dt.timedelta(days=d), dt.time(12), tzinfo=dt.timezone.utc)
+                orders.append((str(n), str(cust), when.isoformat(), "completed", "EUR", "10.00", ts))
+        _raw(conn, "raw.shop_orders", ("order_id", "customer_id", "order_ts", "status", "currency",
+                                       "total_amount", "updated_at"), orders)
+        crm_cols = ("contact_id", "email", "consent_status", "shop_customer_id", "updated_at", "_source_file",
+                    "_line_no")
+        copy_rows(conn, "raw.crm_contacts", (*crm_cols, *META),
+                  [(f"C{c}", f"c{c}@example.com", "opted_in", str(c), ts, "f.csv", c, "b", "t", RUN_TS)
+                   for c in [*days, 7]] + [("L1", "l@example.com", "opted_in", None, ts, "f.csv", 9, "b", "t", RUN_TS)])
+    for model in ("staging.orders", "staging.contacts"):
+        run_model(eng, model, {"run_date": as_of, "run_ts": RUN_TS})
+    assert build_lifecycle(eng, as_of) == 8
+    assert build_lifecycle(eng, as_of) == 8  # rerun replaces the partition
+    stages = dict(_q(eng, "select contact_id, lifecycle_stage from marts.customer_lifecycle"))
+    assert stages == {"C1": "new", "C2": "active", "C3": "at_risk", "C4": "lapsed", "C5": "churned",
+                      "C6": "reactivated", "C7": "prospect", "L1": "prospect"}
+    with pytest.raises(ValueError, match="must increase"):
+        build_lifecycle(eng, as_of, {"active_days": 10})
