@@ -148,7 +148,7 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
         orders["net_amount"] = orders["net_amount"].astype(float)
         scores = rfm.score_rfm(orders, as_of=run_date)
         counts = {"marts.customer_rfm": rfm.write_rfm(eng, scores, run_date)}
-        for model in ("marts.product_affinity", "marts.customer_360"):
+        for model in ("marts.segment_migration", "marts.product_affinity", "marts.customer_360"):
             counts[model] = run_model(eng, model, params)
         counts["marts.customer_lifecycle"] = build_lifecycle(eng, run_date)
     finally:

@@ -10,7 +10,8 @@ PUBLIC_TABLES = (
     "raw.crm_contacts", "raw.email_events", "raw.quarantine",
     "staging.customers", "staging.products", "staging.orders", "staging.order_items", "staging.contacts",
     "staging.email_events",
-    "marts.customer_rfm", "marts.customer_360", "marts.customer_lifecycle", "marts.product_affinity",
+    "marts.customer_rfm", "marts.customer_360", "marts.customer_lifecycle", "marts.segment_migration",
+    "marts.product_affinity",
     "audiences.audience_members", "campaigns.send_ledger", "campaigns.campaign_runs",
     "campaigns.suppressions", "kpis.data_quality", "kpis.campaign_daily",
 )

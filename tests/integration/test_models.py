@@ -189,3 +189,25 @@ def test_lifecycle_stages_follow_the_documented_rules(clean_warehouse):
                       "C6": "reactivated", "C7": "prospect", "L1": "prospect"}
     with pytest.raises(ValueError, match="must increase"):
         build_lifecycle(eng, as_of, {"active_days": 10})
+
+
+def test_segment_migration_counts_moves_between_snapshots(clean_warehouse):
+    import pandas as pd
+
+    from martech import rfm
+
+    eng = clean_warehouse
+    day = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
+    early = pd.DataFrame({"customer_id": [1, 2, 2, 3], "net_amount": [10.0, 50.0, 60.0, 5.0],
+                          "order_ts": [day("2026-01-05"), day("2026-01-02"), day("2026-01-20"), day("2026-01-25")]})
+    later = pd.concat([early, pd.DataFrame({"customer_id": [4], "net_amount": [20.0],
+                                            "order_ts": [day("2026-02-10")]})])
+    d1, d2 = dt.date(2026, 2, 1), dt.date(2026, 3, 1)
+    rfm.write_rfm(eng, rfm.score_rfm(early, as_of=d1), d1)
+    assert run_model(eng, "marts.segment_migration", {"run_date": d1}) == 0  # nothing to compare with
+    rfm.write_rfm(eng, rfm.score_rfm(later, as_of=d2), d2)
+    run_model(eng, "marts.segment_migration", {"run_date": d2})
+    rows = _q(eng, "select from_segment, to_segment, customers, previous_as_of_date from marts.segment_migration")
+    assert sum(r[2] for r in rows) == 4
+    assert [r for r in rows if r[0] == "(none)"][0][2] == 1  # customer 4 is new since the previous snapshot
+    assert {r[3] for r in rows} == {d1}
