@@ -209,5 +209,5 @@ def test_segment_migration_counts_moves_between_snapshots(clean_warehouse):
     run_model(eng, "marts.segment_migration", {"run_date": d2})
     rows = _q(eng, "select from_segment, to_segment, customers, previous_as_of_date from marts.segment_migration")
     assert sum(r[2] for r in rows) == 4
-    assert [r for r in rows if r[0] == "(none)"][0][2] == 1  # customer 4 is new since the previous snapshot
+    assert next(r for r in rows if r[0] == "(none)")[2] == 1  # customer 4 is new since the previous snapshot
     assert {r[3] for r in rows} == {d1}
