@@ -7,7 +7,8 @@ then dispatches to the treatment arm through the send ledger, so a rerun of the 
 nothing twice.
 
 Reads: `marts.*`, `staging.*`, `campaigns.suppressions`. Writes: `audiences.audience_members`,
-`campaigns.send_ledger`, `campaigns.campaign_runs`, the outbox. Emits
+`audiences.snapshots`, `audiences.exclusions` (one row per excluded contact and reason),
+`campaigns.coupons`, `campaigns.send_ledger`, `campaigns.campaign_runs`, the outbox. Emits
 `martech://warehouse/campaigns/send_ledger`.
 """
 

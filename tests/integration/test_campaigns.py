@@ -158,6 +158,9 @@ def test_birthday_non_leap_year_includes_29_february(birthday_contacts: Engine) 
     assert [r["contact_id"] for r in rows] == ["b1", "b2"]
     render_all(SPECS["birthday"], rows)
     assert summary.members == 2 and summary.treatment + summary.holdout == 2
+    # Members of a campaign with a coupon also carry theirs (see tests/integration/test_eligibility.py).
+    coupons = [r["attributes"].pop("coupon") for r in rows]
+    assert [c["code"][:5] for c in coupons] == ["BDAY-", "BDAY-"]
     assert rows[0]["attributes"] == {"is_customer": True}
     assert rows[1]["attributes"] == {"is_customer": False}
     spec = SPECS["birthday"]
@@ -280,6 +283,8 @@ def test_winback_targets_lapsed_valuable_customers(db: Engine) -> None:
     build_snapshot(db, SPECS["winback"], date(2024, 6, 1))
     render_all(SPECS["winback"], members(db, "winback", "2024-06-01"))
     rows = {r["contact_id"]: r["attributes"] for r in members(db, "winback", "2024-06-01")}
+    # The coupon's percent follows the value tier (coupon.discount_attribute: coupon_percent).
+    assert {cid: a.pop("coupon")["discount_percent"] for cid, a in rows.items()} == {"w1": 10, "w2": 15}
     assert rows == {
         "w1": {"rfm_segment": "At Risk", "last_category": "Shoes", "value_tier": "bronze", "coupon_percent": 10},
         "w2": {"rfm_segment": "Can't Lose Them", "last_category": None, "value_tier": "silver",

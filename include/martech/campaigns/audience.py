@@ -5,27 +5,34 @@ independent uniform numbers in [0, 1), the first 8 bytes for the arm and the nex
 reruns, backfills and analysts (in SQL) all get the same answer. Holdout members carry the variant they
 would have got; it is never sent, and it lets per-variant uplift use the matching slice of the holdout.
 
-:func:`build_snapshot` runs the campaign's audience SQL wrapped in the shared eligibility filter
-(consent given, not suppressed, has an email) and replaces the run's rows of
-``audiences.audience_members`` in one transaction.
+:func:`build_snapshot` runs the campaign's audience SQL, splits its rows into eligible members and
+exclusions with their reasons (:mod:`martech.campaigns.eligibility`), issues coupons when the campaign
+has them (:mod:`martech.campaigns.coupons`), checks whether the holdout can detect the uplift the
+campaign hopes for (:func:`minimum_detectable_effect`) and replaces the run's rows of
+``audiences.audience_members``, ``audiences.exclusions`` and ``audiences.snapshots`` in one transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timezone
 from decimal import Decimal
+from statistics import NormalDist
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from martech.campaigns import eligibility
+from martech.campaigns.eligibility import CONSENTED_STATUSES, Candidate
 from martech.campaigns.render import RESERVED_NAMES
-from martech.campaigns.spec import CampaignSpec, Variant
+from martech.campaigns.spec import CampaignSettings, CampaignSpec, Variant, load_settings
 from martech.db import copy_rows
 
 __all__ = [
@@ -37,15 +44,20 @@ __all__ = [
     "assign_variant",
     "build_snapshot",
     "eligible_audience_sql",
+    "minimum_detectable_effect",
 ]
 
+log = logging.getLogger("martech.campaigns.audience")
+
 Arm = Literal["treatment", "holdout"]
-CONSENTED_STATUSES = ("opted_in", "double_opt_in")
 REQUIRED_COLUMNS = ("contact_id", "email", "first_name")
 MEMBER_COLUMNS = (
     "campaign_id", "run_id", "run_date", "contact_id", "email", "first_name", "arm", "variant",
     "definition_hash", "attributes",
 )
+EXCLUSION_COLUMNS = ("campaign_id", "run_id", "run_date", "contact_id", "email", "reason", "detail")
+POWER_ALPHA = 0.05
+POWER = 0.8
 _SCALE = float(1 << 64)
 
 
@@ -89,6 +101,45 @@ def assign_variant(campaign_id: str, salt: str, contact_id: str,
     return pairs[-1][0]  # float rounding at the very top of the range
 
 
+# -- power -------------------------------------------------------------------------------------------
+
+
+def minimum_detectable_effect(n_treatment: int, n_holdout: int, baseline: float, *,
+                              alpha: float = POWER_ALPHA, power: float = POWER) -> float | None:
+    """The smallest absolute uplift over ``baseline`` that the holdout comparison can detect.
+
+    Two-sided two-proportion z-test (pooled variance under the null, unpooled under the alternative,
+    no continuity correction): the smallest ``d`` with
+    ``d >= z(1 - alpha/2) * se_pooled(d) + z(power) * se(d)``. None when an arm is empty or not even an
+    uplift to a conversion rate of 1 would be detectable.
+    """
+    if not 0 < baseline < 1:
+        raise ValueError(f"baseline must be between 0 and 1, got {baseline}")
+    if n_treatment < 1 or n_holdout < 1:
+        return None
+    z_alpha = NormalDist().inv_cdf(1 - alpha / 2)
+    z_power = NormalDist().inv_cdf(power)
+    inv = 1 / n_treatment + 1 / n_holdout
+
+    def shortfall(d: float) -> float:
+        p1 = baseline + d
+        pooled = (n_holdout * baseline + n_treatment * p1) / (n_treatment + n_holdout)
+        se_null = math.sqrt(pooled * (1 - pooled) * inv)
+        se_alt = math.sqrt(baseline * (1 - baseline) / n_holdout + p1 * (1 - p1) / n_treatment)
+        return d - (z_alpha * se_null + z_power * se_alt)
+
+    lo, hi = 0.0, 1.0 - baseline
+    if shortfall(hi) < 0:
+        return None
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if shortfall(mid) >= 0:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 # -- snapshot ----------------------------------------------------------------------------------------
 
 
@@ -103,6 +154,14 @@ class SnapshotSummary:
     holdout: int
     variants: dict[str, int] = field(default_factory=dict)
     duplicate_emails_dropped: int = 0
+    candidates: int = 0
+    excluded: int = 0
+    exclusions: dict[str, int] = field(default_factory=dict)
+    coupons: int = 0
+    mde: float | None = None
+    mde_relative: float | None = None
+    min_detectable_effect: float | None = None
+    power_warning: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +169,9 @@ class SnapshotSummary:
             "definition_hash": self.definition_hash, "members": self.members,
             "treatment": self.treatment, "holdout": self.holdout, "variants": dict(self.variants),
             "duplicate_emails_dropped": self.duplicate_emails_dropped,
+            "candidates": self.candidates, "excluded": self.excluded, "exclusions": dict(self.exclusions),
+            "coupons": self.coupons, "mde": self.mde, "mde_relative": self.mde_relative,
+            "min_detectable_effect": self.min_detectable_effect, "power_warning": self.power_warning,
         }
 
 
@@ -123,10 +185,11 @@ def as_run_date(value: date | str) -> date:
 
 
 def eligible_audience_sql(audience_sql: str) -> str:
-    """The audience query wrapped in the filter every campaign shares.
+    """The audience query filtered by the contact rules alone (consent, a non-empty email, not suppressed).
 
-    Keeps rows whose contact has given consent, has a non-empty email and is not in
-    ``campaigns.suppressions`` by email or by contact id. Column order of the audience is kept.
+    For previews and analysts in plain SQL; it does not apply the email pattern, duplicates, cooldowns
+    or caps. :func:`build_snapshot` uses :func:`~martech.campaigns.eligibility.annotated_audience_sql`
+    instead, which keeps every row and says why one is excluded.
     """
     body = audience_sql.strip().rstrip(";").rstrip()
     statuses = ", ".join(f"'{s}'" for s in CONSENTED_STATUSES)
@@ -158,76 +221,216 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str) -> SnapshotSummary:
-    """Snapshot the audience of ``spec`` for ``run_date`` into ``audiences.audience_members``.
+def _read_candidates(conn: Connection, spec: CampaignSpec, run_date: date) -> tuple[list[str], list[Candidate]]:
+    """Run the annotated audience query; returns the audience's own columns and one candidate per row."""
+    where = spec.audience_sql_path
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        cur.execute(eligibility.annotated_audience_sql(spec.audience_sql_text()), {"run_date": run_date})
+        columns = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    except Exception as exc:
+        raise AudienceSqlError(f"{where}: the audience query failed: {exc}".strip()) from exc
+    finally:
+        cur.close()
+    n = len(eligibility.ANNOTATIONS)
+    own, annotations = columns[:-n], columns[-n:]
+    assert tuple(annotations) == eligibility.ANNOTATIONS, annotations
+    missing = [c for c in REQUIRED_COLUMNS if c not in own]
+    if missing:
+        raise AudienceSqlError(f"{where}: the query must return {', '.join(REQUIRED_COLUMNS)}; "
+                               f"it lacks {', '.join(missing)} (columns: {', '.join(own)})")
+    extra = [c for c in own if c not in REQUIRED_COLUMNS]
+    clashes = sorted(RESERVED_NAMES.intersection(extra)
+                     | {c for c in extra if c.startswith(eligibility.ANNOTATION_PREFIX)})
+    if clashes or len(set(own)) != len(own):
+        raise AudienceSqlError(f"{where}: rename the personalization columns {clashes or own}: "
+                               "they repeat or clash with names the templates get anyway")
 
-    The run's previous rows are deleted and the new ones copied in the same transaction, so a rerun
-    with the same inputs leaves identical rows. Two contacts sharing an email address would get the
-    message twice: only the lowest contact id per address is kept.
+    candidates = []
+    seen: set[str] = set()
+    for values in rows:
+        row = dict(zip(own, values[:-n], strict=True))
+        consent, known, suppression = values[-n:]
+        if row["contact_id"] is None:
+            raise AudienceSqlError(f"{where}: contact_id must not be null")
+        contact_id = str(row["contact_id"])
+        if contact_id in seen:
+            raise AudienceSqlError(f"{where}: contact_id {contact_id!r} is returned more than once; "
+                                   "the audience must have one row per contact")
+        seen.add(contact_id)
+        candidates.append(Candidate(contact_id=contact_id, raw_email=row["email"], row=row,
+                                    consent_status=consent, known=bool(known), suppression=suppression))
+    return own, candidates
+
+
+def _discount(spec: CampaignSpec, c: Candidate) -> int:
+    assert spec.coupon is not None
+    attribute = spec.coupon.discount_attribute
+    if attribute is None or c.row.get(attribute) is None:
+        return spec.coupon.discount_percent
+    value = c.row[attribute]
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        number = Decimal("NaN")
+    if not number.is_finite() or number != number.to_integral_value() or not 1 <= number <= 100:
+        raise AudienceSqlError(f"{spec.audience_sql_path}: {attribute} (the coupon's discount_attribute) must be "
+                               f"a whole percentage between 1 and 100, got {value!r} for contact {c.contact_id!r}")
+    return int(number)
+
+
+_WATERMARK = sa.text("""
+select
+    max(b.loaded_at) as loaded_at,
+    coalesce(jsonb_object_agg(b.table_name, b.batch_id order by b.table_name), '{}'::jsonb)::text as batch_ids
+from (
+    select distinct on (i.table_name) i.table_name, i.batch_id, i.loaded_at
+    from raw.ingest_batches as i
+    where i.loaded_at <= :cutoff
+    order by i.table_name, i.loaded_at desc, i.batch_id desc
+) as b
+""")
+
+
+def _input_watermark(conn: Connection, run_date: date) -> tuple[datetime | None, str]:
+    """The newest landing batch per table that the run date's staging includes (loaded up to its start)."""
+    if conn.execute(sa.text("select to_regclass('raw.ingest_batches')")).scalar_one() is None:
+        return None, "{}"
+    cutoff = datetime.combine(run_date, time(0), tzinfo=timezone.utc)
+    row = conn.execute(_WATERMARK, {"cutoff": cutoff}).one()
+    return row.loaded_at, row.batch_ids
+
+
+_INSERT_SNAPSHOT = sa.text("""
+insert into audiences.snapshots (
+    campaign_id, run_id, run_date, definition_hash, priority, cooldown_days, frequency_cap,
+    frequency_cap_window_days, candidates, members, treatment, holdout, excluded, exclusions, coupons,
+    holdout_share, baseline_conversion, min_detectable_effect, mde, power_warning, input_loaded_at,
+    input_batch_ids
+) values (
+    :campaign_id, :run_id, :run_date, :definition_hash, :priority, :cooldown_days, :frequency_cap,
+    :frequency_cap_window_days, :candidates, :members, :treatment, :holdout, :excluded,
+    cast(:exclusions as jsonb), :coupons, :holdout_share, :baseline_conversion, :min_detectable_effect,
+    :mde, :power_warning, :input_loaded_at, cast(:input_batch_ids as jsonb)
+)
+""")
+
+
+def _power_check(spec: CampaignSpec, treatment: int, holdout: int) -> tuple[float | None, bool]:
+    mde = minimum_detectable_effect(treatment, holdout, spec.baseline_conversion)
+    wanted = spec.min_detectable_effect
+    warn = wanted is not None and (mde is None or wanted < mde)
+    if warn:
+        achievable = "no uplift at all" if mde is None else f"an uplift of {mde:.4f} (absolute) or more"
+        log.warning(
+            "%s: the holdout cannot detect the min_detectable_effect of %.4f: with %d treatment and %d holdout "
+            "members and a baseline conversion of %.4f, it detects %s (alpha %.2f, power %.2f). Raise "
+            "holdout_share, widen the audience or accept a larger effect.",
+            spec.id, wanted, treatment, holdout, spec.baseline_conversion, achievable, POWER_ALPHA, POWER)
+    return mde, warn
+
+
+def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str, *,
+                   settings: CampaignSettings | None = None, coupon_secret: str | None = None
+                   ) -> SnapshotSummary:
+    """Snapshot the audience of ``spec`` for ``run_date``; returns what it holds.
+
+    Writes, in one transaction and replacing the run's previous rows: ``audiences.audience_members``
+    (eligible contacts with arm and variant), ``audiences.exclusions`` (everyone else, with reasons),
+    ``campaigns.coupons`` (when the campaign has a coupon) and the run's ``audiences.snapshots`` row. A
+    rerun with the same inputs leaves identical rows.
+
+    ``settings`` default to the ``_settings.yml`` beside the campaign file; ``coupon_secret`` to
+    ``MARTECH_COUPON_SECRET``.
     """
+    from martech.campaigns import coupons
+    from martech.campaigns.dispatch import make_send_id
+
     run_date = as_run_date(run_date)
     run_id = run_date.isoformat()
-    sql = eligible_audience_sql(spec.audience_sql_text())
-    where = spec.audience_sql_path
+    settings = settings or load_settings(spec.campaigns_dir)
     with engine.begin() as conn:
         # Two runs of the same snapshot (a manual rerun beside a retry) must not interleave.
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:key))"),
                      {"key": f"martech.audience:{spec.id}:{run_id}"})
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        cur = raw.cursor()
-        try:
-            cur.execute(sql, {"run_date": run_date})
-            columns = [d[0] for d in cur.description]
-            rows = cur.fetchall()
-        except Exception as exc:
-            raise AudienceSqlError(f"{where}: the audience query failed: {exc}".strip()) from exc
-        finally:
-            cur.close()
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise AudienceSqlError(f"{where}: the query must return {', '.join(REQUIRED_COLUMNS)}; "
-                                   f"it lacks {', '.join(missing)} (columns: {', '.join(columns)})")
+        columns, candidates = _read_candidates(conn, spec, run_date)
+        if spec.coupon and spec.coupon.discount_attribute and spec.coupon.discount_attribute not in columns:
+            raise AudienceSqlError(f"{spec.audience_sql_path}: the coupon's discount_attribute "
+                                   f"{spec.coupon.discount_attribute!r} is not a column of the query "
+                                   f"(columns: {', '.join(columns)})")
         extra = [c for c in columns if c not in REQUIRED_COLUMNS]
-        clashes = sorted(RESERVED_NAMES.intersection(extra))
-        if clashes or len(set(columns)) != len(columns):
-            raise AudienceSqlError(f"{where}: rename the personalization columns {clashes or columns}: "
-                                   "they repeat or clash with names the templates get anyway")
+        result = eligibility.evaluate(conn, candidates, spec=spec, run_id=run_id, run_date=run_date,
+                                      settings=settings)
 
-        members = []
-        seen_contacts: set[str] = set()
-        seen_emails: set[str] = set()
-        dropped = 0
+        assigned = []
         counts: Counter[str] = Counter()
         variants: Counter[str] = Counter()
-        for values in rows:
-            row = dict(zip(columns, values, strict=True))
-            contact_id = str(row["contact_id"])
-            if contact_id in seen_contacts:
-                raise AudienceSqlError(f"{where}: contact_id {contact_id!r} is returned more than once; "
-                                       "the audience must have one row per contact")
-            seen_contacts.add(contact_id)
-            email = str(row["email"]).strip().lower()
-            if email in seen_emails:
-                dropped += 1
-                continue
-            seen_emails.add(email)
-            arm = assign_arm(spec.id, spec.salt, contact_id, spec.holdout_share)
-            variant = assign_variant(spec.id, spec.salt, contact_id, spec.variants)
+        for c in result.eligible:
+            arm = assign_arm(spec.id, spec.salt, c.contact_id, spec.holdout_share)
+            variant = assign_variant(spec.id, spec.salt, c.contact_id, spec.variants)
             counts[arm] += 1
             variants[variant] += 1
-            attributes = {c: _json_value(row[c]) for c in extra}
+            assigned.append((c, arm, variant))
+
+        issued: dict[str, coupons.Coupon] = {}
+        if spec.coupon is not None:
+            requests = [coupons.CouponRequest(c.contact_id, make_send_id(spec.id, run_id, 1, c.contact_id),
+                                              _discount(spec, c)) for c, _, _ in assigned]
+            issued = coupons.issue_coupons(
+                conn, campaign_id=spec.id, run_id=run_id, run_date=run_date, prefix=spec.coupon.prefix,
+                validity_days=spec.coupon.validity_days, requests=requests,
+                secret=coupon_secret or coupons.secret_from_env())
+
+        members = []
+        definition_hash = spec.definition_hash
+        for c, arm, variant in assigned:
+            attributes = {k: _json_value(c.row[k]) for k in extra}
+            if c.contact_id in issued:
+                attributes["coupon"] = issued[c.contact_id].as_attribute()
             members.append((
-                spec.id, run_id, run_id, contact_id, email, row["first_name"], arm, variant,
-                spec.definition_hash, json.dumps(attributes, sort_keys=True, ensure_ascii=False),
+                spec.id, run_id, run_id, c.contact_id, c.email, c.row["first_name"], arm, variant,
+                definition_hash, json.dumps(attributes, sort_keys=True, ensure_ascii=False),
             ))
 
+        run_key = {"c": spec.id, "r": run_id}
         conn.execute(sa.text("delete from audiences.audience_members where campaign_id = :c and run_id = :r"),
-                     {"c": spec.id, "r": run_id})
+                     run_key)
         copy_rows(conn, "audiences.audience_members", MEMBER_COLUMNS, members)
+        conn.execute(sa.text("delete from audiences.exclusions where campaign_id = :c and run_id = :r"), run_key)
+        copy_rows(conn, "audiences.exclusions", EXCLUSION_COLUMNS,
+                  ((spec.id, run_id, run_date, e.contact_id, e.email, e.reason, e.detail)
+                   for e in result.exclusions))
 
-    return SnapshotSummary(
+        mde, power_warning = _power_check(spec, counts["treatment"], counts["holdout"])
+        reason_counts = result.counts()
+        loaded_at, batch_ids = _input_watermark(conn, run_date)
+        cap = settings.frequency_cap
+        conn.execute(sa.text("delete from audiences.snapshots where campaign_id = :c and run_id = :r"), run_key)
+        conn.execute(_INSERT_SNAPSHOT, {
+            "campaign_id": spec.id, "run_id": run_id, "run_date": run_date,
+            "definition_hash": spec.definition_hash, "priority": spec.priority,
+            "cooldown_days": spec.cooldown_days, "frequency_cap": cap.max_emails,
+            "frequency_cap_window_days": cap.window_days, "candidates": len(candidates),
+            "members": len(members), "treatment": counts["treatment"], "holdout": counts["holdout"],
+            "excluded": result.excluded_contacts, "exclusions": json.dumps(reason_counts, sort_keys=True),
+            "coupons": len(issued), "holdout_share": spec.holdout_share,
+            "baseline_conversion": spec.baseline_conversion, "min_detectable_effect": spec.min_detectable_effect,
+            "mde": None if mde is None else round(mde, 6), "power_warning": power_warning,
+            "input_loaded_at": loaded_at, "input_batch_ids": batch_ids,
+        })
+
+    summary = SnapshotSummary(
         campaign_id=spec.id, run_id=run_id, run_date=run_date, definition_hash=spec.definition_hash,
         members=len(members), treatment=counts["treatment"], holdout=counts["holdout"],
-        variants=dict(sorted(variants.items())), duplicate_emails_dropped=dropped,
+        variants=dict(sorted(variants.items())), duplicate_emails_dropped=reason_counts.get("duplicate_email", 0),
+        candidates=len(candidates), excluded=result.excluded_contacts, exclusions=reason_counts,
+        coupons=len(issued), mde=mde, mde_relative=None if mde is None else mde / spec.baseline_conversion,
+        min_detectable_effect=spec.min_detectable_effect, power_warning=power_warning,
     )
+    log.info("%s run %s: %d candidates, %d members (%d treatment, %d holdout), %d excluded %s, mde %s",
+             spec.id, run_id, summary.candidates, summary.members, summary.treatment, summary.holdout,
+             summary.excluded, reason_counts, "n/a" if mde is None else f"{mde:.4f}")
+    return summary

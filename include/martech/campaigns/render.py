@@ -11,8 +11,14 @@ renderer per run.
 
 Variables available to templates: ``first_name``, ``email``, ``contact_id``, every personalization
 column of the audience SQL by its name (also as ``attributes``), ``campaign`` (``id``, ``name``),
-``variant`` (its id), ``subject`` (rendered), ``send_id``, ``unsubscribe_url``, ``shop_url`` and
-``utm`` (a query string without the leading ``?``). Filter: ``money`` (two decimals).
+``variant`` (its id), ``subject`` (rendered), ``send_id``, ``unsubscribe_url``, ``shop_url``,
+``utm`` (a query string without the leading ``?``) and ``coupon`` (``code``, ``discount_percent``,
+``valid_from``, ``valid_until``, ``expires_at``; None when the campaign has no coupon). Filters:
+``money`` (two decimals), ``long_date`` (``2024-06-07`` -> ``7 June 2024``).
+
+The unsubscribe link carries a signed token (:mod:`martech.campaigns.unsubscribe`), and every message
+gets the RFC 8058 one-click headers: ``List-Unsubscribe: <https://...>, <mailto:...>`` and
+``List-Unsubscribe-Post: List-Unsubscribe=One-Click``.
 """
 
 from __future__ import annotations
@@ -20,37 +26,45 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 
+from martech.campaigns import unsubscribe
 from martech.campaigns.spec import CampaignSpec, Variant
 from martech.paths import TEMPLATES_DIR
 
 __all__ = [
     "RESERVED_NAMES",
     "SHOP_URL",
+    "UNSUBSCRIBE_MAILTO",
     "UNSUBSCRIBE_URL",
     "Recipient",
     "RenderError",
     "RenderedMessage",
     "Renderer",
+    "list_unsubscribe_headers",
     "make_environment",
     "render_message",
+    "unsubscribe_mailto",
     "unsubscribe_url",
 ]
 
 SHOP_URL = "https://shop.example"
-# A signed, expiring link replaces this placeholder later; the send id is enough to find the row.
+# The one-click endpoint: takes GET (a page with a button) and POST "List-Unsubscribe=One-Click"
+# (RFC 8058), verifies the token and adds the address to campaigns.suppressions.
 UNSUBSCRIBE_URL = "https://shop.example/unsubscribe"
+# Mailbox for clients that only offer the mailto: variant; the token travels in the subject.
+UNSUBSCRIBE_MAILTO = "unsubscribe@shop.example"
 
 # Names the renderer provides itself; audience SQL must not return personalization columns named so.
 RESERVED_NAMES = frozenset({
     "first_name", "email", "contact_id", "attributes", "campaign", "variant", "subject", "send_id",
-    "unsubscribe_url", "shop_url", "utm",
+    "unsubscribe_url", "shop_url", "utm", "coupon",
 })
 
 
@@ -117,11 +131,51 @@ def make_environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["money"] = _money
+    env.filters["long_date"] = _long_date
     return env
 
 
-def unsubscribe_url(send_id: str) -> str:
-    return f"{UNSUBSCRIBE_URL}?{urlencode({'sid': send_id})}"
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December")
+
+
+def _long_date(value: Any) -> str:
+    """``2024-06-07`` (or a date / datetime) -> ``7 June 2024``."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = date.fromisoformat(value[:10])
+    if isinstance(value, datetime):
+        value = value.date()
+    if not isinstance(value, date):
+        raise ValueError(f"long_date filter: {value!r} is not a date")
+    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
+
+
+def _link(base: str, send_id: str, token: str) -> str:
+    return f"{base}?{urlencode({'sid': send_id, 'token': token})}"
+
+
+def _mailto(address: str, token: str) -> str:
+    return f"mailto:{address}?subject={quote('unsubscribe ' + token, safe='')}"
+
+
+def unsubscribe_url(send_id: str, contact_id: str, campaign_id: str, *, secret: str | bytes,
+                    base: str = UNSUBSCRIBE_URL) -> str:
+    """``<base>?sid=<send_id>&token=<signed token>``; the endpoint trusts the token, not the sid."""
+    return _link(base, send_id, unsubscribe.sign(send_id, contact_id, campaign_id, secret))
+
+
+def unsubscribe_mailto(send_id: str, contact_id: str, campaign_id: str, *, secret: str | bytes,
+                       address: str = UNSUBSCRIBE_MAILTO) -> str:
+    """``mailto:<address>?subject=unsubscribe%20<signed token>``."""
+    return _mailto(address, unsubscribe.sign(send_id, contact_id, campaign_id, secret))
+
+
+def list_unsubscribe_headers(url: str, mailto: str | None = None) -> dict[str, str]:
+    """RFC 2369 ``List-Unsubscribe`` (https first, then mailto) and RFC 8058 one-click POST."""
+    value = f"<{url}>" if mailto is None else f"<{url}>, <{mailto}>"
+    return {"List-Unsubscribe": value, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 _WHITESPACE = re.compile(r"\s+")
@@ -130,12 +184,24 @@ _WHITESPACE = re.compile(r"\s+")
 class Renderer:
     """Compiles each (campaign, variant) once; renders per recipient. Not shared across threads."""
 
-    def __init__(self, templates_dir: Path | None = None, *, shop_url: str = SHOP_URL) -> None:
+    def __init__(self, templates_dir: Path | None = None, *, shop_url: str = SHOP_URL,
+                 unsubscribe_secret: str | bytes | None = None, unsubscribe_base: str = UNSUBSCRIBE_URL,
+                 unsubscribe_address: str | None = UNSUBSCRIBE_MAILTO) -> None:
         self._templates_dir = templates_dir
         self._envs: dict[Path, jinja2.Environment] = {}
         self._compiled: dict[tuple[str, str, str], _Compiled] = {}
         self.shop_url = shop_url
         self.compilations = 0
+        self._unsubscribe_secret = unsubscribe_secret
+        self.unsubscribe_base = unsubscribe_base
+        self.unsubscribe_address = unsubscribe_address
+
+    @property
+    def unsubscribe_secret(self) -> str | bytes:
+        """The given secret, else ``MARTECH_UNSUBSCRIBE_SECRET`` (read on first use)."""
+        if self._unsubscribe_secret is None:
+            self._unsubscribe_secret = unsubscribe.secret_from_env()
+        return self._unsubscribe_secret
 
     def _env(self, spec: CampaignSpec) -> jinja2.Environment:
         root = self._templates_dir or spec.templates_dir
@@ -167,6 +233,13 @@ class Renderer:
             variant = spec.variant(variant)
         recipient = Recipient.of(member)
         compiled = self.compile(spec, variant)
+        coupon = recipient.attributes.get("coupon")
+        if spec.coupon is not None and not coupon:
+            raise RenderError(f"campaign {spec.id!r} gives a coupon but contact {recipient.contact_id!r} has "
+                              "none in its attributes: render members of a snapshot built by build_snapshot")
+        token = unsubscribe.sign(recipient.send_id, recipient.contact_id, spec.id, self.unsubscribe_secret)
+        link = _link(self.unsubscribe_base, recipient.send_id, token)
+        mailto = None if self.unsubscribe_address is None else _mailto(self.unsubscribe_address, token)
         utm = urlencode({
             "utm_source": "martech", "utm_medium": "email",
             "utm_campaign": spec.id, "utm_content": variant.id,
@@ -180,9 +253,10 @@ class Renderer:
             "campaign": {"id": spec.id, "name": spec.name},
             "variant": variant.id,
             "send_id": recipient.send_id,
-            "unsubscribe_url": unsubscribe_url(recipient.send_id),
+            "unsubscribe_url": link,
             "shop_url": self.shop_url,
             "utm": utm,
+            "coupon": coupon or None,
         }
         part = "subject"
         try:
@@ -197,10 +271,7 @@ class Renderer:
                 f"campaign {spec.id!r} variant {variant.id!r}: {part} failed for contact "
                 f"{recipient.contact_id!r}: {exc}"
             ) from exc
-        headers = {
-            "List-Unsubscribe": f"<{context['unsubscribe_url']}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        }
+        headers = list_unsubscribe_headers(link, mailto)
         return RenderedMessage(subject=subject, html=html, text=text, headers=headers)
 
 

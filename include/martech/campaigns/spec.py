@@ -29,21 +29,38 @@ from pydantic import (
 from martech.paths import CAMPAIGNS_DIR, PROJECT_ROOT, TEMPLATES_DIR
 
 __all__ = [
+    "DEFAULT_BASELINE_CONVERSION",
+    "DEFAULT_PRIORITY",
     "MAX_HOLDOUT_SHARE",
+    "SETTINGS_FILE",
+    "CampaignSettings",
     "CampaignSpec",
     "CampaignSpecError",
+    "CouponSpec",
+    "FrequencyCap",
     "Variant",
     "load_campaign",
     "load_campaigns",
+    "load_settings",
     "validate_cron",
 ]
 
 MAX_HOLDOUT_SHARE = 0.5
 TEMPLATE_FILES = ("body.html.j2", "body.txt.j2")
+DEFAULT_PRIORITY = 100
+DEFAULT_BASELINE_CONVERSION = 0.05
+# Settings shared by every campaign of a folder; the leading underscore keeps load_campaigns off it.
+SETTINGS_FILE = "_settings.yml"
+# Global frequency cap when no settings file says otherwise: at most this many marketing emails per
+# contact within this many days (the run date included).
+DEFAULT_MAX_EMAILS = 3
+DEFAULT_CAP_WINDOW_DAYS = 7
 
 _CAMPAIGN_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _VARIANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _TEMPLATE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_COUPON_PREFIX = re.compile(r"^[A-Z0-9]{1,12}$")
+_COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 # An example value per field, used in "is required" and type errors.
 _EXAMPLES = {
@@ -62,6 +79,17 @@ _EXAMPLES = {
     "tags": "[retention]",
     "weight": "1",
     "subject": "'We miss you, {{ first_name }}'",
+    "priority": "10",
+    "cooldown_days": "30",
+    "baseline_conversion": "0.05",
+    "min_detectable_effect": "0.01",
+    "coupon": "{discount_percent: 15, validity_days: 7, prefix: BDAY}",
+    "discount_percent": "15",
+    "validity_days": "7",
+    "prefix": "BDAY",
+    "discount_attribute": "coupon_percent",
+    "max_emails": "3",
+    "window_days": "7",
 }
 
 YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -160,6 +188,54 @@ class Variant(BaseModel):
         return v.strip()
 
 
+class CouponSpec(BaseModel):
+    """A unique coupon code per recipient (see :mod:`martech.campaigns.coupons`).
+
+    ``discount_attribute`` names a personalization column of the audience SQL whose value (a whole
+    percentage) overrides ``discount_percent`` per recipient, e.g. a discount sized by value tier.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    discount_percent: int
+    validity_days: int = 14
+    prefix: str
+    discount_attribute: str | None = None
+
+    @field_validator("discount_percent")
+    @classmethod
+    def _percent_range(cls, v: int) -> int:
+        if not 1 <= v <= 100:
+            raise ValueError(f"must be a whole percentage between 1 and 100, got {v}")
+        return v
+
+    @field_validator("validity_days")
+    @classmethod
+    def _validity_range(cls, v: int) -> int:
+        if not 1 <= v <= 365:
+            raise ValueError(f"must be between 1 and 365 days, got {v}")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_shape(cls, v: str) -> str:
+        if not _COUPON_PREFIX.match(v):
+            raise ValueError(f"must be 1 to 12 upper-case letters or digits (e.g. 'BDAY'), got {v!r}")
+        return v
+
+    @field_validator("discount_attribute")
+    @classmethod
+    def _attribute_name(cls, v: str | None) -> str | None:
+        if v is not None and not _COLUMN.match(v):
+            raise ValueError(f"must be the name of a column of the audience SQL (e.g. 'coupon_percent'), got {v!r}")
+        return v
+
+
+def default_coupon_prefix(campaign_id: str) -> str:
+    """``birthday`` -> ``BIRTHDAY``, ``win-back_2`` -> ``WINBACK2`` (at most 12 characters)."""
+    return re.sub(r"[^A-Z0-9]", "", campaign_id.upper())[:12] or "MT"
+
+
 class CampaignSpec(BaseModel):
     """A validated campaign definition. Build it with :func:`load_campaign`."""
 
@@ -178,6 +254,16 @@ class CampaignSpec(BaseModel):
     salt: str
     conversion_window_days: int = 7
     tags: tuple[str, ...] = ()
+    # Eligibility: lower number = higher priority when the frequency cap arbitrates between campaigns.
+    priority: int = DEFAULT_PRIORITY
+    # Days after a send (or a holdout membership) of this campaign during which the contact is not
+    # eligible for it again; 0 = no cooldown.
+    cooldown_days: int = 0
+    # Power check: expected conversion rate without the message, and the smallest absolute uplift the
+    # holdout comparison should be able to detect (alpha 0.05, power 0.8).
+    baseline_conversion: float = DEFAULT_BASELINE_CONVERSION
+    min_detectable_effect: float | None = None
+    coupon: CouponSpec | None = None
 
     _source_path: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default=CAMPAIGNS_DIR)
@@ -189,6 +275,9 @@ class CampaignSpec(BaseModel):
     def _salt_defaults_to_id(cls, data: Any) -> Any:
         if isinstance(data, Mapping) and "salt" not in data and "id" in data:
             data = {**data, "salt": data["id"]}
+        if (isinstance(data, Mapping) and isinstance(data.get("coupon"), Mapping)
+                and "prefix" not in data["coupon"] and isinstance(data.get("id"), str)):
+            data = {**data, "coupon": {**data["coupon"], "prefix": default_coupon_prefix(data["id"])}}
         return data
 
     @field_validator("variants", "tags", mode="before")
@@ -278,6 +367,35 @@ class CampaignSpec(BaseModel):
             raise ValueError(f"must be between 1 and 90 days, got {v}")
         return v
 
+    @field_validator("priority")
+    @classmethod
+    def _priority_range(cls, v: int) -> int:
+        if not 0 <= v <= 1000:
+            raise ValueError(f"must be between 0 and 1000 (lower number = higher priority), got {v}")
+        return v
+
+    @field_validator("cooldown_days")
+    @classmethod
+    def _cooldown_range(cls, v: int) -> int:
+        if not 0 <= v <= 365:
+            raise ValueError(f"must be between 0 (no cooldown) and 365 days, got {v}")
+        return v
+
+    @field_validator("baseline_conversion")
+    @classmethod
+    def _baseline_range(cls, v: float) -> float:
+        if not 0 < v < 1:
+            raise ValueError(f"must be a rate between 0 and 1 (e.g. 0.05 for 5%), got {v}")
+        return float(v)
+
+    @field_validator("min_detectable_effect")
+    @classmethod
+    def _mde_range(cls, v: float | None) -> float | None:
+        if v is not None and not 0 < v < 1:
+            raise ValueError("must be an absolute uplift in conversion rate between 0 and 1 "
+                             f"(e.g. 0.01 for one percentage point), got {v}")
+        return None if v is None else float(v)
+
     @field_validator("tags")
     @classmethod
     def _tags_clean(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -301,6 +419,11 @@ class CampaignSpec(BaseModel):
     def templates_dir(self) -> Path:
         return self._templates_dir
 
+    @property
+    def campaigns_dir(self) -> Path:
+        """The folder of the YAML file (where ``_settings.yml`` is looked for)."""
+        return self._base_dir
+
     def audience_sql_text(self) -> str:
         return self.audience_sql_path.read_text(encoding="utf-8")
 
@@ -319,6 +442,66 @@ class CampaignSpec(BaseModel):
                 return v
         raise KeyError(f"campaign {self.id!r} has no variant {variant_id!r} "
                        f"(variants: {', '.join(v.id for v in self.variants)})")
+
+
+# -- settings shared by all campaigns ---------------------------------------------------------------
+
+
+class FrequencyCap(BaseModel):
+    """At most ``max_emails`` marketing emails per contact within ``window_days`` days (run date included).
+
+    ``max_emails: null`` switches the cap off.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    max_emails: int | None = DEFAULT_MAX_EMAILS
+    window_days: int = DEFAULT_CAP_WINDOW_DAYS
+
+    @field_validator("max_emails")
+    @classmethod
+    def _max_positive(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError(f"must be at least 1 (or null to switch the cap off), got {v}")
+        return v
+
+    @field_validator("window_days")
+    @classmethod
+    def _window_range(cls, v: int) -> int:
+        if not 1 <= v <= 90:
+            raise ValueError(f"must be between 1 and 90 days, got {v}")
+        return v
+
+
+class CampaignSettings(BaseModel):
+    """``include/campaigns/_settings.yml``: rules every campaign of the folder shares."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    frequency_cap: FrequencyCap = FrequencyCap()
+
+
+def load_settings(directory: Path | str = CAMPAIGNS_DIR) -> CampaignSettings:
+    """The folder's ``_settings.yml``, or the defaults when there is none; raises :class:`CampaignSpecError`."""
+    path = Path(directory) / SETTINGS_FILE
+    if not path.is_file():
+        return CampaignSettings()
+    where = _display(path)
+    try:
+        data = yaml.load(path.read_bytes(), Loader=YAML_LOADER)
+    except yaml.YAMLError as exc:
+        detail = str(exc).replace("\n", " ")
+        raise CampaignSpecError([f"{where}: is not valid YAML: {detail}"]) from exc
+    if data is None:
+        return CampaignSettings()
+    if not isinstance(data, dict):
+        raise CampaignSpecError([f"{where}: must be a mapping of settings (frequency_cap), "
+                                 f"got {type(data).__name__}"])
+    try:
+        return CampaignSettings.model_validate(data)
+    except ValidationError as exc:
+        raise CampaignSpecError([_format_error(where, e, CampaignSettings)
+                                 for e in exc.errors(include_url=False)]) from None
 
 
 # -- loading -----------------------------------------------------------------------------------------
@@ -347,7 +530,7 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _format_error(where: str, err: Mapping[str, Any]) -> str:
+def _format_error(where: str, err: Mapping[str, Any], top: type[BaseModel] | None = None) -> str:
     field = _field_name(err["loc"]) or "(file)"
     last = next((p for p in reversed(err["loc"]) if isinstance(p, str)), "")
     kind = err["type"]
@@ -358,7 +541,10 @@ def _format_error(where: str, err: Mapping[str, Any]) -> str:
         example = _EXAMPLES.get(last, "...")
         return f"{where}: {field} is required: add `{last}: {example}`"
     if kind == "extra_forbidden":
-        model = Variant if err["loc"][0] == "variants" else CampaignSpec
+        models: dict[Any, type[BaseModel]] = {"variants": Variant, "coupon": CouponSpec,
+                                               "frequency_cap": FrequencyCap}
+        top = top or CampaignSpec
+        model = models.get(err["loc"][0], top) if len(err["loc"]) > 1 else top
         return (f"{where}: {field} is not a known field; remove it or fix its spelling "
                 f"(known fields: {', '.join(model.model_fields)})")
     hint = f" (e.g. {_EXAMPLES[last]})" if last in _EXAMPLES else ""

@@ -148,13 +148,18 @@ def message_id_for(send_id: str, sender: str) -> str:
     return f"<{send_id}@{_domain(sender)}>"
 
 
+# RFC 5322 allows 998 characters per line; folding at 78 would RFC 2047-encode long unbreakable values such
+# as the signed List-Unsubscribe URLs, which mail clients then no longer recognise.
+_POLICY = policy.SMTP.clone(max_line_length=998)
+
+
 def build_email(message: OutboundMessage) -> EmailMessage:
     """A multipart/alternative (text, then HTML) message whose bytes depend only on ``message``.
 
     The Message-ID and the MIME boundary derive from the send id and the Date is the run's timestamp,
     so writing the same send again produces the same bytes.
     """
-    msg = EmailMessage(policy=policy.SMTP)
+    msg = EmailMessage(policy=_POLICY)
     name, address = parseaddr(message.sender)
     msg["From"] = Address(display_name=name, addr_spec=address) if name else address
     msg["To"] = message.to

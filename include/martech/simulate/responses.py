@@ -1,172 +1,478 @@
-"""The recipients of a campaign run react: email events and the orders that follow.
+"""``play_responses``: how the simulated world reacts to a campaign send.
 
-Every living customer keeps buying through the window (so holdout members and people outside the
-audience convert too); treatment members who received the mail get a true uplift on top, recorded in
-``sim_truth.campaign_effects``. Deterministic per (seed, send_date), and idempotent: a second call
-replaces what the first one generated.
+For one send date it writes the ESP's event feed (SendGrid event-webhook shape, JSON Lines, one file
+per day) and appends the orders placed in the following ``days``: every living customer keeps buying
+as before, and treatment members who received the mail buy with a true, recorded extra probability.
+
+Idempotent: the orders of an earlier call for the same send date are deleted and drawn again with
+the same random streams and order ids, and the event files are rewritten with identical bytes.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import json
-import zlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from martech.db import copy_rows
-from martech.simulate.shop import CATEGORIES, DAY, PRODUCTS_PER_CATEGORY, UTC, make_order_lines
+from martech.simulate._common import epoch_day, iso, load, money, rng_for, write_atomically
+from martech.simulate.catalog import CATEGORY_NAMES
+from martech.simulate.people import CURRENCY
+from martech.simulate.purchases import DAY, build_items, day_intensity, time_of_day
+from martech.simulate.sources import truth_ddl
 
-UPLIFT_RECEIVED = 0.04   # extra probability of an order in the window for a delivered mail
-UPLIFT_CLICKED = 0.08    # further extra for a click
-ORDER_ID_BASE = 1_000_000_000
+SEND_HOUR = 9  # the ESP starts processing the run's messages at 09:00 UTC
+P_DELIVERED, P_BOUNCE = 0.98, 0.015  # the rest is dropped
+P_OPEN = 0.35  # of delivered
+P_CLICK = 0.25  # of openers
+P_UNSUBSCRIBE = 0.005  # of delivered
+P_SPAMREPORT = 0.0007  # of delivered
+EXTRA_OPENS_MEAN = 0.6
+# True extra purchase probability within the window for treatment members, by engagement (absolute
+# percentage points on top of the baseline): receiving the mail, opening it, clicking through.
+UPLIFT_RECEIVED, UPLIFT_OPENED, UPLIFT_CLICKED = 0.03, 0.06, 0.15
+BASELINE_CANCELLED = 0.01
+
+_S_EVENTS, _S_BASELINE, _S_UPLIFT, _S_UPLIFT_ITEMS, _S_BASELINE_ITEMS = 101, 201, 301, 302, 202
+
+_USER_AGENTS = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)",
+    "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 Firefox/125.0",
+)
+_LINK_PATHS = ("", "c/coffee", "c/tea", "c/brewing-gear", "new", "offers")
 
 
 @dataclass(frozen=True)
 class ResponseSummary:
+    """What :func:`play_responses` produced for one send date."""
+
     send_date: dt.date
-    sent: int
-    treatment: int
-    holdout: int
-    events: dict[str, int] = field(default_factory=dict)
-    orders_added: int = 0
+    days: int
+    run_id: str
+    messages: int  # sent ledger rows
+    events: dict[str, int] = field(default_factory=dict)  # by event type
     files: tuple[str, ...] = ()
+    orders_added: int = 0
+    baseline_orders: int = 0
+    uplift_orders: int = 0
+    treated: int = 0  # treatment members (campaign × contact)
+    holdout: int = 0
+    treated_buyers: int = 0  # members with an order in the window
+    holdout_buyers: int = 0
+    seconds: float = field(default=0.0, compare=False)  # wall-clock, so not part of equality
+
+    @property
+    def files_written(self) -> int:
+        return len(self.files)
 
     def lines(self) -> list[str]:
-        ev = ", ".join(f"{k} {v:,}" for k, v in sorted(self.events.items()))
-        return [f"{self.sent:,} mails sent ({self.treatment:,} treatment, {self.holdout:,} holdout members)",
-                f"events: {ev or 'none'}",
-                f"{self.orders_added:,} orders placed during the window, in {len(self.files)} event files"]
+        """Human-readable summary lines."""
+        order = ("processed", "delivered", "bounce", "dropped", "open", "click", "unsubscribe", "spamreport")
+        ev = ", ".join(f"{self.events[k]:,} {k}" for k in order if self.events.get(k))
+        t_rate = self.treated_buyers / self.treated if self.treated else 0.0
+        h_rate = self.holdout_buyers / self.holdout if self.holdout else 0.0
+        return [
+            f"emails: {self.messages:,} sent on {self.send_date} → {ev or 'no events'} "
+            f"({self.files_written} event file(s))",
+            f"orders: {self.orders_added:,} placed {self.send_date} .. "
+            f"{self.send_date + dt.timedelta(days=self.days - 1)} ({self.baseline_orders:,} ordinary, "
+            f"{self.uplift_orders:,} caused by the campaign)",
+            f"buyers: treatment {self.treated_buyers:,}/{self.treated:,} ({t_rate:.1%}) vs holdout "
+            f"{self.holdout_buyers:,}/{self.holdout:,} ({h_rate:.1%})",
+        ]
+
+
+# -- events ---------------------------------------------------------------------------------------------
+
+def _event_id(seed: int, key: str, event: str, k: int) -> str:
+    """A stable, unique 22-character id in the style of SendGrid's ``sg_event_id``."""
+    digest = hashlib.blake2b(f"{seed}|{key}|{event}|{k}".encode(), digest_size=16).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def simulate_events(ledger: pd.DataFrame, *, send_date: dt.date, days: int,
+                    seed: int) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Webhook events for the sent messages in ``ledger`` and each message's engagement.
+
+    ``ledger`` needs ``campaign_id, run_id, contact_id, email, send_id, message_id`` (one row per sent
+    message, in a stable order). Returns the events (dicts in webhook field order) and a frame aligned
+    with ``ledger`` holding ``delivered_ts``, ``open_ts`` and ``click_ts`` (first ones, NaN if none).
+    """
+    n = len(ledger)
+    rng = rng_for(seed, _S_EVENTS, epoch_day(send_date))
+    start = epoch_day(send_date) * DAY
+    end = start + days * DAY
+    processed = start + SEND_HOUR * 3600 + rng.integers(0, 900, size=n)
+    outcome = rng.random(n)
+    delivered = outcome < P_DELIVERED
+    bounced = (outcome >= P_DELIVERED) & (outcome < P_DELIVERED + P_BOUNCE)
+    dropped = outcome >= P_DELIVERED + P_BOUNCE
+    delivered_ts = processed + rng.integers(1, 30, size=n)
+    bounce_ts = processed + rng.integers(1, 120, size=n)
+    dropped_ts = processed + rng.integers(0, 2, size=n)
+    # Opens: many within the first hour, the rest spread over the following days.
+    quick = rng.random(n) < 0.45
+    delay = np.where(quick, rng.exponential(1800, size=n), rng.lognormal(np.log(6 * 3600), 1.2, size=n))
+    open_ts = delivered_ts + 60 + delay.astype(np.int64)
+    opened = delivered & (rng.random(n) < P_OPEN) & (open_ts < end)
+    extra_opens = rng.poisson(EXTRA_OPENS_MEAN, size=n)
+    click_ts = open_ts + rng.integers(5, 300, size=n)
+    clicked = opened & (rng.random(n) < P_CLICK) & (click_ts < end)
+    second_click = clicked & (rng.random(n) < 0.2)
+    unsub_ts = np.where(opened, open_ts, delivered_ts) + rng.integers(30, 3600, size=n)
+    unsubscribed = delivered & (rng.random(n) < P_UNSUBSCRIBE) & (unsub_ts < end)
+    spam_ts = delivered_ts + rng.integers(600, 2 * DAY, size=n)
+    spam = delivered & ~unsubscribed & (rng.random(n) < P_SPAMREPORT) & (spam_ts < end)
+    agent = rng.integers(0, len(_USER_AGENTS), size=n)
+    ip = rng.integers(1, 255, size=n)
+    link = rng.integers(0, len(_LINK_PATHS), size=n)
+    # Later opens are drawn for every message so the stream's position never depends on outcomes.
+    later = rng.exponential(DAY, size=(n, 4)).astype(np.int64)
+
+    events: list[dict[str, Any]] = []
+    rows = ledger[["campaign_id", "run_id", "contact_id", "email", "send_id", "message_id"]].astype(object)
+    rows = rows.where(rows.notna(), None)  # JSON null, never NaN
+    for i, (campaign_id, run_id, contact_id, email, send_id, message_id) in enumerate(
+            rows.itertuples(index=False, name=None)):
+        key = str(send_id or message_id)
+        custom = {"send_id": send_id, "campaign_id": campaign_id, "run_id": run_id, "contact_id": contact_id}
+        seen: dict[str, int] = {}
+
+        def emit(event: str, ts: int, extra: dict[str, Any] | None = None, *, _email: str = email,
+                 _key: str = key, _msg: Any = message_id, _custom: dict[str, Any] = custom,
+                 _seen: dict[str, int] = seen) -> None:
+            k = _seen.get(event, 0)
+            _seen[event] = k + 1
+            events.append({"email": _email, "timestamp": int(ts), "event": event,
+                           "sg_event_id": _event_id(seed, _key, event, k), "sg_message_id": _msg,
+                           **(extra or {}), **_custom})
+
+        emit("processed", processed[i])
+        if delivered[i]:
+            emit("delivered", delivered_ts[i], {"response": "250 2.0.0 OK"})
+        elif bounced[i]:
+            emit("bounce", bounce_ts[i], {"type": "bounce", "status": "5.1.1",
+                                          "reason": "550 5.1.1 The email account does not exist"})
+        elif dropped[i]:
+            emit("dropped", dropped_ts[i], {"reason": "Bounced Address"})
+        if opened[i]:
+            device = {"useragent": _USER_AGENTS[agent[i]], "ip": f"203.0.113.{ip[i]}"}
+            emit("open", open_ts[i], {**device, "sg_machine_open": False})
+            for j in range(min(int(extra_opens[i]), later.shape[1])):
+                ts = open_ts[i] + later[i, j]
+                if ts < end:
+                    emit("open", ts, {**device, "sg_machine_open": False})
+            if clicked[i]:
+                url = (f"https://shop.example/{_LINK_PATHS[link[i]]}?utm_source=martech&utm_medium=email"
+                       f"&utm_campaign={campaign_id}")
+                emit("click", click_ts[i], {**device, "url": url, "url_offset": {"index": 0, "type": "html"}})
+                if second_click[i] and click_ts[i] + 90 < end:
+                    emit("click", click_ts[i] + 90, {**device, "url": url,
+                                                     "url_offset": {"index": 1, "type": "html"}})
+        if unsubscribed[i]:
+            emit("unsubscribe", unsub_ts[i])
+        if spam[i]:
+            emit("spamreport", spam_ts[i])
+
+    engagement = pd.DataFrame({
+        "delivered_ts": np.where(delivered, delivered_ts, np.nan),
+        "open_ts": np.where(opened, open_ts, np.nan),
+        "click_ts": np.where(clicked, click_ts, np.nan),
+    }, index=ledger.index)
+    return events, engagement
+
+
+def _sort_key(line: str) -> tuple[int, str]:
+    try:
+        obj = json.loads(line)
+        return int(obj.get("timestamp") or 0), str(obj.get("sg_event_id") or "")
+    except (ValueError, TypeError, AttributeError):
+        return 0, ""
+
+
+def _line_run_id(line: str) -> str | None:
+    try:
+        obj = json.loads(line)
+        return str(obj.get("run_id")) if isinstance(obj, dict) else None
+    except ValueError:
+        return None
+
+
+def write_event_files(folder: Path, events: list[dict[str, Any]], *, send_date: dt.date, days: int,
+                      run_id: str) -> list[Path]:
+    """Write one ``events_<YYYYMMDD>.jsonl`` per day of the window that has events; returns those files.
+
+    A file may also hold events of other runs (an overlapping window of an earlier send): those lines
+    are kept, this run's are replaced, so a rerun leaves the file byte for byte as it was.
+    """
+    by_day: dict[dt.date, list[str]] = {}
+    for ev in events:
+        day = dt.datetime.fromtimestamp(ev["timestamp"], tz=dt.timezone.utc).date()
+        by_day.setdefault(day, []).append(json.dumps(ev, ensure_ascii=False, separators=(",", ":")))
+    written = []
+    for offset in range(days):
+        day = send_date + dt.timedelta(days=offset)
+        path = folder / f"events_{day:%Y%m%d}.jsonl"
+        keep: list[str] = []
+        if path.exists():
+            keep = [ln for ln in path.read_text(encoding="utf-8").splitlines()
+                    if ln.strip() and _line_run_id(ln) != run_id]
+        lines = keep + by_day.get(day, [])
+        if not lines:
+            if path.exists():
+                path.unlink()  # it only held this run's events, which are gone now
+            continue
+        lines.sort(key=_sort_key)
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        # Unchanged files are left alone, so a rerun does not even touch their modification time.
+        if not path.exists() or path.read_bytes() != data:
+            write_atomically(path, data)
+        if day in by_day:
+            written.append(path)
+    return written
+
+
+# -- orders ---------------------------------------------------------------------------------------------
+
+def _exists(conn: Connection, table: str) -> bool:
+    return conn.execute(sa.text("select to_regclass(:t) is not null"), {"t": table}).scalar_one()
+
+
+def _frame(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    result = conn.execute(sa.text(sql), params or {})
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def _products(conn: Connection, schema: str, truth: str) -> pd.DataFrame:
+    """The catalog in the layout :func:`build_items` expects (grouped by category, popularity per category)."""
+    prods = _frame(conn, f"select p.product_id, t.category, t.popularity, p.price from {schema}.products p "
+                         f"join {truth}.products t using (product_id) order by p.product_id")
+    prods["category_idx"] = prods["category"].map({c: i for i, c in enumerate(CATEGORY_NAMES)}).astype(int)
+    prods["price_cents"] = np.round(prods["price"].astype(float) * 100).astype(np.int64)
+    prods = prods.sort_values(["category_idx", "product_id"], kind="stable").reset_index(drop=True)
+    prods["popularity"] = prods["popularity"] / prods.groupby("category_idx")["popularity"].transform("sum")
+    return prods
+
+
+def _orders_frame(rng: np.random.Generator, customer_idx: np.ndarray, ts: np.ndarray, customers: pd.DataFrame,
+                  products: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """New orders (without ids yet) and their items for customers at rows ``customer_idx``."""
+    n = len(customer_idx)
+    status = np.full(n, "completed", dtype=object)
+    if kind == "baseline":
+        status[rng.random(n) < BASELINE_CANCELLED] = "cancelled"
+    orders = pd.DataFrame({
+        "customer_id": customers["customer_id"].to_numpy()[customer_idx],
+        "order_ts": ts.astype(np.int64),
+        "status": status,
+        "currency": customers["currency"].to_numpy()[customer_idx],
+        "kind": kind,
+    })
+    items = build_items(rng, customers["primary_idx"].to_numpy()[customer_idx], products,
+                        np.zeros(n, dtype=np.int64))
+    return orders, items
 
 
 def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, days: int = 7, seed: int = 42,
-                   schema: str = "shop") -> ResponseSummary:
+                   schema: str = "shop", truth_schema: str = "sim_truth",
+                   ledger_table: str = "campaigns.send_ledger",
+                   audience_table: str = "audiences.audience_members") -> ResponseSummary:
+    """Play recipients' reactions to the sends of run ``send_date`` over ``days`` days.
+
+    Writes ``landing_dir/email_events/events_<YYYYMMDD>.jsonl`` and appends orders dated within
+    ``[send_date, send_date + days)`` to ``<schema>.orders``/``order_items``. The true effects go to
+    ``<truth_schema>.campaign_effects``. A second call with the same arguments changes nothing.
+    """
+    if days < 1:
+        raise ValueError(f"days must be at least 1, got {days}")
+    t0 = time.perf_counter()
     run_id = send_date.isoformat()
-    rng = np.random.default_rng([seed, zlib.crc32(run_id.encode())])
-    start = dt.datetime.combine(send_date, dt.time(0), UTC).timestamp()
+    start = epoch_day(send_date) * DAY
+    end = start + days * DAY
+    window = [send_date + dt.timedelta(days=k) for k in range(days)]
+    truth = truth_schema
+
     with engine.begin() as conn:
-        sends = conn.execute(sa.text(
-            "select l.send_id, l.campaign_id, l.contact_id, l.email, l.message_id"
-            " from campaigns.send_ledger l where l.run_id = :r and l.status = 'sent'"
-            " order by l.campaign_id, l.contact_id"), {"r": run_id}).all()
-        members = conn.execute(sa.text(
-            "select m.campaign_id, m.contact_id, m.arm, c.customer_id from audiences.audience_members m"
-            " left join sim_truth.contacts c on c.contact_id = m.contact_id where m.run_id = :r"
-            " order by m.campaign_id, m.contact_id"), {"r": run_id}).all()
-        customers = conn.execute(sa.text(
-            "select customer_id, purchase_rate, alive_at_as_of, favourite_category from sim_truth.customers"
-            " order by customer_id")).all()
-        country: dict[int, str] = dict(
-            conn.execute(sa.text(f"select customer_id, country from {schema}.customers")).all())
-        prices = np.array([float(p) for (p,) in conn.execute(sa.text(
-            f"select price from {schema}.products order by product_id"))])
+        conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('martech.simulate'))"))
+        for ddl in truth_ddl(truth).values():
+            conn.execute(sa.text(ddl))
+        ledger = (_frame(conn, f"select campaign_id::text, run_id::text, contact_id::text, email::text, "
+                               f"send_id::text, message_id::text from {ledger_table} "
+                               "where run_id::text = :r and status = 'sent' "
+                               "order by campaign_id, contact_id, send_id", {"r": run_id})
+                  if _exists(conn, ledger_table) else pd.DataFrame(
+                      columns=["campaign_id", "run_id", "contact_id", "email", "send_id", "message_id"]))
+        members = (_frame(conn, f"select campaign_id::text, contact_id::text, arm::text from {audience_table} "
+                                "where run_id::text = :r order by campaign_id, contact_id", {"r": run_id})
+                   if _exists(conn, audience_table) else pd.DataFrame(columns=["campaign_id", "contact_id", "arm"]))
+        customers = _frame(conn, f"""
+            select t.customer_id, t.contact_id, t.purchase_rate, t.alive_at_as_of, t.primary_category,
+                   t.utc_offset_h, c.country, c.deleted_at is not null as erased
+            from {truth}.customers t join {schema}.customers c using (customer_id)
+            order by t.customer_id""")
+        customers["primary_idx"] = customers["primary_category"].map(
+            {c: i for i, c in enumerate(CATEGORY_NAMES)}).astype(int)
+        customers["currency"] = customers["country"].map(CURRENCY).fillna("EUR")
+        products = _products(conn, schema, truth)
 
-    # Email events per sent message.
-    events: list[dict] = []
-    counts: dict[str, int] = {}
-    clicked: set[str] = set()
-    received: set[str] = set()
-    for send_id, campaign_id, contact_id, email, message_id in sends:
-        t = start + 9 * 3600 + rng.uniform(0, 600)
-        custom = {"send_id": send_id, "campaign_id": campaign_id, "run_id": run_id, "contact_id": contact_id}
+        # Forget what an earlier call for this send date did.
+        previous = conn.execute(sa.text(f"select first_order_id from {truth}.response_runs where send_date = :d"),
+                                {"d": send_date}).scalar_one_or_none()
+        conn.execute(sa.text(f"delete from {schema}.order_items where order_id in "
+                             f"(select order_id from {truth}.response_orders where send_date = :d)"), {"d": send_date})
+        conn.execute(sa.text(f"delete from {schema}.orders where order_id in "
+                             f"(select order_id from {truth}.response_orders where send_date = :d)"), {"d": send_date})
+        for table in ("response_orders", "response_days", "response_runs"):
+            conn.execute(sa.text(f"delete from {truth}.{table} where send_date = :d"), {"d": send_date})
+        conn.execute(sa.text(f"delete from {truth}.campaign_effects where run_id = :r"), {"r": run_id})
 
-        def emit(kind: str, when: float, email: str = email, send_id: str = send_id,
-                 message_id: str = message_id, custom: dict = custom, **extra: str) -> None:
-            events.append({"email": email, "timestamp": int(when), "event": kind,
-                           "sg_event_id": f"ev-{send_id}-{kind}-{len(events)}",
-                           "sg_message_id": message_id, **extra, **custom})
-            counts[kind] = counts.get(kind, 0) + 1
+        # Ordinary buying on the window's days that no other send's window has covered already.
+        taken = set(conn.execute(sa.text(f"select day from {truth}.response_days where day = any(:days)"),
+                                 {"days": window}).scalars())
+        own_days = [d for d in window if d not in taken]
+        rate = np.where(customers["alive_at_as_of"].to_numpy() & ~customers["erased"].to_numpy(),
+                        customers["purchase_rate"].to_numpy(dtype=float), 0.0)
+        offsets = customers["utc_offset_h"].to_numpy(dtype=np.int64)
+        base_idx, base_ts = [], []
+        for day in own_days:
+            rng = rng_for(seed, _S_BASELINE, epoch_day(day))
+            count = rng.poisson(rate * day_intensity(np.asarray([epoch_day(day)]))[0])
+            idx = np.repeat(np.arange(len(customers)), count)
+            base_idx.append(idx)
+            base_ts.append(epoch_day(day) * DAY + time_of_day(rng, offsets[idx]))
+        b_idx = np.concatenate(base_idx) if base_idx else np.zeros(0, dtype=np.int64)
+        b_ts = np.concatenate(base_ts) if base_ts else np.zeros(0, dtype=np.int64)
+        base_orders, base_items = _orders_frame(rng_for(seed, _S_BASELINE_ITEMS, epoch_day(send_date)),
+                                                b_idx, b_ts, customers, products, "baseline")
 
-        emit("processed", t)
-        u = rng.random()
-        if u < 0.015:
-            emit("bounce", t + 30)
-            continue
-        emit("delivered", t + 20)
-        received.add(contact_id)
-        if rng.random() < 0.35:
-            t_open = t + rng.exponential(6 * 3600)
-            if t_open < start + days * DAY:
-                emit("open", t_open)
-                if rng.random() < 0.25:
-                    emit("click", t_open + 60, url="https://shop.example/?utm_campaign=" + campaign_id)
-                    clicked.add(contact_id)
-                if rng.random() < 0.005:
-                    emit("unsubscribe", t_open + 120)
+        # Customers who bought in the window anyway (this call's ordinary orders and earlier ones).
+        earlier = set(conn.execute(sa.text(
+            f"select distinct o.customer_id from {schema}.orders o where o.order_ts >= to_timestamp(:s) "
+            f"and o.order_ts < to_timestamp(:e) and not exists (select 1 from {truth}.response_orders r "
+            "where r.order_id = o.order_id and r.kind = 'uplift')"), {"s": start, "e": end}).scalars())
+        bought = earlier | set(base_orders["customer_id"].tolist())
 
-    folder = landing_dir / "email_events"
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("events_*.jsonl"):
-        # Files this function wrote earlier for the same window are rewritten below.
-        if old.stem.removeprefix("events_") in {f"{send_date + dt.timedelta(days=d):%Y%m%d}" for d in range(days)}:
-            old.unlink()
-    by_day: dict[str, list[str]] = {}
-    for ev in sorted(events, key=lambda e: (e["timestamp"], e["sg_event_id"])):
-        day = dt.datetime.fromtimestamp(ev["timestamp"], UTC).strftime("%Y%m%d")
-        by_day.setdefault(day, []).append(json.dumps(ev, sort_keys=True))
-    files = []
-    for day, lines in sorted(by_day.items()):
-        path = folder / f"events_{day}.jsonl"
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        files.append(path.name)
+        # Events and engagement per sent message.
+        events, engagement = simulate_events(ledger, send_date=send_date, days=days, seed=seed)
+        sent = pd.concat([ledger[["campaign_id", "contact_id"]], engagement], axis=1)
+        sent = sent.drop_duplicates(["campaign_id", "contact_id"])  # several steps: the first counts
 
-    # Orders during the window: everyone's baseline, plus the treatment effect.
-    ids = np.array([c[0] for c in customers], dtype=np.int64)
-    rate = np.array([c[1] for c in customers])
-    alive = np.array([c[2] for c in customers], dtype=bool)
-    fav = np.array([CATEGORIES.index(c[3]) for c in customers])
-    base_p = np.where(alive, 1 - np.exp(-rate * days), 0.0)
-    extra = np.zeros(len(ids))
-    index_of = {int(c): i for i, c in enumerate(ids)}
-    effects = []
-    for campaign_id, contact_id, arm, customer_id in members:
-        if customer_id is None:
-            continue
-        i = index_of[int(customer_id)]
-        bump = 0.0
-        if arm == "treatment" and contact_id in received:
-            bump = UPLIFT_RECEIVED + (UPLIFT_CLICKED if contact_id in clicked else 0.0)
-        extra[i] = max(extra[i], bump)
-        effects.append((campaign_id, run_id, contact_id, arm, float(base_p[i]),
-                        float(min(1.0, base_p[i] + bump))))
-    p = np.minimum(1.0, base_p + extra)
-    buyers = np.flatnonzero(rng.random(len(ids)) < p)
-    when = start + rng.uniform(0, days * DAY, len(buyers))
-    order_sort = np.argsort(when, kind="stable")
-    buyers, when = buyers[order_sort], when[order_sort]
-    product_ids = np.arange(1, len(prices) + 1)
-    cats = np.repeat(np.arange(len(CATEGORIES)), PRODUCTS_PER_CATEGORY)
-    line_order, line_no, line_product, qty, unit = make_order_lines(rng, fav, buyers, product_ids, cats, prices)
-    totals = np.bincount(line_order, weights=qty * unit, minlength=len(buyers))
-    base_id = ORDER_ID_BASE + (send_date.toordinal() % 10_000) * 1_000_000
-    iso = [dt.datetime.fromtimestamp(float(s), UTC).isoformat(timespec="seconds") for s in when]
-    currency = {"GB": "GBP", "US": "USD"}
-    with engine.begin() as conn:
-        previous = [r[0] for r in conn.execute(sa.text(
-            "select order_id from sim_truth.generated_orders where send_date = :d"), {"d": send_date})]
-        if previous:
-            conn.execute(sa.text(f"delete from {schema}.order_items where order_id = any(:ids)"), {"ids": previous})
-            conn.execute(sa.text(f"delete from {schema}.orders where order_id = any(:ids)"), {"ids": previous})
-            conn.execute(sa.text("delete from sim_truth.generated_orders where send_date = :d"), {"d": send_date})
-        conn.execute(sa.text("delete from sim_truth.campaign_effects where run_id = :r"), {"r": run_id})
-        copy_rows(conn, f"{schema}.orders",
-                  ("order_id", "customer_id", "order_ts", "status", "currency", "total_amount", "coupon_code",
-                   "updated_at"),
-                  [(base_id + k, int(ids[b]), iso[k], "completed", currency.get(country.get(int(ids[b]), ""), "EUR"),
-                    f"{totals[k]:.2f}", None, iso[k]) for k, b in enumerate(buyers)])
-        copy_rows(conn, f"{schema}.order_items",
-                  ("order_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
-                  [(base_id + int(o), int(ln), int(pid), int(q), f"{u:.2f}", iso[o])
-                   for o, ln, pid, q, u in zip(line_order, line_no, line_product, qty, unit)])
-        copy_rows(conn, "sim_truth.generated_orders", ("send_date", "order_id"),
-                  [(send_date, base_id + k) for k in range(len(buyers))])
-        copy_rows(conn, "sim_truth.campaign_effects",
-                  ("campaign_id", "run_id", "contact_id", "arm", "baseline_p", "treated_p"), effects)
-    arms = [m[2] for m in members]
-    return ResponseSummary(send_date=send_date, sent=len(sends), treatment=arms.count("treatment"),
-                           holdout=arms.count("holdout"), events=counts, orders_added=len(buyers),
-                           files=tuple(files))
+        effects = members.merge(sent, on=["campaign_id", "contact_id"], how="left")
+        contact_map = dict(zip(customers["contact_id"], range(len(customers))))
+        cidx = effects["contact_id"].map(contact_map)
+        effects["customer_idx"] = cidx.fillna(-1).astype(int)
+        has_customer = effects["customer_idx"].to_numpy() >= 0
+        safe = np.where(has_customer, effects["customer_idx"].to_numpy(), 0)
+        window_intensity = float(day_intensity(np.asarray([epoch_day(d) for d in window])).sum())
+        baseline_p = np.where(has_customer, 1 - np.exp(-rate[safe] * window_intensity), 0.0)
+        received = effects["delivered_ts"].notna().to_numpy()
+        opened = effects["open_ts"].notna().to_numpy()
+        clicked = effects["click_ts"].notna().to_numpy()
+        can_buy = has_customer & ~customers["erased"].to_numpy()[safe]
+        treated = (effects["arm"].to_numpy() == "treatment") & received & can_buy
+        uplift = np.where(clicked, UPLIFT_CLICKED, np.where(opened, UPLIFT_OPENED, UPLIFT_RECEIVED))
+        treated_p = np.where(treated, np.minimum(baseline_p + uplift, 0.99), baseline_p)
+
+        # The campaign's extra orders: given no ordinary purchase, buy with the probability that lifts
+        # the total to treated_p exactly (b + (1 - b) q = t).
+        rng = rng_for(seed, _S_UPLIFT, epoch_day(send_date))
+        u = rng.random(len(effects))
+        q = np.where(treated, (treated_p - baseline_p) / np.maximum(1 - baseline_p, 1e-9), 0.0)
+        cust_ids = customers["customer_id"].to_numpy()[safe]
+        already = np.asarray([has and int(c) in bought for has, c in zip(has_customer, cust_ids)], dtype=bool)
+        converts = treated & ~already & (u < q)
+        anchor = np.where(clicked, effects["click_ts"].to_numpy(),
+                          np.where(opened, effects["open_ts"].to_numpy(), effects["delivered_ts"].to_numpy()))
+        anchor = np.nan_to_num(anchor, nan=float(start + SEND_HOUR * 3600)).astype(np.int64)
+        mean_delay = np.where(clicked, 2 * 3600, np.where(opened, 8 * 3600, 36 * 3600))
+        ts = anchor + 60 + rng.exponential(1.0, size=len(effects)) * mean_delay
+        late = ts >= end  # then some time before the window closes
+        ts = np.where(late, anchor + rng.random(len(effects)) * np.maximum(end - anchor - 1, 1), ts).astype(np.int64)
+        up_orders, up_items = _orders_frame(rng_for(seed, _S_UPLIFT_ITEMS, epoch_day(send_date)),
+                                            effects["customer_idx"].to_numpy()[converts], ts[converts],
+                                            customers, products, "uplift")
+        up_orders["campaign_id"] = effects["campaign_id"].to_numpy()[converts]
+        up_orders["contact_id"] = effects["contact_id"].to_numpy()[converts]
+
+        # Ids: reuse this send date's earlier block when it is still free, so a rerun is identical.
+        base_items["src"] = 0
+        up_items["src"] = 1
+        base_orders["src_idx"], up_orders["src_idx"] = np.arange(len(base_orders)), np.arange(len(up_orders))
+        base_orders["src"], up_orders["src"] = 0, 1
+        new = pd.concat([base_orders, up_orders], ignore_index=True)
+        new = new.sort_values(["order_ts", "customer_id", "src", "src_idx"], kind="stable").reset_index(drop=True)
+        n_new = len(new)
+        first_id = None
+        if previous is not None and n_new:
+            clash = conn.execute(sa.text(f"select count(*) from {schema}.orders where order_id between :a and :b"),
+                                 {"a": previous, "b": previous + n_new - 1}).scalar_one()
+            first_id = previous if clash == 0 else None
+        if first_id is None:
+            first_id = int(conn.execute(sa.text(f"select coalesce(max(order_id), 0) + 1 from {schema}.orders"))
+                           .scalar_one())
+        new["order_id"] = np.arange(first_id, first_id + n_new, dtype=np.int64)
+        items = pd.concat([base_items, up_items], ignore_index=True)
+        id_of = {(s, i): oid for s, i, oid in zip(new["src"], new["src_idx"], new["order_id"])}
+        items["order_id"] = [id_of[(s, i)] for s, i in zip(items["src"], items["order_idx"])]
+        items = items.sort_values(["order_id", "line_no"]).reset_index(drop=True)
+        ts_of = dict(zip(new["order_id"], new["order_ts"]))
+        items["updated_at"] = items["order_id"].map(ts_of)
+        totals = (items["quantity"] * items["unit_price_cents"]).groupby(items["order_id"]).sum()
+        new["total_cents"] = new["order_id"].map(totals).fillna(0).astype(np.int64)
+
+        load(conn, f"{schema}.orders",
+             ("order_id", "customer_id", "order_ts", "status", "currency", "total_amount", "coupon_code",
+              "updated_at"),
+             (new["order_id"], new["customer_id"], iso(new["order_ts"]), new["status"], new["currency"],
+              money(new["total_cents"]), [None] * n_new, iso(new["order_ts"])))
+        load(conn, f"{schema}.order_items",
+             ("order_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
+             (items["order_id"], items["line_no"], items["product_id"], items["quantity"],
+              money(items["unit_price_cents"]), iso(items["updated_at"])))
+        load(conn, f"{truth}.response_orders", ("order_id", "send_date", "kind", "campaign_id", "contact_id"),
+             (new["order_id"], [send_date] * n_new, new["kind"], new.get("campaign_id", [None] * n_new),
+              new.get("contact_id", [None] * n_new)))
+        load(conn, f"{truth}.response_days", ("day", "send_date"), (own_days, [send_date] * len(own_days)))
+        conn.execute(sa.text(f"insert into {truth}.response_runs (send_date, days, seed, first_order_id, orders) "
+                             "values (:d, :n, :s, :f, :o)"),
+                     {"d": send_date, "n": days, "s": seed, "f": first_id, "o": n_new})
+        load(conn, f"{truth}.campaign_effects",
+             ("campaign_id", "run_id", "contact_id", "arm", "customer_id", "received", "opened", "clicked",
+              "baseline_p", "treated_p"),
+             (effects["campaign_id"], [run_id] * len(effects), effects["contact_id"], effects["arm"],
+              pd.Series(np.where(has_customer, cust_ids, 0)).where(has_customer).astype("Int64"),
+              received, opened, clicked, baseline_p, treated_p))
+
+        buyers = bought | set(up_orders["customer_id"].tolist())
+        is_buyer = np.asarray([has and int(c) in buyers for has, c in zip(has_customer, cust_ids)], dtype=bool)
+        arm = effects["arm"].to_numpy()
+        event_counts = pd.Series([e["event"] for e in events], dtype=object).value_counts().to_dict()
+        summary: dict[str, Any] = dict(
+            messages=len(ledger), events={str(k): int(v) for k, v in sorted(event_counts.items())},
+            orders_added=n_new, baseline_orders=len(base_orders), uplift_orders=len(up_orders),
+            treated=int((arm == "treatment").sum()), holdout=int((arm == "holdout").sum()),
+            treated_buyers=int((is_buyer & (arm == "treatment")).sum()),
+            holdout_buyers=int((is_buyer & (arm == "holdout")).sum()),
+        )
+        conn.execute(sa.text(f"delete from {truth}.runs where kind = 'responses' and as_of = :d"), {"d": send_date})
+        conn.execute(sa.text(f"insert into {truth}.runs (kind, as_of, seed, params, counts) values "
+                             "('responses', :d, :s, cast(:p as jsonb), cast(:c as jsonb))"),
+                     {"d": send_date, "s": seed, "p": json.dumps({"days": days, "schema": schema}),
+                      "c": json.dumps(summary, sort_keys=True)})
+
+    files = write_event_files(Path(landing_dir) / "email_events", events, send_date=send_date, days=days,
+                              run_id=run_id)
+    return ResponseSummary(send_date=send_date, days=days, run_id=run_id, files=tuple(str(p) for p in files),
+                           seconds=time.perf_counter() - t0, **summary)

@@ -9,9 +9,14 @@ from martech.campaigns.spec import load_campaigns
 
 SPECS = {s.id: s for s in load_campaigns()}
 
+# What build_snapshot adds to the attributes of members of a campaign with a coupon.
+COUPON = {"code": "BDAY-2345-6789-ABCD", "discount_percent": 15, "valid_from": "2024-06-01",
+          "valid_until": "2024-06-07", "expires_at": "2024-06-08T00:00:00+00:00"}
+
 ATTRIBUTES = {
-    "winback": {"rfm_segment": "At Risk", "last_category": "Shoes", "value_tier": "gold", "coupon_percent": 20},
-    "birthday": {"is_customer": True},
+    "winback": {"rfm_segment": "At Risk", "last_category": "Shoes", "value_tier": "gold", "coupon_percent": 20,
+                "coupon": {**COUPON, "code": "WB-2345-6789-ABCD", "discount_percent": 20}},
+    "birthday": {"is_customer": True, "coupon": COUPON},
     "upsell": {
         "last_category": "Shoes", "offer_category": "Socks & <Stockings>",
         "products": [
@@ -34,10 +39,17 @@ def test_every_shipped_campaign_and_variant_renders(campaign_id: str) -> None:
     for variant in spec.variants:
         message = render_message(spec, variant, member(campaign_id), renderer=Renderer())
         assert message.subject and "\n" not in message.subject
-        assert "https://shop.example/unsubscribe?sid=0123abcd" in message.html
-        assert "https://shop.example/unsubscribe?sid=0123abcd" in message.text
-        assert message.headers["List-Unsubscribe"] == "<https://shop.example/unsubscribe?sid=0123abcd>"
+        assert "https://shop.example/unsubscribe?sid=0123abcd&amp;token=v1." in message.html
+        assert "https://shop.example/unsubscribe?sid=0123abcd&token=v1." in message.text
+        # RFC 8058: the https link first, then mailto; one-click by POST.
+        https, mailto = message.headers["List-Unsubscribe"].split(", ")
+        assert https.startswith("<https://shop.example/unsubscribe?sid=0123abcd&token=v1.") and https.endswith(">")
+        assert mailto.startswith("<mailto:unsubscribe@shop.example?subject=unsubscribe%20v1.")
         assert message.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        coupon = ATTRIBUTES[campaign_id].get("coupon")
+        if coupon:
+            assert coupon["code"] in message.html and coupon["code"] in message.text
+            assert "valid until 7 June 2024" in message.html and "valid until 7 June 2024" in message.text
         assert "Ann" in message.text
         assert "<p>" not in message.text and "<a " not in message.text  # no HTML in the text part
 
@@ -56,7 +68,7 @@ def test_html_escapes_names_but_text_and_subject_do_not() -> None:
 
 def test_missing_personalization_fails_instead_of_rendering_blank() -> None:
     spec = SPECS["winback"]
-    broken = member("winback", attributes={"last_category": "Shoes"})
+    broken = member("winback", attributes={"last_category": "Shoes", "coupon": COUPON})
     with pytest.raises(RenderError, match="coupon_percent"):
         render_message(spec, "a", broken, renderer=Renderer())
 
@@ -83,5 +95,5 @@ def test_unknown_variant_is_an_error() -> None:
 def test_mapping_members_are_accepted() -> None:
     message = render_message(SPECS["birthday"], "a", {
         "contact_id": "c-9", "email": "bo@example.com", "first_name": "Bo",
-        "attributes": {"is_customer": False}, "send_id": "feed"})
+        "attributes": {"is_customer": False, "coupon": COUPON}, "send_id": "feed"})
     assert "sid=feed" in message.text and "Bo" in message.subject

@@ -80,3 +80,12 @@ def test_base_transport_reports_per_message_errors() -> None:
     results = Flaky().send_batch([message("1"), message("2", to="bad@example.com")])
     assert [r.ok for r in results] == [True, False]
     assert results[1].error == "ConnectionError: refused"
+
+
+def test_long_list_unsubscribe_stays_plain_ascii_on_the_wire() -> None:
+    url = "https://shop.example/unsubscribe?sid=" + "a" * 32 + "&token=v1." + "Z" * 160
+    value = f"<{url}>, <mailto:unsubscribe@shop.example?subject=unsubscribe>"
+    raw = build_email(message(headers={"List-Unsubscribe": value})).as_bytes()
+    header_line = next(line for line in raw.split(b"\r\n") if line.startswith(b"List-Unsubscribe:"))
+    assert b"=?utf-8?" not in header_line
+    assert header_line == b"List-Unsubscribe: " + value.encode()

@@ -1,0 +1,201 @@
+"""People: countries, names, e-mail addresses, time zones, birthdays and consent.
+
+Everything is drawn with numpy from a caller's ``Generator`` so a seed fixes every value. Names are
+kept short per country on purpose: repeats are realistic, and e-mails are made unique afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+
+import numpy as np
+import pandas as pd
+
+# Country mix of a European shop that also ships to the US.
+COUNTRIES: tuple[str, ...] = ("DE", "FR", "GB", "US", "NL", "ES", "IT", "SE", "AT", "PL")
+COUNTRY_WEIGHTS: tuple[float, ...] = (0.28, 0.12, 0.12, 0.15, 0.07, 0.07, 0.07, 0.04, 0.04, 0.04)
+
+# IANA zone(s) per country with their share and standard UTC offset in hours. The offset only shapes
+# the hour of day people shop at, so ignoring daylight saving time is good enough.
+TIMEZONES: dict[str, tuple[tuple[str, float, int], ...]] = {
+    "DE": (("Europe/Berlin", 1.0, 1),),
+    "FR": (("Europe/Paris", 1.0, 1),),
+    "GB": (("Europe/London", 1.0, 0),),
+    "US": (("America/New_York", 0.45, -5), ("America/Chicago", 0.28, -6), ("America/Denver", 0.07, -7),
+           ("America/Phoenix", 0.03, -7), ("America/Los_Angeles", 0.17, -8)),
+    "NL": (("Europe/Amsterdam", 1.0, 1),),
+    "ES": (("Europe/Madrid", 1.0, 1),),
+    "IT": (("Europe/Rome", 1.0, 1),),
+    "SE": (("Europe/Stockholm", 1.0, 1),),
+    "AT": (("Europe/Vienna", 1.0, 1),),
+    "PL": (("Europe/Warsaw", 1.0, 1),),
+}
+
+CURRENCY: dict[str, str] = {"GB": "GBP", "US": "USD"}  # everyone else pays in EUR
+
+FIRST_NAMES: dict[str, tuple[str, ...]] = {
+    "DE": ("Anna", "Lena", "Julia", "Sophie", "Marie", "Laura", "Katharina", "Jana", "Sabine", "Petra",
+           "Lukas", "Jonas", "Maximilian", "Felix", "Paul", "Tobias", "Jürgen", "Stefan", "Michael", "Jörg"),
+    "FR": ("Camille", "Léa", "Manon", "Chloé", "Inès", "Sarah", "Élodie", "Amélie", "Claire", "Nathalie",
+           "Lucas", "Hugo", "Louis", "Théo", "Nicolas", "Julien", "François", "Antoine", "Pierre", "Jérôme"),
+    "GB": ("Olivia", "Amelia", "Isla", "Emily", "Sophie", "Charlotte", "Grace", "Hannah", "Lucy", "Eleanor",
+           "Oliver", "George", "Harry", "Jack", "Charlie", "Thomas", "James", "William", "Samuel", "Callum"),
+    "US": ("Emma", "Ava", "Mia", "Madison", "Abigail", "Ashley", "Jessica", "Brittany", "Megan", "Taylor",
+           "Liam", "Noah", "Ethan", "Mason", "Logan", "Tyler", "Brandon", "Justin", "Austin", "Carlos"),
+    "NL": ("Emma", "Sanne", "Fleur", "Lotte", "Anouk", "Femke", "Eline", "Marieke", "Ilse", "Noor",
+           "Daan", "Sem", "Bram", "Thijs", "Ruben", "Jeroen", "Pieter", "Sander", "Joost", "Wouter"),
+    "ES": ("Lucía", "María", "Paula", "Carmen", "Sofía", "Marta", "Elena", "Nuria", "Rocío", "Ainhoa",
+           "Hugo", "Pablo", "Javier", "Alejandro", "Daniel", "Sergio", "Álvaro", "Jorge", "Iván", "José"),
+    "IT": ("Giulia", "Chiara", "Francesca", "Sara", "Martina", "Alessia", "Federica", "Elisa", "Valentina",
+           "Silvia", "Luca", "Marco", "Alessandro", "Matteo", "Lorenzo", "Andrea", "Davide", "Simone",
+           "Niccolò", "Giuseppe"),
+    "SE": ("Elsa", "Maja", "Ebba", "Wilma", "Linnéa", "Astrid", "Ingrid", "Karin", "Sofia", "Frida",
+           "Erik", "Lars", "Oskar", "Axel", "Gustav", "Nils", "Anders", "Björn", "Johan", "Magnus"),
+    "AT": ("Anna", "Hannah", "Lea", "Valentina", "Magdalena", "Theresa", "Verena", "Christina", "Elisabeth",
+           "Barbara", "Florian", "Lukas", "David", "Jakob", "Elias", "Dominik", "Andreas", "Matthias",
+           "Wolfgang", "Günther"),
+    "PL": ("Zuzanna", "Julia", "Maja", "Zofia", "Hanna", "Agnieszka", "Katarzyna", "Małgorzata", "Ewa",
+           "Joanna", "Jakub", "Antoni", "Szymon", "Jan", "Filip", "Piotr", "Krzysztof", "Tomasz", "Łukasz",
+           "Paweł"),
+}
+
+LAST_NAMES: dict[str, tuple[str, ...]] = {
+    "DE": ("Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz",
+           "Hoffmann", "Koch", "Richter", "Klein", "Wolf", "Schröder", "Neumann", "Braun", "Zimmermann",
+           "Krüger", "Hartmann"),
+    "FR": ("Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy",
+           "Moreau", "Simon", "Laurent", "Lefèvre", "Michel", "Garcia", "David", "Bertrand", "Roux",
+           "Fontaine", "Chevalier"),
+    "GB": ("Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Robinson",
+           "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall", "Wood", "Jackson",
+           "O'Brien"),
+    "US": ("Smith", "Johnson", "Williams", "Brown", "Jones", "Miller", "Davis", "Garcia", "Rodriguez",
+           "Wilson", "Martinez", "Anderson", "Taylor", "Thomas", "Hernandez", "Moore", "Jackson", "Lee",
+           "Nguyen", "Kim"),
+    "NL": ("de Jong", "Jansen", "de Vries", "van den Berg", "van Dijk", "Bakker", "Janssen", "Visser",
+           "Smit", "Meijer", "de Boer", "Mulder", "de Groot", "Bos", "Vos", "Peters", "Hendriks",
+           "van Leeuwen", "Dekker", "Brouwer"),
+    "ES": ("García", "Rodríguez", "González", "Fernández", "López", "Martínez", "Sánchez", "Pérez", "Gómez",
+           "Martín", "Jiménez", "Ruiz", "Hernández", "Díaz", "Moreno", "Muñoz", "Álvarez", "Romero",
+           "Navarro", "Torres"),
+    "IT": ("Rossi", "Russo", "Ferrari", "Esposito", "Bianchi", "Romano", "Colombo", "Ricci", "Marino",
+           "Greco", "Bruno", "Gallo", "Conti", "De Luca", "Mancini", "Costa", "Giordano", "Rizzo",
+           "Lombardi", "Moretti"),
+    "SE": ("Andersson", "Johansson", "Karlsson", "Nilsson", "Eriksson", "Larsson", "Olsson", "Persson",
+           "Svensson", "Gustafsson", "Pettersson", "Jonsson", "Jansson", "Hansson", "Bengtsson", "Lindberg",
+           "Lindström", "Åberg", "Sjöberg", "Öberg"),
+    "AT": ("Gruber", "Huber", "Bauer", "Wagner", "Müller", "Pichler", "Steiner", "Moser", "Mayer",
+           "Hofer", "Leitner", "Berger", "Fuchs", "Eder", "Fischer", "Schmid", "Winkler", "Weber",
+           "Schwarz", "Maier"),
+    "PL": ("Nowak", "Kowalski", "Wiśniewski", "Wójcik", "Kowalczyk", "Kamiński", "Lewandowski",
+           "Zieliński", "Szymański", "Woźniak", "Dąbrowski", "Kozłowski", "Jankowski", "Mazur", "Kwiatkowski",
+           "Krawczyk", "Piotrowski", "Grabowski", "Nowakowski", "Pawłowski"),
+}
+
+EMAIL_DOMAINS: tuple[str, ...] = ("example.com", "example.org", "example.net")
+EMAIL_DOMAIN_WEIGHTS: tuple[float, ...] = (0.5, 0.25, 0.25)
+
+CONSENT_STATUSES: tuple[str, ...] = ("opted_in", "double_opt_in", "opted_out", "unknown")
+CONSENT_WEIGHTS: tuple[float, ...] = (0.55, 0.15, 0.20, 0.10)
+
+MIN_AGE, MAX_AGE = 18, 80
+BIRTHDAY_FILLED = 0.90
+
+# Letters that NFKD does not decompose into ASCII.
+_ASCII_EXTRA = str.maketrans({"ß": "ss", "ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "æ": "ae", "Æ": "AE",
+                              "đ": "d", "œ": "oe"})
+
+
+def ascii_slug(text: str) -> str:
+    """Lower-case ASCII letters only: ``"Dąbrowski"`` → ``"dabrowski"``, ``"O'Brien"`` → ``"obrien"``."""
+    folded = unicodedata.normalize("NFKD", text.translate(_ASCII_EXTRA))
+    return "".join(ch for ch in folded.lower() if "a" <= ch <= "z")
+
+
+def pick(rng: np.random.Generator, n: int, weights: tuple[float, ...] | np.ndarray) -> np.ndarray:
+    """``n`` indices drawn with the given (not necessarily normalised) weights."""
+    w = np.asarray(weights, dtype=float)
+    return rng.choice(len(w), size=n, p=w / w.sum())
+
+
+def sample_people(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """Country, time zone (and its offset), first and last name for ``n`` people."""
+    country = np.asarray(COUNTRIES)[pick(rng, n, COUNTRY_WEIGHTS)]
+    tz = np.empty(n, dtype=object)
+    offset = np.zeros(n, dtype=np.int64)
+    first = np.empty(n, dtype=object)
+    last = np.empty(n, dtype=object)
+    u_tz, u_first, u_last = rng.random(n), rng.random(n), rng.random(n)
+    for code in COUNTRIES:  # ten vectorised passes, one per country
+        mask = country == code
+        zones = TIMEZONES[code]
+        cum = np.cumsum([z[1] for z in zones])
+        idx = np.minimum(np.searchsorted(cum / cum[-1], u_tz[mask], side="right"), len(zones) - 1)
+        tz[mask] = np.asarray([z[0] for z in zones], dtype=object)[idx]
+        offset[mask] = np.asarray([z[2] for z in zones])[idx]
+        firsts, lasts = FIRST_NAMES[code], LAST_NAMES[code]
+        first[mask] = np.asarray(firsts, dtype=object)[(u_first[mask] * len(firsts)).astype(int)]
+        # Skewed surname draw: the commonest names really are much commoner.
+        li = np.minimum((u_last[mask] ** 1.6 * len(lasts)).astype(int), len(lasts) - 1)
+        last[mask] = np.asarray(lasts, dtype=object)[li]
+    return pd.DataFrame({"country": country, "timezone": tz, "utc_offset_h": offset,
+                         "first_name": first, "last_name": last})
+
+
+def make_emails(rng: np.random.Generator, first: pd.Series, last: pd.Series) -> pd.Series:
+    """Plausible, unique, lower-case addresses on reserved example domains only."""
+    n = len(first)
+    # Names repeat a lot: fold each distinct one once.
+    f = first.map({v: ascii_slug(v) for v in first.unique()}).to_numpy(dtype=object)
+    lst = last.map({v: ascii_slug(v) for v in last.unique()}).to_numpy(dtype=object)
+    number = rng.integers(1, 100, size=n).astype(str).astype(object)
+    style = pick(rng, n, (0.30, 0.30, 0.15, 0.15, 0.10))
+    initial = np.asarray([s[:1] for s in f], dtype=object)
+    local = np.select(
+        [style == 0, style == 1, style == 2, style == 3],
+        [f + "." + lst, f + "." + lst + number, f + lst + number, initial + "." + lst],
+        default=f + "_" + lst,
+    )
+    domain = np.asarray(EMAIL_DOMAINS, dtype=object)[pick(rng, n, EMAIL_DOMAIN_WEIGHTS)]
+    emails = pd.Series(local + "@" + domain, index=first.index)
+    # Collisions get a running number, the way a signup form would nudge people; repeat in case a
+    # suffixed address happens to equal an existing one.
+    while True:
+        dup = emails.duplicated(keep="first")
+        if not dup.any():
+            return emails
+        k = emails.groupby(emails).cumcount()
+        parts = emails[dup].str.rpartition("@")
+        suffix = (k[dup] + 1).astype(str)
+        emails[dup] = parts[0] + suffix + "@" + parts[2]
+
+
+def _years_before(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February in a non-leap year
+        return day.replace(year=day.year - years, day=28)
+
+
+def sample_birthdays(rng: np.random.Generator, n: int, as_of: dt.date,
+                     filled: float = BIRTHDAY_FILLED) -> np.ndarray:
+    """``n`` birthdays (``datetime64[D]``, ``NaT`` when unknown), ages 18–80 on ``as_of``.
+
+    Days are drawn uniformly within each person's birth year range, so 29 February comes up at its
+    natural rate (about one birthday in 1,461): the pipeline's birthday logic must cope with it.
+    """
+    earliest = np.datetime64(_years_before(as_of, MAX_AGE + 1), "D") + 1  # still 80 on as_of
+    latest = np.datetime64(_years_before(as_of, MIN_AGE), "D")  # turns 18 on as_of at the latest
+    span = int((latest - earliest).astype(int)) + 1
+    # Ages skew towards 25–55, like an online shop's customer base: a beta over the allowed span.
+    offset = (rng.beta(2.2, 2.8, size=n) * span).astype(np.int64)
+    days = latest - offset
+    out = days.astype("datetime64[D]")
+    out[rng.random(n) >= filled] = np.datetime64("NaT")
+    return out
+
+
+def sample_consent(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Consent statuses in the mix a CRM export typically shows."""
+    return np.asarray(CONSENT_STATUSES, dtype=object)[pick(rng, n, CONSENT_WEIGHTS)]

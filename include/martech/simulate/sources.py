@@ -1,0 +1,404 @@
+"""``generate_sources``: the shop database, the CRM export and the simulator's ground truth.
+
+:func:`build_world` draws everything in memory (numpy/pandas, no database); :func:`generate_sources`
+then (re)creates the ``shop`` tables, bulk-loads them with COPY, records the truth and writes the CRM
+export. The same seed always produces the same rows and the same file bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from martech.simulate import people
+from martech.simulate._common import epoch_day, iso, load, money, rng_for, write_atomically
+from martech.simulate.catalog import CATEGORIES, CATEGORY_NAMES, PARTNER_PAIRS, build_products
+from martech.simulate.purchases import (
+    DAY,
+    DELETED_SHARE,
+    History,
+    build_items,
+    coupons,
+    order_status,
+    sample_behaviour,
+    sample_signups,
+)
+
+LEAD_SHARE = 0.30  # extra CRM contacts per shop customer who never bought
+CONTACT_BEFORE_SIGNUP = 0.35  # customers who were in the CRM (as a lead) before their first order
+CUSTOMER_PROFILE_EDITS = 0.25
+CONTACT_EDITS = 0.20
+
+CRM_COLUMNS: tuple[str, ...] = (
+    "contact_id", "email", "first_name", "last_name", "birthday", "country", "timezone", "consent_status",
+    "consent_updated_at", "lifecycle_status", "shop_customer_id", "created_at", "updated_at",
+)
+SHOP_TABLES: tuple[str, ...] = ("customers", "products", "orders", "order_items")
+
+# Random stream ids: one per purpose (see rng_for).
+_S_CATALOG, _S_PEOPLE, _S_SIGNUP, _S_BEHAVIOUR, _S_ORDERS, _S_ITEMS, _S_CRM, _S_EDITS = range(1, 9)
+
+
+@dataclass(frozen=True)
+class SourceSummary:
+    """What :func:`generate_sources` produced."""
+
+    as_of: dt.date
+    seed: int
+    years: float
+    customers: int
+    contacts: int
+    leads: int
+    products: int
+    orders: int
+    order_items: int
+    alive_customers: int
+    files: tuple[str, ...]
+    seconds: float = field(compare=False)  # wall-clock, so not part of equality
+
+    @property
+    def files_written(self) -> int:
+        return len(self.files)
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines."""
+        per = self.orders / self.customers if self.customers else 0.0
+        return [
+            f"shop: {self.customers:,} customers, {self.products:,} products, {self.orders:,} orders "
+            f"({per:.1f} per customer), {self.order_items:,} order lines, before {self.as_of}",
+            f"crm:  {self.contacts:,} contacts ({self.leads:,} leads) → "
+            + ", ".join(Path(f).name for f in self.files),
+            f"truth: {self.alive_customers:,} customers still buying at {self.as_of}; seed {self.seed}; "
+            f"generated in {self.seconds:.1f}s",
+        ]
+
+
+@dataclass(frozen=True)
+class World:
+    """Every generated table as a DataFrame; times are unix seconds (``int64``, NaN where missing)."""
+
+    as_of: dt.date
+    seed: int
+    years: float
+    customers: pd.DataFrame
+    products: pd.DataFrame
+    orders: pd.DataFrame
+    items: pd.DataFrame
+    contacts: pd.DataFrame
+
+
+def _history(as_of: dt.date, years: float) -> History:
+    n_days = max(round(years * 365.25), 1)
+    return History(start_day=epoch_day(as_of) - n_days, n_days=n_days)
+
+
+def _uniform_between(rng: np.random.Generator, lo: np.ndarray, hi: int | np.ndarray) -> np.ndarray:
+    """Integer seconds in ``[lo, hi)`` (``lo`` itself when the interval is empty)."""
+    lo = np.asarray(lo, dtype=np.int64)
+    width = np.maximum(np.asarray(hi, dtype=np.int64) - lo, 1)
+    return lo + np.floor(rng.random(len(lo)) * width).astype(np.int64)
+
+
+def build_world(*, as_of: dt.date, customers: int = 20_000, seed: int = 42, years: float = 2.0) -> World:
+    """Draw the whole simulated world in memory."""
+    if customers < 1:
+        raise ValueError(f"customers must be at least 1, got {customers}")
+    history = _history(as_of, years)
+    end_s = history.end_s
+    products = build_products(rng_for(seed, _S_CATALOG), np.datetime64(history.start_s, "s"),
+                              np.datetime64(end_s, "s"))
+
+    # People first (customers and leads together, so e-mails are unique across both).
+    n_leads = round(customers * LEAD_SHARE)
+    n_people = customers + n_leads
+    rng = rng_for(seed, _S_PEOPLE)
+    folks = people.sample_people(rng, n_people)
+    folks["email"] = people.make_emails(rng, folks["first_name"], folks["last_name"]).to_numpy()
+
+    # Customers, numbered in signup order.
+    rng = rng_for(seed, _S_SIGNUP)
+    cust = folks.iloc[:customers].reset_index(drop=True)
+    signup = sample_signups(rng, history, cust["utc_offset_h"].to_numpy())
+    order = np.argsort(signup, kind="stable")
+    cust = cust.iloc[order].reset_index(drop=True)
+    cust["created_at"] = signup[order]
+    cust.insert(0, "customer_id", np.arange(1, customers + 1, dtype=np.int64))
+    shares = np.asarray([c.share for c in CATEGORIES])
+    cust["primary_idx"] = people.pick(rng, customers, shares)
+    cust["primary_category"] = np.asarray(CATEGORY_NAMES, dtype=object)[cust["primary_idx"].to_numpy()]
+
+    behaviour = sample_behaviour(rng_for(seed, _S_BEHAVIOUR), history, cust["created_at"].to_numpy(),
+                                 cust["utc_offset_h"].to_numpy())
+    cust["purchase_rate"] = behaviour.purchase_rate
+    cust["dropout_p"] = behaviour.dropout_p
+    cust["alive"] = behaviour.alive
+
+    # Orders.
+    rng = rng_for(seed, _S_ORDERS)
+    oc = behaviour.order_customer
+    n_orders = len(oc)
+    code, pct = coupons(rng, behaviour.order_ts, behaviour.first_order)
+    status, o_updated = order_status(rng, behaviour.order_ts, end_s)
+    country = cust["country"].to_numpy()[oc]
+    orders = pd.DataFrame({
+        "order_id": np.arange(1, n_orders + 1, dtype=np.int64),
+        "customer_id": oc + 1,
+        "order_ts": behaviour.order_ts,
+        "status": status,
+        "currency": pd.Series(country).map(people.CURRENCY).fillna("EUR").to_numpy(),
+        "coupon_code": code,
+        "updated_at": o_updated,
+    })
+    items = build_items(rng_for(seed, _S_ITEMS), cust["primary_idx"].to_numpy()[oc], products, pct)
+    items.insert(0, "order_id", orders["order_id"].to_numpy()[items["order_idx"].to_numpy()])
+    items["updated_at"] = behaviour.order_ts[items["order_idx"].to_numpy()]
+    line_total = items["quantity"].to_numpy() * items["unit_price_cents"].to_numpy()
+    orders["total_cents"] = np.bincount(items["order_idx"].to_numpy(), weights=line_total,
+                                        minlength=n_orders).astype(np.int64)
+    items = items.drop(columns=["order_idx"])
+    cust["orders"] = np.bincount(oc, minlength=customers)
+
+    # Profile edits and a few erasures (GDPR): an erased customer buys no more.
+    rng = rng_for(seed, _S_EDITS)
+    created = cust["created_at"].to_numpy()
+    updated = created.copy()
+    edited = rng.random(customers) < CUSTOMER_PROFILE_EDITS
+    updated[edited] = _uniform_between(rng, created[edited], end_s)
+    last_activity = created.copy()
+    np.maximum.at(last_activity, oc, orders["updated_at"].to_numpy())
+    erase_at = last_activity + rng.integers(DAY, 90 * DAY, size=customers)
+    # Only erasures that happened before the history ends count.
+    erased = (rng.random(customers) < DELETED_SHARE) & (erase_at < end_s)
+    deleted = np.where(erased, erase_at, np.nan)
+    cust["deleted_at"] = deleted
+    cust["updated_at"] = np.where(erased, np.maximum(updated, np.nan_to_num(deleted)), updated).astype(np.int64)
+    cust.loc[erased, "alive"] = False
+
+    contacts = _build_contacts(rng_for(seed, _S_CRM), folks.iloc[customers:].reset_index(drop=True), cust,
+                               history, as_of)
+    cust = cust.merge(contacts.loc[contacts["customer_id"].notna(), ["contact_id", "customer_id"]]
+                      .astype({"customer_id": np.int64}), on="customer_id", how="left")
+    return World(as_of=as_of, seed=seed, years=years, customers=cust, products=products, orders=orders,
+                 items=items, contacts=contacts)
+
+
+def _build_contacts(rng: np.random.Generator, leads: pd.DataFrame, cust: pd.DataFrame, history: History,
+                    as_of: dt.date) -> pd.DataFrame:
+    """CRM contacts: one per customer plus the leads, ids in creation order."""
+    end_s = history.end_s
+    n_c, n_l = len(cust), len(leads)
+    # Some customers were leads first: their contact predates the order.
+    c_created = cust["created_at"].to_numpy().copy()
+    earlier = rng.random(n_c) < CONTACT_BEFORE_SIGNUP
+    c_created[earlier] -= rng.integers(DAY, 120 * DAY, size=int(earlier.sum()))
+    l_created = sample_signups(rng, history, leads["utc_offset_h"].to_numpy())
+    frame = pd.concat([
+        pd.DataFrame({"customer_id": cust["customer_id"].to_numpy(), "first_name": cust["first_name"],
+                      "last_name": cust["last_name"], "email": cust["email"], "country": cust["country"],
+                      "timezone": cust["timezone"], "utc_offset_h": cust["utc_offset_h"],
+                      "created_at": c_created, "converted_at": cust["created_at"].to_numpy(),
+                      "lifecycle_status": "customer"}),
+        pd.DataFrame({"customer_id": np.full(n_l, np.nan), "first_name": leads["first_name"],
+                      "last_name": leads["last_name"], "email": leads["email"], "country": leads["country"],
+                      "timezone": leads["timezone"], "utc_offset_h": leads["utc_offset_h"],
+                      "created_at": l_created, "converted_at": l_created, "lifecycle_status": "lead"}),
+    ], ignore_index=True)
+    n = n_c + n_l
+    frame["birthday"] = people.sample_birthdays(rng, n, as_of)
+    consent = people.sample_consent(rng, n)
+    frame["consent_status"] = consent
+    created = frame["created_at"].to_numpy().astype(np.int64)
+    at_signup = rng.random(n) < 0.6
+    consent_at = np.where(at_signup, created, _uniform_between(rng, created, end_s)).astype(float)
+    consent_at[consent == "unknown"] = np.nan  # never asked
+    frame["consent_updated_at"] = consent_at
+    updated = np.maximum(np.maximum(created, frame["converted_at"].to_numpy()), np.nan_to_num(consent_at))
+    updated = updated.astype(np.int64)
+    edited = rng.random(n) < CONTACT_EDITS
+    updated[edited] = _uniform_between(rng, updated[edited], end_s)
+    frame["updated_at"] = updated
+    # Contact ids follow creation order, as a CRM's sequence would.
+    frame = frame.sort_values(["created_at"], kind="stable").reset_index(drop=True)
+    frame.insert(0, "contact_id", [f"C{i:07d}" for i in range(1, n + 1)])
+    return frame.drop(columns=["converted_at"])
+
+
+def crm_csv_bytes(contacts: pd.DataFrame) -> bytes:
+    """The CRM export exactly as the contract describes it (UTF-8, header row, comma separated)."""
+    out = pd.DataFrame({
+        "contact_id": contacts["contact_id"],
+        "email": contacts["email"],
+        "first_name": contacts["first_name"],
+        "last_name": contacts["last_name"],
+        "birthday": np.datetime_as_string(contacts["birthday"].to_numpy(dtype="datetime64[D]"), unit="D"),
+        "country": contacts["country"],
+        "timezone": contacts["timezone"],
+        "consent_status": contacts["consent_status"],
+        "consent_updated_at": iso(contacts["consent_updated_at"]),
+        "lifecycle_status": contacts["lifecycle_status"],
+        "shop_customer_id": contacts["customer_id"].map(lambda v: "" if pd.isna(v) else str(int(v))),
+        "created_at": iso(contacts["created_at"]),
+        "updated_at": iso(contacts["updated_at"]),
+    })
+    out["birthday"] = out["birthday"].replace("NaT", "")
+    assert tuple(out.columns) == CRM_COLUMNS
+    return out.to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+# -- database -------------------------------------------------------------------------------------------
+
+def _shop_ddl(schema: str) -> dict[str, str]:
+    return {
+        "customers": f"""create table {schema}.customers (
+            customer_id bigint not null, email text not null, first_name text, last_name text,
+            country text, created_at timestamptz not null, updated_at timestamptz not null,
+            deleted_at timestamptz)""",
+        "products": f"""create table {schema}.products (
+            product_id bigint not null, sku text not null, name text not null, category text not null,
+            price numeric(10,2) not null, image_url text, created_at timestamptz not null,
+            updated_at timestamptz not null)""",
+        "orders": f"""create table {schema}.orders (
+            order_id bigint not null, customer_id bigint not null, order_ts timestamptz not null,
+            status text not null, currency text not null, total_amount numeric(12,2) not null,
+            coupon_code text, updated_at timestamptz not null)""",
+        "order_items": f"""create table {schema}.order_items (
+            order_id bigint not null, line_no int not null, product_id bigint not null,
+            quantity int not null, unit_price numeric(10,2) not null, updated_at timestamptz not null)""",
+    }
+
+
+_SHOP_KEYS = {"customers": "customer_id", "products": "product_id", "orders": "order_id",
+              "order_items": "order_id, line_no"}
+
+TRUTH_TABLES: tuple[str, ...] = ("customers", "contacts", "products", "copurchase_pairs", "runs",
+                                 "campaign_effects", "response_orders", "response_days", "response_runs")
+
+
+def truth_ddl(truth: str) -> dict[str, str]:
+    """``create table if not exists`` statements for every ground-truth table."""
+    return {
+        "customers": f"""create table if not exists {truth}.customers (
+            customer_id bigint primary key, contact_id text not null, purchase_rate double precision not null,
+            dropout_p double precision not null, alive_at_as_of boolean not null,
+            signup_at timestamptz not null, primary_category text not null, utc_offset_h int not null,
+            orders int not null)""",
+        "contacts": f"""create table if not exists {truth}.contacts (
+            contact_id text primary key, customer_id bigint)""",
+        "products": f"""create table if not exists {truth}.products (
+            product_id bigint primary key, category text not null, popularity double precision not null)""",
+        "copurchase_pairs": f"""create table if not exists {truth}.copurchase_pairs (
+            category_a text not null, category_b text not null, primary key (category_a, category_b))""",
+        "runs": f"""create table if not exists {truth}.runs (
+            kind text not null, as_of date not null, seed bigint not null, params jsonb not null,
+            counts jsonb not null, primary key (kind, as_of))""",
+        "campaign_effects": f"""create table if not exists {truth}.campaign_effects (
+            campaign_id text not null, run_id text not null, contact_id text not null, arm text not null,
+            customer_id bigint, received boolean not null, opened boolean not null, clicked boolean not null,
+            baseline_p double precision not null, treated_p double precision not null,
+            primary key (campaign_id, run_id, contact_id))""",
+        "response_orders": f"""create table if not exists {truth}.response_orders (
+            order_id bigint primary key, send_date date not null, kind text not null,
+            campaign_id text, contact_id text)""",
+        "response_days": f"""create table if not exists {truth}.response_days (
+            day date primary key, send_date date not null)""",
+        "response_runs": f"""create table if not exists {truth}.response_runs (
+            send_date date primary key, days int not null, seed bigint not null,
+            first_order_id bigint not null, orders int not null)""",
+    }
+
+
+def _create_shop(conn: Connection, schema: str) -> None:
+    conn.execute(sa.text(f"create schema if not exists {schema}"))
+    for table, ddl in _shop_ddl(schema).items():
+        conn.execute(sa.text(f"drop table if exists {schema}.{table} cascade"))
+        conn.execute(sa.text(ddl))
+
+
+def _index_shop(conn: Connection, schema: str) -> None:
+    # Keys and indexes after the bulk load: building them once is much cheaper than maintaining them.
+    for table, key in _SHOP_KEYS.items():
+        conn.execute(sa.text(f"alter table {schema}.{table} add primary key ({key})"))
+        conn.execute(sa.text(f"create index {table}__updated_at on {schema}.{table} (updated_at, {key})"))
+        conn.execute(sa.text(f"analyze {schema}.{table}"))
+
+
+def _create_truth(conn: Connection, truth: str) -> None:
+    conn.execute(sa.text(f"create schema if not exists {truth}"))
+    for table, ddl in truth_ddl(truth).items():
+        conn.execute(sa.text(f"drop table if exists {truth}.{table} cascade"))
+        conn.execute(sa.text(ddl))
+
+
+def _load_world(conn: Connection, world: World, schema: str, truth: str) -> None:
+    c, p, o, i, k = world.customers, world.products, world.orders, world.items, world.contacts
+    load(conn, f"{schema}.customers",
+         ("customer_id", "email", "first_name", "last_name", "country", "created_at", "updated_at",
+          "deleted_at"),
+         (c["customer_id"], c["email"], c["first_name"], c["last_name"], c["country"], iso(c["created_at"]),
+          iso(c["updated_at"]), iso(c["deleted_at"])))
+    load(conn, f"{schema}.products",
+         ("product_id", "sku", "name", "category", "price", "image_url", "created_at", "updated_at"),
+         (p["product_id"], p["sku"], p["name"], p["category"], money(p["price_cents"]), p["image_url"],
+          iso(p["created_at"]), iso(p["updated_at"])))
+    load(conn, f"{schema}.orders",
+         ("order_id", "customer_id", "order_ts", "status", "currency", "total_amount", "coupon_code",
+          "updated_at"),
+         (o["order_id"], o["customer_id"], iso(o["order_ts"]), o["status"], o["currency"],
+          money(o["total_cents"]), o["coupon_code"], iso(o["updated_at"])))
+    load(conn, f"{schema}.order_items",
+         ("order_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
+         (i["order_id"], i["line_no"], i["product_id"], i["quantity"], money(i["unit_price_cents"]),
+          iso(i["updated_at"])))
+    _index_shop(conn, schema)
+
+    load(conn, f"{truth}.customers",
+         ("customer_id", "contact_id", "purchase_rate", "dropout_p", "alive_at_as_of", "signup_at",
+          "primary_category", "utc_offset_h", "orders"),
+         (c["customer_id"], c["contact_id"], c["purchase_rate"], c["dropout_p"], c["alive"],
+          iso(c["created_at"]), c["primary_category"], c["utc_offset_h"], c["orders"]))
+    load(conn, f"{truth}.contacts", ("contact_id", "customer_id"),
+         (k["contact_id"], k["customer_id"].astype("Int64")))
+    load(conn, f"{truth}.products", ("product_id", "category", "popularity"),
+         (p["product_id"], p["category"], p["popularity"]))
+    pairs = sorted(tuple(sorted(pair)) for pair in PARTNER_PAIRS)
+    load(conn, f"{truth}.copurchase_pairs", ("category_a", "category_b"),
+         ([a for a, _ in pairs], [b for _, b in pairs]))
+
+
+def generate_sources(engine: Engine, landing_dir: Path, *, as_of: dt.date, customers: int = 20_000,
+                     seed: int = 42, years: float = 2.0, schema: str = "shop",
+                     truth_schema: str = "sim_truth") -> SourceSummary:
+    """(Re)create the shop tables and ground truth, and write the CRM export for ``as_of``.
+
+    All times fall before ``as_of`` 00:00 UTC. Repeatable: existing tables are dropped first, and the
+    same arguments give identical rows and file bytes.
+    """
+    t0 = time.perf_counter()
+    world = build_world(as_of=as_of, customers=customers, seed=seed, years=years)
+    csv_path = Path(landing_dir) / "crm" / f"contacts_{as_of:%Y%m%d}.csv"
+    leads = int((world.contacts["lifecycle_status"] == "lead").sum())
+    counts = {"customers": len(world.customers), "contacts": len(world.contacts), "leads": leads,
+              "products": len(world.products), "orders": len(world.orders),
+              "order_items": len(world.items), "alive_customers": int(world.customers["alive"].sum())}
+    with engine.begin() as conn:
+        # One simulator at a time: a second caller waits rather than interleaving DROPs and COPYs.
+        conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('martech.simulate'))"))
+        _create_shop(conn, schema)
+        _create_truth(conn, truth_schema)
+        _load_world(conn, world, schema, truth_schema)
+        conn.execute(sa.text(f"insert into {truth_schema}.runs (kind, as_of, seed, params, counts) "
+                             "values ('sources', :as_of, :seed, cast(:params as jsonb), cast(:counts as jsonb))"),
+                     {"as_of": as_of, "seed": seed, "counts": json.dumps(counts, sort_keys=True),
+                      "params": json.dumps({"customers": customers, "years": years, "schema": schema},
+                                           sort_keys=True)})
+    write_atomically(csv_path, crm_csv_bytes(world.contacts))
+    return SourceSummary(as_of=as_of, seed=seed, years=years, files=(str(csv_path),),
+                         seconds=time.perf_counter() - t0, **counts)

@@ -1,0 +1,24 @@
+-- grain: one row per contact, campaign run and reason the contact was left out of the audience
+-- materialized: table
+-- Written by martech.campaigns.audience.build_snapshot together with audience_members (the run's rows
+-- are deleted and copied in again in one transaction). Every row the audience SQL returned is either a
+-- member or has at least one row here, so "why did contact 4711 not get the birthday mail?" is:
+--   select * from audiences.exclusions where campaign_id = 'birthday' and contact_id = '4711'
+create table if not exists audiences.exclusions (
+    campaign_id text not null,
+    run_id text not null,
+    run_date date not null,
+    contact_id text not null,
+    email text,  -- Trimmed and lower-cased as returned by the audience SQL; null when missing
+    reason text not null,  -- Why the contact was left out (see the check constraint and docs/campaigns.md)
+    detail text,  -- consent status, suppression reason, kept contact id, last send or the mails counted
+    constraint exclusions_pkey primary key (campaign_id, run_id, contact_id, reason),
+    constraint exclusions_reason_check check (reason in (
+        'missing_email', 'invalid_email', 'no_consent', 'suppressed', 'duplicate_email', 'cooldown',
+        'frequency_cap'
+    ))
+)
+;;
+create index if not exists exclusions__contact on audiences.exclusions (contact_id, campaign_id)
+;;
+create index if not exists exclusions__run_date on audiences.exclusions (campaign_id, run_date)

@@ -1,0 +1,23 @@
+-- grain: one row per coupon (one per member of a campaign run whose campaign has a coupon)
+-- materialized: table
+-- Written by martech.campaigns.coupons.issue_coupons when the audience snapshot is built, so the
+-- codes exist before dispatch renders them. Codes derive from the send id and a secret; a rerun keeps
+-- every code, and the terms of a coupon already sent never change. Holdout members carry the code they
+-- would have got (never sent): count issued coupons by joining the send ledger on send_id.
+create table if not exists campaigns.coupons (
+    code text not null,  -- <PREFIX>-XXXX-XXXX-XXXX, upper case, no 0/O/1/I/L in the random part
+    campaign_id text not null,
+    run_id text not null,
+    contact_id text not null,
+    send_id text not null,  -- The send the code belongs to (campaigns.send_ledger.send_id, step 1)
+    discount_percent integer not null,
+    valid_from timestamptz not null,  -- Midnight UTC of the run date
+    expires_at timestamptz not null,  -- First instant the code no longer works (valid_from + validity_days)
+    constraint coupons_pkey primary key (code),
+    constraint coupons_member_key unique (campaign_id, run_id, contact_id),
+    constraint coupons_code_check check (code = upper(btrim(code)) and code <> ''),
+    constraint coupons_percent_check check (discount_percent between 1 and 100),
+    constraint coupons_validity_check check (expires_at > valid_from)
+)
+;;
+create index if not exists coupons__send_id on campaigns.coupons (send_id)
