@@ -4,6 +4,7 @@ Each benchmark prints its own figures next to a reference measured in the same r
 absolute timings on shared machines are noisy.
 
     python -m martech.bench ingest --orders 1000000
+    python -m martech.bench clv --customers 1000000
 """
 
 from __future__ import annotations
@@ -94,14 +95,69 @@ def bench_ingest(orders: int) -> dict[str, float]:
     return figures
 
 
+def _synthetic_transactions(customers: int, seed: int = 1) -> Any:
+    """Purchase days of ``customers`` drawn from the BG/NBD process itself (two years, weekly units)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    weeks = 104.0
+    lam = rng.gamma(0.5, 1 / 4.0, customers)  # purchases per week while alive
+    p = rng.beta(0.8, 2.5, customers)
+    first = rng.uniform(0, weeks, customers)
+    rows_c, rows_t = [np.arange(customers)], [first]
+    t, alive, idx = first.copy(), np.ones(customers, bool), np.arange(customers)
+    while alive.any():
+        t = t + rng.exponential(1 / np.maximum(lam, 1e-9))
+        alive &= t < weeks
+        rows_c.append(idx[alive])
+        rows_t.append(t[alive])
+        alive &= rng.random(customers) >= p
+    cust, week = np.concatenate(rows_c), np.concatenate(rows_t)
+    start = pd.Timestamp("2024-01-01")
+    return pd.DataFrame({"customer_id": cust, "order_ts": start + pd.to_timedelta(week * 7, unit="D"),
+                         "amount": np.round(rng.gamma(6.0, 8.0, len(cust)), 2)}), start + pd.Timedelta(weeks=weeks)
+
+
+def bench_clv(customers: int) -> dict[str, float]:
+    """Summaries, BG/NBD + Gamma-Gamma fits and scoring on synthetic customers; time and peak memory."""
+    import resource
+
+    from martech import clv
+
+    tx, as_of = _synthetic_transactions(customers)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    summary = clv.summarize(tx, as_of=as_of)
+    t1 = time.perf_counter()
+    bg = clv.fit_bgnbd(summary)
+    gg = clv.fit_gamma_gamma(summary["x"], summary["m"])
+    t2 = time.perf_counter()
+    pred = clv.predict(summary, bg, gg, as_of=as_of.date())
+    t3 = time.perf_counter()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures = {"customers": customers, "orders": len(tx), "summary_s": t1 - t0, "fit_s": t2 - t1,
+               "score_s": t3 - t2, "total_min": (t3 - t0) / 60, "peak_rss_mb": peak_mb,
+               "rss_before_mb": rss0 / 1024, "rows": len(pred)}
+    print(f"clv: {customers:,} customers, {len(tx):,} purchases; summary {t1 - t0:.1f}s, fit {t2 - t1:.1f}s,"
+          f" score {t3 - t2:.1f}s = {(t3 - t0) / 60:.2f} min; peak RSS {peak_mb:,.0f} MB"
+          f" (after generating the input: {rss0 / 1024:,.0f} MB)")
+    print(f"  fitted {bg}; {gg}")
+    return figures
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m martech.bench")
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("ingest", help="incremental SQL ingest vs a plain COPY of the same rows")
     p.add_argument("--orders", type=int, default=1_000_000)
+    p = sub.add_parser("clv", help="BG/NBD + Gamma-Gamma fit and scoring on synthetic customers")
+    p.add_argument("--customers", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     if args.what == "ingest":
         bench_ingest(args.orders)
+    elif args.what == "clv":
+        bench_clv(args.customers)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,7 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
         for model in ("marts.segment_migration", "marts.product_affinity", "marts.customer_360"):
             counts[model] = run_model(eng, model, params)
         counts["marts.customer_lifecycle"] = build_lifecycle(eng, run_date)
+        counts["marts.clv_predictions"] = _build_clv(eng, run_date)
     finally:
         eng.dispose()
     segments = scores["segment"].value_counts().to_dict() if len(scores) else {}
@@ -158,6 +159,14 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
          + [f"  segment {k}: {v}" for k, v in sorted(segments.items(), key=lambda kv: -kv[1])])
     return {"run_date": run_date.isoformat(), "rows": counts,
             "segments": {str(k): int(v) for k, v in segments.items()}}
+
+
+def _build_clv(eng, run_date: dt.date) -> int:
+    from martech.clv import build_clv_predictions
+
+    result = build_clv_predictions(eng, run_date)
+    _say([f"clv: {result['model_version']}", f"  churn risk: {result.get('churn_risk', {})}"])
+    return int(result["rows"])  # type: ignore[call-overload]
 
 
 def build_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str, Any]:
