@@ -1,20 +1,23 @@
 """Send a campaign run to its treatment arm exactly once, through ``campaigns.send_ledger``.
 
-The protocol, per (campaign, run, step):
+The protocol, per (campaign, run, step) — the full argument, crash point by crash point, is in
+``docs/exactly-once.md``:
 
 1. Plan: one ledger row per treatment member of the snapshot, status ``pending``, inserted with
    ``on conflict do nothing`` and committed before anything is sent. The send id is deterministic
    (:func:`make_send_id`), so a rerun plans nothing new for members already planned.
-2. Claim: for a batch of due rows, ``attempts`` is incremented and committed *before* the transport
-   is called. A ``pending`` row with ``attempts > 0`` is therefore one whose send may or may not have
-   happened (the process died in between).
-3. Send the batch, then record each result: ``sent`` (message id, ``sent_at`` = the run's timestamp)
-   or ``failed`` (error text).
+2. Claim: for each request, ``attempts`` is incremented and the transport's attempt reference
+   (SendGrid: a fresh batch id and the scheduled send time) is committed *before* the request. A
+   ``pending`` row with ``attempts > 0`` is one whose send may or may not have happened.
+3. Send, then record each result: ``sent`` (message id, ``sent_at`` = the run's timestamp) or
+   ``failed`` (definite error: the provider did not accept it). No answer leaves the rows in doubt.
+4. Rows in doubt (from a crash, a timeout or a 5xx) are resolved before anything else: an idempotent
+   transport (outbox) simply sends again; a transport that can cancel (SendGrid scheduled sends) cancels
+   the attempt, and only once the provider confirms the cancel are the rows marked ``failed`` and sent
+   again under a new attempt; email events that carry the send id prove a send happened (``sent``).
+   Anything else stays ``pending`` and is reported as ``uncertain`` — never resent blindly.
 
-On a rerun ``sent`` rows are left alone; ``failed`` rows are retried up to ``max_attempts``; rows in
-doubt are resent only through an idempotent transport (the outbox rewrites the same file). For a
-non-idempotent transport they stay ``pending`` and are reported as ``uncertain`` until reconciled
-against email events (which carry the send id). Rows whose contact was suppressed, or left the
+``failed`` rows are retried up to ``max_attempts``. Rows whose contact was suppressed, or left the
 snapshot's treatment arm, after planning are marked ``skipped`` with the reason in ``error``.
 """
 
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
@@ -31,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from martech.campaigns.audience import as_run_date
+from martech.campaigns.faults import checkpoint
 from martech.campaigns.render import Recipient, Renderer, RenderError
 from martech.campaigns.spec import CampaignSpec
 from martech.campaigns.transports import DEFAULT_SENDER, OutboundMessage, SendResult, Transport
@@ -104,7 +110,7 @@ where campaign_id = :campaign_id and run_id = :run_id and step = :step and statu
 # Every row not yet sent, with what is needed to decide, render and send it.
 _DUE = sa.text("""
 select
-    l.send_id, l.contact_id, l.email, l.variant, l.status, l.attempts,
+    l.send_id, l.contact_id, l.email, l.variant, l.status, l.attempts, l.attempt_ref,
     m.arm, m.first_name, m.attributes,
     (
         select s.reason from campaigns.suppressions as s
@@ -121,8 +127,31 @@ order by l.send_id
 
 _CLAIM = sa.text("""
 update campaigns.send_ledger
-set attempts = attempts + 1, transport = :transport
+set attempts = attempts + 1, transport = :transport, attempt_ref = :attempt_ref, status = 'pending'
 where send_id = any(cast(:ids as text[]))
+""")
+
+# After the provider confirmed the attempt's cancellation: nothing of it can be delivered, resend.
+# Rows in doubt that the provider's events prove were sent (the events carry the send id).
+_RECONCILE = sa.text("""
+update campaigns.send_ledger as l
+set status = 'sent', message_id = coalesce(l.message_id, e.message_id), sent_at = coalesce(l.sent_at, :now),
+    error = 'in doubt; confirmed sent by a ' || e.event || ' event'
+from (
+    select distinct on (send_id) send_id, message_id, event from staging.email_events
+    where send_id is not null and event in ('processed', 'delivered', 'deferred', 'bounce', 'dropped', 'open',
+                                            'click', 'unsubscribe', 'spamreport', 'group_unsubscribe')
+    order by send_id, event_ts
+) as e
+where l.send_id = e.send_id and l.campaign_id = :campaign_id and l.run_id = :run_id and l.step = :step
+  and l.status = 'pending' and l.attempts > 0
+""")
+
+_RELEASE = sa.text("""
+update campaigns.send_ledger
+set status = 'failed', attempt_ref = null,
+    error = 'attempt ' || :attempt_ref || ' cancelled at the provider before delivery; to be resent'
+where attempt_ref = :attempt_ref and status = 'pending'
 """)
 
 _MARK_SENT = sa.text("""
@@ -190,12 +219,18 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str, transport
                 counts = conn.execute(_COUNTS, key).one()
                 already_sent = int(conn.execute(_ALREADY_SENT, key).scalar_one())
                 created = conn.execute(_PLAN, {**key, "now": now}).rowcount
+            checkpoint("after_plan")
+            if not transport.idempotent:
+                with engine.begin() as conn:
+                    if conn.execute(sa.text("select to_regclass('staging.email_events')")).scalar_one():
+                        conn.execute(_RECONCILE, {**key, "now": now})
             # The plan is committed: from here on every send has its ledger row.
             with engine.connect() as conn:
                 due = conn.execute(_DUE, key).mappings().all()
 
             skipped: list[tuple[str, str]] = []
             retry: list[Any] = []
+            in_doubt: list[Any] = []
             uncertain = 0
             for row in due:
                 if row["suppressed_reason"] is not None:
@@ -206,38 +241,32 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str, transport
                 elif row["status"] == "failed" and row["attempts"] >= max_attempts:
                     continue
                 elif row["status"] == "pending" and row["attempts"] > 0 and not transport.idempotent:
-                    uncertain += 1
+                    in_doubt.append(row)
                 else:
                     retry.append(row)
             _mark(engine, "skipped", skipped)
+            released, uncertain = _resolve_in_doubt(engine, transport, in_doubt)
+            retry.extend(released)
+            retry.sort(key=lambda r: r["send_id"])
 
             sent_now = failed = 0
-            for batch in _chunks(retry, transport.batch_size):
-                messages: list[OutboundMessage] = []
-                render_failures: list[tuple[str, str]] = []
-                for row in batch:
-                    try:
-                        messages.append(_message(spec, row, run_id, step, now, sender, renderer))
-                    except (RenderError, KeyError) as exc:
-                        render_failures.append((row["send_id"], str(exc)))
-                if render_failures:
-                    with engine.begin() as conn:
-                        conn.execute(_MARK_RENDER_FAILED, {"ids": [p[0] for p in render_failures],
-                                                           "errors": [p[1] for p in render_failures]})
-                    failed += len(render_failures)
-                if not messages:
-                    continue
-                with engine.begin() as conn:
-                    conn.execute(_CLAIM, {"ids": [m.send_id for m in messages], "transport": transport.name})
-                results = transport.send_batch(messages)
-                sent, errors = _split_results(messages, results)
-                if sent:
-                    with engine.begin() as conn:
-                        conn.execute(_MARK_SENT, {"ids": [s.send_id for s in sent],
-                                                  "message_ids": [s.message_id for s in sent], "now": now})
-                _mark(engine, "failed", errors)
-                sent_now += len(sent)
-                failed += len(errors)
+            for round_no in range(max_attempts):
+                doubtful: list[Any] = []
+                for batch in _chunks(retry, transport.batch_size):
+                    n_sent, n_failed, unanswered = _send_batch(engine, spec, transport, batch, run_id, step,
+                                                               now, sender, renderer)
+                    sent_now += n_sent
+                    failed += n_failed
+                    doubtful.extend(unanswered)
+                if not doubtful:
+                    break
+                # Unanswered requests (timeouts, 5xx): cancel them at the provider, then send again.
+                retry, still = _resolve_in_doubt(engine, transport, doubtful)
+                uncertain += still
+                if retry and round_no + 1 < max_attempts:
+                    time.sleep(min(5.0, 0.1 * 2 ** round_no) * (0.5 + random.random()))
+            else:
+                failed += len(retry)  # cancelled but out of rounds: status failed, resent by the next run
             transport.finalize_run(spec.id, run_id)
         finally:
             lock_conn.execute(sa.text("select pg_advisory_unlock(hashtext(:key))"), {"key": lock_key})
@@ -249,6 +278,76 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str, transport
         sent_now=sent_now, already_sent=already_sent, failed=failed, skipped=len(skipped),
         uncertain=uncertain,
     )
+
+
+def _send_batch(engine: Engine, spec: CampaignSpec, transport: Transport, batch: Sequence[Any], run_id: str,
+                step: int, now: datetime, sender: str, renderer: Renderer) -> tuple[int, int, list[Any]]:
+    """Render, claim, send and record one batch; returns (sent, failed, rows left in doubt)."""
+    messages: list[OutboundMessage] = []
+    rows_by_id = {row["send_id"]: row for row in batch}
+    render_failures: list[tuple[str, str]] = []
+    for row in batch:
+        try:
+            messages.append(_message(spec, row, run_id, step, now, sender, renderer))
+        except (RenderError, KeyError) as exc:
+            render_failures.append((row["send_id"], str(exc)))
+    if render_failures:
+        with engine.begin() as conn:
+            conn.execute(_MARK_RENDER_FAILED, {"ids": [p[0] for p in render_failures],
+                                               "errors": [p[1] for p in render_failures]})
+    n_sent, n_failed, doubtful = 0, len(render_failures), []
+    grouping = getattr(transport, "group", None)
+    begin = getattr(transport, "begin_attempt", None)
+    for group in (grouping(messages) if grouping and messages else [messages] if messages else []):
+        attempt_ref = begin() if begin else None
+        with engine.begin() as conn:
+            conn.execute(_CLAIM, {"ids": [m.send_id for m in group], "transport": transport.name,
+                                  "attempt_ref": attempt_ref})
+        checkpoint("after_claim")
+        results = (transport.send_batch(group, attempt_ref=attempt_ref) if begin  # type: ignore[call-arg]
+                   else transport.send_batch(group))
+        checkpoint("after_request")
+        sent, errors = _split_results(group, results)
+        if sent:
+            with engine.begin() as conn:
+                conn.execute(_MARK_SENT, {"ids": [r.send_id for r in sent],
+                                          "message_ids": [r.message_id for r in sent], "now": now})
+        _mark(engine, "failed", errors)
+        checkpoint("after_mark_sent")
+        answered = {r.send_id for r in sent} | {e[0] for e in errors}
+        doubtful.extend({**rows_by_id[m.send_id], "attempt_ref": attempt_ref}
+                        for m in group if m.send_id not in answered)
+        n_sent += len(sent)
+        n_failed += len(errors)
+    return n_sent, n_failed, doubtful
+
+
+def _resolve_in_doubt(engine: Engine, transport: Transport, rows: Sequence[Any]) -> tuple[list[Any], int]:
+    """Rows whose last attempt may have gone out: (rows safe to send again, rows left uncertain).
+
+    Safe means the transport rewrites idempotently (outbox) or it confirmed that the attempt was
+    cancelled before delivery (SendGrid scheduled sends). Anything else stays pending and counts as
+    uncertain until reconciled (docs/exactly-once.md).
+    """
+    if not rows:
+        return [], 0
+    if transport.idempotent:
+        return list(rows), 0
+    cancel = getattr(transport, "cancel_attempt", None)
+    released: list[Any] = []
+    uncertain = 0
+    by_ref: dict[str | None, list[Any]] = {}
+    for row in rows:
+        by_ref.setdefault(row["attempt_ref"], []).append(row)
+    for ref, group in sorted(by_ref.items(), key=lambda kv: kv[0] or ""):
+        if ref is None or cancel is None or not cancel(ref):
+            uncertain += len(group)
+            continue
+        checkpoint("after_cancel")
+        with engine.begin() as conn:
+            conn.execute(_RELEASE, {"attempt_ref": ref})
+        released.extend(group)
+    return released, uncertain
 
 
 def _message(spec: CampaignSpec, row: Any, run_id: str, step: int, now: datetime, sender: str,

@@ -56,6 +56,7 @@ class OutboundMessage:
     sent_at: datetime
     headers: Mapping[str, str] = field(default_factory=dict)
     custom_args: Mapping[str, str] = field(default_factory=dict)
+    send_at: datetime | None = None  # earliest delivery (send window in the contact's timezone); None = now
 
     @property
     def campaign_id(self) -> str:

@@ -14,6 +14,7 @@ create table if not exists campaigns.send_ledger (
     transport text,
     message_id text,
     attempts integer not null default 0,
+    attempt_ref text, -- Provider reference of the last attempt (SendGrid: batch_id@send_at), set before the request
     error text,
     created_at timestamptz not null,
     sent_at timestamptz,
@@ -21,6 +22,8 @@ create table if not exists campaigns.send_ledger (
     constraint send_ledger_send_key unique (campaign_id, run_id, step, contact_id),
     constraint send_ledger_status_check check (status in ('pending', 'sent', 'failed', 'skipped'))
 )
+;;
+alter table campaigns.send_ledger add column if not exists attempt_ref text
 ;;
 comment on column campaigns.send_ledger.send_id is
 'left(sha256(campaign_id|run_id|step|contact_id), 32 hex): deterministic; sent as custom arg / X-Martech-Send-Id'
