@@ -57,3 +57,4 @@ clean: ## Remove local state (.martech); keeps .venv
 bench: $(STAMP) ## Benchmarks at large scale (ratios against a reference in the same run)
 	$(BIN)/python -m martech.bench ingest --orders 1000000
 	$(BIN)/python -m martech.bench clv --customers 1000000
+	$(BIN)/python -m martech.bench dispatch --recipients 100000

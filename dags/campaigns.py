@@ -37,7 +37,8 @@ def build_campaign_dag(spec):
             from martech import dagkit, pipeline
 
             summary = pipeline.dispatch_campaign(dagkit.warehouse_url(), spec.id,
-                                                 dagkit.run_date_of(context), dagkit.run_time_of(context))
+                                                 dagkit.run_date_of(context), dagkit.run_time_of(context),
+                                                 transport_settings=dagkit.transport_settings())
             dagkit.publish(context, SENDS, summary)
             return summary
 

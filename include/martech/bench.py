@@ -5,6 +5,7 @@ absolute timings on shared machines are noisy.
 
     python -m martech.bench ingest --orders 1000000
     python -m martech.bench clv --customers 1000000
+    python -m martech.bench dispatch --recipients 100000
 """
 
 from __future__ import annotations
@@ -146,6 +147,96 @@ def bench_clv(customers: int) -> dict[str, float]:
     return figures
 
 
+def bench_dispatch(recipients: int, *, validate: bool = True) -> dict[str, float]:
+    """Render + dispatch ``recipients`` through SendGrid (local fake server) and through the outbox.
+
+    Runs in a scratch database on the warehouse server; the audience is planted directly (every member in
+    treatment). Prints messages/s for both transports, their ratio and SendGrid requests per 1000.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    from martech.campaigns.dispatch import dispatch
+    from martech.campaigns.sendgrid_transport import SendGridTransport
+    from martech.campaigns.spec import load_campaign
+    from martech.campaigns.transports import OutboxTransport
+    from martech.testing.fake_sendgrid import FakeSendGrid
+
+    url = make_url(resolve_url())
+    name = "martech_bench_dispatch"
+    admin = psycopg2.connect(url.set(drivername="postgresql", database="postgres")
+                             .render_as_string(hide_password=False))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'drop database if exists "{name}"')
+        cur.execute(f'create database "{name}"')
+    engine = make_engine(url.set(database=name).render_as_string(hide_password=False))
+    now = dt.datetime(2026, 1, 5, 9, tzinfo=dt.timezone.utc)
+    figures: dict[str, float] = {"recipients": recipients}
+    try:
+        migrate(engine)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / "audiences").mkdir()
+            (folder / "audiences" / "bench.sql").write_text(
+                "select contact_id, email, first_name from staging.contacts\n")
+            (folder / "bench.yml").write_text(
+                "id: bench\nname: Bench\nowner: bench\ndescription: dispatch benchmark\nschedule: '0 8 * * *'\n"
+                "audience_sql: audiences/bench.sql\ntemplate: birthday\nholdout_share: 0.1\n"
+                "variants:\n  - {id: a, weight: 1, subject: 'Hi {{ first_name }}'}\n"
+                "  - {id: b, weight: 1, subject: 'Hello {{ first_name }}'}\n")
+            spec = load_campaign(folder / "bench.yml")
+            with engine.begin() as conn:
+                for run in ("2026-01-05", "2026-01-06"):
+                    conn.execute(sa.text(
+                        "insert into audiences.audience_members (campaign_id, run_id, run_date, contact_id, email,"
+                        " first_name, arm, variant, definition_hash, attributes)"
+                        " select 'bench', :r, cast(:r as date), 'C' || lpad(g::text, 7, '0'),"
+                        " 'user' || g || '@example.com', 'Name' || g, 'treatment', case when g % 2 = 0 then 'a'"
+                        " else 'b' end, 'h', '{\"is_customer\": true}' from generate_series(1, :n) g"),
+                        {"r": run, "n": recipients})
+            with FakeSendGrid() as fake:
+                if not validate:
+                    fake.state.validator = _NoValidation()
+                transport = SendGridTransport("SG.bench", host=fake.url)
+                t0 = time.perf_counter()
+                sg_summary = dispatch(engine, spec, "2026-01-05", transport, now=now)
+                sg_s = time.perf_counter() - t0
+                delivered = sum(fake.state.deliveries().values())
+                sent_bytes = sum(r["bytes"] for r in fake.state.accepted)
+            t0 = time.perf_counter()
+            ob_summary = dispatch(engine, spec, "2026-01-06", OutboxTransport(folder / "outbox"), now=now)
+            ob_s = time.perf_counter() - t0
+    finally:
+        engine.dispose()
+        with admin.cursor() as cur:
+            cur.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
+    figures.update({
+        "sendgrid_s": sg_s, "sendgrid_msgs_per_s": sg_summary.sent_now / sg_s, "delivered": delivered,
+        "requests_per_1000": transport.requests / recipients * 1000,
+        "mail_send_requests": -(-recipients // transport.batch_size),
+        "kb_per_recipient": sent_bytes / recipients / 1024,
+        "outbox_s": ob_s, "outbox_msgs_per_s": ob_summary.sent_now / ob_s,
+    })
+    print(f"sendgrid (fake on loopback, schema validation {'on' if validate else 'off'}):"
+          f" {sg_summary.sent_now:,} sent in {sg_s:.1f}s = {figures['sendgrid_msgs_per_s']:,.0f} msgs/s;"
+          f" {transport.requests} HTTP requests = {figures['requests_per_1000']:.1f} per 1000 recipients"
+          f" ({figures['mail_send_requests']:.0f} mail sends + as many batch ids);"
+          f" {figures['kb_per_recipient']:.1f} KB of request body per recipient; delivered {delivered:,}")
+    print(f"outbox: {ob_summary.sent_now:,} written in {ob_s:.1f}s = {figures['outbox_msgs_per_s']:,.0f} msgs/s")
+    print(f"ratio sendgrid / outbox time: {sg_s / ob_s:.2f}x")
+    return figures
+
+
+class _NoValidation:
+    def iter_errors(self, body: Any) -> list[Any]:
+        return []
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m martech.bench")
     sub = parser.add_subparsers(dest="what", required=True)
@@ -153,8 +244,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--orders", type=int, default=1_000_000)
     p = sub.add_parser("clv", help="BG/NBD + Gamma-Gamma fit and scoring on synthetic customers")
     p.add_argument("--customers", type=int, default=1_000_000)
+    p = sub.add_parser("dispatch", help="render + dispatch through SendGrid (local fake) and the outbox")
+    p.add_argument("--recipients", type=int, default=100_000)
+    p.add_argument("--no-validate", action="store_true", help="skip the fake server's schema validation")
     args = parser.parse_args(argv)
-    if args.what == "ingest":
+    if args.what == "dispatch":
+        bench_dispatch(args.recipients, validate=not args.no_validate)
+    elif args.what == "ingest":
         bench_ingest(args.orders)
     elif args.what == "clv":
         bench_clv(args.customers)

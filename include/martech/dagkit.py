@@ -70,6 +70,25 @@ def shop_url() -> str | None:
         return None
 
 
+def transport_settings() -> dict[str, Any]:
+    """MARTECH_TRANSPORT plus the settings of its Airflow connection (``sendgrid`` or ``smtp``), if any."""
+    name = os.environ.get("MARTECH_TRANSPORT", "outbox")
+    if name not in ("sendgrid", "smtp"):
+        return {"name": name}
+    try:
+        from airflow.sdk import Connection
+
+        conn = Connection.get(name)
+    except Exception:
+        return {"name": name}  # no connection: the environment variables apply
+    extra = conn.extra_dejson or {}
+    if name == "sendgrid":
+        host = f"{conn.schema or 'https'}://{conn.host}" if conn.host else None
+        return {"name": name, "api_key": conn.password, "host": host, **extra}
+    return {"name": name, "host": conn.host, "port": conn.port, "username": conn.login,
+            "password": conn.password, "security": extra.get("security", "starttls" if conn.port == 587 else "none")}
+
+
 def run_date_of(context: Mapping[str, Any]) -> dt.date:
     """The date a run works for: an explicit param, the upstream run's date, or the logical date."""
     params = context.get("params") or {}
