@@ -61,6 +61,8 @@ CRM_CONTACT_COLUMNS: tuple[str, ...] = (
     "contact_id", "email", "first_name", "last_name", "birthday", "country", "timezone", "consent_status",
     "consent_updated_at", "lifecycle_status", "shop_customer_id", "created_at", "updated_at",
 )
+# Lead activity properties a CRM may export too (lead scoring uses them); absent columns load as NULL.
+CRM_OPTIONAL_COLUMNS: tuple[str, ...] = ("lead_source", "page_views", "email_opens", "form_submissions")
 
 EMAIL_EVENT_FIELDS: tuple[str, ...] = (
     "sg_event_id", "event", "email", "timestamp", "sg_message_id", "url", "send_id", "campaign_id",
@@ -319,23 +321,28 @@ def _parse_crm_csv(path: Path, batch_id: str, source: str, loaded_at: dt.datetim
                     f"file is not valid UTF-8 ({exc.reason} at byte {exc.start}); re-export it as UTF-8"))
         return (CRM_CONTACT_COLUMNS, []), bad
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
-    if header is None or [h.strip() for h in header] != list(CRM_CONTACT_COLUMNS):
+    header = [h.strip() for h in (next(reader, None) or [])]
+    missing = [c for c in CRM_CONTACT_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in CRM_CONTACT_COLUMNS and c not in CRM_OPTIONAL_COLUMNS]
+    if missing or unknown or len(set(header)) != len(header):
         raise ValueError(
-            f"{path}: header must be exactly {','.join(CRM_CONTACT_COLUMNS)}; got {','.join(header or [])}"
-        )
+            f"{path}: header must name the columns {','.join(CRM_CONTACT_COLUMNS)} (any order), optionally"
+            f" {','.join(CRM_OPTIONAL_COLUMNS)}; missing: {','.join(missing) or '-'};"
+            f" unknown: {','.join(unknown) or '-'}; got {','.join(header)}")
+    columns = (*CRM_CONTACT_COLUMNS, *CRM_OPTIONAL_COLUMNS)
+    position = [header.index(c) if c in header else None for c in columns]
     for fields in reader:
         line_no = reader.line_num
         if not fields:
             continue
-        if len(fields) != len(CRM_CONTACT_COLUMNS):
+        if len(fields) != len(header):
             bad.append((f"{path.name}:{line_no}", ",".join(fields),
-                        f"expected {len(CRM_CONTACT_COLUMNS)} fields, found {len(fields)}; "
+                        f"expected {len(header)} fields, found {len(fields)}; "
                         "check quoting of commas in names"))
             continue
-        good.append([*(f if f != "" else None for f in fields), path.name, line_no, batch_id, source,
-                     loaded_at])
-    cols = (*CRM_CONTACT_COLUMNS, "_source_file", "_line_no", "_batch_id", "_source", "_loaded_at")
+        values = [None if i is None or fields[i] == "" else fields[i] for i in position]
+        good.append([*values, path.name, line_no, batch_id, source, loaded_at])
+    cols = (*columns, "_source_file", "_line_no", "_batch_id", "_source", "_loaded_at")
     return (cols, good), bad
 
 

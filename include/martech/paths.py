@@ -34,3 +34,8 @@ def landing_dir() -> Path:
 def outbox_dir() -> Path:
     """Where the outbox transport writes rendered emails."""
     return Path(os.environ.get("MARTECH_OUTBOX_DIR") or home() / "outbox")
+
+
+def models_dir() -> Path:
+    """Where fitted model artifacts are versioned (one folder per model and version)."""
+    return Path(os.environ.get("MARTECH_MODELS_DIR") or home() / "models")

@@ -153,6 +153,7 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
             counts[model] = run_model(eng, model, params)
         counts["marts.customer_lifecycle"] = build_lifecycle(eng, run_date)
         counts["marts.clv_predictions"] = _build_clv(eng, run_date)
+        counts["marts.lead_scores"] = _build_lead_scores(eng, run_date)
     finally:
         eng.dispose()
     segments = scores["segment"].value_counts().to_dict() if len(scores) else {}
@@ -168,6 +169,15 @@ def _build_clv(eng, run_date: dt.date) -> int:
     result = build_clv_predictions(eng, run_date)
     _say([f"clv: {result['model_version']}", f"  churn risk: {result.get('churn_risk', {})}"])
     return int(result["rows"])  # type: ignore[call-overload]
+
+
+def _build_lead_scores(eng, run_date: dt.date) -> int:
+    from martech.leads import build_lead_scores
+
+    result = build_lead_scores(eng, run_date, paths.models_dir())
+    metrics = ", ".join(f"{k} {v:.3f}" for k, v in (result.get("metrics") or {}).items())
+    _say([f"lead scores: {result['model_version']} ({result['method']}) {metrics}"])
+    return int(result["rows"])
 
 
 def build_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str, Any]:

@@ -149,8 +149,23 @@ def test_crm_file_with_wrong_header_names_the_file(engine, tmp_path):
     folder = tmp_path / "crm"
     folder.mkdir()
     (folder / "contacts_20260311.csv").write_text("id,mail\n1,a@example.com\n")
-    with pytest.raises(ValueError, match=r"contacts_20260311\.csv: header must be exactly contact_id,email"):
+    with pytest.raises(ValueError, match=r"contacts_20260311\.csv: header must name the columns contact_id,email"
+                                         r".*missing: contact_id,email,.*unknown: id,mail"):
         ingest.ingest_crm_exports(engine, folder, run_date=D1, loaded_at=ingest.cutoff_for(D1))
+
+
+def test_crm_columns_in_any_order_and_optional_lead_columns(engine, clean_warehouse, tmp_path):
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    cols = [*reversed(ingest.CRM_CONTACT_COLUMNS), "page_views"]
+    row = {c: "" for c in cols} | {"contact_id": "C9", "email": "x@example.com", "page_views": "12",
+                                   "updated_at": "2026-03-01T00:00:00+00:00"}
+    (folder / "contacts_20260311.csv").write_text(",".join(cols) + "\n" + ",".join(row[c] for c in cols) + "\n")
+    (result,) = ingest.ingest_crm_exports(engine, folder, run_date=D1, loaded_at=ingest.cutoff_for(D1))
+    assert result.rows_loaded == 1
+    with engine.connect() as conn:
+        got = conn.execute(sa.text("select contact_id, email, page_views, lead_source from raw.crm_contacts")).one()
+    assert tuple(got) == ("C9", "x@example.com", "12", None)
 
 
 def test_copy_keeps_null_empty_and_special_characters_apart(engine, scratch_schema):

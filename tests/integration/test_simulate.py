@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from martech.ingest import CRM_CONTACT_COLUMNS
+from martech.ingest import CRM_CONTACT_COLUMNS, CRM_OPTIONAL_COLUMNS
 from martech.simulate import generate_sources, play_responses
 from martech.simulate.purchases import History, sample_behaviour
 
@@ -50,7 +50,7 @@ def test_sources_are_deterministic_and_consistent(clean_warehouse, tmp_path):
     assert mismatched[0][0] == 0
     with open(tmp_path / "a/crm/contacts_20260601.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
-    assert tuple(rows[0]) == CRM_CONTACT_COLUMNS
+    assert tuple(rows[0]) == (*CRM_CONTACT_COLUMNS, *CRM_OPTIONAL_COLUMNS)
     assert len(rows) - 1 == s1.contacts == s1.customers + s1.leads
     consent = [r[7] for r in rows[1:]]
     assert 0.6 < sum(c in ("opted_in", "double_opt_in") for c in consent) / len(consent) < 0.8
@@ -125,3 +125,21 @@ def test_responses_have_a_true_effect_and_are_idempotent(clean_warehouse, tmp_pa
         from audiences.audience_members m group by m.arm""",
         s=dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc), e=dt.datetime(2026, 6, 8, tzinfo=dt.timezone.utc)))
     assert rates["treatment"] > rates["holdout"]
+
+
+def test_lead_activity_carries_the_true_conversion_propensity(clean_warehouse, tmp_path):
+    eng = clean_warehouse
+    generate_sources(eng, tmp_path, as_of=AS_OF, customers=3000, seed=9)
+    leads = _q(eng, "select propensity, converted from sim_truth.leads")
+    assert len(leads) > 1000
+    converted = [p for p, c in leads if c]
+    other = [p for p, c in leads if not c]
+    assert 0.2 < len(converted) / len(leads) < 0.8
+    # Calibrated: the mean true propensity equals the conversion share; and it separates the classes.
+    assert abs(np.mean([p for p, _ in leads]) - len(converted) / len(leads)) < 0.03
+    assert np.mean(converted) > np.mean(other) + 0.15
+    # Converted leads were in the CRM before their first order.
+    early = _q(eng, "select count(*) filter (where l.created_at < c.signup_at), count(*) from sim_truth.leads l"
+                    " join sim_truth.contacts k using (contact_id) join sim_truth.customers c using (customer_id)"
+                    " where l.converted")
+    assert early[0][0] == early[0][1] == len(converted)

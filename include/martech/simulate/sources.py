@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from martech.simulate import people
 from martech.simulate._common import epoch_day, iso, load, money, rng_for, write_atomically
 from martech.simulate.catalog import CATEGORIES, CATEGORY_NAMES, PARTNER_PAIRS, build_products
+from martech.simulate.leads import add_lead_activity
 from martech.simulate.purchases import (
     DAY,
     DELETED_SHARE,
@@ -40,11 +41,12 @@ CONTACT_EDITS = 0.20
 CRM_COLUMNS: tuple[str, ...] = (
     "contact_id", "email", "first_name", "last_name", "birthday", "country", "timezone", "consent_status",
     "consent_updated_at", "lifecycle_status", "shop_customer_id", "created_at", "updated_at",
+    "lead_source", "page_views", "email_opens", "form_submissions",
 )
 SHOP_TABLES: tuple[str, ...] = ("customers", "products", "orders", "order_items")
 
 # Random stream ids: one per purpose (see rng_for).
-_S_CATALOG, _S_PEOPLE, _S_SIGNUP, _S_BEHAVIOUR, _S_ORDERS, _S_ITEMS, _S_CRM, _S_EDITS = range(1, 9)
+_S_CATALOG, _S_PEOPLE, _S_SIGNUP, _S_BEHAVIOUR, _S_ORDERS, _S_ITEMS, _S_CRM, _S_EDITS, _S_LEADS = range(1, 10)
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,9 @@ def build_world(*, as_of: dt.date, customers: int = 20_000, seed: int = 42, year
 
     contacts = _build_contacts(rng_for(seed, _S_CRM), folks.iloc[customers:].reset_index(drop=True), cust,
                                history, as_of)
+    signup_by_customer = pd.Series(cust["created_at"].to_numpy(), index=cust["customer_id"].to_numpy())
+    contacts = add_lead_activity(rng_for(seed, _S_LEADS), contacts,
+                                 contacts["customer_id"].map(signup_by_customer))
     cust = cust.merge(contacts.loc[contacts["customer_id"].notna(), ["contact_id", "customer_id"]]
                       .astype({"customer_id": np.int64}), on="customer_id", how="left")
     return World(as_of=as_of, seed=seed, years=years, customers=cust, products=products, orders=orders,
@@ -247,6 +252,9 @@ def crm_csv_bytes(contacts: pd.DataFrame) -> bytes:
         "shop_customer_id": contacts["customer_id"].map(lambda v: "" if pd.isna(v) else str(int(v))),
         "created_at": iso(contacts["created_at"]),
         "updated_at": iso(contacts["updated_at"]),
+        "lead_source": contacts["lead_source"].fillna(""),
+        **{c: contacts[c].map(lambda v: "" if v < 0 else str(int(v)))
+           for c in ("page_views", "email_opens", "form_submissions")},
     })
     out["birthday"] = out["birthday"].replace("NaT", "")
     assert tuple(out.columns) == CRM_COLUMNS
@@ -278,7 +286,7 @@ def _shop_ddl(schema: str) -> dict[str, str]:
 _SHOP_KEYS = {"customers": "customer_id", "products": "product_id", "orders": "order_id",
               "order_items": "order_id, line_no"}
 
-TRUTH_TABLES: tuple[str, ...] = ("customers", "contacts", "products", "copurchase_pairs", "runs",
+TRUTH_TABLES: tuple[str, ...] = ("customers", "contacts", "leads", "products", "copurchase_pairs", "runs",
                                  "campaign_effects", "response_orders", "response_days", "response_runs")
 
 
@@ -292,6 +300,9 @@ def truth_ddl(truth: str) -> dict[str, str]:
             orders int not null)""",
         "contacts": f"""create table if not exists {truth}.contacts (
             contact_id text primary key, customer_id bigint)""",
+        "leads": f"""create table if not exists {truth}.leads (
+            contact_id text primary key, propensity double precision not null, converted boolean not null,
+            converted_at timestamptz, created_at timestamptz not null)""",
         "products": f"""create table if not exists {truth}.products (
             product_id bigint primary key, category text not null, popularity double precision not null)""",
         "copurchase_pairs": f"""create table if not exists {truth}.copurchase_pairs (
@@ -366,6 +377,10 @@ def _load_world(conn: Connection, world: World, schema: str, truth: str) -> None
           iso(c["created_at"]), c["primary_category"], c["utc_offset_h"], c["orders"]))
     load(conn, f"{truth}.contacts", ("contact_id", "customer_id"),
          (k["contact_id"], k["customer_id"].astype("Int64")))
+    pool = k[k["in_lead_pool"]]
+    load(conn, f"{truth}.leads", ("contact_id", "propensity", "converted", "converted_at", "created_at"),
+         (pool["contact_id"], pool["propensity"], pool["converted"], iso(pool["converted_at"]),
+          iso(pool["created_at"])))
     load(conn, f"{truth}.products", ("product_id", "category", "popularity"),
          (p["product_id"], p["category"], p["popularity"]))
     pairs = sorted(tuple(sorted(pair)) for pair in PARTNER_PAIRS)

@@ -15,6 +15,10 @@ create table if not exists raw.crm_contacts (
     shop_customer_id text,
     created_at text,
     updated_at text,
+    lead_source text,
+    page_views text,
+    email_opens text,
+    form_submissions text,
     _source_file text not null,
     _line_no integer not null,
     _batch_id text not null,
@@ -23,3 +27,11 @@ create table if not exists raw.crm_contacts (
 )
 ;;
 create index if not exists crm_contacts__batch on raw.crm_contacts (_batch_id)
+;;
+alter table raw.crm_contacts add column if not exists lead_source text
+;;
+alter table raw.crm_contacts add column if not exists page_views text
+;;
+alter table raw.crm_contacts add column if not exists email_opens text
+;;
+alter table raw.crm_contacts add column if not exists form_submissions text
