@@ -220,6 +220,11 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str, transport
                 already_sent = int(conn.execute(_ALREADY_SENT, key).scalar_one())
                 created = conn.execute(_PLAN, {**key, "now": now}).rowcount
             checkpoint("after_plan")
+            if created:
+                # Fresh statistics, or the planner may join 100k-row tables with nested seq scans.
+                with engine.begin() as conn:
+                    conn.execute(sa.text("analyze campaigns.send_ledger"))
+                    conn.execute(sa.text("analyze audiences.audience_members"))
             if not transport.idempotent:
                 with engine.begin() as conn:
                     if conn.execute(sa.text("select to_regclass('staging.email_events')")).scalar_one():
