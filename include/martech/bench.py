@@ -6,6 +6,8 @@ absolute timings on shared machines are noisy.
     python -m martech.bench ingest --orders 1000000
     python -m martech.bench clv --customers 1000000
     python -m martech.bench dispatch --recipients 100000
+    python -m martech.bench rfm-duckdb --customers 1000000 --orders 10000000
+    python -m martech.bench models --customers 1000000 --orders 10000000
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import datetime as dt
 import io
 import time
+import warnings
 from typing import Any
 
 import sqlalchemy as sa
@@ -232,6 +235,197 @@ def bench_dispatch(recipients: int, *, validate: bool = True) -> dict[str, float
     return figures
 
 
+def rfm_duckdb(orders: Any, as_of: dt.date) -> Any:
+    """``martech.rfm.score_rfm`` written as one DuckDB query (same tie rules, same segment grid)."""
+    import duckdb
+
+    from martech.rfm import segment_for
+
+    codes = [(100 * r + 10 * f + m, segment_for(r, f, m)) for r in range(1, 6) for f in range(1, 6)
+             for m in range(1, 6)]
+    con = duckdb.connect()
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        con.register("orders", orders)
+        con.execute("create temp table grid (code integer, segment varchar)")
+        con.executemany("insert into grid values (?, ?)", codes)
+        return con.execute("""
+            with o as (
+                select customer_id, order_ts, coalesce(cast(net_amount as double), 0) as net
+                from orders where order_ts < cast($end as timestamptz) and customer_id is not null
+            ),
+            per as (
+                select customer_id, count(*) as frequency, round(sum(net), 2) as monetary,
+                       min(order_ts) as first_order_at, max(order_ts) as last_order_at,
+                       date_diff('day', cast(max(order_ts) as date), cast($end as date)) as recency_days
+                from o group by customer_id
+            ),
+            stats as (
+                select count(*) as n, count(distinct recency_days) as dr, count(distinct frequency) as df,
+                       count(distinct monetary) as dm from per
+            ),
+            scored as (
+                select per.*,
+                    case when dr <= 1 then 3 else least(5, 1 + (5 * (rank() over (order by recency_days desc) - 1))
+                        // (n - 1)) end as r_score,
+                    case when df <= 1 then 3 else least(5, 1 + (5 * (rank() over (order by frequency) - 1))
+                        // (n - 1)) end as f_score,
+                    case when dm <= 1 then 3 else least(5, 1 + (5 * (rank() over (order by monetary) - 1))
+                        // (n - 1)) end as m_score
+                from per, stats
+            )
+            select customer_id, recency_days, frequency, monetary, first_order_at, last_order_at,
+                   r_score, f_score, m_score, cast(100 * r_score + 10 * f_score + m_score as varchar) as rfm_score,
+                   grid.segment
+            from scored join grid on grid.code = 100 * r_score + 10 * f_score + m_score
+            order by customer_id
+        """, {"end": as_of.isoformat()}).df()
+    finally:
+        con.close()
+
+
+def synthetic_orders(customers: int, orders: int, seed: int = 3) -> Any:
+    """``orders`` rows over ``customers`` ids: heavy-tailed order counts, two years, amounts in cents."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    weights = rng.gamma(0.6, 1.0, customers)
+    cust = rng.choice(customers, size=orders, p=weights / weights.sum()) + 1
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    seconds = rng.integers(0, 730 * 86400, size=orders)
+    return pd.DataFrame({"customer_id": cust.astype("int64"),
+                         "order_ts": start + pd.to_timedelta(seconds, unit="s"),
+                         "net_amount": np.round(rng.gamma(2.0, 30.0, orders), 2)})
+
+
+def bench_rfm_duckdb(customers: int, orders: int) -> dict[str, float]:
+    """pandas ``score_rfm`` vs the same computation in DuckDB on the same DataFrame; results must match."""
+    import resource
+
+    from martech.rfm import score_rfm
+
+    frame = synthetic_orders(customers, orders)
+    as_of = dt.date(2026, 1, 1)
+    t0 = time.perf_counter()
+    pandas_scores = score_rfm(frame, as_of)
+    t_pandas = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DuckDB's own DataFrame conversion uses deprecated pandas calls
+        duck_scores = rfm_duckdb(frame, as_of)
+    t_duck = time.perf_counter() - t0
+    cols = ["customer_id", "recency_days", "frequency", "r_score", "f_score", "m_score", "segment"]
+    same = (pandas_scores[cols].reset_index(drop=True).astype(str)
+            .equals(duck_scores[cols].reset_index(drop=True).astype(str)))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"rfm: {len(pandas_scores):,} customers from {orders:,} orders; pandas {t_pandas:.2f}s,"
+          f" duckdb {t_duck:.2f}s; ratio pandas / duckdb {t_pandas / t_duck:.2f}x; identical results: {same};"
+          f" peak RSS {peak:,.0f} MB")
+    if not same:
+        raise SystemExit("pandas and DuckDB RFM results differ")
+    return {"pandas_s": t_pandas, "duckdb_s": t_duck, "ratio": t_pandas / t_duck, "peak_rss_mb": peak}
+
+
+def _in_child(fn: Any) -> dict[str, Any]:
+    """Run ``fn`` in a forked child; its wall time, peak RSS and returned figures (memory is per model)."""
+    import json
+    import os
+    import resource
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        code = 0
+        try:
+            t0 = time.perf_counter()
+            extra = fn() or {}
+            out = {"seconds": time.perf_counter() - t0,
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra}
+        except BaseException as exc:  # report, do not hide
+            out, code = {"error": f"{type(exc).__name__}: {exc}"}, 1
+        with os.fdopen(write, "w") as fh:
+            fh.write(json.dumps(out, default=str))
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        data = fh.read()
+    os.waitpid(pid, 0)
+    return json.loads(data or '{"error": "child died"}')
+
+
+def bench_models(customers: int, orders: int) -> dict[str, Any]:
+    """Each customer-intelligence model's fit + score at scale on synthetic inputs, minutes and peak memory.
+
+    Inputs are generated in the parent (the children inherit them by fork): orders for RFM, BG/NBD purchase
+    days for CLV, lines over 500 products with planted pairs for recommendations, category units for
+    clusters, and leads from the simulator's lead process for lead scoring.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from martech import clusters, clv, leads, recommend, rfm
+
+    rng = np.random.default_rng(11)
+    as_of = dt.date(2026, 1, 1)
+    frame = synthetic_orders(customers, orders)
+    tx, clv_as_of = _synthetic_transactions(customers)
+    n_products = 500
+    lines = frame[["customer_id"]].copy()
+    first = rng.integers(0, n_products, len(lines))
+    partner = (first // 2) * 2 + (1 - first % 2)  # products come in pairs bought together
+    lines["product_id"] = np.where(rng.random(len(lines)) < 0.3, partner, first)
+    n_leads = max(customers // 3, 1000)
+    lead_frame = pd.DataFrame({
+        "contact_id": [f"L{i}" for i in range(n_leads)],
+        "lead_source": rng.choice(["organic_search", "paid_search", "social", "referral"], n_leads),
+        "country": rng.choice(["DE", "FR", "GB", "US"], n_leads), "consent_status": "opted_in",
+        "created_at": pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 300, n_leads), "D")})
+    conv = rng.random(n_leads) < 0.3
+    for col, (m1, m0) in {"page_views": (7.0, 3.5), "email_opens": (3.0, 1.6),
+                          "form_submissions": (0.8, 0.35)}.items():
+        lead_frame[col] = rng.poisson(np.where(conv, m1, m0)).astype(float)
+    lead_frame["converted"] = conv
+    lead_frame["age_days"] = (pd.Timestamp(as_of, tz="UTC") - lead_frame["created_at"]).dt.days.astype(float)
+    lead_frame["mature"] = lead_frame["age_days"] >= leads.MATURITY_DAYS
+
+    def run_rfm() -> dict[str, Any]:
+        return {"rows": len(rfm.score_rfm(frame, as_of))}
+
+    def run_clv() -> dict[str, Any]:
+        summary = clv.summarize(tx, as_of=clv_as_of)
+        bg = clv.fit_bgnbd(summary)
+        gg = clv.fit_gamma_gamma(summary["x"], summary["m"])
+        return {"rows": len(clv.predict(summary, bg, gg, as_of=clv_as_of.date()))}
+
+    def run_clusters() -> dict[str, Any]:
+        scores = rfm.score_rfm(frame, as_of)
+        units = pd.DataFrame({"customer_id": np.repeat(scores["customer_id"].to_numpy(), 2),
+                              "category": rng.choice(list("ABCDEFGH"), 2 * len(scores)),
+                              "units": rng.integers(1, 5, 2 * len(scores))})
+        result = clusters.fit(clusters.features(scores, units), scores)
+        return {"rows": len(result.labels), "k": result.k}
+
+    def run_recommend() -> dict[str, Any]:
+        recs = recommend.recommend(recommend.Baskets.from_lines(lines))
+        return {"rows": len(recs)}
+
+    def run_leads() -> dict[str, Any]:
+        model = leads.train(lead_frame, as_of)
+        scores = leads.predict(model, lead_frame)
+        return {"rows": len(scores), "auc": model.metrics.get("roc_auc")}
+
+    results = {}
+    for name, fn in (("rfm + segments", run_rfm), ("clv (BG/NBD + Gamma-Gamma)", run_clv),
+                     ("clusters (k-means, k by silhouette)", run_clusters),
+                     ("recommendations (top 5)", run_recommend), (f"lead scoring ({n_leads:,} leads)", run_leads)):
+        results[name] = r = _in_child(fn)
+        print(f"{name}: " + (r["error"] if "error" in r else
+                              f"{r['seconds'] / 60:.2f} min, peak RSS {r['peak_rss_mb']:,.0f} MB, {r['rows']:,} rows"))
+    return results
+
+
 class _NoValidation:
     def iter_errors(self, body: Any) -> list[Any]:
         return []
@@ -247,8 +441,18 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("dispatch", help="render + dispatch through SendGrid (local fake) and the outbox")
     p.add_argument("--recipients", type=int, default=100_000)
     p.add_argument("--no-validate", action="store_true", help="skip the fake server's schema validation")
+    p = sub.add_parser("rfm-duckdb", help="RFM + segments in pandas vs the same query in DuckDB")
+    p.add_argument("--customers", type=int, default=1_000_000)
+    p.add_argument("--orders", type=int, default=10_000_000)
+    p = sub.add_parser("models", help="fit + score of every customer model at scale (synthetic inputs)")
+    p.add_argument("--customers", type=int, default=1_000_000)
+    p.add_argument("--orders", type=int, default=10_000_000)
     args = parser.parse_args(argv)
-    if args.what == "dispatch":
+    if args.what == "models":
+        bench_models(args.customers, args.orders)
+    elif args.what == "rfm-duckdb":
+        bench_rfm_duckdb(args.customers, args.orders)
+    elif args.what == "dispatch":
         bench_dispatch(args.recipients, validate=not args.no_validate)
     elif args.what == "ingest":
         bench_ingest(args.orders)

@@ -154,6 +154,8 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
         counts["marts.customer_lifecycle"] = build_lifecycle(eng, run_date)
         counts["marts.clv_predictions"] = _build_clv(eng, run_date)
         counts["marts.lead_scores"] = _build_lead_scores(eng, run_date)
+        counts.update(_build_recommendations(eng, run_date))
+        counts["marts.customer_segments"] = _build_clusters(eng, run_date)
     finally:
         eng.dispose()
     segments = scores["segment"].value_counts().to_dict() if len(scores) else {}
@@ -178,6 +180,24 @@ def _build_lead_scores(eng, run_date: dt.date) -> int:
     metrics = ", ".join(f"{k} {v:.3f}" for k, v in (result.get("metrics") or {}).items())
     _say([f"lead scores: {result['model_version']} ({result['method']}) {metrics}"])
     return int(result["rows"])
+
+
+def _build_recommendations(eng, run_date: dt.date) -> dict[str, int]:
+    from martech.recommend import build_recommendations
+
+    result = build_recommendations(eng, run_date)
+    return {"marts.product_affinity (product pairs)": result["pairs"],
+            "marts.recommendations": result["recommendations"]}
+
+
+def _build_clusters(eng, run_date: dt.date) -> int:
+    from martech.clusters import build_segments
+
+    result = build_segments(eng, run_date)
+    sil = result["silhouette"]
+    _say([f"clusters: k={result['k']} chosen by silhouette "
+          + ", ".join(f"{k}:{v:.3f}" for k, v in sil.items())])
+    return int(result["customers"])
 
 
 def build_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str, Any]:
