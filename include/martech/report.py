@@ -11,9 +11,10 @@ PUBLIC_TABLES = (
     "staging.customers", "staging.products", "staging.orders", "staging.order_items", "staging.contacts",
     "staging.email_events",
     "marts.customer_rfm", "marts.customer_360", "marts.customer_lifecycle", "marts.segment_migration",
-    "marts.product_affinity",
+    "marts.product_affinity", "marts.clv_predictions", "marts.lead_scores", "marts.recommendations",
+    "marts.cluster_profiles", "marts.customer_segments",
     "audiences.audience_members", "campaigns.send_ledger", "campaigns.campaign_runs",
-    "campaigns.suppressions", "kpis.data_quality", "kpis.campaign_daily",
+    "campaigns.suppressions", "kpis.data_quality", "kpis.model_metrics", "kpis.campaign_daily",
 )
 
 
@@ -34,6 +35,7 @@ def summary_lines(engine: Engine) -> list[str]:
     for name, n in table_counts(engine).items():
         lines.append(f"  {name:<30} {'-' if n is None else format(n, ',')}")
     with engine.connect() as conn:
+        lines.extend(_intelligence_lines(conn))
         if conn.execute(sa.text("select to_regclass('audiences.audience_members')")).scalar():
             lines.append("audiences (campaign, run, arm: members):")
             for row in conn.execute(sa.text(
@@ -56,3 +58,31 @@ def summary_lines(engine: Engine) -> list[str]:
                 lines.append(f"  {r[0]:<12} {r[1]}  {r[2]:<9} {r[3]:>8,} {r[4]:>5,} {r[5]:>6,} {r[6]:>7,}"
                              f" {r[7]:>9,} {float(r[8]):>9,.2f} {float(r[9] or 0):>10.2%}")
     return lines
+
+
+def _intelligence_lines(conn) -> list[str]:
+    """The latest as-of date's churn bands, lead tiers and clusters."""
+    out: list[str] = []
+    if conn.execute(sa.text("select to_regclass('marts.clv_predictions')")).scalar():
+        rows = conn.execute(sa.text(
+            "select churn_risk, count(*), round(avg(p_alive)::numeric, 3), round(sum(expected_revenue), 0)"
+            " from marts.clv_predictions where as_of = (select max(as_of) from marts.clv_predictions)"
+            " group by 1 order by 1")).all()
+        if rows:
+            out.append("predicted CLV (latest as-of; churn risk: customers, mean P(alive), expected revenue 90d):")
+            out += [f"  {r[0]:<8} {r[1]:>8,}  {float(r[2]):.3f}  {float(r[3]):>12,.0f}" for r in rows]
+    if conn.execute(sa.text("select to_regclass('marts.lead_scores')")).scalar():
+        rows = conn.execute(sa.text(
+            "select tier, method, count(*), round(avg(score)::numeric, 3) from marts.lead_scores"
+            " where as_of = (select max(as_of) from marts.lead_scores) group by 1, 2 order by 1, 2")).all()
+        if rows:
+            out.append("lead scores (latest as-of; tier, method: leads, mean score):")
+            out += [f"  {r[0]}  {r[1]:<7} {r[2]:>7,}  {float(r[3]):.3f}" for r in rows]
+    if conn.execute(sa.text("select to_regclass('marts.cluster_profiles')")).scalar():
+        rows = conn.execute(sa.text(
+            "select cluster_id, customers, description from marts.cluster_profiles"
+            " where as_of = (select max(as_of) from marts.cluster_profiles) order by 1")).all()
+        if rows:
+            out.append("behavioural clusters (latest as-of):")
+            out += [f"  {r[0]:>2}  {r[2]}" for r in rows]
+    return out
