@@ -3,8 +3,9 @@
 
 Generated from the YAML definitions (validated by a schema; no database access while parsing).
 Each run snapshots the audience (holdout and A/B variant by a stable hash of campaign and contact),
-then dispatches to the treatment arm through the send ledger, so a rerun of the same run date sends
-nothing twice.
+validates it (Great Expectations: consent, suppressions, duplicate or invalid addresses, size against
+the trailing runs; a failure stops the run before anything is sent), then dispatches to the treatment
+arm through the send ledger, so a rerun of the same run date sends nothing twice.
 
 Reads: `marts.*`, `staging.*`, `campaigns.suppressions`. Writes: `audiences.audience_members`,
 `audiences.snapshots`, `audiences.exclusions` (one row per excluded contact and reason),
@@ -32,6 +33,12 @@ def build_campaign_dag(spec):
 
             return pipeline.build_audience(dagkit.warehouse_url(), spec.id, dagkit.run_date_of(context))
 
+        @task
+        def validate_audience(**context):
+            from martech import dagkit, pipeline
+
+            return pipeline.validate_audience(dagkit.warehouse_url(), spec.id, dagkit.run_date_of(context))
+
         @task(outlets=[SENDS])
         def dispatch(**context):
             from martech import dagkit, pipeline
@@ -42,7 +49,7 @@ def build_campaign_dag(spec):
             dagkit.publish(context, SENDS, summary)
             return summary
 
-        build_audience() >> dispatch()
+        build_audience() >> validate_audience() >> dispatch()
 
     return campaign()
 

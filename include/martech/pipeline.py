@@ -216,6 +216,20 @@ def build_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str, A
     return {"run_date": run_date.isoformat(), **out}
 
 
+def validate_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str, Any]:
+    """The pre-send gate on the run's snapshot (GX); raises DataQualityError and so blocks the send."""
+    from martech.campaigns.gate import check_snapshot
+
+    eng = _engine(url)
+    try:
+        report = check_snapshot(eng, campaign_id, run_date.isoformat(), run_date)
+    finally:
+        eng.dispose()
+    _say(report.summary_lines())
+    return {"run_date": run_date.isoformat(), "expectations": len(report.results),
+            "warnings": len(report.warnings)}
+
+
 def make_transport(name: str | None = None, settings: Mapping[str, Any] | None = None):
     """The email transport named by ``name`` / MARTECH_TRANSPORT (default: outbox).
 
