@@ -18,13 +18,13 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from martech.campaigns.spec import load_campaigns
-from martech.dagkit import DEFAULT_ARGS, RUN_PARAMS, SENDS, START_DATE
+from martech.dagkit import CAMPAIGN_PARAMS, DEFAULT_ARGS, SENDS, START_DATE
 
 
 def build_campaign_dag(spec):
     @dag(dag_id=f"campaign_{spec.id}", schedule=spec.schedule, start_date=START_DATE, catchup=False,
          default_args={**DEFAULT_ARGS, "owner": spec.owner}, tags=["martech", "campaign", *spec.tags],
-         doc_md=f"{__doc__}\n\n#### {spec.name}\n\n{spec.description}", params=RUN_PARAMS,
+         doc_md=f"{__doc__}\n\n#### {spec.name}\n\n{spec.description}", params=CAMPAIGN_PARAMS,
          max_active_runs=1)
     def campaign():
         @task
@@ -45,8 +45,10 @@ def build_campaign_dag(spec):
 
             summary = pipeline.dispatch_campaign(dagkit.warehouse_url(), spec.id,
                                                  dagkit.run_date_of(context), dagkit.run_time_of(context),
-                                                 transport_settings=dagkit.transport_settings())
-            dagkit.publish(context, SENDS, summary)
+                                                 transport_settings=dagkit.transport_settings(),
+                                                 dry_run=bool((context.get("params") or {}).get("dry_run")))
+            if not summary.get("dry_run"):
+                dagkit.publish(context, SENDS, summary)
             return summary
 
         build_audience() >> validate_audience() >> dispatch()

@@ -41,6 +41,12 @@ RUN_PARAMS = {
                       description="Run date (YYYY-MM-DD); defaults to the logical date or the "
                                   "triggering asset event's run date"),
 }
+# Campaign DAGs also take a dry run switch: render and record "would send", send nothing.
+CAMPAIGN_PARAMS = {
+    **RUN_PARAMS,
+    "dry_run": Param(False, type="boolean",
+                     description="Render every message and record it in campaigns.dry_runs without sending"),
+}
 
 
 def warehouse_url() -> str:

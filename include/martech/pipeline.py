@@ -274,19 +274,35 @@ def make_transport(name: str | None = None, settings: Mapping[str, Any] | None =
 
 
 def dispatch_campaign(url: str, campaign_id: str, run_date: dt.date, now: dt.datetime,
-                      transport: Any = None, transport_settings: Mapping[str, Any] | None = None
-                      ) -> dict[str, Any]:
-    """Send the run's treatment arm exactly once and record the run."""
+                      transport: Any = None, transport_settings: Mapping[str, Any] | None = None,
+                      *, dry_run: bool = False) -> dict[str, Any]:
+    """Send the run's treatment arm exactly once and record the run.
+
+    Before a real send, a preview per variant (real members' data) is written to
+    ``<outbox>/previews/<campaign>/<run>/``. ``dry_run`` renders everything and records what would be
+    sent in ``campaigns.dry_runs`` (with the change against the previous run's audience), sending nothing.
+    """
     import sqlalchemy as sa
 
-    from martech.campaigns.dispatch import dispatch
+    from martech.campaigns.dispatch import dispatch, write_previews
+    from martech.campaigns.dispatch import dry_run as _dry_run
     from martech.campaigns.spec import load_campaign
 
     spec = load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml")
+    if dry_run:
+        eng = _engine(url)
+        try:
+            result = _dry_run(eng, spec, run_date, now=now)
+        finally:
+            eng.dispose()
+        _say([f"{campaign_id} DRY RUN for {run_date}: {result}"])
+        return {"run_date": run_date.isoformat(), **result}
     settings = dict(transport_settings or {})
     transport = transport or make_transport(settings.pop("name", None), settings)
     eng = _engine(url)
     try:
+        previews = write_previews(eng, spec, run_date, paths.outbox_dir() / "previews", now=now)
+        _say([f"{campaign_id} previews: {', '.join(str(p) for p in previews) or 'none (empty treatment arm)'}"])
         summary = dispatch(eng, spec, run_date, transport, now=now)
         out = _as_dict(summary)
         with eng.begin() as conn:

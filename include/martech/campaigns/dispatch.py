@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,9 +40,9 @@ from martech.campaigns.audience import as_run_date
 from martech.campaigns.faults import checkpoint
 from martech.campaigns.render import Recipient, Renderer, RenderError
 from martech.campaigns.spec import CampaignSpec
-from martech.campaigns.transports import DEFAULT_SENDER, OutboundMessage, SendResult, Transport
+from martech.campaigns.transports import DEFAULT_SENDER, OutboundMessage, SendResult, Transport, build_email
 
-__all__ = ["DispatchInProgressError", "DispatchSummary", "dispatch", "make_send_id"]
+__all__ = ["DispatchInProgressError", "DispatchSummary", "dispatch", "dry_run", "make_send_id", "write_previews"]
 
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -353,6 +354,102 @@ def _resolve_in_doubt(engine: Engine, transport: Transport, rows: Sequence[Any])
             conn.execute(_RELEASE, {"attempt_ref": ref})
         released.extend(group)
     return released, uncertain
+
+
+PREVIEW_SAMPLES = 2  # contacts per variant rendered into the preview folder before a real send
+
+_TREATMENT = sa.text("""
+select m.contact_id, m.email, m.variant, m.first_name, m.attributes,
+    (
+        select s.reason from campaigns.suppressions as s
+        where s.email = lower(btrim(m.email)) or s.contact_id = m.contact_id
+        order by s.email limit 1
+    ) as suppressed_reason
+from audiences.audience_members as m
+where m.campaign_id = :campaign_id and m.run_id = :run_id and m.arm = 'treatment'
+order by m.variant, m.contact_id
+""")
+
+
+def write_previews(engine: Engine, spec: CampaignSpec, run_date: date | str, folder: Path, *, now: datetime,
+                   step: int = 1, sender: str = DEFAULT_SENDER, renderer: Renderer | None = None,
+                   samples: int = PREVIEW_SAMPLES) -> list[Path]:
+    """Render the first ``samples`` treatment members of each variant to ``<folder>/<campaign>/<run>/``.
+
+    Written before each real send so a person can open exactly what goes out, per variant, with real
+    data. Idempotent (same bytes for the same run). Returns the files written.
+    """
+    run_id = as_run_date(run_date).isoformat()
+    renderer = renderer or Renderer()
+    with engine.connect() as conn:
+        rows = conn.execute(_TREATMENT, {"campaign_id": spec.id, "run_id": run_id}).mappings().all()
+    out: list[Path] = []
+    per_variant: dict[str, int] = {}
+    target = Path(folder) / spec.id / run_id
+    for row in rows:
+        n = per_variant.get(row["variant"], 0)
+        if n >= samples:
+            continue
+        per_variant[row["variant"]] = n + 1
+        send_id = make_send_id(spec.id, run_id, step, row["contact_id"])
+        message = _message(spec, {**row, "send_id": send_id}, run_id, step, now, sender, renderer)
+        path = target / f"{row['variant']}-{n + 1}.eml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = build_email(message).as_bytes()
+        if not path.exists() or path.read_bytes() != data:
+            path.write_bytes(data)
+        out.append(path)
+    return out
+
+
+def dry_run(engine: Engine, spec: CampaignSpec, run_date: date | str, *, now: datetime, step: int = 1,
+            sender: str = DEFAULT_SENDER, renderer: Renderer | None = None) -> dict[str, Any]:
+    """Render every treatment member and record what a real send would do, sending nothing.
+
+    Rows go to ``campaigns.dry_runs``; no ledger rows are planned. The summary compares the run's audience
+    with the campaign's previous run (members added and removed).
+    """
+    run_id = as_run_date(run_date).isoformat()
+    renderer = renderer or Renderer()
+    key = {"campaign_id": spec.id, "run_id": run_id}
+    with engine.connect() as conn:
+        rows = conn.execute(_TREATMENT, key).mappings().all()
+        previous_run = conn.execute(sa.text(
+            "select max(run_id) from audiences.audience_members where campaign_id = :campaign_id"
+            " and run_id < :run_id"), key).scalar()
+        previous = {r for (r,) in conn.execute(sa.text(
+            "select contact_id from audiences.audience_members where campaign_id = :campaign_id"
+            " and run_id = :p"), {**key, "p": previous_run})} if previous_run else set()
+        current_all = {r for (r,) in conn.execute(sa.text(
+            "select contact_id from audiences.audience_members where campaign_id = :campaign_id"
+            " and run_id = :run_id"), key)}
+    records = []
+    outcomes: dict[str, int] = {}
+    for row in rows:
+        send_id = make_send_id(spec.id, run_id, step, row["contact_id"])
+        subject, detail = None, None
+        if row["suppressed_reason"] is not None:
+            outcome, detail = "suppressed", str(row["suppressed_reason"])
+        else:
+            try:
+                subject = _message(spec, {**row, "send_id": send_id}, run_id, step, now, sender, renderer).subject
+                outcome = "would_send"
+            except (RenderError, KeyError) as exc:
+                outcome, detail = "render_failed", str(exc)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        records.append((spec.id, run_id, step, row["contact_id"], row["email"], row["variant"], outcome, subject,
+                        detail, "kept" if row["contact_id"] in previous else "added", now.isoformat()))
+    from martech.db import copy_rows
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("delete from campaigns.dry_runs where campaign_id = :campaign_id and run_id = :run_id"
+                             " and step = :step"), {**key, "step": step})
+        copy_rows(conn, "campaigns.dry_runs",
+                  ("campaign_id", "run_id", "step", "contact_id", "email", "variant", "outcome", "subject", "detail",
+                   "change", "created_at"), records)
+    return {"campaign_id": spec.id, "run_id": run_id, "step": step, "dry_run": True, "treatment": len(rows),
+            "outcomes": outcomes, "previous_run": previous_run,
+            "added": len(current_all - previous), "removed": len(previous - current_all)}
 
 
 def _message(spec: CampaignSpec, row: Any, run_id: str, step: int, now: datetime, sender: str,
