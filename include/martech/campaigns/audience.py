@@ -33,6 +33,7 @@ from martech.campaigns import eligibility
 from martech.campaigns.eligibility import CONSENTED_STATUSES, Candidate
 from martech.campaigns.render import RESERVED_NAMES
 from martech.campaigns.spec import CampaignSettings, CampaignSpec, Variant, load_settings
+from martech.campaigns.window import apply_send_window
 from martech.db import copy_rows
 
 __all__ = [
@@ -399,6 +400,7 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str, *,
         conn.execute(sa.text("delete from audiences.audience_members where campaign_id = :c and run_id = :r"),
                      run_key)
         copy_rows(conn, "audiences.audience_members", MEMBER_COLUMNS, members)
+        apply_send_window(conn, spec, run_id, run_date)
         conn.execute(sa.text("delete from audiences.exclusions where campaign_id = :c and run_id = :r"), run_key)
         copy_rows(conn, "audiences.exclusions", EXCLUSION_COLUMNS,
                   ((spec.id, run_id, run_date, e.contact_id, e.email, e.reason, e.detail)

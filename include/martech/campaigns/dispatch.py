@@ -41,6 +41,7 @@ from martech.campaigns.faults import checkpoint
 from martech.campaigns.render import Recipient, Renderer, RenderError
 from martech.campaigns.spec import CampaignSpec
 from martech.campaigns.transports import DEFAULT_SENDER, OutboundMessage, SendResult, Transport, build_email
+from martech.campaigns.window import scheduled_for
 
 __all__ = ["DispatchInProgressError", "DispatchSummary", "dispatch", "dry_run", "make_send_id", "write_previews"]
 
@@ -65,6 +66,7 @@ class DispatchSummary:
     failed: int
     skipped: int = 0
     uncertain: int = 0
+    deferred: int = 0  # outside the send window and the transport cannot schedule: sent by a later dispatch
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,7 +114,7 @@ where campaign_id = :campaign_id and run_id = :run_id and step = :step and statu
 _DUE = sa.text("""
 select
     l.send_id, l.contact_id, l.email, l.variant, l.status, l.attempts, l.attempt_ref,
-    m.arm, m.first_name, m.attributes,
+    m.arm, m.first_name, m.attributes, m.send_at, m.send_before,
     (
         select s.reason from campaigns.suppressions as s
         where s.email = lower(btrim(l.email)) or s.contact_id = l.contact_id
@@ -237,7 +239,7 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str, transport
             skipped: list[tuple[str, str]] = []
             retry: list[Any] = []
             in_doubt: list[Any] = []
-            uncertain = 0
+            uncertain = deferred = 0
             for row in due:
                 if row["suppressed_reason"] is not None:
                     skipped.append((row["send_id"], f"suppressed: {row['suppressed_reason']}"))
@@ -248,6 +250,9 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str, transport
                     continue
                 elif row["status"] == "pending" and row["attempts"] > 0 and not transport.idempotent:
                     in_doubt.append(row)
+                elif (not getattr(transport, "supports_send_at", False)
+                      and scheduled_for(row["send_at"], row["send_before"], now) is not None):
+                    deferred += 1  # outside the contact's send window: a later dispatch of the run sends it
                 else:
                     retry.append(row)
             _mark(engine, "skipped", skipped)
@@ -282,7 +287,7 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str, transport
         campaign_id=spec.id, run_id=run_id, step=step, members=int(counts.members),
         treatment=int(counts.treatment), holdout=int(counts.holdout), ledger_rows_created=int(created),
         sent_now=sent_now, already_sent=already_sent, failed=failed, skipped=len(skipped),
-        uncertain=uncertain,
+        uncertain=uncertain, deferred=deferred,
     )
 
 
@@ -359,7 +364,7 @@ def _resolve_in_doubt(engine: Engine, transport: Transport, rows: Sequence[Any])
 PREVIEW_SAMPLES = 2  # contacts per variant rendered into the preview folder before a real send
 
 _TREATMENT = sa.text("""
-select m.contact_id, m.email, m.variant, m.first_name, m.attributes,
+select m.contact_id, m.email, m.variant, m.first_name, m.attributes, m.send_at, m.send_before,
     (
         select s.reason from campaigns.suppressions as s
         where s.email = lower(btrim(m.email)) or s.contact_id = m.contact_id
@@ -465,6 +470,7 @@ def _message(spec: CampaignSpec, row: Any, run_id: str, step: int, now: datetime
         html=rendered.html, text=rendered.text, sent_at=now, headers=rendered.headers,
         custom_args={"send_id": row["send_id"], "campaign_id": spec.id, "run_id": run_id,
                      "contact_id": row["contact_id"], "variant": row["variant"], "step": str(step)},
+        send_at=scheduled_for(row.get("send_at"), row.get("send_before"), now),
     )
 
 

@@ -53,6 +53,7 @@ class SendGridTransport(BaseTransport):
     name = "sendgrid"
     idempotent = False
     supports_cancel = True
+    supports_send_at = True  # per-personalization send_at (quiet hours), up to 72 hours ahead
 
     def __init__(self, api_key: str, *, host: str = DEFAULT_HOST, batch_size: int = MAX_PERSONALIZATIONS,
                  sandbox: bool = False, asm_group_id: int | None = None, categories: Sequence[str] = (),

@@ -231,6 +231,28 @@ class CouponSpec(BaseModel):
         return v
 
 
+class SendWindow(BaseModel):
+    """Quiet hours: messages go out between ``start`` and ``end`` (HH:MM) in the contact's time zone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    start: str
+    end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hh_mm(cls, v: str) -> str:
+        if not re.fullmatch(r"(?:[01]\d|2[0-3]):[0-5]\d", v):
+            raise ValueError(f"must be a time of day as HH:MM (24 h, e.g. '09:00'), got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SendWindow:
+        if self.start >= self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end} (windows do not cross midnight)")
+        return self
+
+
 def default_coupon_prefix(campaign_id: str) -> str:
     """``birthday`` -> ``BIRTHDAY``, ``win-back_2`` -> ``WINBACK2`` (at most 12 characters)."""
     return re.sub(r"[^A-Z0-9]", "", campaign_id.upper())[:12] or "MT"
@@ -264,6 +286,9 @@ class CampaignSpec(BaseModel):
     baseline_conversion: float = DEFAULT_BASELINE_CONVERSION
     min_detectable_effect: float | None = None
     coupon: CouponSpec | None = None
+    # Quiet hours: when set, each member's send_at / send_before hold the window on the run date in the
+    # contact's time zone (staging.contacts.timezone, UTC when unknown).
+    send_window: SendWindow | None = None
 
     _source_path: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default=CAMPAIGNS_DIR)

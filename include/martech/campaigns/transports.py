@@ -172,6 +172,8 @@ def build_email(message: OutboundMessage) -> EmailMessage:
         msg[key] = value
     for key, value in sorted(message.custom_args.items()):
         msg[custom_arg_header(key)] = value
+    if message.send_at is not None:
+        msg["X-Martech-Send-At"] = format_datetime(message.send_at)
     msg.set_content(message.text)
     msg.add_alternative(message.html, subtype="html")
     msg.set_boundary(f"==martech-{message.send_id}==")
@@ -206,6 +208,7 @@ class OutboxTransport(BaseTransport):
 
     name = "outbox"
     idempotent = True
+    supports_send_at = True  # a local file: the scheduled time is written as X-Martech-Send-At
 
     def __init__(self, root: Path | str, *, batch_size: int = 500) -> None:
         self.root = Path(root)

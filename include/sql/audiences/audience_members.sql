@@ -13,9 +13,15 @@ create table if not exists audiences.audience_members (
     variant text not null,
     definition_hash text not null,
     attributes jsonb not null default '{}'::jsonb,
+    send_at timestamptz, -- Quiet hours: start of the campaign's send window on the run date, contact's time zone
+    send_before timestamptz, -- End of that window (null = no window)
     constraint audience_members_pkey primary key (campaign_id, run_id, contact_id),
     constraint audience_members_arm_check check (arm in ('treatment', 'holdout'))
 )
+;;
+alter table audiences.audience_members add column if not exists send_at timestamptz
+;;
+alter table audiences.audience_members add column if not exists send_before timestamptz
 ;;
 create index if not exists audience_members__run_date on audiences.audience_members (campaign_id, run_date)
 ;;

@@ -172,3 +172,13 @@ def test_transport_is_chosen_by_configuration(monkeypatch) -> None:
         make_transport("sendgrid")
     with pytest.raises(ValueError, match="not a known transport"):
         make_transport("pigeon")
+
+
+def test_send_window_becomes_a_per_recipient_send_at(sg) -> None:
+    t = transport(sg)
+    later = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=5)
+    body = t.request_body([msg(1, send_at=later), msg(2)], None)
+    assert body["personalizations"][0]["send_at"] == int(later.timestamp())
+    assert "send_at" not in body["personalizations"][1]
+    assert t.send_batch([msg(1, send_at=later), msg(2)], attempt_ref=t.begin_attempt())[0].ok
+    assert not sg.state.rejected

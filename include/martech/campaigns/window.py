@@ -1,0 +1,58 @@
+"""Quiet hours: the send window of a campaign, in each contact's own time zone.
+
+At snapshot time every member of a campaign with a ``send_window`` gets ``send_at`` (the window's start on
+the run date, local time) and ``send_before`` (its end). At dispatch, :func:`scheduled_for` decides per
+message: inside the window → now; before it → its start; after it → the next day's start (24 hours later;
+on a daylight-saving change day that is off by the hour the clocks moved). Unknown or missing time zones
+count as UTC. Transports that can schedule (SendGrid ``send_at``, up to 72 hours ahead) are handed the
+time; the others hold the message until a later dispatch of the run (see docs/campaigns.md).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+_APPLY = sa.text("""
+update audiences.audience_members as m
+set send_at = (cast(:run_date as date) + cast(:start as time)) at time zone w.tz,
+    send_before = (cast(:run_date as date) + cast(:end as time)) at time zone w.tz
+from (
+    select c.contact_id,
+        coalesce((select z.name from pg_timezone_names as z where z.name = c.timezone), 'UTC') as tz
+    from staging.contacts as c
+) as w
+where m.campaign_id = :campaign_id and m.run_id = :run_id and w.contact_id = m.contact_id
+""")
+
+_DEFAULT_UTC = sa.text("""
+update audiences.audience_members
+set send_at = (cast(:run_date as date) + cast(:start as time)) at time zone 'UTC',
+    send_before = (cast(:run_date as date) + cast(:end as time)) at time zone 'UTC'
+where campaign_id = :campaign_id and run_id = :run_id and send_at is null
+""")
+
+
+def apply_send_window(conn: Any, spec: Any, run_id: str, run_date: date) -> None:
+    """Fill send_at / send_before of the run's members (inside the snapshot's transaction)."""
+    window = getattr(spec, "send_window", None)
+    if window is None:
+        return
+    params = {"campaign_id": spec.id, "run_id": run_id, "run_date": run_date, "start": window.start,
+              "end": window.end}
+    conn.execute(_APPLY, params)
+    conn.execute(_DEFAULT_UTC, params)
+
+
+def scheduled_for(send_at: datetime | None, send_before: datetime | None, now: datetime) -> datetime | None:
+    """When a message may go out: None = now (no window, or inside it), else the next window start."""
+    if send_at is None:
+        return None
+    if now < send_at:
+        return send_at
+    if send_before is None or now < send_before:
+        return None
+    days = (now - send_at) // timedelta(days=1) + 1
+    return send_at + timedelta(days=days)
