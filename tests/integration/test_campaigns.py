@@ -39,7 +39,7 @@ create schema if not exists marts;
 create table staging.contacts (
     contact_id text primary key, email text, first_name text, last_name text, birthday date, country text,
     timezone text, consent_status text, lifecycle_status text, customer_id bigint,
-    created_at timestamptz, updated_at timestamptz);
+    created_at timestamptz, updated_at timestamptz, lead_source text);
 create table staging.orders (
     order_id bigint, customer_id bigint, order_ts timestamptz, status text, currency text,
     total_amount numeric, net_amount numeric, coupon_code text);
@@ -52,7 +52,7 @@ create table marts.product_affinity (
     lift numeric);
 """
 TABLES = ("staging.contacts", "staging.orders", "staging.order_items", "staging.products",
-          "marts.customer_rfm", "marts.product_affinity", "audiences.audience_members",
+          "marts.customer_rfm", "marts.lead_scores", "marts.product_affinity", "audiences.audience_members",
           "campaigns.send_ledger", "campaigns.suppressions")
 
 
@@ -338,6 +338,70 @@ def test_upsell_offers_the_best_affine_category_not_yet_bought(db: Engine) -> No
     ]
     assert rows["u14"]["offer_category"] == "Shoes"
     assert [p["product_id"] for p in rows["u14"]["products"]] == [1, 2]
+
+
+def test_vip_takes_champions_of_the_latest_snapshot(db: Engine) -> None:
+    run = date(2024, 7, 1)
+    insert(db, "marts.customer_rfm", [
+        rfm(date(2024, 6, 30), 1, 900, "Champions"),
+        rfm(date(2024, 5, 31), 2, 800, "Champions"), rfm(date(2024, 6, 30), 2, 800, "At Risk"),  # dropped out
+        rfm(date(2024, 6, 30), 3, 50, "Lost"),
+        rfm(date(2024, 7, 5), 3, 5000, "Champions"),  # after the run date
+    ])
+    insert(db, "staging.contacts", [contact(f"v{i}", customer_id=i) for i in range(1, 4)])
+    insert(db, "staging.products", [{"product_id": 1, "sku": "T", "name": "Tea", "category": "Tea", "price": 5,
+                                     "image_url": None}])
+    insert(db, "staging.orders", [{"order_id": 1, "customer_id": 1, "order_ts": datetime(2024, 6, 1, tzinfo=timezone.utc),
+                                   "status": "completed", "currency": "EUR", "total_amount": 5, "net_amount": 5,
+                                   "coupon_code": None}])
+    insert(db, "staging.order_items", [{"order_id": 1, "line_no": 1, "product_id": 1, "quantity": 2,
+                                        "unit_price": 5, "line_amount": 10}])
+    build_snapshot(db, SPECS["vip"], run)
+    rows = members(db, "vip", "2024-07-01")
+    assert [r["contact_id"] for r in rows] == ["v1"]
+    assert rows[0]["attributes"]["favourite_category"] == "Tea" and rows[0]["attributes"]["coupon"]["code"]
+    render_all(SPECS["vip"], rows)
+
+
+def test_lead_nurture_mails_open_leads_of_tiers_a_to_c(db: Engine) -> None:
+    run = date(2024, 7, 2)
+    insert(db, "staging.contacts", [
+        contact("l1", lifecycle_status="lead", lead_source="referral"),
+        contact("l2", lifecycle_status="lead", lead_source=None), contact("l3", lifecycle_status="lead", lead_source=None),
+        contact("l4", lifecycle_status="customer", customer_id=9, lead_source=None),  # converted since scoring
+    ])
+    with db.begin() as conn:
+        for cid, tier, score in (("l1", "A", 0.8), ("l2", "C", 0.2), ("l3", "D", 0.05), ("l4", "A", 0.9)):
+            conn.execute(sa.text("insert into marts.lead_scores (as_of, contact_id, score, tier, method, model_version)"
+                                 " values (:d, :c, :s, :t, 'model', 'v1')"), {"d": run, "c": cid, "s": score, "t": tier})
+        conn.execute(sa.text("insert into marts.lead_scores (as_of, contact_id, score, tier, method, model_version)"
+                             " values ('2024-06-25', 'l3', 0.9, 'A', 'model', 'v0')"))  # an older score
+    build_snapshot(db, SPECS["lead_nurture"], run)
+    rows = {r["contact_id"]: r["attributes"] for r in members(db, "lead_nurture", "2024-07-02")}
+    assert sorted(rows) == ["l1", "l2"]
+    assert rows["l1"]["first_order_code"] == "WELCOME10" and rows["l1"]["lead_source"] == "referral"
+    assert rows["l2"]["first_order_code"] is None
+
+
+def test_review_asks_about_the_order_of_ten_days_ago(db: Engine) -> None:
+    run = date(2024, 7, 11)
+    insert(db, "staging.products", [{"product_id": p, "sku": f"S{p}", "name": f"P{p}", "category": "C",
+                                     "price": 10, "image_url": None} for p in range(1, 6)])
+    orders = [(1, 1, datetime(2024, 7, 1, 23, 30, tzinfo=timezone.utc), "completed"),
+              (2, 2, datetime(2024, 7, 2, 0, 30, tzinfo=timezone.utc), "completed"),  # nine days before
+              (3, 3, datetime(2024, 7, 1, 8, tzinfo=timezone.utc), "cancelled")]
+    insert(db, "staging.orders", [{"order_id": o, "customer_id": c, "order_ts": ts, "status": st, "currency": "EUR",
+                                   "total_amount": 10, "net_amount": 10, "coupon_code": None}
+                                  for o, c, ts, st in orders])
+    insert(db, "staging.order_items", [{"order_id": 1, "line_no": n, "product_id": n, "quantity": 1, "unit_price": 10,
+                                        "line_amount": 10} for n in range(1, 5)])
+    insert(db, "staging.contacts", [contact(f"r{i}", customer_id=i) for i in range(1, 4)])
+    build_snapshot(db, SPECS["review"], run)
+    rows = members(db, "review", "2024-07-11")
+    assert [r["contact_id"] for r in rows] == ["r1"]
+    assert rows[0]["attributes"]["order_id"] == 1
+    assert [p["product_id"] for p in rows[0]["attributes"]["products"]] == [1, 2, 3]  # at most three
+    render_all(SPECS["review"], rows)
 
 
 # -- dispatch ------------------------------------------------------------------------------------------

@@ -24,6 +24,11 @@ ATTRIBUTES = {
             {"product_id": 2, "name": "Cotton sock", "price": 12, "image_url": None},
         ],
     },
+    "vip": {"orders": 17, "favourite_category": "Tea", "member_since": "2024-02-03",
+            "coupon": {**COUPON, "code": "VIP-2345-6789-ABCD", "discount_percent": 10}},
+    "lead_nurture": {"tier": "A", "score": 0.81, "lead_source": "referral", "first_order_code": "WELCOME10"},
+    "review": {"order_id": 4711, "products": [
+        {"product_id": 3, "name": "Kettle", "price": 40, "image_url": "https://img.example/3.png"}]},
 }
 
 
@@ -71,6 +76,15 @@ def test_missing_personalization_fails_instead_of_rendering_blank() -> None:
     broken = member("winback", attributes={"last_category": "Shoes", "coupon": COUPON})
     with pytest.raises(RenderError, match="coupon_percent"):
         render_message(spec, "a", broken, renderer=Renderer())
+
+
+def test_lead_nurture_copy_follows_the_tier() -> None:
+    spec = SPECS["lead_nurture"]
+    hot = render_message(spec, "a", member("lead_nurture"))
+    warm = render_message(spec, "a", member("lead_nurture", attributes={
+        "tier": "C", "score": 0.2, "lead_source": "social", "first_order_code": None}))
+    assert "WELCOME10" in hot.text and hot.subject == "Ann, 10% off your first order"
+    assert "WELCOME10" not in warm.text and "best sellers" in warm.text and warm.subject == "Ann, where to start"
 
 
 def test_missing_first_name_uses_the_fallback() -> None:
