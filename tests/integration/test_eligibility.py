@@ -558,3 +558,47 @@ def test_discount_attribute_sets_the_percent_per_member(db: Engine, tmp_path: Pa
     spec.audience_sql_path.write_text(sql.replace("12.0", "12.5"))
     with pytest.raises(AudienceSqlError, match=r"pct \(the coupon's discount_attribute\) must be a whole percentage"):
         build_snapshot(db, load_campaign(folder / "promo.yml"), RUN)
+
+
+# -- property: caps, cooldowns, suppressions and consent together ----------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PERSON = st.tuples(
+    st.sampled_from(["opted_in", "double_opt_in", "opted_out", "unknown"]),  # consent
+    st.booleans(),  # suppressed
+    st.integers(min_value=0, max_value=4),  # marketing mails already sent in the last 7 days
+    st.booleans(),  # got this campaign 10 days ago (inside its cooldown)
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(people_=st.lists(_PERSON, min_size=1, max_size=12), cap=st.integers(min_value=1, max_value=4))
+def test_property_no_send_to_suppressed_unconsented_capped_or_cooling_contacts(db, tmp_path_factory, people_, cap):
+    with db.begin() as conn:
+        conn.execute(sa.text(f"truncate {', '.join(RESET)}"))
+    folder = tmp_path_factory.mktemp("prop")
+    ids = [f"q{i:02d}" for i in range(len(people_))]
+    add_contacts(db, *[{"contact_id": cid, "consent_status": consent} for cid, (consent, *_) in zip(ids, people_)])
+    for cid, (_, suppressed, prior, cooling) in zip(ids, people_):
+        if suppressed:
+            with db.begin() as conn:
+                add_suppressions(conn, [Suppression(email=f"{cid}@example.com", contact_id=None, reason="bounce",
+                                                    source="test", created_at=datetime(2024, 6, 1, tzinfo=timezone.utc))])
+        for k in range(prior):
+            sent(db, cid, f"other{k}", RUN - timedelta(days=k + 1))
+        if cooling:
+            sent(db, cid, "prop", RUN - timedelta(days=10))
+    spec = make_campaign(folder, "prop", ids, cooldown_days=14,
+                         settings=f"frequency_cap:\n  max_emails: {cap}\n  window_days: 7\n")
+    build_snapshot(db, spec, RUN)
+    dispatch(db, spec, RUN, OutboxTransport(folder / "outbox"), now=datetime.combine(RUN, time(9), tzinfo=timezone.utc))
+    with db.connect() as conn:
+        got = {r for (r,) in conn.execute(sa.text(
+            "select contact_id from campaigns.send_ledger where campaign_id = 'prop' and run_id = :r"
+            " and status = 'sent'"), {"r": RUN.isoformat()})}
+    for cid, (consent, suppressed, prior, cooling) in zip(ids, people_):
+        eligible = (consent in ("opted_in", "double_opt_in") and not suppressed and prior < cap and not cooling)
+        # Exactly the eligible contacts are sent to: never an ineligible one, and nobody eligible is lost.
+        assert (cid in got) == eligible, (cid, consent, suppressed, prior, cooling, cap)
