@@ -208,26 +208,39 @@ def build_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str, A
     spec = load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml")
     eng = _engine(url)
     try:
-        summary = build_snapshot(eng, spec, run_date)
+        outs = {step: _as_dict(build_snapshot(eng, spec, run_date, step=step)) for step in spec.step_numbers}
     finally:
         eng.dispose()
-    out = _as_dict(summary)
-    _say([f"{campaign_id} audience for {run_date}: {out}"])
-    return {"run_date": run_date.isoformat(), **out}
+    for step, out in outs.items():
+        _say([f"{campaign_id} audience for {run_date} step {step}: {out}"])
+    return {"run_date": run_date.isoformat(), **_per_step(outs)}
+
+
+def _per_step(outs: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    """One step: its summary as is; a series: the summaries by step."""
+    if list(outs) == [1]:
+        return dict(outs[1])
+    return {"steps": {str(k): dict(v) for k, v in outs.items()}}
 
 
 def validate_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str, Any]:
     """The pre-send gate on the run's snapshot (GX); raises DataQualityError and so blocks the send."""
+    from martech.campaigns.audience import step_run_id
     from martech.campaigns.gate import check_snapshot
+    from martech.campaigns.spec import load_campaign
 
+    spec = load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml")
     eng = _engine(url)
+    results = warnings = 0
     try:
-        report = check_snapshot(eng, campaign_id, run_date.isoformat(), run_date)
+        for step in spec.step_numbers:
+            report = check_snapshot(eng, campaign_id, step_run_id(run_date, step), run_date)
+            _say(report.summary_lines())
+            results += len(report.results)
+            warnings += len(report.warnings)
     finally:
         eng.dispose()
-    _say(report.summary_lines())
-    return {"run_date": run_date.isoformat(), "expectations": len(report.results),
-            "warnings": len(report.warnings)}
+    return {"run_date": run_date.isoformat(), "expectations": results, "warnings": warnings}
 
 
 def make_transport(name: str | None = None, settings: Mapping[str, Any] | None = None):
@@ -282,9 +295,6 @@ def dispatch_campaign(url: str, campaign_id: str, run_date: dt.date, now: dt.dat
     ``<outbox>/previews/<campaign>/<run>/``. ``dry_run`` renders everything and records what would be
     sent in ``campaigns.dry_runs`` (with the change against the previous run's audience), sending nothing.
     """
-    import sqlalchemy as sa
-
-    from martech.campaigns.dispatch import dispatch, write_previews
     from martech.campaigns.dispatch import dry_run as _dry_run
     from martech.campaigns.spec import load_campaign
 
@@ -292,42 +302,53 @@ def dispatch_campaign(url: str, campaign_id: str, run_date: dt.date, now: dt.dat
     if dry_run:
         eng = _engine(url)
         try:
-            result = _dry_run(eng, spec, run_date, now=now)
+            results = {step: _dry_run(eng, spec, run_date, now=now, step=step) for step in spec.step_numbers}
         finally:
             eng.dispose()
-        _say([f"{campaign_id} DRY RUN for {run_date}: {result}"])
-        return {"run_date": run_date.isoformat(), **result}
+        _say([f"{campaign_id} DRY RUN for {run_date}: {results}"])
+        return {"run_date": run_date.isoformat(), "dry_run": True, **_per_step(results)}
     settings = dict(transport_settings or {})
     transport = transport or make_transport(settings.pop("name", None), settings)
     eng = _engine(url)
     try:
-        previews = write_previews(eng, spec, run_date, paths.outbox_dir() / "previews", now=now)
-        _say([f"{campaign_id} previews: {', '.join(str(p) for p in previews) or 'none (empty treatment arm)'}"])
-        summary = dispatch(eng, spec, run_date, transport, now=now)
-        out = _as_dict(summary)
-        with eng.begin() as conn:
-            counts = conn.execute(sa.text(
-                "select count(*), count(*) filter (where arm = 'treatment'),"
-                " count(*) filter (where arm = 'holdout') from audiences.audience_members"
-                " where campaign_id = :c and run_id = :r"), {"c": spec.id, "r": run_date.isoformat()}).one()
-            sent = conn.execute(sa.text(
-                "select count(*) from campaigns.send_ledger where campaign_id = :c and run_id = :r"
-                " and status = 'sent'"), {"c": spec.id, "r": run_date.isoformat()}).scalar_one()
-            conn.execute(sa.text(
-                "insert into campaigns.campaign_runs (campaign_id, run_id, run_date, definition_hash,"
-                " conversion_window_days, members, treatment, holdout, sent, transport)"
-                " values (:c, :r, :d, :h, :w, :m, :t, :ho, :s, :tr)"
-                " on conflict (campaign_id, run_id) do update set definition_hash = excluded.definition_hash,"
-                " conversion_window_days = excluded.conversion_window_days, members = excluded.members,"
-                " treatment = excluded.treatment, holdout = excluded.holdout, sent = excluded.sent,"
-                " transport = excluded.transport"),
-                {"c": spec.id, "r": run_date.isoformat(), "d": run_date, "h": spec.definition_hash,
-                 "w": spec.conversion_window_days, "m": counts[0], "t": counts[1], "ho": counts[2],
-                 "s": sent, "tr": transport.name})
+        outs = {step: _dispatch_step(eng, spec, run_date, step, transport, now) for step in spec.step_numbers}
     finally:
         eng.dispose()
-    _say([f"{campaign_id} dispatch for {run_date}: {out}"])
-    return {"run_date": run_date.isoformat(), **out}
+    for step, out in outs.items():
+        _say([f"{campaign_id} dispatch for {run_date} step {step}: {out}"])
+    return {"run_date": run_date.isoformat(), **_per_step(outs)}
+
+
+def _dispatch_step(eng, spec, run_date: dt.date, step: int, transport: Any, now: dt.datetime) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    from martech.campaigns.audience import step_run_id
+    from martech.campaigns.dispatch import dispatch, write_previews
+
+    run_id = step_run_id(run_date, step)
+    previews = write_previews(eng, spec, run_date, paths.outbox_dir() / "previews", now=now, step=step)
+    _say([f"{spec.id} previews: {', '.join(str(p) for p in previews) or 'none (empty treatment arm)'}"])
+    out = _as_dict(dispatch(eng, spec, run_date, transport, now=now, step=step))
+    with eng.begin() as conn:
+        counts = conn.execute(sa.text(
+            "select count(*), count(*) filter (where arm = 'treatment'),"
+            " count(*) filter (where arm = 'holdout') from audiences.audience_members"
+            " where campaign_id = :c and run_id = :r"), {"c": spec.id, "r": run_id}).one()
+        sent = conn.execute(sa.text(
+            "select count(*) from campaigns.send_ledger where campaign_id = :c and run_id = :r"
+            " and status = 'sent'"), {"c": spec.id, "r": run_id}).scalar_one()
+        conn.execute(sa.text(
+            "insert into campaigns.campaign_runs (campaign_id, run_id, run_date, definition_hash,"
+            " conversion_window_days, members, treatment, holdout, sent, transport)"
+            " values (:c, :r, :d, :h, :w, :m, :t, :ho, :s, :tr)"
+            " on conflict (campaign_id, run_id) do update set definition_hash = excluded.definition_hash,"
+            " conversion_window_days = excluded.conversion_window_days, members = excluded.members,"
+            " treatment = excluded.treatment, holdout = excluded.holdout, sent = excluded.sent,"
+            " transport = excluded.transport"),
+            {"c": spec.id, "r": run_id, "d": run_date, "h": spec.definition_hash,
+             "w": spec.conversion_window_days, "m": counts[0], "t": counts[1], "ho": counts[2],
+             "s": sent, "tr": transport.name})
+    return out
 
 
 def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None) -> dict[str, Any]:

@@ -559,11 +559,19 @@ def test_failures_are_retried_suppressions_skipped_and_doubtful_sends_held(
 
 
 def test_plan_send_id_matches_python(db: Engine, newsletter: CampaignSpec, tmp_path: Path) -> None:
+    from martech.campaigns.spec import Step
+
     build_snapshot(db, newsletter, date(2024, 6, 1))
-    dispatch(db, newsletter, date(2024, 6, 1), OutboxTransport(tmp_path / "o"), now=NOW, step=2)
-    for r in ledger(db):
-        assert r["step"] == 2
-        assert r["send_id"] == make_send_id("newsletter", "2024-06-01", 2, r["contact_id"])
+    # The second step of a series has its own run id; its members as a snapshot of that step would hold them.
+    with db.begin() as conn:
+        conn.execute(sa.text("update audiences.audience_members set run_id = '2024-06-01.step2'"))
+    series = newsletter.model_copy(update={"steps": (Step(delay_days=0), Step(delay_days=3))})
+    dispatch(db, series, date(2024, 6, 1), OutboxTransport(tmp_path / "o"), now=NOW, step=2)
+    rows = ledger(db)
+    assert rows
+    for r in rows:
+        assert r["step"] == 2 and r["run_id"] == "2024-06-01.step2"
+        assert r["send_id"] == make_send_id("newsletter", "2024-06-01.step2", 2, r["contact_id"])
 
 
 def test_dispatch_refuses_naive_timestamps(db: Engine, newsletter: CampaignSpec, tmp_path: Path) -> None:

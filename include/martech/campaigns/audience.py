@@ -21,7 +21,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from statistics import NormalDist
 from typing import Any, Literal
@@ -334,9 +334,24 @@ def _power_check(spec: CampaignSpec, treatment: int, holdout: int) -> tuple[floa
     return mde, warn
 
 
+def step_run_id(run_date: date | str, step: int = 1) -> str:
+    """The run id of one step of a run: the ISO date for step 1 (and single messages), ``<date>.step<n>``."""
+    day = as_run_date(run_date).isoformat()
+    return day if step == 1 else f"{day}.step{step}"
+
+
+def _in_step(spec: CampaignSpec, step: int, run_date: date, c: Candidate) -> bool:
+    """For a series: did the contact's trigger fall on the day this step is due (delay + 1 days ago)?"""
+    trigger = c.row.get("trigger_at")
+    if trigger is None:
+        return False
+    day = trigger.astimezone(timezone.utc).date() if isinstance(trigger, datetime) else as_run_date(str(trigger))
+    return day == run_date - timedelta(days=spec.steps[step - 1].delay_days + 1)
+
+
 def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str, *,
-                   settings: CampaignSettings | None = None, coupon_secret: str | None = None
-                   ) -> SnapshotSummary:
+                   settings: CampaignSettings | None = None, coupon_secret: str | None = None,
+                   step: int = 1) -> SnapshotSummary:
     """Snapshot the audience of ``spec`` for ``run_date``; returns what it holds.
 
     Writes, in one transaction and replacing the run's previous rows: ``audiences.audience_members``
@@ -351,13 +366,19 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str, *,
     from martech.campaigns.dispatch import make_send_id
 
     run_date = as_run_date(run_date)
-    run_id = run_date.isoformat()
+    run_id = step_run_id(run_date, step)
+    spec.for_step(step)  # validates the step number
     settings = settings or load_settings(spec.campaigns_dir)
     with engine.begin() as conn:
         # Two runs of the same snapshot (a manual rerun beside a retry) must not interleave.
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:key))"),
                      {"key": f"martech.audience:{spec.id}:{run_id}"})
         columns, candidates = _read_candidates(conn, spec, run_date)
+        if spec.steps:
+            if "trigger_at" not in columns:
+                raise AudienceSqlError(f"{spec.audience_sql_path}: a campaign with steps needs a trigger_at column"
+                                       f" (when the series started for the contact); columns: {', '.join(columns)}")
+            candidates = [c for c in candidates if _in_step(spec, step, run_date, c)]
         if spec.coupon and spec.coupon.discount_attribute and spec.coupon.discount_attribute not in columns:
             raise AudienceSqlError(f"{spec.audience_sql_path}: the coupon's discount_attribute "
                                    f"{spec.coupon.discount_attribute!r} is not a column of the query "
@@ -392,7 +413,7 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str, *,
             if c.contact_id in issued:
                 attributes["coupon"] = issued[c.contact_id].as_attribute()
             members.append((
-                spec.id, run_id, run_id, c.contact_id, c.email, c.row["first_name"], arm, variant,
+                spec.id, run_id, run_date.isoformat(), c.contact_id, c.email, c.row["first_name"], arm, variant,
                 definition_hash, json.dumps(attributes, sort_keys=True, ensure_ascii=False),
             ))
 

@@ -36,7 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from martech.campaigns.audience import as_run_date
+from martech.campaigns.audience import step_run_id
 from martech.campaigns.faults import checkpoint
 from martech.campaigns.render import Recipient, Renderer, RenderError
 from martech.campaigns.spec import CampaignSpec
@@ -208,7 +208,8 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str, transport
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware (the run's timestamp), got {now!r}")
-    run_id = as_run_date(run_date).isoformat()
+    run_id = step_run_id(run_date, step)
+    spec = spec.for_step(step)
     renderer = renderer or Renderer()
     key = {"campaign_id": spec.id, "run_id": run_id, "step": step}
     lock_key = f"martech.dispatch:{spec.id}:{run_id}:{step}"
@@ -384,7 +385,8 @@ def write_previews(engine: Engine, spec: CampaignSpec, run_date: date | str, fol
     Written before each real send so a person can open exactly what goes out, per variant, with real
     data. Idempotent (same bytes for the same run). Returns the files written.
     """
-    run_id = as_run_date(run_date).isoformat()
+    run_id = step_run_id(run_date, step)
+    spec = spec.for_step(step)
     renderer = renderer or Renderer()
     with engine.connect() as conn:
         rows = conn.execute(_TREATMENT, {"campaign_id": spec.id, "run_id": run_id}).mappings().all()
@@ -414,7 +416,8 @@ def dry_run(engine: Engine, spec: CampaignSpec, run_date: date | str, *, now: da
     Rows go to ``campaigns.dry_runs``; no ledger rows are planned. The summary compares the run's audience
     with the campaign's previous run (members added and removed).
     """
-    run_id = as_run_date(run_date).isoformat()
+    run_id = step_run_id(run_date, step)
+    spec = spec.for_step(step)
     renderer = renderer or Renderer()
     key = {"campaign_id": spec.id, "run_id": run_id}
     with engine.connect() as conn:

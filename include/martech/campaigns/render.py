@@ -210,7 +210,7 @@ class Renderer:
         return self._envs[root]
 
     def compile(self, spec: CampaignSpec, variant: Variant) -> _Compiled:
-        key = (spec.id, variant.id, spec.definition_hash)
+        key = (spec.id, variant.id, spec.definition_hash, spec.template, variant.subject)
         compiled = self._compiled.get(key)
         if compiled is None:
             env = self._env(spec)

@@ -231,6 +231,28 @@ class CouponSpec(BaseModel):
         return v
 
 
+class Step(BaseModel):
+    """One message of a series: sent ``delay_days`` after the trigger, with its own template / subject.
+
+    The audience SQL of a series returns a ``trigger_at`` column (e.g. the signup time); step *n* takes
+    the contacts whose trigger fell on the day ``delay_days + 1`` days before the run date, so a delay of 0
+    means "the first daily run after the trigger".
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    delay_days: int
+    template: str | None = None  # defaults to the campaign's template
+    subject: str | None = None  # replaces every variant's subject for this step
+
+    @field_validator("delay_days")
+    @classmethod
+    def _delay_range(cls, v: int) -> int:
+        if not 0 <= v <= 365:
+            raise ValueError(f"must be between 0 and 365 days after the trigger, got {v}")
+        return v
+
+
 class SendWindow(BaseModel):
     """Quiet hours: messages go out between ``start`` and ``end`` (HH:MM) in the contact's time zone."""
 
@@ -289,6 +311,8 @@ class CampaignSpec(BaseModel):
     # Quiet hours: when set, each member's send_at / send_before hold the window on the run date in the
     # contact's time zone (staging.contacts.timezone, UTC when unknown).
     send_window: SendWindow | None = None
+    # A series (welcome, abandoned cart, ...): one message per step, in order; empty = a single message.
+    steps: tuple[Step, ...] = ()
 
     _source_path: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default=CAMPAIGNS_DIR)
@@ -305,7 +329,7 @@ class CampaignSpec(BaseModel):
             data = {**data, "coupon": {**data["coupon"], "prefix": default_coupon_prefix(data["id"])}}
         return data
 
-    @field_validator("variants", "tags", mode="before")
+    @field_validator("variants", "tags", "steps", mode="before")
     @classmethod
     def _lists_as_tuples(cls, v: Any) -> Any:
         # YAML gives lists; the model stores tuples so a spec is hashable and immutable.
@@ -365,6 +389,17 @@ class CampaignSpec(BaseModel):
                 f"folder {_display(root / v)} lacks {', '.join(missing)}: add the template files or fix "
                 f"the name, got {v!r}"
             )
+        return v
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_valid(cls, v: tuple[Step, ...], info: ValidationInfo) -> tuple[Step, ...]:
+        delays = [s.delay_days for s in v]
+        if delays != sorted(set(delays)):
+            raise ValueError(f"steps must have strictly increasing delay_days, got {delays}")
+        for s in v:
+            if s.template is not None:
+                cls._template_exists(s.template, info)
         return v
 
     @field_validator("holdout_share")
@@ -443,6 +478,25 @@ class CampaignSpec(BaseModel):
     @property
     def templates_dir(self) -> Path:
         return self._templates_dir
+
+    @property
+    def step_numbers(self) -> tuple[int, ...]:
+        """1..n for a series, (1,) for a single message."""
+        return tuple(range(1, len(self.steps) + 1)) or (1,)
+
+    def for_step(self, step: int) -> CampaignSpec:
+        """This campaign as step ``step`` renders it (the step's template and subject)."""
+        if not self.steps:
+            if step != 1:
+                raise ValueError(f"campaign {self.id!r} has no steps; step must be 1, got {step}")
+            return self
+        if not 1 <= step <= len(self.steps):
+            raise ValueError(f"campaign {self.id!r} has steps 1..{len(self.steps)}, got {step}")
+        s = self.steps[step - 1]
+        update: dict[str, Any] = {"template": s.template or self.template}
+        if s.subject:
+            update["variants"] = tuple(v.model_copy(update={"subject": s.subject}) for v in self.variants)
+        return self.model_copy(update=update)
 
     @property
     def campaigns_dir(self) -> Path:

@@ -27,6 +27,7 @@ ATTRIBUTES = {
     "vip": {"orders": 17, "favourite_category": "Tea", "member_since": "2024-02-03",
             "coupon": {**COUPON, "code": "VIP-2345-6789-ABCD", "discount_percent": 10}},
     "lead_nurture": {"tier": "A", "score": 0.81, "lead_source": "referral", "first_order_code": "WELCOME10"},
+    "welcome": {"signup_day": "2024-05-30", "trigger_at": "2024-05-30T10:00:00+00:00"},
     "review": {"order_id": 4711, "products": [
         {"product_id": 3, "name": "Kettle", "price": 40, "image_url": "https://img.example/3.png"}]},
 }
@@ -76,6 +77,17 @@ def test_missing_personalization_fails_instead_of_rendering_blank() -> None:
     broken = member("winback", attributes={"last_category": "Shoes", "coupon": COUPON})
     with pytest.raises(RenderError, match="coupon_percent"):
         render_message(spec, "a", broken, renderer=Renderer())
+
+
+def test_each_step_of_a_series_renders_its_own_template_and_subject() -> None:
+    spec = SPECS["welcome"]
+    rendered = [render_message(spec.for_step(n), "a", member("welcome")) for n in spec.step_numbers]
+    assert [m.subject for m in rendered] == ["Welcome, Ann!", "Ann, three tips for your next order",
+                                             "A week with us: 10% off your second order"]
+    assert "glad you are here" in rendered[0].text and "Three tips" in rendered[1].text
+    assert "SECOND10" in rendered[2].html
+    with pytest.raises(ValueError, match=r"steps 1\.\.3"):
+        spec.for_step(4)
 
 
 def test_lead_nurture_copy_follows_the_tier() -> None:

@@ -174,7 +174,7 @@ def test_load_campaigns_sorts_skips_underscore_files_and_collects_errors(campaig
 
 def test_shipped_campaigns_load() -> None:
     specs = load_campaigns()
-    assert [s.id for s in specs] == ["birthday", "lead_nurture", "review", "upsell", "vip", "winback"]
+    assert [s.id for s in specs] == ["birthday", "lead_nurture", "review", "upsell", "vip", "welcome", "winback"]
     for spec in specs:
         assert spec.audience_sql_path.is_file()
         assert (TEMPLATES_DIR / spec.template / "body.html.j2").is_file()
@@ -216,3 +216,11 @@ def test_loading_imports_neither_pandas_nor_sqlalchemy_nor_jinja() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert float(out.stdout) < 2.0
+
+
+def test_steps_are_validated(campaigns_dir: Path) -> None:
+    assert "strictly increasing" in errors_for(campaigns_dir, steps=[{"delay_days": 2}, {"delay_days": 1}])
+    assert "lacks body.html.j2" in errors_for(campaigns_dir, steps=[{"delay_days": 0},
+                                                                   {"delay_days": 3, "template": "nothing_here"}])
+    assert "between 0 and 365" in errors_for(campaigns_dir, steps=[{"delay_days": -1}])
+    assert "send_window" in errors_for(campaigns_dir, send_window={"start": "20:00", "end": "09:00"})
