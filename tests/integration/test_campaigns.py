@@ -47,11 +47,14 @@ create table staging.order_items (
     order_id bigint, line_no int, product_id bigint, quantity int, unit_price numeric, line_amount numeric);
 create table staging.products (
     product_id bigint, sku text, name text, category text, price numeric, image_url text);
+create table staging.email_events (
+    event_id text, event text, event_ts timestamptz, email text, message_id text, url text, send_id text,
+    campaign_id text, run_id text, contact_id text);
 create table marts.product_affinity (
     level text, antecedent text, consequent text, pair_count int, support numeric, confidence numeric,
     lift numeric);
 """
-TABLES = ("staging.contacts", "staging.orders", "staging.order_items", "staging.products",
+TABLES = ("staging.contacts", "staging.email_events", "staging.orders", "staging.order_items", "staging.products",
           "marts.customer_rfm", "marts.lead_scores", "marts.product_affinity", "audiences.audience_members",
           "campaigns.send_ledger", "campaigns.suppressions")
 
@@ -285,11 +288,53 @@ def test_winback_targets_lapsed_valuable_customers(db: Engine) -> None:
     rows = {r["contact_id"]: r["attributes"] for r in members(db, "winback", "2024-06-01")}
     # The coupon's percent follows the value tier (coupon.discount_attribute: coupon_percent).
     assert {cid: a.pop("coupon")["discount_percent"] for cid, a in rows.items()} == {"w1": 10, "w2": 15}
+    fresh = {"unanswered_sends": 0, "last_resort": False}
     assert rows == {
-        "w1": {"rfm_segment": "At Risk", "last_category": "Shoes", "value_tier": "bronze", "coupon_percent": 10},
+        "w1": {"rfm_segment": "At Risk", "last_category": "Shoes", "value_tier": "bronze", "coupon_percent": 10,
+               **fresh},
         "w2": {"rfm_segment": "Can't Lose Them", "last_category": None, "value_tier": "silver",
-               "coupon_percent": 15},
+               "coupon_percent": 15, **fresh},
     }
+
+
+def test_winback_last_resort_offer_then_sunset(db: Engine) -> None:
+    d_cur = date(2024, 5, 31)
+    insert(db, "marts.customer_rfm", [rfm(d_cur, 1, 500, "At Risk"), rfm(d_cur, 2, 1000, "Can't Lose Them"),
+                                      rfm(d_cur, 3, 10, "Hibernating"), rfm(d_cur, 4, 20, "Lost")])  # median 260
+    insert(db, "staging.contacts", [contact(f"w{i}", customer_id=i) for i in range(1, 5)])
+
+    def mailed(cid: str, day: date, opened: bool = False) -> None:
+        send_id = make_send_id("winback", day.isoformat(), 1, cid)
+        with db.begin() as conn:
+            conn.execute(sa.text(
+                "insert into campaigns.send_ledger (send_id, campaign_id, run_id, step, contact_id, email, variant,"
+                " status, attempts, created_at, sent_at) values (:s, 'winback', :r, 1, :c, :e, 'a', 'sent', 1,"
+                " :t, :t)"), {"s": send_id, "r": day.isoformat(), "c": cid, "e": f"{cid}@example.com",
+                              "t": datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)})
+            if opened:
+                conn.execute(sa.text("insert into staging.email_events (event_id, event, send_id) values (:i, 'open', :s)"),
+                             {"i": f"ev-{send_id}", "s": send_id})
+
+    mailed("w1", date(2024, 3, 1))
+    mailed("w1", date(2024, 4, 1))  # two unanswered: the next one is the last resort
+    for day in (date(2024, 2, 1), date(2024, 3, 1), date(2024, 4, 1)):
+        mailed("w2", day, opened=day == date(2024, 3, 1))  # w2 opened one: never sunset
+    build_snapshot(db, SPECS["winback"], date(2024, 6, 1))
+    rows = {r["contact_id"]: r["attributes"] for r in members(db, "winback", "2024-06-01")}
+    assert rows["w1"]["last_resort"] is True and rows["w1"]["coupon_percent"] == 25
+    assert rows["w1"]["coupon"]["discount_percent"] == 25
+    assert rows["w2"]["last_resort"] is False and rows["w2"]["unanswered_sends"] == 2
+    render_all(SPECS["winback"], members(db, "winback", "2024-06-01"))
+
+    mailed("w1", date(2024, 6, 1))  # the last resort went unanswered too
+    build_snapshot(db, SPECS["winback"], date(2024, 7, 1))
+    assert "w1" not in {r["contact_id"] for r in members(db, "winback", "2024-07-01")}
+    with db.connect() as conn:
+        sunset = conn.execute(sa.text("select email, contact_id, reason, source from campaigns.suppressions")).all()
+        excluded = conn.execute(sa.text("select reason, detail from audiences.exclusions where contact_id = 'w1'"
+                                        " and run_id = '2024-07-01'")).all()
+    assert [tuple(r) for r in sunset] == [("w1@example.com", "w1", "sunset", "sunset:winback")]
+    assert [tuple(r) for r in excluded] == [("suppressed", "sunset")]
 
 
 # -- upsell --------------------------------------------------------------------------------------------

@@ -3,7 +3,10 @@
 -- latest marts.customer_rfm row as of the run date, with monetary above the median of all customers.
 -- Consent, suppressions and missing emails are filtered by build_snapshot around this query.
 -- Personalization: last_category (main category of the last completed order), value_tier and
--- coupon_percent (gold 20 / silver 15 / bronze 10 by monetary percentile).
+-- coupon_percent (gold 20 / silver 15 / bronze 10 by monetary percentile; 25 as the last-resort offer),
+-- unanswered_sends (earlier winback mails without an open or click) and last_resort (two or more winback
+-- mails and none answered: the last mail before the sunset after 3 unanswered sends, sunset_after in
+-- winback.yml).
 with
 
 rfm_as_of as (
@@ -53,6 +56,24 @@ last_category as (
     order by o.customer_id asc, o.order_ts desc, o.order_id desc, i.line_amount desc, i.line_no asc
 ),
 
+unanswered as (
+    select
+        l.contact_id,
+        count(*) as sends,
+        count(*) filter (
+            where not exists (
+                select 1 from staging.email_events as e
+                where e.send_id = l.send_id and e.event in ('open', 'click')
+            )
+        ) as unanswered_sends
+    from campaigns.send_ledger as l
+    where
+        l.campaign_id = 'winback'
+        and l.status = 'sent'
+        and l.sent_at < %(run_date)s::date
+    group by l.contact_id
+),
+
 final as (
     select
         c.contact_id,
@@ -61,10 +82,18 @@ final as (
         lv.segment as rfm_segment,
         lc.category as last_category,
         lv.value_tier,
-        case lv.value_tier when 'gold' then 20 when 'silver' then 15 else 10 end as coupon_percent
+        case
+            when u.unanswered_sends >= 2 and u.unanswered_sends = u.sends then 25
+            when lv.value_tier = 'gold' then 20
+            when lv.value_tier = 'silver' then 15
+            else 10
+        end as coupon_percent,
+        coalesce(u.unanswered_sends, 0) as unanswered_sends,
+        coalesce(u.unanswered_sends >= 2 and u.unanswered_sends = u.sends, false) as last_resort
     from lapsed_valuable as lv
     inner join staging.contacts as c on lv.customer_id = c.customer_id
     left join last_category as lc on lv.customer_id = lc.customer_id
+    left join unanswered as u on c.contact_id = u.contact_id
 )
 
 select * from final

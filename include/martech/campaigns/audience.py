@@ -33,6 +33,7 @@ from martech.campaigns import eligibility
 from martech.campaigns.eligibility import CONSENTED_STATUSES, Candidate
 from martech.campaigns.render import RESERVED_NAMES
 from martech.campaigns.spec import CampaignSettings, CampaignSpec, Variant, load_settings
+from martech.campaigns.sunset import apply_sunset
 from martech.campaigns.window import apply_send_window
 from martech.db import copy_rows
 
@@ -373,6 +374,7 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str, *,
         # Two runs of the same snapshot (a manual rerun beside a retry) must not interleave.
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:key))"),
                      {"key": f"martech.audience:{spec.id}:{run_id}"})
+        apply_sunset(conn, spec, run_date)
         columns, candidates = _read_candidates(conn, spec, run_date)
         if spec.steps:
             if "trigger_at" not in columns:

@@ -311,6 +311,9 @@ class CampaignSpec(BaseModel):
     # Quiet hours: when set, each member's send_at / send_before hold the window on the run date in the
     # contact's time zone (staging.contacts.timezone, UTC when unknown).
     send_window: SendWindow | None = None
+    # Sunset: after this many sends of the campaign without an open, click or order, the contact is
+    # suppressed (reason sunset); None = never.
+    sunset_after: int | None = None
     # A series (welcome, abandoned cart, ...): one message per step, in order; empty = a single message.
     steps: tuple[Step, ...] = ()
 
@@ -400,6 +403,13 @@ class CampaignSpec(BaseModel):
         for s in v:
             if s.template is not None:
                 cls._template_exists(s.template, info)
+        return v
+
+    @field_validator("sunset_after")
+    @classmethod
+    def _sunset_range(cls, v: int | None) -> int | None:
+        if v is not None and not 2 <= v <= 50:
+            raise ValueError(f"must be between 2 and 50 unanswered sends (or left out), got {v}")
         return v
 
     @field_validator("holdout_share")

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 __all__ = ["REASONS", "Suppression", "add_suppressions", "normalize_email"]
 
-REASONS = ("unsubscribe", "bounce", "spamreport", "manual")
+REASONS = ("unsubscribe", "bounce", "spamreport", "manual", "sunset")
 
 _INSERT = sa.text("""
 insert into campaigns.suppressions (email, contact_id, reason, source, created_at)

@@ -10,12 +10,17 @@ create table if not exists campaigns.suppressions (
     created_at timestamptz not null,
     constraint suppressions_pkey primary key (email),
     constraint suppressions_email_check check (email = lower(btrim(email)) and email <> ''),
-    constraint suppressions_reason_check check (reason in ('unsubscribe', 'bounce', 'spamreport', 'manual'))
+    constraint suppressions_reason_check check (reason in ('unsubscribe', 'bounce', 'spamreport', 'manual', 'sunset'))
 )
+;;
+alter table campaigns.suppressions drop constraint if exists suppressions_reason_check
+;;
+alter table campaigns.suppressions add constraint suppressions_reason_check
+    check (reason in ('unsubscribe', 'bounce', 'spamreport', 'manual', 'sunset'))
 ;;
 create index if not exists suppressions__contact_id on campaigns.suppressions (contact_id)
 ;;
-comment on column campaigns.suppressions.reason is 'unsubscribe, bounce, spamreport or manual'
+comment on column campaigns.suppressions.reason is 'unsubscribe, bounce, spamreport, manual or sunset (a campaign''s sunset_after unanswered sends)'
 ;;
 comment on column campaigns.suppressions.source is
 'Where the suppression came from (e.g. email_events, crm, an operator''s name)'

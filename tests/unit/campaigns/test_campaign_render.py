@@ -15,6 +15,7 @@ COUPON = {"code": "BDAY-2345-6789-ABCD", "discount_percent": 15, "valid_from": "
 
 ATTRIBUTES = {
     "winback": {"rfm_segment": "At Risk", "last_category": "Shoes", "value_tier": "gold", "coupon_percent": 20,
+                "unanswered_sends": 0, "last_resort": False,
                 "coupon": {**COUPON, "code": "WB-2345-6789-ABCD", "discount_percent": 20}},
     "birthday": {"is_customer": True, "coupon": COUPON},
     "upsell": {
@@ -74,7 +75,7 @@ def test_html_escapes_names_but_text_and_subject_do_not() -> None:
 
 def test_missing_personalization_fails_instead_of_rendering_blank() -> None:
     spec = SPECS["winback"]
-    broken = member("winback", attributes={"last_category": "Shoes", "coupon": COUPON})
+    broken = member("winback", attributes={"last_category": "Shoes", "coupon": COUPON, "last_resort": False})
     with pytest.raises(RenderError, match="coupon_percent"):
         render_message(spec, "a", broken, renderer=Renderer())
 
