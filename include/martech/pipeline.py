@@ -351,8 +351,12 @@ def _dispatch_step(eng, spec, run_date: dt.date, step: int, transport: Any, now:
     return out
 
 
-def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None) -> dict[str, Any]:
-    """Load email-event feed files into raw.email_events and rebuild staging.email_events."""
+def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None,
+                  transport_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Load email-event feed files into raw.email_events and rebuild staging.email_events.
+
+    With the SendGrid transport configured, SendGrid's own suppression lists are merged too.
+    """
     from martech.db import run_model
     from martech.ingest import ingest_email_events
 
@@ -364,6 +368,15 @@ def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None) ->
         results = ingest_email_events(eng, folder, run_date=run_date, loaded_at=_run_ts(run_date))
         staged = run_model(eng, "staging.email_events", {"run_date": run_date, "run_ts": _run_ts(run_date)})
         suppressed = _suppress_from_events(eng)
+        settings = dict(transport_settings or {})
+        if settings.pop("name", None) == "sendgrid":
+            from martech.campaigns import sendgrid_suppressions
+
+            sg = make_transport("sendgrid", settings)
+            with eng.begin() as conn:
+                from_sendgrid = sendgrid_suppressions.merge(conn, sg._client, asm_group_id=sg.asm_group_id)
+            _say([f"campaigns.suppressions: {from_sendgrid} new from SendGrid's suppression lists"])
+            suppressed += from_sendgrid
     finally:
         eng.dispose()
     _say([r.line() for r in results] + [f"staging.email_events: {staged} rows",

@@ -83,3 +83,4 @@ def test_unreachable_server_fails_definitely_so_the_rows_are_retried() -> None:
 def test_bad_security_setting_is_refused() -> None:
     with pytest.raises(ValueError, match="starttls"):
         SmtpTransport("127.0.0.1", 25, security="tls-please")
+

@@ -61,6 +61,8 @@ class State:
         self.batches: dict[str, str | None] = {}  # batch id -> None | "cancel" | "pause"
         self.requests: Counter[str] = Counter()
         self.rejected: list[dict[str, Any]] = []
+        # SendGrid's suppression lists: list name -> rows ({"created", "email", ...}); "asm_<id>" -> emails
+        self.suppression_lists: dict[str, list[Any]] = {}
 
     def deliveries(self) -> Counter[str]:
         """send_id (or address when there is none) -> times delivered."""
@@ -112,6 +114,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, st.snapshot())
         if not self._authorized():
             return None
+        if self.path.startswith("/v3/suppression/") or self.path.startswith("/v3/asm/groups/"):
+            return self._suppressions()
         if self.path.startswith("/v3/user/scheduled_sends/"):
             batch_id = self.path.rsplit("/", 1)[1]
             with st.lock:
@@ -154,6 +158,22 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/v3/mail/send":
             return self._mail_send(body)
         return self._send(404, {"errors": [{"message": f"no route {self.path}"}]})
+
+    def _suppressions(self) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        st = self.server.state
+        url = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        parts = url.path.strip("/").split("/")
+        with st.lock:
+            st.requests[f"GET {url.path}"] += 1
+            if parts[1] == "asm":  # /v3/asm/groups/<id>/suppressions
+                return self._send(200, list(st.suppression_lists.get(f"asm_{parts[3]}", [])))
+            rows = [r for r in st.suppression_lists.get(parts[2], [])
+                    if int(r.get("created", 0)) >= int(query.get("start_time", 0))]
+        offset, limit = int(query.get("offset", 0)), min(int(query.get("limit", 500)), 500)
+        return self._send(200, rows[offset:offset + limit])
 
     def _mail_send(self, body: Any) -> None:
         st = self.server.state

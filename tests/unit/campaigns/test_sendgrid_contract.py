@@ -182,3 +182,25 @@ def test_send_window_becomes_a_per_recipient_send_at(sg) -> None:
     assert "send_at" not in body["personalizations"][1]
     assert t.send_batch([msg(1, send_at=later), msg(2)], attempt_ref=t.begin_attempt())[0].ok
     assert not sg.state.rejected
+
+
+def test_sendgrid_suppression_lists_are_read_page_by_page(sg) -> None:
+    from martech.campaigns import sendgrid_suppressions
+
+    lists = sg.state.suppression_lists
+    lists["bounces"] = [{"created": 1_700_000_000 + i, "email": f"b{i}@example.com", "reason": "550", "status": "5.1.1"}
+                        for i in range(1203)]
+    lists["spam_reports"] = [{"created": 1_700_000_100, "email": "Spam@Example.com", "ip": "10.0.0.1"}]
+    lists["unsubscribes"] = [{"created": 1_700_005_000, "email": "gone@example.com"}]
+    lists["asm_42"] = ["group@example.com"]
+    client = transport(sg)._client
+    got = sendgrid_suppressions.fetch(client, asm_group_id=42)
+    reasons = {s.email: (s.reason, s.source) for s in got}
+    assert len(reasons) == 1203 + 3
+    assert reasons["b1202@example.com"] == ("bounce", "sendgrid:bounces")  # the third page was read
+    assert reasons["Spam@Example.com"] == ("spamreport", "sendgrid:spam_reports")
+    assert reasons["gone@example.com"] == ("unsubscribe", "sendgrid:unsubscribes")
+    assert reasons["group@example.com"] == ("unsubscribe", "sendgrid:asm_group_42")
+    assert sg.state.requests["GET /v3/suppression/bounces"] == 3
+    newer = sendgrid_suppressions.fetch(client, start_time=1_700_002_000)  # after every bounce
+    assert [s.email for s in newer] == ["gone@example.com"]
