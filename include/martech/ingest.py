@@ -40,6 +40,7 @@ class SqlTable:
     columns: tuple[str, ...]
     key: tuple[str, ...]
     updated_at: str = "updated_at"
+    optional: bool = False  # a source may not have it (e.g. a shop without cart tracking): skipped then
 
 
 SHOP_TABLES: tuple[SqlTable, ...] = (
@@ -55,6 +56,12 @@ SHOP_TABLES: tuple[SqlTable, ...] = (
     SqlTable("order_items", "raw.shop_order_items",
              ("order_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
              ("order_id", "line_no")),
+    SqlTable("carts", "raw.shop_carts",
+             ("cart_id", "customer_id", "status", "order_id", "currency", "created_at", "updated_at"),
+             ("cart_id",), optional=True),
+    SqlTable("cart_items", "raw.shop_cart_items",
+             ("cart_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
+             ("cart_id", "line_no"), optional=True),
 )
 
 CRM_CONTACT_COLUMNS: tuple[str, ...] = (
@@ -268,10 +275,14 @@ def _literal(cur: Any, value: Any) -> str:
 
 def ingest_shop(source: Engine, warehouse: Engine, *, source_schema: str, run_date: dt.date,
                 loaded_at: dt.datetime) -> list[BatchResult]:
+    import sqlalchemy as sa
+
+    present = set(sa.inspect(source).get_table_names(schema=source_schema))
     return [
         ingest_sql_table(source, warehouse, t, source_schema=source_schema, run_date=run_date,
                          loaded_at=loaded_at)
         for t in SHOP_TABLES
+        if not t.optional or t.name in present
     ]
 
 

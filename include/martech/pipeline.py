@@ -18,7 +18,9 @@ from martech import paths
 log = logging.getLogger("martech")
 
 STAGING_MODELS = ("staging.customers", "staging.products", "staging.orders", "staging.order_items",
-                  "staging.contacts")
+                  "staging.contacts", "staging.cart_items", "staging.carts",
+                  # rebuilt again by the email-events stage; here so that campaigns can always read it
+                  "staging.email_events")
 
 
 def _engine(url: str):

@@ -143,3 +143,21 @@ def test_lead_activity_carries_the_true_conversion_propensity(clean_warehouse, t
                     " join sim_truth.contacts k using (contact_id) join sim_truth.customers c using (customer_id)"
                     " where l.converted")
     assert early[0][0] == early[0][1] == len(converted)
+
+
+def test_carts_are_bought_or_abandoned_consistently(clean_warehouse, tmp_path):
+    eng = clean_warehouse
+    summary = generate_sources(eng, tmp_path, as_of=AS_OF, customers=1500, seed=4)
+    assert summary.carts > 0
+    (bad_links,) = _q(eng, "select count(*) from shop.carts c left join shop.orders o using (order_id)"
+                           " where c.status = 'converted' and (o.order_id is null or o.customer_id <> c.customer_id"
+                           " or c.created_at >= o.order_ts)")
+    assert bad_links[0] == 0  # a converted cart belongs to its customer's order and came before it
+    (mismatch,) = _q(eng, "select count(*) from (select c.cart_id from shop.carts c join shop.cart_items i"
+                          " using (cart_id) join shop.order_items oi on oi.order_id = c.order_id and oi.line_no ="
+                          " i.line_no where oi.product_id <> i.product_id) x")
+    assert mismatch[0] == 0
+    shares = dict(_q(eng, "select status, count(*) from shop.carts group by 1"))
+    assert set(shares) == {"converted", "abandoned"} and shares["abandoned"] > 0.2 * sum(shares.values())
+    (late,) = _q(eng, "select count(*) from shop.carts where updated_at >= :d", d=AS_OF)
+    assert late[0] == 0

@@ -43,10 +43,12 @@ CRM_COLUMNS: tuple[str, ...] = (
     "consent_updated_at", "lifecycle_status", "shop_customer_id", "created_at", "updated_at",
     "lead_source", "page_views", "email_opens", "form_submissions",
 )
-SHOP_TABLES: tuple[str, ...] = ("customers", "products", "orders", "order_items")
+SHOP_TABLES: tuple[str, ...] = ("customers", "products", "orders", "order_items", "carts", "cart_items")
 
 # Random stream ids: one per purpose (see rng_for).
-_S_CATALOG, _S_PEOPLE, _S_SIGNUP, _S_BEHAVIOUR, _S_ORDERS, _S_ITEMS, _S_CRM, _S_EDITS, _S_LEADS = range(1, 10)
+_S_CATALOG, _S_PEOPLE, _S_SIGNUP, _S_BEHAVIOUR, _S_ORDERS, _S_ITEMS, _S_CRM, _S_EDITS, _S_LEADS, _S_CARTS = range(1, 11)
+CONVERTED_CART_SHARE = 0.6  # orders placed through a tracked cart
+ABANDONED_PER_ORDER = 0.35  # abandoned carts per order
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class SourceSummary:
     orders: int
     order_items: int
     alive_customers: int
+    carts: int
     files: tuple[str, ...]
     seconds: float = field(compare=False)  # wall-clock, so not part of equality
 
@@ -95,6 +98,8 @@ class World:
     orders: pd.DataFrame
     items: pd.DataFrame
     contacts: pd.DataFrame
+    carts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cart_items: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _history(as_of: dt.date, years: float) -> History:
@@ -191,8 +196,58 @@ def build_world(*, as_of: dt.date, customers: int = 20_000, seed: int = 42, year
                                  contacts["customer_id"].map(signup_by_customer))
     cust = cust.merge(contacts.loc[contacts["customer_id"].notna(), ["contact_id", "customer_id"]]
                       .astype({"customer_id": np.int64}), on="customer_id", how="left")
+    carts, cart_items = _build_carts(rng_for(seed, _S_CARTS), cust, products, orders, items, history)
     return World(as_of=as_of, seed=seed, years=years, customers=cust, products=products, orders=orders,
-                 items=items, contacts=contacts)
+                 items=items, contacts=contacts, carts=carts, cart_items=cart_items)
+
+
+def _build_carts(rng: np.random.Generator, cust: pd.DataFrame, products: pd.DataFrame, orders: pd.DataFrame,
+                 items: pd.DataFrame, history: History) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Carts: most orders went through one (converted), and many carts were left without an order."""
+    n_orders = len(orders)
+    conv = np.flatnonzero(rng.random(n_orders) < CONVERTED_CART_SHARE)
+    o_ts = orders["order_ts"].to_numpy()[conv]
+    conv_carts = pd.DataFrame({
+        "customer_id": orders["customer_id"].to_numpy()[conv], "status": "converted",
+        "order_id": orders["order_id"].to_numpy()[conv].astype(float),
+        "currency": orders["currency"].to_numpy()[conv],
+        "created_at": o_ts - rng.integers(300, 5400, size=len(conv)), "updated_at": o_ts})
+    n_ab = round(n_orders * ABANDONED_PER_ORDER)
+    who = rng.integers(0, len(cust), size=n_ab)
+    signup = cust["created_at"].to_numpy()[who]
+    created = signup + np.floor(rng.random(n_ab) * np.maximum(history.end_s - 3600 - signup, 1)).astype(np.int64)
+    ab_carts = pd.DataFrame({
+        "customer_id": cust["customer_id"].to_numpy()[who], "status": "abandoned", "order_id": np.nan,
+        "currency": pd.Series(cust["country"].to_numpy()[who]).map(people.CURRENCY).fillna("EUR").to_numpy(),
+        "created_at": created, "updated_at": np.minimum(created + rng.integers(60, 1800, size=n_ab),
+                                                      history.end_s - 1)})
+    carts = pd.concat([conv_carts, ab_carts], ignore_index=True)
+    carts = carts.iloc[np.lexsort((carts["customer_id"].to_numpy(), carts["created_at"].to_numpy()))]
+    carts = carts.reset_index(drop=True)
+    carts.insert(0, "cart_id", np.arange(1, len(carts) + 1, dtype=np.int64))
+    # Lines: a converted cart holds its order's lines; an abandoned one 1-3 products by popularity.
+    by_order = pd.Series(carts["cart_id"].to_numpy(), index=carts["order_id"].to_numpy())
+    conv_lines = items[items["order_id"].isin(carts["order_id"].dropna())]
+    conv_items = pd.DataFrame({"cart_id": by_order.loc[conv_lines["order_id"].to_numpy()].to_numpy(),
+                               "line_no": conv_lines["line_no"].to_numpy(),
+                               "product_id": conv_lines["product_id"].to_numpy(),
+                               "quantity": conv_lines["quantity"].to_numpy(),
+                               "unit_price_cents": conv_lines["unit_price_cents"].to_numpy()})
+    ab = carts[carts["status"] == "abandoned"]
+    n_lines = rng.integers(1, 4, size=len(ab))
+    owner = np.repeat(np.arange(len(ab)), n_lines)
+    pop = products["popularity"].to_numpy(float)
+    pick = rng.choice(len(products), size=len(owner), p=pop / pop.sum())
+    line_no = np.concatenate([np.arange(1, k + 1) for k in n_lines]) if len(n_lines) else np.array([], int)
+    ab_items = pd.DataFrame({"cart_id": ab["cart_id"].to_numpy()[owner], "line_no": line_no,
+                             "product_id": products["product_id"].to_numpy()[pick],
+                             "quantity": rng.integers(1, 3, size=len(owner)),
+                             "unit_price_cents": products["price_cents"].to_numpy()[pick]})
+    cart_items = pd.concat([conv_items, ab_items], ignore_index=True)
+    updated = pd.Series(carts["updated_at"].to_numpy(), index=carts["cart_id"].to_numpy())
+    cart_items["updated_at"] = updated.loc[cart_items["cart_id"].to_numpy()].to_numpy()
+    cart_items = cart_items.sort_values(["cart_id", "line_no"], ignore_index=True)
+    return carts, cart_items
 
 
 def _build_contacts(rng: np.random.Generator, leads: pd.DataFrame, cust: pd.DataFrame, history: History,
@@ -280,11 +335,17 @@ def _shop_ddl(schema: str) -> dict[str, str]:
         "order_items": f"""create table {schema}.order_items (
             order_id bigint not null, line_no int not null, product_id bigint not null,
             quantity int not null, unit_price numeric(10,2) not null, updated_at timestamptz not null)""",
+        "carts": f"""create table {schema}.carts (
+            cart_id bigint not null, customer_id bigint not null, status text not null, order_id bigint,
+            currency text not null, created_at timestamptz not null, updated_at timestamptz not null)""",
+        "cart_items": f"""create table {schema}.cart_items (
+            cart_id bigint not null, line_no int not null, product_id bigint not null, quantity int not null,
+            unit_price numeric(10,2) not null, updated_at timestamptz not null)""",
     }
 
 
 _SHOP_KEYS = {"customers": "customer_id", "products": "product_id", "orders": "order_id",
-              "order_items": "order_id, line_no"}
+              "order_items": "order_id, line_no", "carts": "cart_id", "cart_items": "cart_id, line_no"}
 
 TRUTH_TABLES: tuple[str, ...] = ("customers", "contacts", "leads", "products", "copurchase_pairs", "runs",
                                  "campaign_effects", "response_orders", "response_days", "response_runs")
@@ -368,6 +429,14 @@ def _load_world(conn: Connection, world: World, schema: str, truth: str) -> None
          ("order_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
          (i["order_id"], i["line_no"], i["product_id"], i["quantity"], money(i["unit_price_cents"]),
           iso(i["updated_at"])))
+    ca, ci = world.carts, world.cart_items
+    load(conn, f"{schema}.carts", ("cart_id", "customer_id", "status", "order_id", "currency", "created_at",
+                                   "updated_at"),
+         (ca["cart_id"], ca["customer_id"], ca["status"], ca["order_id"].astype("Int64"), ca["currency"],
+          iso(ca["created_at"]), iso(ca["updated_at"])))
+    load(conn, f"{schema}.cart_items", ("cart_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
+         (ci["cart_id"], ci["line_no"], ci["product_id"], ci["quantity"], money(ci["unit_price_cents"]),
+          iso(ci["updated_at"])))
     _index_shop(conn, schema)
 
     load(conn, f"{truth}.customers",
@@ -402,7 +471,8 @@ def generate_sources(engine: Engine, landing_dir: Path, *, as_of: dt.date, custo
     leads = int((world.contacts["lifecycle_status"] == "lead").sum())
     counts = {"customers": len(world.customers), "contacts": len(world.contacts), "leads": leads,
               "products": len(world.products), "orders": len(world.orders),
-              "order_items": len(world.items), "alive_customers": int(world.customers["alive"].sum())}
+              "order_items": len(world.items), "alive_customers": int(world.customers["alive"].sum()),
+              "carts": len(world.carts)}
     with engine.begin() as conn:
         # One simulator at a time: a second caller waits rather than interleaving DROPs and COPYs.
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('martech.simulate'))"))

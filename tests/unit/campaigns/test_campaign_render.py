@@ -28,6 +28,10 @@ ATTRIBUTES = {
     "vip": {"orders": 17, "favourite_category": "Tea", "member_since": "2024-02-03",
             "coupon": {**COUPON, "code": "VIP-2345-6789-ABCD", "discount_percent": 10}},
     "lead_nurture": {"tier": "A", "score": 0.81, "lead_source": "referral", "first_order_code": "WELCOME10"},
+    "abandoned_cart": {"cart_id": 77, "cart_value": 19.8, "trigger_at": "2024-05-31T10:00:00+00:00",
+                       "coupon": {**COUPON, "code": "CART-2345-6789-ABCD", "discount_percent": 10},
+                       "products": [{"product_id": 1, "name": "Tea <tin>", "price": 9.9, "image_url": None,
+                                     "quantity": 2}]},
     "welcome": {"signup_day": "2024-05-30", "trigger_at": "2024-05-30T10:00:00+00:00"},
     "review": {"order_id": 4711, "products": [
         {"product_id": 3, "name": "Kettle", "price": 40, "image_url": "https://img.example/3.png"}]},
@@ -54,6 +58,9 @@ def test_every_shipped_campaign_and_variant_renders(campaign_id: str) -> None:
         assert mailto.startswith("<mailto:unsubscribe@shop.example?subject=unsubscribe%20v1.")
         assert message.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         coupon = ATTRIBUTES[campaign_id].get("coupon")
+        if coupon and spec.steps:  # a series shows the code in the step that offers it
+            steps = [render_message(spec.for_step(n), variant, member(campaign_id)) for n in spec.step_numbers]
+            message = next(m for m in steps if coupon["code"] in m.text)
         if coupon:
             assert coupon["code"] in message.html and coupon["code"] in message.text
             assert "valid until 7 June 2024" in message.html and "valid until 7 June 2024" in message.text
@@ -89,6 +96,14 @@ def test_each_step_of_a_series_renders_its_own_template_and_subject() -> None:
     assert "SECOND10" in rendered[2].html
     with pytest.raises(ValueError, match=r"steps 1\.\.3"):
         spec.for_step(4)
+
+
+def test_abandoned_cart_steps_remind_offer_and_close() -> None:
+    spec = SPECS["abandoned_cart"]
+    first, second, last = (render_message(spec.for_step(n), "a", member("abandoned_cart")) for n in (1, 2, 3))
+    assert "2 x Tea <tin>" in first.text and "Tea &lt;tin&gt;" in first.html and "CART-2345" not in first.text
+    assert second.subject == "Still thinking it over? 10% off your cart" and "CART-2345-6789-ABCD" in second.text
+    assert "not be kept much longer" in last.text and "/cart/77?" in last.text
 
 
 def test_lead_nurture_copy_follows_the_tier() -> None:
