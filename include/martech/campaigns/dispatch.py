@@ -307,7 +307,8 @@ def _send_batch(engine: Engine, spec: CampaignSpec, transport: Transport, batch:
         with engine.begin() as conn:
             conn.execute(_MARK_RENDER_FAILED, {"ids": [p[0] for p in render_failures],
                                                "errors": [p[1] for p in render_failures]})
-    n_sent, n_failed, doubtful = 0, len(render_failures), []
+    n_sent, n_failed = 0, len(render_failures)
+    doubtful: list[Any] = []
     grouping = getattr(transport, "group", None)
     begin = getattr(transport, "begin_attempt", None)
     for group in (grouping(messages) if grouping and messages else [messages] if messages else []):

@@ -189,7 +189,7 @@ class Renderer:
                  unsubscribe_address: str | None = UNSUBSCRIBE_MAILTO) -> None:
         self._templates_dir = templates_dir
         self._envs: dict[Path, jinja2.Environment] = {}
-        self._compiled: dict[tuple[str, str, str], _Compiled] = {}
+        self._compiled: dict[tuple[str, str, str, str, str], _Compiled] = {}
         self.shop_url = shop_url
         self.compilations = 0
         self._unsubscribe_secret = unsubscribe_secret

@@ -43,7 +43,9 @@ def add_lead_activity(rng: np.random.Generator, contacts: pd.DataFrame, signup_s
         out[name] = np.where(pool, counts, -1)
     share = converted[pool].mean() if pool.any() else 0.0
     prior = np.log(share / (1 - share)) if 0 < share < 1 else 0.0
-    out["lead_source"] = np.where(pool, np.asarray(LEAD_SOURCES, dtype=object)[source_idx], None)
+    sources = np.asarray(LEAD_SOURCES, dtype=object)[source_idx]
+    sources[~pool] = None
+    out["lead_source"] = sources
     out["in_lead_pool"] = pool
     out["converted"] = converted
     out["propensity"] = np.where(pool, 1 / (1 + np.exp(-(prior + llr))), np.nan)

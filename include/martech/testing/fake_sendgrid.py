@@ -147,7 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/v3/user/scheduled_sends":
             with st.lock:
                 st.requests["POST scheduled_sends"] += 1
-                batch_id, status = (body or {}).get("batch_id"), (body or {}).get("status")
+                batch_id, status = str((body or {}).get("batch_id")), (body or {}).get("status")
                 if status not in ("cancel", "pause") or batch_id not in st.batches:
                     return self._send(400, {"errors": [{"field": "batch_id", "message": "invalid batch id"}]})
                 if st.batches[batch_id] is not None:

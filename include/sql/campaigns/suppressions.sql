@@ -15,8 +15,9 @@ create table if not exists campaigns.suppressions (
 ;;
 alter table campaigns.suppressions drop constraint if exists suppressions_reason_check
 ;;
-alter table campaigns.suppressions add constraint suppressions_reason_check
-    check (reason in ('unsubscribe', 'bounce', 'spamreport', 'manual', 'sunset'))
+alter table campaigns.suppressions add constraint suppressions_reason_check check (
+    reason in ('unsubscribe', 'bounce', 'spamreport', 'manual', 'sunset')
+)
 ;;
 create index if not exists suppressions__contact_id on campaigns.suppressions (contact_id)
 ;;
