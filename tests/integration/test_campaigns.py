@@ -55,7 +55,7 @@ create table marts.product_affinity (
     lift numeric);
 """
 TABLES = ("staging.contacts", "staging.email_events", "staging.orders", "staging.order_items", "staging.products",
-          "marts.customer_rfm", "marts.lead_scores", "marts.product_affinity", "audiences.audience_members",
+          "marts.customer_rfm", "marts.lead_scores", "marts.clv_predictions", "marts.product_affinity", "audiences.audience_members",
           "campaigns.send_ledger", "campaigns.suppressions")
 
 
@@ -383,6 +383,22 @@ def test_upsell_offers_the_best_affine_category_not_yet_bought(db: Engine) -> No
     ]
     assert rows["u14"]["offer_category"] == "Shoes"
     assert [p["product_id"] for p in rows["u14"]["products"]] == [1, 2]
+
+
+def test_winback_also_takes_valuable_customers_the_clv_model_gives_up_on(db: Engine) -> None:
+    d_cur = date(2024, 5, 31)
+    insert(db, "marts.customer_rfm", [rfm(d_cur, 1, 1000, "Loyal"), rfm(d_cur, 2, 950, "Loyal"),
+                                      rfm(d_cur, 3, 10, "Lost"), rfm(d_cur, 4, 20, "Lost")])
+    insert(db, "staging.contacts", [contact(f"w{i}", customer_id=i) for i in range(1, 5)])
+    with db.begin() as conn:
+        for cid, p_alive in ((1, 0.12), (2, 0.8), (3, 0.05)):
+            conn.execute(sa.text(
+                "insert into marts.clv_predictions (as_of, customer_id, frequency, recency_days, t_days, monetary_avg,"
+                " p_alive, churn_risk, expected_purchases, expected_revenue, horizon_days, model_version)"
+                " values ('2024-05-31', :c, 3, 10, 300, 50, :p, 'high', 0.1, 5, 90, 'test')"), {"c": cid, "p": p_alive})
+    build_snapshot(db, SPECS["winback"], date(2024, 6, 1))
+    # w1: Loyal by RFM but probably gone by BG/NBD, top-quarter spend; w2 alive; w3 gone but low value.
+    assert [r["contact_id"] for r in members(db, "winback", "2024-06-01")] == ["w1"]
 
 
 def test_vip_takes_champions_of_the_latest_snapshot(db: Engine) -> None:

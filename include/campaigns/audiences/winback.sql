@@ -1,6 +1,7 @@
 -- Audience: lapsed valuable customers (winback).
 -- One row per contact. RFM segment 'At Risk', 'Can''t Lose Them' or 'Hibernating' in the customer's
--- latest marts.customer_rfm row as of the run date, with monetary above the median of all customers.
+-- latest marts.customer_rfm row as of the run date, with monetary above the median of all customers;
+-- or P(alive) below 0.3 in the latest marts.clv_predictions with monetary in the top quarter.
 -- Consent, suppressions and missing emails are filtered by build_snapshot around this query.
 -- Personalization: last_category (main category of the last completed order), value_tier and
 -- coupon_percent (gold 20 / silver 15 / bronze 10 by monetary percentile; 25 as the last-resort offer),
@@ -27,6 +28,17 @@ thresholds as (
     from rfm_as_of as r
 ),
 
+probably_gone as (
+    select p.customer_id
+    from marts.clv_predictions as p
+    where
+        p.p_alive < 0.3
+        and p.as_of = (
+            select max(q.as_of) from marts.clv_predictions as q
+            where q.as_of <= %(run_date)s::date
+        )
+),
+
 lapsed_valuable as (
     select
         r.customer_id,
@@ -39,8 +51,9 @@ lapsed_valuable as (
     from rfm_as_of as r
     cross join thresholds as t
     where
-        r.segment in ('At Risk', 'Can''t Lose Them', 'Hibernating')
-        and r.monetary > t.p50
+        (r.segment in ('At Risk', 'Can''t Lose Them', 'Hibernating') and r.monetary > t.p50)
+        -- or the BG/NBD model thinks they have probably stopped buying, and they used to spend well
+        or (r.monetary >= t.p75 and r.customer_id in (select g.customer_id from probably_gone as g))
 ),
 
 last_category as (
