@@ -2,7 +2,9 @@
 ### staging — typed, deduplicated tables, one row per entity
 
 Runs when `ingest` has landed and checked raw data. Rebuilds each staging table from the raw rows
-loaded up to the run (the latest version of each key wins), in one transaction per table.
+loaded up to the run (the latest version of each key wins), in one transaction per table, then checks
+them with Great Expectations (keys, values, references, freshness, row-count drift): a critical failure
+stops here, before any customer model or send; the asset outlet sits on the check.
 
 Reads: `raw.shop_customers`, `raw.shop_products`, `raw.shop_orders`, `raw.shop_order_items`,
 `raw.crm_contacts`. Writes: `staging.customers`, `staging.products`, `staging.orders`,
@@ -19,15 +21,22 @@ from martech.dagkit import DEFAULT_ARGS, RAW_CHECKED, RUN_PARAMS, STAGING, START
 @dag(schedule=[RAW_CHECKED], start_date=START_DATE, catchup=False, default_args=DEFAULT_ARGS,
      tags=["martech", "staging"], doc_md=__doc__, params=RUN_PARAMS, max_active_runs=1)
 def staging():
-    @task(outlets=[STAGING])
+    @task
     def build_staging(**context):
         from martech import dagkit, pipeline
 
-        summary = pipeline.build_staging(dagkit.warehouse_url(), dagkit.run_date_of(context))
+        return pipeline.build_staging(dagkit.warehouse_url(), dagkit.run_date_of(context))
+
+    @task(outlets=[STAGING])
+    def validate_staging(built, **context):
+        from martech import dagkit, pipeline
+
+        checked = pipeline.validate_staging(dagkit.warehouse_url(), dagkit.run_date_of(context))
+        summary = {**built, "quality": {k: v for k, v in checked.items() if k != "rows"}}
         dagkit.publish(context, STAGING, summary)
         return summary
 
-    build_staging()
+    validate_staging(build_staging())
 
 
 staging()

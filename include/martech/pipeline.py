@@ -131,6 +131,23 @@ def build_staging(url: str, run_date: dt.date) -> dict[str, Any]:
     return {"run_date": run_date.isoformat(), "rows": counts}
 
 
+def validate_staging(url: str, run_date: dt.date) -> dict[str, Any]:
+    """Great Expectations on the staging tables (keys, values, references, freshness, row-count drift).
+
+    Raises DataQualityError on a critical failure, so customer models and sends never read bad staging.
+    """
+    from martech.quality_staging import validate_staging as _validate
+
+    eng = _engine(url)
+    try:
+        report = _validate(eng, run_date)
+    finally:
+        eng.dispose()
+    _say(report.summary_lines())
+    return {"run_date": run_date.isoformat(), "expectations": len(report.results),
+            "warnings": len(report.warnings), "rows": report.rows}
+
+
 def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
     """RFM scores and segments (pandas), category affinity and the customer 360 (SQL)."""
     import pandas as pd
