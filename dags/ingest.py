@@ -36,6 +36,12 @@ def ingest():
 
         return pipeline.ingest_crm(dagkit.warehouse_url(), dagkit.run_date_of(context))
 
+    @task
+    def ingest_files(**context):
+        from martech import dagkit, pipeline
+
+        return pipeline.ingest_files(dagkit.warehouse_url(), dagkit.run_date_of(context))
+
     @task(outlets=[RAW_CHECKED])
     def validate_raw(**context):
         from martech import dagkit, pipeline
@@ -44,7 +50,7 @@ def ingest():
         dagkit.publish(context, RAW_CHECKED, summary)
         return summary
 
-    [ingest_shop(), ingest_crm()] >> validate_raw()
+    [ingest_shop(), ingest_crm(), ingest_files()] >> validate_raw()
 
 
 ingest()

@@ -89,6 +89,30 @@ def ingest_crm(url: str, run_date: dt.date, *, folder: Path | None = None) -> di
             "quarantined": sum(r.rows_quarantined for r in results)}
 
 
+def ingest_files(url: str, run_date: dt.date, *, root: str | None = None) -> dict[str, Any]:
+    """Load shop export files (CSV / JSON Lines / Parquet) from MARTECH_FILES_URL or the landing folder.
+
+    Layout and column contract: ``martech.files`` and the README's "Bring your own data".
+    """
+    import os
+
+    from martech.files import ingest_folder
+
+    prepare_warehouse(url)
+    root = root or os.environ.get("MARTECH_FILES_URL") or str(paths.landing_dir() / "files")
+    if "://" not in root:
+        Path(root).mkdir(parents=True, exist_ok=True)
+    eng = _engine(url)
+    try:
+        results = ingest_folder(eng, root, run_date=run_date, loaded_at=_run_ts(run_date))
+    finally:
+        eng.dispose()
+    _say([r.line() for r in results] or [f"no export files under {root}"])
+    return {"run_date": run_date.isoformat(), "files": len(results),
+            "rows": sum(r.rows_loaded for r in results),
+            "quarantined": sum(r.rows_quarantined for r in results)}
+
+
 def validate_raw(url: str, run_date: dt.date) -> dict[str, Any]:
     """Great Expectations on the raw rows landed for this run date; raise on a critical failure.
 
