@@ -274,15 +274,17 @@ def _literal(cur: Any, value: Any) -> str:
 
 
 def ingest_shop(source: Engine, warehouse: Engine, *, source_schema: str, run_date: dt.date,
-                loaded_at: dt.datetime) -> list[BatchResult]:
+                loaded_at: dt.datetime, tables: Sequence[str] | None = None) -> list[BatchResult]:
+    """Pull the shop tables (all of SHOP_TABLES, or the named ones) incrementally; optional ones may be absent."""
     import sqlalchemy as sa
 
     present = set(sa.inspect(source).get_table_names(schema=source_schema))
+    wanted = set(tables) if tables is not None else {t.name for t in SHOP_TABLES}
     return [
         ingest_sql_table(source, warehouse, t, source_schema=source_schema, run_date=run_date,
                          loaded_at=loaded_at)
         for t in SHOP_TABLES
-        if not t.optional or t.name in present
+        if t.name in wanted and (not t.optional or t.name in present)
     ]
 
 

@@ -52,20 +52,26 @@ def prepare_warehouse(url: str) -> list[str]:
 
 
 def ingest_shop(url: str, run_date: dt.date, *, shop_url: str | None = None,
-                shop_schema: str = "shop") -> dict[str, Any]:
-    """Pull the shop database's tables incrementally into raw.shop_*."""
+                shop_schema: str | None = None) -> dict[str, Any]:
+    """Pull the shop database's tables incrementally into raw.shop_* (sources of kind sql in sources.yml)."""
     from martech.ingest import ingest_shop as _ingest
+    from martech.sources import of_kind
 
     prepare_warehouse(url)
     eng = _engine(url)
-    src = _engine(shop_url) if shop_url else eng
+    results = []
     try:
-        results = _ingest(src, eng, source_schema=shop_schema, run_date=run_date,
-                          loaded_at=_run_ts(run_date))
+        for _name, source in of_kind("sql"):
+            src_url = shop_url or source.url
+            src = _engine(src_url) if src_url else eng
+            try:
+                results += _ingest(src, eng, source_schema=shop_schema or source.schema_name, run_date=run_date,
+                                   loaded_at=_run_ts(run_date), tables=source.tables or None)
+            finally:
+                if src is not eng:
+                    src.dispose()
     finally:
         eng.dispose()
-        if src is not eng:
-            src.dispose()
     _say([r.line() for r in results])
     return {"run_date": run_date.isoformat(), "batches": {r.table: r.batch_id for r in results},
             "rows": {r.table: r.rows_loaded for r in results}}
@@ -74,9 +80,11 @@ def ingest_shop(url: str, run_date: dt.date, *, shop_url: str | None = None,
 def ingest_crm(url: str, run_date: dt.date, *, folder: Path | None = None) -> dict[str, Any]:
     """Load new CRM contact export files into raw.crm_contacts."""
     from martech.ingest import ingest_crm_exports
+    from martech.sources import of_kind
 
     prepare_warehouse(url)
-    folder = folder or paths.landing_dir() / "crm"
+    configured = [s.path for _, s in of_kind("crm_files") if s.path]
+    folder = folder or (Path(configured[0]) if configured else paths.landing_dir() / "crm")
     folder.mkdir(parents=True, exist_ok=True)
     eng = _engine(url)
     try:
@@ -94,12 +102,15 @@ def ingest_files(url: str, run_date: dt.date, *, root: str | None = None) -> dic
 
     Layout and column contract: ``martech.files`` and the README's "Bring your own data".
     """
-    import os
-
     from martech.files import ingest_folder
+    from martech.sources import of_kind
 
     prepare_warehouse(url)
-    root = root or os.environ.get("MARTECH_FILES_URL") or str(paths.landing_dir() / "files")
+    configured = of_kind("files")
+    if not configured and root is None:
+        _say(["no enabled source of kind files in sources.yml"])
+        return {"run_date": run_date.isoformat(), "files": 0, "rows": 0, "quarantined": 0}
+    root = root or next((s.path for _, s in configured if s.path), None) or str(paths.landing_dir() / "files")
     if "://" not in root:
         Path(root).mkdir(parents=True, exist_ok=True)
     eng = _engine(url)

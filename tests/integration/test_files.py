@@ -69,3 +69,24 @@ def test_fsspec_urls_work_too(clean_warehouse, tmp_path):
     shutil.copytree(PROJECT_ROOT / "examples" / "byod", root)
     results = files.ingest_folder(clean_warehouse, Path(root).as_uri(), run_date=RUN, loaded_at=LOADED)
     assert sum(r.rows_loaded for r in results) == 10
+
+
+def test_sources_file_decides_what_feeds_raw(tmp_path, monkeypatch):
+    from martech.sources import SourcesError, load_sources, of_kind
+
+    monkeypatch.setenv("MY_EXPORTS", "s3://bucket/exports")
+    good = tmp_path / "sources.yml"
+    good.write_text("sources:\n  db: {kind: sql, url: '${NOPE:-}', tables: [orders]}\n"
+                    "  exports: {kind: files, path: '${MY_EXPORTS}'}\n  old: {kind: files, enabled: false}\n")
+    loaded = load_sources(good)
+    assert loaded["db"].url is None and loaded["db"].tables == ("orders",)
+    assert [(n, s.path) for n, s in of_kind("files", good)] == [("exports", "s3://bucket/exports")]
+    bad = tmp_path / "bad.yml"
+    bad.write_text("sources:\n  db: {kind: sql, tables: [orderz]}\n  x: {kind: ftp}\n")
+    with pytest.raises(SourcesError) as info:
+        load_sources(bad)
+    assert "source 'db', field tables: Value error, unknown table(s) orderz" in str(info.value)
+    assert "source 'x', field kind" in str(info.value)
+    # The shipped file is valid and feeds every shop table from the database.
+    shipped = load_sources()
+    assert shipped["shop_db"].kind == "sql" and "orders" in shipped["shop_db"].tables
