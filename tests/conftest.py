@@ -120,3 +120,27 @@ def clean_warehouse(engine):
             conn.execute(sa.text(f"drop schema if exists {schema} cascade"))
     migrate(engine)
     return engine
+
+
+@pytest.fixture(scope="module")
+def simulated_staging(engine, warehouse_url, tmp_path_factory):
+    """A factory: a fresh warehouse holding a simulated shop, ingested and staged for ``as_of``."""
+    import sqlalchemy as sa
+
+    from martech import pipeline
+    from martech.db import migrate
+    from martech.simulate import generate_sources
+
+    def build(as_of, *, customers: int, seed: int):
+        with engine.begin() as conn:
+            for schema in PIPELINE_SCHEMAS:
+                conn.execute(sa.text(f"drop schema if exists {schema} cascade"))
+        migrate(engine)
+        landing = tmp_path_factory.mktemp("landing")
+        generate_sources(engine, landing, as_of=as_of, customers=customers, seed=seed)
+        pipeline.ingest_shop(warehouse_url, as_of)
+        pipeline.ingest_crm(warehouse_url, as_of, folder=landing / "crm")
+        pipeline.build_staging(warehouse_url, as_of)
+        return engine
+
+    return build

@@ -9,27 +9,15 @@ import pytest
 import sqlalchemy as sa
 
 from martech import pipeline, recommend
-from martech.simulate import generate_sources
 
 pytestmark = pytest.mark.integration
 AS_OF = dt.date(2026, 6, 1)
 
 
 @pytest.fixture(scope="module")
-def modelled(engine, warehouse_url, tmp_path_factory):
-    from martech.db import migrate
-
-    with engine.begin() as conn:
-        for schema in ("shop", "sim_truth", "raw", "staging", "marts", "audiences", "campaigns", "kpis"):
-            conn.execute(sa.text(f"drop schema if exists {schema} cascade"))
-    migrate(engine)
-    landing = tmp_path_factory.mktemp("landing")
-    generate_sources(engine, landing, as_of=AS_OF, customers=2500, seed=31)
-    pipeline.ingest_shop(warehouse_url, AS_OF)
-    pipeline.ingest_crm(warehouse_url, AS_OF, folder=landing / "crm")
-    pipeline.build_staging(warehouse_url, AS_OF)
-    result = pipeline.build_customer_models(warehouse_url, AS_OF)
-    return engine, result
+def modelled(simulated_staging, warehouse_url):
+    engine = simulated_staging(AS_OF, customers=2500, seed=31)
+    return engine, pipeline.build_customer_models(warehouse_url, AS_OF)
 
 
 def q(engine, sql, **params):

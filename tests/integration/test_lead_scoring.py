@@ -11,29 +11,15 @@ import pytest
 import sqlalchemy as sa
 from sklearn.metrics import roc_auc_score
 
-from martech import leads, pipeline
-from martech.simulate import generate_sources
+from martech import leads
 
 pytestmark = pytest.mark.integration
 AS_OF = dt.date(2026, 6, 1)
 
 
 @pytest.fixture(scope="module")
-def staged(engine, warehouse_url, tmp_path_factory):
-    import sqlalchemy as sa
-
-    from martech.db import migrate
-
-    with engine.begin() as conn:
-        for schema in ("shop", "sim_truth", "raw", "staging", "marts", "audiences", "campaigns", "kpis"):
-            conn.execute(sa.text(f"drop schema if exists {schema} cascade"))
-    migrate(engine)
-    landing = tmp_path_factory.mktemp("landing")
-    generate_sources(engine, landing, as_of=AS_OF, customers=4000, seed=21)
-    pipeline.ingest_shop(warehouse_url, AS_OF)
-    pipeline.ingest_crm(warehouse_url, AS_OF, folder=landing / "crm")
-    pipeline.build_staging(warehouse_url, AS_OF)
-    return engine
+def staged(simulated_staging):
+    return simulated_staging(AS_OF, customers=4000, seed=21)
 
 
 def test_model_auc_is_within_003_of_the_true_propensity_auc(staged, tmp_path):
