@@ -35,6 +35,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "order_items": ("order_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
     "carts": ("cart_id", "customer_id", "status", "updated_at"),
     "cart_items": ("cart_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
+    "web_sessions": ("session_id", "started_at", "page_views", "updated_at"),
+    "product_views": ("session_id", "view_no", "product_id", "viewed_at", "updated_at"),
 }
 CONTRACT = {t.name: (t.raw_table, t.columns, REQUIRED[t.name]) for t in SHOP_TABLES}
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}

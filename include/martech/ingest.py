@@ -62,6 +62,11 @@ SHOP_TABLES: tuple[SqlTable, ...] = (
     SqlTable("cart_items", "raw.shop_cart_items",
              ("cart_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
              ("cart_id", "line_no"), optional=True),
+    SqlTable("web_sessions", "raw.shop_web_sessions", ("session_id", "customer_id", "contact_id", "started_at",
+             "ended_at", "page_views", "product_views", "updated_at"), ("session_id",), optional=True),
+    SqlTable("product_views", "raw.shop_product_views",
+             ("session_id", "view_no", "product_id", "viewed_at", "updated_at"), ("session_id", "view_no"),
+             optional=True),
 )
 
 CRM_CONTACT_COLUMNS: tuple[str, ...] = (

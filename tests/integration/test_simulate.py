@@ -161,3 +161,34 @@ def test_carts_are_bought_or_abandoned_consistently(clean_warehouse, tmp_path):
     assert set(shares) == {"converted", "abandoned"} and shares["abandoned"] > 0.2 * sum(shares.values())
     (late,) = _q(eng, "select count(*) from shop.carts where updated_at >= :d", d=AS_OF)
     assert late[0] == 0
+
+
+def test_web_sessions_and_product_views_are_ingested_and_staged(clean_warehouse, tmp_path):
+    from martech import ingest
+    from martech.db import run_model
+
+    eng = clean_warehouse
+    summary = generate_sources(eng, tmp_path, as_of=AS_OF, customers=600, seed=8)
+    assert summary.web_sessions > summary.orders and summary.product_views > summary.web_sessions
+    run_ts = ingest.cutoff_for(AS_OF)
+    results = {r.table: r for r in ingest.ingest_shop(eng, eng, source_schema="shop", run_date=AS_OF,
+                                                      loaded_at=run_ts)}
+    assert results["raw.shop_web_sessions"].rows_loaded == summary.web_sessions
+    assert results["raw.shop_product_views"].rows_loaded == summary.product_views
+    for model in ("staging.web_sessions", "staging.product_views"):
+        run_model(eng, model, {"run_ts": run_ts})
+    (diff,) = _q(eng, """
+        select count(*) from (
+            (select session_id, customer_id, contact_id, started_at, page_views, product_views from shop.web_sessions
+             except select session_id, customer_id, contact_id, started_at, page_views, product_views
+             from staging.web_sessions)
+            union all
+            (select session_id, product_id::bigint, null, viewed_at, view_no, 0 from shop.product_views
+             except select session_id, product_id, null, viewed_at, view_no, 0 from staging.product_views)) x""")
+    assert diff[0] == 0
+    (n,) = _q(eng, "select count(*) from staging.web_sessions")
+    assert n[0] == summary.web_sessions
+    # A second pull with no change in the source loads nothing.
+    again = {r.table: r for r in ingest.ingest_shop(eng, eng, source_schema="shop", run_date=dt.date(2026, 6, 2),
+                                                    loaded_at=ingest.cutoff_for(dt.date(2026, 6, 2)))}
+    assert again["raw.shop_web_sessions"].rows_loaded == 0 and again["raw.shop_product_views"].rows_loaded == 0

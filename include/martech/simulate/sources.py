@@ -32,6 +32,7 @@ from martech.simulate.purchases import (
     sample_behaviour,
     sample_signups,
 )
+from martech.simulate.web import build_sessions
 
 LEAD_SHARE = 0.30  # extra CRM contacts per shop customer who never bought
 CONTACT_BEFORE_SIGNUP = 0.35  # customers who were in the CRM (as a lead) before their first order
@@ -43,10 +44,12 @@ CRM_COLUMNS: tuple[str, ...] = (
     "consent_updated_at", "lifecycle_status", "shop_customer_id", "created_at", "updated_at",
     "lead_source", "page_views", "email_opens", "form_submissions",
 )
-SHOP_TABLES: tuple[str, ...] = ("customers", "products", "orders", "order_items", "carts", "cart_items")
+SHOP_TABLES: tuple[str, ...] = ("customers", "products", "orders", "order_items", "carts", "cart_items",
+                                 "web_sessions", "product_views")
 
 # Random stream ids: one per purpose (see rng_for).
 _S_CATALOG, _S_PEOPLE, _S_SIGNUP, _S_BEHAVIOUR, _S_ORDERS, _S_ITEMS, _S_CRM, _S_EDITS, _S_LEADS, _S_CARTS = range(1, 11)
+_S_WEB, _S_DEFECTS = 11, 12
 CONVERTED_CART_SHARE = 0.6  # orders placed through a tracked cart
 ABANDONED_PER_ORDER = 0.35  # abandoned carts per order
 
@@ -66,6 +69,8 @@ class SourceSummary:
     order_items: int
     alive_customers: int
     carts: int
+    web_sessions: int
+    product_views: int
     files: tuple[str, ...]
     seconds: float = field(compare=False)  # wall-clock, so not part of equality
 
@@ -79,6 +84,7 @@ class SourceSummary:
         return [
             f"shop: {self.customers:,} customers, {self.products:,} products, {self.orders:,} orders "
             f"({per:.1f} per customer), {self.order_items:,} order lines, before {self.as_of}",
+            f"web:  {self.carts:,} carts, {self.web_sessions:,} sessions, {self.product_views:,} product views",
             f"crm:  {self.contacts:,} contacts ({self.leads:,} leads) → "
             + ", ".join(Path(f).name for f in self.files),
             f"truth: {self.alive_customers:,} customers still buying at {self.as_of}; seed {self.seed}; "
@@ -100,6 +106,8 @@ class World:
     contacts: pd.DataFrame
     carts: pd.DataFrame = field(default_factory=pd.DataFrame)
     cart_items: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sessions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    product_views: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _history(as_of: dt.date, years: float) -> History:
@@ -197,8 +205,11 @@ def build_world(*, as_of: dt.date, customers: int = 20_000, seed: int = 42, year
     cust = cust.merge(contacts.loc[contacts["customer_id"].notna(), ["contact_id", "customer_id"]]
                       .astype({"customer_id": np.int64}), on="customer_id", how="left")
     carts, cart_items = _build_carts(rng_for(seed, _S_CARTS), cust, products, orders, items, history)
+    sessions, views = build_sessions(rng_for(seed, _S_WEB), customers=cust, contacts=contacts, products=products,
+                                     orders=orders, items=items, carts=carts, cart_items=cart_items, end_s=end_s)
     return World(as_of=as_of, seed=seed, years=years, customers=cust, products=products, orders=orders,
-                 items=items, contacts=contacts, carts=carts, cart_items=cart_items)
+                 items=items, contacts=contacts, carts=carts, cart_items=cart_items, sessions=sessions,
+                 product_views=views)
 
 
 def _build_carts(rng: np.random.Generator, cust: pd.DataFrame, products: pd.DataFrame, orders: pd.DataFrame,
@@ -341,11 +352,19 @@ def _shop_ddl(schema: str) -> dict[str, str]:
         "cart_items": f"""create table {schema}.cart_items (
             cart_id bigint not null, line_no int not null, product_id bigint not null, quantity int not null,
             unit_price numeric(10,2) not null, updated_at timestamptz not null)""",
+        "web_sessions": f"""create table {schema}.web_sessions (
+            session_id text not null, customer_id bigint, contact_id text, started_at timestamptz not null,
+            ended_at timestamptz not null, page_views int not null, product_views int not null,
+            updated_at timestamptz not null)""",
+        "product_views": f"""create table {schema}.product_views (
+            session_id text not null, view_no int not null, product_id bigint not null,
+            viewed_at timestamptz not null, updated_at timestamptz not null)""",
     }
 
 
 _SHOP_KEYS = {"customers": "customer_id", "products": "product_id", "orders": "order_id",
-              "order_items": "order_id, line_no", "carts": "cart_id", "cart_items": "cart_id, line_no"}
+              "order_items": "order_id, line_no", "carts": "cart_id", "cart_items": "cart_id, line_no",
+              "web_sessions": "session_id", "product_views": "session_id, view_no"}
 
 TRUTH_TABLES: tuple[str, ...] = ("customers", "contacts", "leads", "products", "copurchase_pairs", "runs",
                                  "campaign_effects", "response_orders", "response_days", "response_runs")
@@ -437,6 +456,14 @@ def _load_world(conn: Connection, world: World, schema: str, truth: str) -> None
     load(conn, f"{schema}.cart_items", ("cart_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
          (ci["cart_id"], ci["line_no"], ci["product_id"], ci["quantity"], money(ci["unit_price_cents"]),
           iso(ci["updated_at"])))
+    ws, pv = world.sessions, world.product_views
+    load(conn, f"{schema}.web_sessions", ("session_id", "customer_id", "contact_id", "started_at", "ended_at",
+                                          "page_views", "product_views", "updated_at"),
+         (ws["session_id"], ws["customer_id"], ws["contact_id"], iso(ws["started_at"]), iso(ws["ended_at"]),
+          ws["page_views"], ws["product_views"], iso(ws["ended_at"])))
+    viewed = iso(pv["viewed_at"])
+    load(conn, f"{schema}.product_views", ("session_id", "view_no", "product_id", "viewed_at", "updated_at"),
+         (pv["session_id"], pv["view_no"], pv["product_id"], viewed, viewed))
     _index_shop(conn, schema)
 
     load(conn, f"{truth}.customers",
@@ -472,7 +499,8 @@ def generate_sources(engine: Engine, landing_dir: Path, *, as_of: dt.date, custo
     counts = {"customers": len(world.customers), "contacts": len(world.contacts), "leads": leads,
               "products": len(world.products), "orders": len(world.orders),
               "order_items": len(world.items), "alive_customers": int(world.customers["alive"].sum()),
-              "carts": len(world.carts)}
+              "carts": len(world.carts), "web_sessions": len(world.sessions),
+              "product_views": len(world.product_views)}
     with engine.begin() as conn:
         # One simulator at a time: a second caller waits rather than interleaving DROPs and COPYs.
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('martech.simulate'))"))
