@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from martech.simulate import people
 from martech.simulate._common import epoch_day, iso, load, money, rng_for, write_atomically
 from martech.simulate.catalog import CATEGORIES, CATEGORY_NAMES, PARTNER_PAIRS, build_products
-from martech.simulate.leads import add_lead_activity
+from martech.simulate.leads import LEAD_FIRST_BY_COUNTRY, add_lead_activity
 from martech.simulate.purchases import (
     DAY,
     DELETED_SHARE,
@@ -35,7 +35,6 @@ from martech.simulate.purchases import (
 from martech.simulate.web import build_sessions
 
 LEAD_SHARE = 0.30  # extra CRM contacts per shop customer who never bought
-CONTACT_BEFORE_SIGNUP = 0.35  # customers who were in the CRM (as a lead) before their first order
 CUSTOMER_PROFILE_EDITS = 0.25
 CONTACT_EDITS = 0.20
 
@@ -268,7 +267,8 @@ def _build_contacts(rng: np.random.Generator, leads: pd.DataFrame, cust: pd.Data
     n_c, n_l = len(cust), len(leads)
     # Some customers were leads first: their contact predates the order.
     c_created = cust["created_at"].to_numpy().copy()
-    earlier = rng.random(n_c) < CONTACT_BEFORE_SIGNUP
+    lead_first = pd.Series(cust["country"].to_numpy()).map(LEAD_FIRST_BY_COUNTRY).to_numpy(dtype=float)
+    earlier = rng.random(n_c) < lead_first
     c_created[earlier] -= rng.integers(DAY, 120 * DAY, size=int(earlier.sum()))
     l_created = sample_signups(rng, history, leads["utc_offset_h"].to_numpy())
     frame = pd.concat([
