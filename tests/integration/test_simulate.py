@@ -46,7 +46,7 @@ def test_sources_are_deterministic_and_consistent(clean_warehouse, tmp_path):
     cutoff = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
     assert _q(eng, "select max(updated_at) < :c, max(order_ts) < :c from shop.orders", c=cutoff)[0] == (True, True)
     mismatched = _q(eng, "select count(*) from shop.orders o join (select order_id, sum(quantity * unit_price) s"
-                         " from shop.order_items group by 1) i using (order_id) where i.s <> o.total_amount")
+                         " from shop.order_items group by 1) i using (order_id) where i.s <> o.total_amount::numeric")
     assert mismatched[0][0] == 0
     with open(tmp_path / "a/crm/contacts_20260601.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
@@ -113,11 +113,11 @@ def test_responses_have_a_true_effect_and_are_idempotent(clean_warehouse, tmp_pa
             {"t": dt.datetime(2026, 6, 1, 9, tzinfo=dt.timezone.utc)})
     r1 = play_responses(eng, tmp_path, send_date=send, days=7, seed=11)
     files1 = {p.name: p.read_bytes() for p in (tmp_path / "email_events").glob("*.jsonl")}
-    orders1 = _q(eng, "select count(*), sum(total_amount) from shop.orders")[0]
+    orders1 = _q(eng, "select count(*), sum(total_amount::numeric) from shop.orders")[0]
     r2 = play_responses(eng, tmp_path, send_date=send, days=7, seed=11)
     assert r1 == r2
     assert {p.name: p.read_bytes() for p in (tmp_path / "email_events").glob("*.jsonl")} == files1
-    assert _q(eng, "select count(*), sum(total_amount) from shop.orders")[0] == orders1
+    assert _q(eng, "select count(*), sum(total_amount::numeric) from shop.orders")[0] == orders1
     assert r1.events["processed"] == r1.messages and r1.events["delivered"] < r1.messages
     rates = dict(_q(eng, """
         select m.arm, avg((exists (select 1 from shop.orders o join sim_truth.contacts c using (customer_id)
@@ -192,3 +192,81 @@ def test_web_sessions_and_product_views_are_ingested_and_staged(clean_warehouse,
     again = {r.table: r for r in ingest.ingest_shop(eng, eng, source_schema="shop", run_date=dt.date(2026, 6, 2),
                                                     loaded_at=ingest.cutoff_for(dt.date(2026, 6, 2)))}
     assert again["raw.shop_web_sessions"].rows_loaded == 0 and again["raw.shop_product_views"].rows_loaded == 0
+
+
+def _defect_digest(engine) -> str:
+    with engine.connect() as conn:
+        parts = [conn.execute(sa.text(f"select md5(coalesce(string_agg(t::text, '|' order by t::text), ''))"
+                                      f" from {table} t")).scalar_one()
+                 for table in ("shop.customers", "shop.orders", "shop.order_items", "sim_truth.defects")]
+    return ":".join(parts)
+
+
+def test_dirty_sources_label_every_defect_kind_on_real_rows_and_still_ingest(clean_warehouse, tmp_path):
+    from martech import ingest
+    from martech.defects import KINDS
+
+    eng = clean_warehouse
+    s1 = generate_sources(eng, tmp_path / "a", as_of=AS_OF, customers=800, seed=13, defect_rate=0.03)
+    d1 = _defect_digest(eng)
+    s2 = generate_sources(eng, tmp_path / "b", as_of=AS_OF, customers=800, seed=13, defect_rate=0.03)
+    name = "contacts_20260601.csv"
+    data = (tmp_path / "a/crm" / name).read_bytes()
+    assert (tmp_path / "b/crm" / name).read_bytes() == data and _defect_digest(eng) == d1
+    assert s1 == dataclasses.replace(s2, files=s1.files) and s1.defects > 0
+
+    labels = _q(eng, "select table_name, row_key, source_file, line_no, kind, field, original_value, planted_value,"
+                     " origin from sim_truth.defects")
+    assert {r.kind for r in labels} == {k.code for k in KINDS}
+    for k in KINDS:  # each kind is labelled in the raw table the catalogue says it lives in
+        assert {r.table_name for r in labels if r.kind == k.code} == {k.table}
+
+    # Shop labels point at rows that hold the planted value.
+    checks = {"shop_orders": ("shop.orders", "order_id::text"),
+              "shop_order_items": ("shop.order_items", "order_id || ':' || line_no"),
+              "shop_customers": ("shop.customers", "customer_id::text")}
+    for table, (source, key) in checks.items():
+        for r in (x for x in labels if x.table_name == table):
+            col = r.field
+            expr = {"order_ts": "to_char(order_ts at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || '+00:00'",
+                    "unit_price": "to_char(unit_price, 'FM999990.00')"}.get(col, f"{col}::text")
+            found = _q(eng, f"select {expr} from {source} where {key} = :k", k=r.row_key)
+            assert found, r
+            assert {v for (v,) in found} == {r.planted_value}, r
+            if r.kind == "duplicate_order_id":
+                assert len(found) == 2
+
+    # CRM labels point at file lines: the line itself for malformed ones, else the field as written.
+    lines = data.decode("utf-8").split("\n")
+    header = lines[0].split(",")
+    crm = [r for r in labels if r.table_name == "crm_contacts"]
+    assert all(r.source_file == name and r.line_no >= 2 for r in crm)
+    for r in crm:
+        if r.kind == "malformed_csv_line":
+            assert lines[r.line_no - 1] == r.planted_value
+            continue
+        row = next(csv.reader([lines[r.line_no - 1]]))
+        assert len(row) == len(header) and row[0] == r.row_key, r
+        assert row[header.index(r.field)] == r.planted_value, r
+
+    # Ingest lands everything: malformed lines quarantined with file:line, nothing lost, nothing crashes.
+    run_ts = ingest.cutoff_for(AS_OF)
+    shop = {b.table: b for b in ingest.ingest_shop(eng, eng, source_schema="shop", run_date=AS_OF, loaded_at=run_ts)}
+    (n_orders,) = _q(eng, "select count(*) from shop.orders")
+    assert shop["raw.shop_orders"].rows_loaded == n_orders[0] == s1.orders + sum(
+        r.kind == "duplicate_order_id" for r in labels)
+    (crm_batch,) = ingest.ingest_crm_exports(eng, tmp_path / "a/crm", run_date=AS_OF, loaded_at=run_ts)
+    malformed = {f"{name}:{r.line_no}" for r in crm if r.kind == "malformed_csv_line"}
+    refs = {ref for (ref,) in _q(eng, "select source_ref from raw.quarantine where table_name = 'raw.crm_contacts'")}
+    assert refs == malformed
+    assert crm_batch.rows_loaded + crm_batch.rows_quarantined == len([x for x in lines[1:] if x])
+    # The raw table keeps each labelled CRM field exactly as planted (empty text lands as NULL).
+    raw = {(f, n): row for f, n, *row in _q(eng, "select _source_file, _line_no, contact_id, email, birthday,"
+                                                 " first_name, last_name, country, timezone, consent_status,"
+                                                 " created_at, updated_at from raw.crm_contacts")}
+    cols = ["contact_id", "email", "birthday", "first_name", "last_name", "country", "timezone", "consent_status",
+            "created_at", "updated_at"]
+    for r in crm:
+        if r.kind != "malformed_csv_line":
+            row = raw[(r.source_file, r.line_no)]
+            assert row[0] == r.row_key and (row[cols.index(r.field)] or "") == r.planted_value, r

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from martech.simulate._common import epoch_day, iso, load, money, rng_for, write_atomically
 from martech.simulate.catalog import CATEGORY_NAMES
+from martech.simulate.dirty import amount_text
 from martech.simulate.people import CURRENCY
 from martech.simulate.purchases import DAY, build_items, day_intensity, time_of_day
 from martech.simulate.sources import truth_ddl
@@ -436,7 +437,7 @@ def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, day
              ("order_id", "customer_id", "order_ts", "status", "currency", "total_amount", "coupon_code",
               "updated_at"),
              (new["order_id"], new["customer_id"], iso(new["order_ts"]), new["status"], new["currency"],
-              money(new["total_cents"]), [None] * n_new, iso(new["order_ts"])))
+              amount_text(new["total_cents"]), [None] * n_new, iso(new["order_ts"])))
         load(conn, f"{schema}.order_items",
              ("order_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
              (items["order_id"], items["line_no"], items["product_id"], items["quantity"],

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from martech.simulate import people
 from martech.simulate._common import epoch_day, iso, load, money, rng_for, write_atomically
 from martech.simulate.catalog import CATEGORIES, CATEGORY_NAMES, PARTNER_PAIRS, build_products
+from martech.simulate.dirty import LABEL_COLUMNS, Written, plant_defects
 from martech.simulate.leads import LEAD_FIRST_BY_COUNTRY, add_lead_activity
 from martech.simulate.purchases import (
     DAY,
@@ -70,6 +71,7 @@ class SourceSummary:
     carts: int
     web_sessions: int
     product_views: int
+    defects: int  # planted defects (natural ones — refunds, empty birthdays — are labelled too)
     files: tuple[str, ...]
     seconds: float = field(compare=False)  # wall-clock, so not part of equality
 
@@ -304,6 +306,11 @@ def _build_contacts(rng: np.random.Generator, leads: pd.DataFrame, cust: pd.Data
 
 def crm_csv_bytes(contacts: pd.DataFrame) -> bytes:
     """The CRM export exactly as the contract describes it (UTF-8, header row, comma separated)."""
+    return crm_frame(contacts).to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+def crm_frame(contacts: pd.DataFrame) -> pd.DataFrame:
+    """The CRM export's fields as text, one row per contact ("" where empty)."""
     out = pd.DataFrame({
         "contact_id": contacts["contact_id"],
         "email": contacts["email"],
@@ -324,7 +331,7 @@ def crm_csv_bytes(contacts: pd.DataFrame) -> bytes:
     })
     out["birthday"] = out["birthday"].replace("NaT", "")
     assert tuple(out.columns) == CRM_COLUMNS
-    return out.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    return out
 
 
 # -- database -------------------------------------------------------------------------------------------
@@ -341,7 +348,7 @@ def _shop_ddl(schema: str) -> dict[str, str]:
             updated_at timestamptz not null)""",
         "orders": f"""create table {schema}.orders (
             order_id bigint not null, customer_id bigint not null, order_ts timestamptz not null,
-            status text not null, currency text not null, total_amount numeric(12,2) not null,
+            status text not null, currency text not null, total_amount text not null,
             coupon_code text, updated_at timestamptz not null)""",
         "order_items": f"""create table {schema}.order_items (
             order_id bigint not null, line_no int not null, product_id bigint not null,
@@ -367,7 +374,8 @@ _SHOP_KEYS = {"customers": "customer_id", "products": "product_id", "orders": "o
               "web_sessions": "session_id", "product_views": "session_id, view_no"}
 
 TRUTH_TABLES: tuple[str, ...] = ("customers", "contacts", "leads", "products", "copurchase_pairs", "runs",
-                                 "campaign_effects", "response_orders", "response_days", "response_runs")
+                                 "campaign_effects", "response_orders", "response_days", "response_runs",
+                                 "defects")
 
 
 def truth_ddl(truth: str) -> dict[str, str]:
@@ -400,6 +408,9 @@ def truth_ddl(truth: str) -> dict[str, str]:
             campaign_id text, contact_id text)""",
         "response_days": f"""create table if not exists {truth}.response_days (
             day date primary key, send_date date not null)""",
+        "defects": f"""create table if not exists {truth}.defects (
+            table_name text not null, row_key text, source_file text, line_no int, kind text not null,
+            field text, original_value text, planted_value text, origin text not null, note text)""",
         "response_runs": f"""create table if not exists {truth}.response_runs (
             send_date date primary key, days int not null, seed bigint not null,
             first_order_id bigint not null, orders int not null)""",
@@ -416,7 +427,10 @@ def _create_shop(conn: Connection, schema: str) -> None:
 def _index_shop(conn: Connection, schema: str) -> None:
     # Keys and indexes after the bulk load: building them once is much cheaper than maintaining them.
     for table, key in _SHOP_KEYS.items():
-        conn.execute(sa.text(f"alter table {schema}.{table} add primary key ({key})"))
+        if table == "orders":  # a legacy table without a key constraint: it holds duplicate order ids
+            conn.execute(sa.text(f"create index {table}__key on {schema}.{table} ({key})"))
+        else:
+            conn.execute(sa.text(f"alter table {schema}.{table} add primary key ({key})"))
         conn.execute(sa.text(f"create index {table}__updated_at on {schema}.{table} (updated_at, {key})"))
         conn.execute(sa.text(f"analyze {schema}.{table}"))
 
@@ -428,8 +442,9 @@ def _create_truth(conn: Connection, truth: str) -> None:
         conn.execute(sa.text(ddl))
 
 
-def _load_world(conn: Connection, world: World, schema: str, truth: str) -> None:
-    c, p, o, i, k = world.customers, world.products, world.orders, world.items, world.contacts
+def _load_world(conn: Connection, world: World, written: Written, schema: str, truth: str) -> None:
+    p, k = world.products, world.contacts
+    c, o, i = written.customers, written.orders, written.items
     load(conn, f"{schema}.customers",
          ("customer_id", "email", "first_name", "last_name", "country", "created_at", "updated_at",
           "deleted_at"),
@@ -443,7 +458,7 @@ def _load_world(conn: Connection, world: World, schema: str, truth: str) -> None
          ("order_id", "customer_id", "order_ts", "status", "currency", "total_amount", "coupon_code",
           "updated_at"),
          (o["order_id"], o["customer_id"], iso(o["order_ts"]), o["status"], o["currency"],
-          money(o["total_cents"]), o["coupon_code"], iso(o["updated_at"])))
+          o["total_text"], o["coupon_code"], iso(o["updated_at"])))
     load(conn, f"{schema}.order_items",
          ("order_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
          (i["order_id"], i["line_no"], i["product_id"], i["quantity"], money(i["unit_price_cents"]),
@@ -466,6 +481,7 @@ def _load_world(conn: Connection, world: World, schema: str, truth: str) -> None
          (pv["session_id"], pv["view_no"], pv["product_id"], viewed, viewed))
     _index_shop(conn, schema)
 
+    c = world.customers
     load(conn, f"{truth}.customers",
          ("customer_id", "contact_id", "purchase_rate", "dropout_p", "alive_at_as_of", "signup_at",
           "primary_category", "utc_offset_h", "orders"),
@@ -477,6 +493,8 @@ def _load_world(conn: Connection, world: World, schema: str, truth: str) -> None
     load(conn, f"{truth}.leads", ("contact_id", "propensity", "converted", "converted_at", "created_at"),
          (pool["contact_id"], pool["propensity"], pool["converted"], iso(pool["converted_at"]),
           iso(pool["created_at"])))
+    d = written.labels
+    load(conn, f"{truth}.defects", LABEL_COLUMNS, [d[col] for col in LABEL_COLUMNS])
     load(conn, f"{truth}.products", ("product_id", "category", "popularity"),
          (p["product_id"], p["category"], p["popularity"]))
     pairs = sorted(tuple(sorted(pair)) for pair in PARTNER_PAIRS)
@@ -486,32 +504,37 @@ def _load_world(conn: Connection, world: World, schema: str, truth: str) -> None
 
 def generate_sources(engine: Engine, landing_dir: Path, *, as_of: dt.date, customers: int = 20_000,
                      seed: int = 42, years: float = 2.0, schema: str = "shop",
-                     truth_schema: str = "sim_truth") -> SourceSummary:
+                     truth_schema: str = "sim_truth", defect_rate: float = 0.0) -> SourceSummary:
     """(Re)create the shop tables and ground truth, and write the CRM export for ``as_of``.
 
-    All times fall before ``as_of`` 00:00 UTC. Repeatable: existing tables are dropped first, and the
-    same arguments give identical rows and file bytes.
+    All times fall before ``as_of`` 00:00 UTC (except planted future timestamps). ``defect_rate`` is the
+    share of rows per source table carrying a planted defect (:mod:`martech.simulate.dirty`), each
+    labelled in ``sim_truth.defects``. Repeatable: existing tables are dropped first, and the same
+    arguments give identical rows and file bytes.
     """
     t0 = time.perf_counter()
     world = build_world(as_of=as_of, customers=customers, seed=seed, years=years)
     csv_path = Path(landing_dir) / "crm" / f"contacts_{as_of:%Y%m%d}.csv"
+    written = plant_defects(world, rate=defect_rate, rng=rng_for(seed, _S_DEFECTS), crm_file=csv_path.name,
+                            crm_frame=crm_frame)
     leads = int((world.contacts["lifecycle_status"] == "lead").sum())
     counts = {"customers": len(world.customers), "contacts": len(world.contacts), "leads": leads,
               "products": len(world.products), "orders": len(world.orders),
               "order_items": len(world.items), "alive_customers": int(world.customers["alive"].sum()),
               "carts": len(world.carts), "web_sessions": len(world.sessions),
-              "product_views": len(world.product_views)}
+              "product_views": len(world.product_views),
+              "defects": int((written.labels["origin"] == "planted").sum())}
     with engine.begin() as conn:
         # One simulator at a time: a second caller waits rather than interleaving DROPs and COPYs.
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('martech.simulate'))"))
         _create_shop(conn, schema)
         _create_truth(conn, truth_schema)
-        _load_world(conn, world, schema, truth_schema)
+        _load_world(conn, world, written, schema, truth_schema)
         conn.execute(sa.text(f"insert into {truth_schema}.runs (kind, as_of, seed, params, counts) "
                              "values ('sources', :as_of, :seed, cast(:params as jsonb), cast(:counts as jsonb))"),
                      {"as_of": as_of, "seed": seed, "counts": json.dumps(counts, sort_keys=True),
-                      "params": json.dumps({"customers": customers, "years": years, "schema": schema},
-                                           sort_keys=True)})
-    write_atomically(csv_path, crm_csv_bytes(world.contacts))
+                      "params": json.dumps({"customers": customers, "years": years, "schema": schema,
+                                           "defect_rate": defect_rate}, sort_keys=True)})
+    write_atomically(csv_path, written.crm_bytes)
     return SourceSummary(as_of=as_of, seed=seed, years=years, files=(str(csv_path),),
                          seconds=time.perf_counter() - t0, **counts)
