@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -42,9 +42,36 @@ def money(cents: np.ndarray | pd.Series) -> list[float]:
     return (np.asarray(cents, dtype=np.int64) / 100).tolist()
 
 
-def load(conn: Connection, table: str, columns: Sequence[str], data: Sequence[Column]) -> int:
-    """COPY column-wise data (one sequence per column, all the same length) into ``table``."""
-    return copy_rows(conn, table, columns, zip(*(_as_list(c) for c in data)))
+LOAD_CHUNK_ROWS = 250_000
+
+
+class Lazy:
+    """A column formatted chunk by chunk while loading (``Lazy(iso, ts)``), so a load of tens of millions
+    of rows never holds all of its text at once."""
+
+    def __init__(self, fn: Callable[[Any], Any], values: Column) -> None:
+        self.fn, self.values = fn, values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def _slice(column: Column | Lazy, start: int, stop: int) -> Column:
+    if isinstance(column, Lazy):
+        return column.fn(_slice(column.values, start, stop))
+    if isinstance(column, pd.Series):
+        return column.iloc[start:stop]
+    return column[start:stop]
+
+
+def load(conn: Connection, table: str, columns: Sequence[str], data: Sequence[Column | Lazy]) -> int:
+    """COPY column-wise data (one sequence per column, all the same length) into ``table``, in chunks."""
+    n = len(data[0]) if data else 0
+    loaded = 0
+    for start in range(0, max(n, 1), LOAD_CHUNK_ROWS):
+        stop = min(start + LOAD_CHUNK_ROWS, n)
+        loaded += copy_rows(conn, table, columns, zip(*(_as_list(_slice(c, start, stop)) for c in data)))
+    return loaded
 
 
 def _as_list(column: Column) -> list[Any]:

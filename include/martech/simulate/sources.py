@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from martech.simulate import people
-from martech.simulate._common import epoch_day, iso, load, money, rng_for, write_atomically
+from martech.simulate._common import Lazy, epoch_day, iso, load, money, rng_for, write_atomically
 from martech.simulate.catalog import CATEGORIES, CATEGORY_NAMES, PARTNER_PAIRS, build_products
 from martech.simulate.dirty import LABEL_COLUMNS, Written, plant_defects
 from martech.simulate.leads import LEAD_FIRST_BY_COUNTRY, add_lead_activity
@@ -448,35 +448,35 @@ def _load_world(conn: Connection, world: World, written: Written, schema: str, t
     load(conn, f"{schema}.customers",
          ("customer_id", "email", "first_name", "last_name", "country", "created_at", "updated_at",
           "deleted_at"),
-         (c["customer_id"], c["email"], c["first_name"], c["last_name"], c["country"], iso(c["created_at"]),
-          iso(c["updated_at"]), iso(c["deleted_at"])))
+         (c["customer_id"], c["email"], c["first_name"], c["last_name"], c["country"],
+          Lazy(iso, c["created_at"]), Lazy(iso, c["updated_at"]), Lazy(iso, c["deleted_at"])))
     load(conn, f"{schema}.products",
          ("product_id", "sku", "name", "category", "price", "image_url", "created_at", "updated_at"),
-         (p["product_id"], p["sku"], p["name"], p["category"], money(p["price_cents"]), p["image_url"],
-          iso(p["created_at"]), iso(p["updated_at"])))
+         (p["product_id"], p["sku"], p["name"], p["category"], Lazy(money, p["price_cents"]), p["image_url"],
+          Lazy(iso, p["created_at"]), Lazy(iso, p["updated_at"])))
     load(conn, f"{schema}.orders",
          ("order_id", "customer_id", "order_ts", "status", "currency", "total_amount", "coupon_code",
           "updated_at"),
-         (o["order_id"], o["customer_id"], iso(o["order_ts"]), o["status"], o["currency"],
-          o["total_text"], o["coupon_code"], iso(o["updated_at"])))
+         (o["order_id"], o["customer_id"], Lazy(iso, o["order_ts"]), o["status"], o["currency"],
+          o["total_text"], o["coupon_code"], Lazy(iso, o["updated_at"])))
     load(conn, f"{schema}.order_items",
          ("order_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
-         (i["order_id"], i["line_no"], i["product_id"], i["quantity"], money(i["unit_price_cents"]),
-          iso(i["updated_at"])))
+         (i["order_id"], i["line_no"], i["product_id"], i["quantity"], Lazy(money, i["unit_price_cents"]),
+          Lazy(iso, i["updated_at"])))
     ca, ci = world.carts, world.cart_items
     load(conn, f"{schema}.carts", ("cart_id", "customer_id", "status", "order_id", "currency", "created_at",
                                    "updated_at"),
          (ca["cart_id"], ca["customer_id"], ca["status"], ca["order_id"].astype("Int64"), ca["currency"],
-          iso(ca["created_at"]), iso(ca["updated_at"])))
+          Lazy(iso, ca["created_at"]), Lazy(iso, ca["updated_at"])))
     load(conn, f"{schema}.cart_items", ("cart_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
-         (ci["cart_id"], ci["line_no"], ci["product_id"], ci["quantity"], money(ci["unit_price_cents"]),
-          iso(ci["updated_at"])))
+         (ci["cart_id"], ci["line_no"], ci["product_id"], ci["quantity"], Lazy(money, ci["unit_price_cents"]),
+          Lazy(iso, ci["updated_at"])))
     ws, pv = world.sessions, world.product_views
     load(conn, f"{schema}.web_sessions", ("session_id", "customer_id", "contact_id", "started_at", "ended_at",
                                           "page_views", "product_views", "updated_at"),
-         (ws["session_id"], ws["customer_id"], ws["contact_id"], iso(ws["started_at"]), iso(ws["ended_at"]),
-          ws["page_views"], ws["product_views"], iso(ws["ended_at"])))
-    viewed = iso(pv["viewed_at"])
+         (ws["session_id"], ws["customer_id"], ws["contact_id"], Lazy(iso, ws["started_at"]),
+          Lazy(iso, ws["ended_at"]), ws["page_views"], ws["product_views"], Lazy(iso, ws["ended_at"])))
+    viewed = Lazy(iso, pv["viewed_at"])
     load(conn, f"{schema}.product_views", ("session_id", "view_no", "product_id", "viewed_at", "updated_at"),
          (pv["session_id"], pv["view_no"], pv["product_id"], viewed, viewed))
     _index_shop(conn, schema)

@@ -161,13 +161,15 @@ def build_sessions(rng: np.random.Generator, *, customers: pd.DataFrame, contact
     views.append(pd.DataFrame({"session": an_session,
                                "product": rng.choice(len(products), size=len(an_session), p=pop / pop.sum())}))
 
-    # Stack the parts, numbering sessions globally.
+    # Stack the parts, numbering sessions globally; plain arrays from here on keep 1M customers in memory.
     base = np.cumsum([0] + [len(p) for p in parts[:-1]])
     sessions = pd.concat(parts, ignore_index=True)
-    view = pd.concat([v.assign(session=v["session"].to_numpy() + b) for v, b in zip(views, base)],
-                     ignore_index=True)
+    del parts
+    vs = np.concatenate([v["session"].to_numpy() + b for v, b in zip(views, base)]).astype(np.int64)
+    vp = np.concatenate([v["product"].to_numpy() for v in views]).astype(np.int32)
+    del views
     n = len(sessions)
-    n_views = np.bincount(view["session"].to_numpy(), minlength=n)
+    n_views = np.bincount(vs, minlength=n)
     pages = sessions["pages"].to_numpy() if "pages" in sessions else np.full(n, np.nan)
     other_pages = 1 + rng.poisson(2.5, size=n)
     page_views = np.where(np.isnan(pages), n_views + other_pages, np.nan_to_num(pages)).astype(np.int64)
@@ -177,30 +179,30 @@ def build_sessions(rng: np.random.Generator, *, customers: pd.DataFrame, contact
     ended = np.minimum(np.maximum(started + length, sessions["must_end"].to_numpy().astype(np.int64)), end_s - 1)
     started = np.minimum(started, ended)
 
-    # Views spread over the session, in order.
-    vs = view["session"].to_numpy()
-    dur = (ended - started)[vs]
-    viewed = started[vs] + np.floor(rng.random(len(vs)) * (dur + 1)).astype(np.int64)
-    view = pd.DataFrame({"session": vs, "product": view["product"].to_numpy(), "viewed_at": viewed})
+    # Views spread over the session, numbered 1..k in time order.
+    viewed = started[vs] + np.floor(rng.random(len(vs)) * (ended - started + 1)[vs]).astype(np.int64)
+    order_v = np.lexsort((vp, viewed, vs))
+    vs, vp, viewed = vs[order_v], vp[order_v], viewed[order_v]
+    del order_v
+    view_no = np.arange(len(vs)) - np.searchsorted(vs, vs, side="left") + 1
 
     # Session ids: random-looking and stable for a seed; sessions in time order.
-    order = np.lexsort((np.arange(n), started))
     token = rng.integers(0, 2**62, size=n, dtype=np.int64)
+    if len(np.unique(token)) != n:  # practically never; keep ids unique anyway
+        token = token ^ np.arange(n, dtype=np.int64) << 40
     sid = pd.Series(token).map("{:016x}".format).to_numpy(dtype=object)
-    if len(set(sid)) != n:  # practically never; keep ids unique anyway
-        sid = np.asarray([f"{t}{i:x}" for i, t in enumerate(sid)], dtype=object)
+    order = np.lexsort((np.arange(n), started))
     out = pd.DataFrame({
-        "session_id": sid,
-        "customer_id": pd.array(sessions["customer_id"].to_numpy(dtype=float), dtype="Float64").astype("Int64"),
-        "contact_id": sessions["contact_id"].to_numpy(dtype=object),
-        "started_at": started, "ended_at": ended, "page_views": page_views, "product_views": n_views,
-        "kind": sessions["kind"].to_numpy(),
-    }).iloc[order].reset_index(drop=True)
-    view = view.iloc[np.lexsort((view["product"].to_numpy(), view["viewed_at"].to_numpy(), vs))]
-    view_no = view.groupby("session").cumcount().to_numpy() + 1
+        "session_id": sid[order],
+        "customer_id": pd.array(sessions["customer_id"].to_numpy(dtype=float)[order], dtype="Float64").astype(
+            "Int64"),
+        "contact_id": sessions["contact_id"].to_numpy(dtype=object)[order],
+        "started_at": started[order], "ended_at": ended[order], "page_views": page_views[order],
+        "product_views": n_views[order], "kind": sessions["kind"].to_numpy()[order],
+    })
+    del sessions
     product_views = pd.DataFrame({
-        "session_id": sid[view["session"].to_numpy()], "view_no": view_no,
-        "product_id": products["product_id"].to_numpy()[view["product"].to_numpy()],
-        "viewed_at": view["viewed_at"].to_numpy(),
+        "session_id": sid[vs], "view_no": view_no,
+        "product_id": products["product_id"].to_numpy()[vp], "viewed_at": viewed,
     })
     return out, product_views
