@@ -113,6 +113,15 @@ def preference_matrix() -> np.ndarray:
     return rows / rows.sum(axis=1, keepdims=True)
 
 
+PRICE_TIERS = ("budget", "standard", "premium")
+
+
+def price_tiers(price: np.ndarray) -> np.ndarray:
+    """Tier of each price within its category: the cheapest third, the middle, the dearest third."""
+    lo, hi = np.quantile(price, [1 / 3, 2 / 3])
+    return np.asarray(PRICE_TIERS, dtype=object)[(price > lo).astype(int) + (price > hi).astype(int)]
+
+
 def build_products(rng: np.random.Generator, created_before: np.datetime64,
                    as_of: np.datetime64) -> pd.DataFrame:
     """The catalog: ids, sku, name, category, price, popularity within its category, timestamps.
@@ -137,6 +146,7 @@ def build_products(rng: np.random.Generator, created_before: np.datetime64,
             "category": cat.name,
             "name": [f"{combos[i][0]} – {combos[i][1]}" for i in chosen],
             "price": price,
+            "price_tier": price_tiers(price),
             "popularity": popularity / popularity.sum(),
             "sku_no": np.arange(1, k + 1),
             "sku_prefix": cat.sku_prefix,

@@ -392,7 +392,8 @@ def truth_ddl(truth: str) -> dict[str, str]:
             contact_id text primary key, propensity double precision not null, converted boolean not null,
             converted_at timestamptz, created_at timestamptz not null)""",
         "products": f"""create table if not exists {truth}.products (
-            product_id bigint primary key, category text not null, popularity double precision not null)""",
+            product_id bigint primary key, category text not null, popularity double precision not null,
+            price_tier text not null)""",
         "copurchase_pairs": f"""create table if not exists {truth}.copurchase_pairs (
             category_a text not null, category_b text not null, primary key (category_a, category_b))""",
         "runs": f"""create table if not exists {truth}.runs (
@@ -495,8 +496,8 @@ def _load_world(conn: Connection, world: World, written: Written, schema: str, t
           iso(pool["created_at"])))
     d = written.labels
     load(conn, f"{truth}.defects", LABEL_COLUMNS, [d[col] for col in LABEL_COLUMNS])
-    load(conn, f"{truth}.products", ("product_id", "category", "popularity"),
-         (p["product_id"], p["category"], p["popularity"]))
+    load(conn, f"{truth}.products", ("product_id", "category", "popularity", "price_tier"),
+         (p["product_id"], p["category"], p["popularity"], p["price_tier"]))
     pairs = sorted(tuple(sorted(pair)) for pair in PARTNER_PAIRS)
     load(conn, f"{truth}.copurchase_pairs", ("category_a", "category_b"),
          ([a for a, _ in pairs], [b for _, b in pairs]))
