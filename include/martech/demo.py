@@ -124,8 +124,9 @@ def run(*, run_date: dt.date = DEMO_DATE, customers: int = 20_000, seed: int = 4
         from martech.simulate import generate_sources
 
         eng = _engine(url)
+        # A little dirt, so quarantine and quality have work; MARTECH_DEFECT_RATE=0 gives clean sources.
         summary = generate_sources(eng, paths.landing_dir(), as_of=run_date, customers=customers, seed=seed,
-                                   defect_rate=0.01)  # a little dirt, so quarantine and quality have work
+                                   defect_rate=float(os.environ.get("MARTECH_DEFECT_RATE", "0.01")))
         for line in summary.lines():
             _print(f"      {line}")
         prepare_warehouse(url)
