@@ -51,7 +51,8 @@ SHOP_TABLES: tuple[str, ...] = ("customers", "products", "orders", "order_items"
 _S_CATALOG, _S_PEOPLE, _S_SIGNUP, _S_BEHAVIOUR, _S_ORDERS, _S_ITEMS, _S_CRM, _S_EDITS, _S_LEADS, _S_CARTS = range(1, 11)
 _S_WEB, _S_DEFECTS = 11, 12
 CONVERTED_CART_SHARE = 0.6  # orders placed through a tracked cart
-ABANDONED_PER_ORDER = 0.35  # abandoned carts per order
+ABANDONED_PER_ORDER = 0.35  # abandoned (or still open) carts per order
+OPEN_CART_S = 3600  # a cart untouched for this long counts as abandoned
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,8 @@ def _build_carts(rng: np.random.Generator, cust: pd.DataFrame, products: pd.Data
         "currency": pd.Series(cust["country"].to_numpy()[who]).map(people.CURRENCY).fillna("EUR").to_numpy(),
         "created_at": created, "updated_at": np.minimum(created + rng.integers(60, 1800, size=n_ab),
                                                       history.end_s - 1)})
+    # The shop calls a cart abandoned after an hour without activity; younger ones are still open.
+    ab_carts.loc[ab_carts["updated_at"] >= history.end_s - OPEN_CART_S, "status"] = "open"
     carts = pd.concat([conv_carts, ab_carts], ignore_index=True)
     carts = carts.iloc[np.lexsort((carts["customer_id"].to_numpy(), carts["created_at"].to_numpy()))]
     carts = carts.reset_index(drop=True)
@@ -245,7 +248,7 @@ def _build_carts(rng: np.random.Generator, cust: pd.DataFrame, products: pd.Data
                                "product_id": conv_lines["product_id"].to_numpy(),
                                "quantity": conv_lines["quantity"].to_numpy(),
                                "unit_price_cents": conv_lines["unit_price_cents"].to_numpy()})
-    ab = carts[carts["status"] == "abandoned"]
+    ab = carts[carts["status"] != "converted"]
     n_lines = rng.integers(1, 4, size=len(ab))
     owner = np.repeat(np.arange(len(ab)), n_lines)
     pop = products["popularity"].to_numpy(float)

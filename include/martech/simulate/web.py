@@ -4,7 +4,7 @@ Four kinds of session, all drawn without a Python loop over sessions:
 
 - **buying** — one per order, shortly before it (before its cart, when the order went through one); the
   ordered products are among the views;
-- **cart** — one per abandoned cart, holding views of the cart's products;
+- **cart** — one per abandoned (or still open) cart, holding views of the cart's products;
 - **browsing** — customers look around without buying, from their signup on, about
   ``BROWSE_PER_ORDER`` sessions per order they placed (plus one); viewed categories follow their
   preferences (:func:`martech.simulate.catalog.preference_matrix`);
@@ -97,7 +97,7 @@ def build_sessions(rng: np.random.Generator, *, customers: pd.DataFrame, contact
     views.append(pd.concat([bought, extra], ignore_index=True))
 
     # Abandoned carts: the session in which the products were put into the cart.
-    ab = carts[carts["status"] == "abandoned"].reset_index(drop=True)
+    ab = carts[carts["status"] != "converted"].reset_index(drop=True)
     c_start = ab["created_at"].to_numpy() - rng.integers(60, 1200, size=len(ab))
     parts.append(pd.DataFrame({"kind": "cart", "customer_id": ab["customer_id"].to_numpy(),
                                "contact_id": None, "started_at": c_start,
