@@ -20,7 +20,6 @@ number (the header is line 1), which is what ``raw.crm_contacts`` (``_source_fil
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -399,8 +398,3 @@ def _case_variant(email: str, k: int) -> str:
     forms = (local.capitalize() + "@" + domain, email.upper(), local.title() + "@" + domain.capitalize())
     variant = forms[k % 3]
     return variant if variant != email else email.upper()
-
-
-def crm_lines(data: bytes) -> list[str]:
-    """The export's lines (``[0]`` is the header, line 1), for tests and reports."""
-    return io.StringIO(data.decode("utf-8")).read().split("\n")
