@@ -116,7 +116,7 @@ def plant_defects(world, *, rate: float, rng: np.random.Generator, crm_file: str
     frame = pd.DataFrame(labels.rows, columns=["table_name", "row_key", "_row", "kind", "field", "original_value",
                                                "planted_value", "origin", "note"])
     is_crm = frame["table_name"] == "crm_contacts"
-    frame["source_file"] = np.where(is_crm, crm_file, None)
+    frame["source_file"] = is_crm.map({True: crm_file, False: None})
     frame["line_no"] = pd.array(np.where(is_crm, frame["_row"].fillna(-2).to_numpy(float) + 2, np.nan),
                                 dtype="Float64").astype("Int64")
     frame = frame[list(LABEL_COLUMNS)]
@@ -234,13 +234,10 @@ def _items(rng: np.random.Generator, items: pd.DataFrame, products: pd.DataFrame
         return f"{oid[r]}:{line[r]}"
 
     of_rejected = np.isin(oid, np.fromiter(rejected, dtype=np.int64, count=len(rejected)))
-    kind_of = {}
-    for k in labels.rows:
-        if k[0] == "shop_orders" and k[3] in ORDER_REJECTS:
-            kind_of[int(k[1])] = k[3]
-    for r in np.flatnonzero(of_rejected):
+    kind_of = {str(k[1]): k[3] for k in labels.rows if k[0] == "shop_orders" and k[3] in ORDER_REJECTS}
+    for r in (int(x) for x in np.flatnonzero(of_rejected)):
         labels.add("shop_order_items", key(r), "orphan_order_item", "order_id", oid[r], oid[r],
-                   origin="consequence", note=f"its order {oid[r]} is planted with {kind_of[int(oid[r])]}")
+                   origin="consequence", note=f"its order {oid[r]} is planted with {kind_of[str(oid[r])]}")
     pick = _Picker(rng, len(out), rate, len(_kinds_of("shop_order_items")), eligible=~of_rejected)
 
     rows = pick.take()
