@@ -143,15 +143,19 @@ def _record_batch(conn: Connection, result: BatchResult, *, source: str, run_dat
 
 def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, source_schema: str,
                      run_date: dt.date, loaded_at: dt.datetime, source_name: str = "shop",
-                     chunk_rows: int = 20_000, method: str = "auto") -> BatchResult:
+                     chunk_rows: int = 20_000, method: str = "auto", cutoff: dt.datetime | None = None,
+                     batch_tag: str | None = None) -> BatchResult:
     """Pull one source table's changed rows into its raw table as one batch.
 
+    ``cutoff`` (default: the start of ``run_date``) bounds ``updated_at``; a micro-batch pull passes a
+    later instant and a ``batch_tag`` (e.g. ``2026-11-02T13``) that names its batch instead of the date.
     ``method``: ``copy`` (PostgreSQL sources: COPY out and in, no Python per row), ``stream`` (any
     SQLAlchemy source: server-side cursor), or ``auto`` (``copy`` when the source is PostgreSQL).
     """
     if method not in ("auto", "copy", "stream"):
         raise ValueError(f"method must be 'auto', 'copy' or 'stream', got {method!r}")
-    batch_id = f"{source_name}.{table.name}:{run_date.isoformat()}"
+    batch_id = f"{source_name}.{table.name}:{batch_tag or run_date.isoformat()}"
+    cutoff = cutoff or cutoff_for(run_date)
     result = BatchResult(batch_id=batch_id, table=table.raw_table)
     with warehouse.begin() as wconn:
         # Serialise concurrent runs of the same table; the second one then sees the complete batch.
@@ -172,7 +176,7 @@ def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, sour
         cols = ", ".join(table.columns)
         order = ", ".join((table.updated_at, *table.key))
         where = [f"{table.updated_at} < :cutoff"]
-        params: dict[str, Any] = {"cutoff": cutoff_for(run_date)}
+        params: dict[str, Any] = {"cutoff": cutoff}
         if wm_ts is not None:
             lhs = ", ".join((table.updated_at, *table.key))
             rhs = ", ".join([":wm_ts"] + [f":wm_k{i}" for i in range(len(table.key))])
@@ -279,7 +283,8 @@ def _literal(cur: Any, value: Any) -> str:
 
 
 def ingest_shop(source: Engine, warehouse: Engine, *, source_schema: str, run_date: dt.date,
-                loaded_at: dt.datetime, tables: Sequence[str] | None = None) -> list[BatchResult]:
+                loaded_at: dt.datetime, tables: Sequence[str] | None = None, cutoff: dt.datetime | None = None,
+                batch_tag: str | None = None) -> list[BatchResult]:
     """Pull the shop tables (all of SHOP_TABLES, or the named ones) incrementally; optional ones may be absent."""
     import sqlalchemy as sa
 
@@ -287,7 +292,7 @@ def ingest_shop(source: Engine, warehouse: Engine, *, source_schema: str, run_da
     wanted = set(tables) if tables is not None else {t.name for t in SHOP_TABLES}
     return [
         ingest_sql_table(source, warehouse, t, source_schema=source_schema, run_date=run_date,
-                         loaded_at=loaded_at)
+                         loaded_at=loaded_at, cutoff=cutoff, batch_tag=batch_tag)
         for t in SHOP_TABLES
         if t.name in wanted and (not t.optional or t.name in present)
     ]
