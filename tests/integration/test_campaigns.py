@@ -55,7 +55,8 @@ create table marts.product_affinity (
     lift numeric);
 """
 TABLES = ("staging.contacts", "staging.email_events", "staging.orders", "staging.order_items", "staging.products",
-          "marts.customer_rfm", "marts.lead_scores", "marts.clv_predictions", "marts.product_affinity", "audiences.audience_members",
+          "marts.customer_rfm", "marts.lead_scores", "marts.clv_predictions", "marts.product_affinity",
+          "marts.recommendations", "audiences.audience_members",
           "campaigns.send_ledger", "campaigns.suppressions")
 
 
@@ -340,15 +341,24 @@ def test_winback_last_resort_offer_then_sunset(db: Engine) -> None:
 # -- upsell --------------------------------------------------------------------------------------------
 
 
-def test_upsell_offers_the_best_affine_category_not_yet_bought(db: Engine) -> None:
+def recommendation(customer_id: int, rank: int, product_id: int, because: int | None,
+                   as_of: date = date(2024, 6, 11)) -> dict[str, Any]:
+    reason = (f"bought {PRODUCTS[because - 1]['name']}; customers who buy it buy {PRODUCTS[product_id - 1]['name']}"
+              if because else f"popular: {PRODUCTS[product_id - 1]['name']} is among our most bought products")
+    return {"as_of": as_of, "customer_id": customer_id, "contact_id": None, "rank": rank, "product_id": product_id,
+            "score": 1.0 / rank, "because_product_id": because, "reason": reason}
+
+
+def test_upsell_offers_recommended_products_then_falls_back_to_category_affinity(db: Engine) -> None:
     insert(db, "staging.products", PRODUCTS)
-    insert(db, "staging.contacts", [contact(f"u{i}", customer_id=i) for i in (11, 12, 13, 14, 15)])
+    insert(db, "staging.contacts", [contact(f"u{i}", customer_id=i) for i in (11, 12, 13, 14, 15, 16)])
     insert(db, "staging.orders", [
         order(100, 11, ts("2024-01-01")), order(101, 11, ts("2024-06-12")),       # 18 days before
         order(102, 12, ts("2024-06-10")), order(103, 12, ts("2024-06-25")),       # 5 days: too recent
         order(104, 13, ts("2024-06-05")),                                         # 25 days: too old
         order(105, 14, ts("2024-06-16")), order(106, 14, ts("2024-06-28"), "cancelled"),  # 14 days
         order(107, 15, ts("2024-06-09")),                                         # 21 days, no affinity
+        order(110, 16, ts("2024-06-12")),                                         # 18 days
         order(108, 99, ts("2024-02-01")), order(109, 99, ts("2024-07-15")),       # other buyers' sales
     ])
     insert(db, "staging.order_items", [
@@ -356,6 +366,7 @@ def test_upsell_offers_the_best_affine_category_not_yet_bought(db: Engine) -> No
         item(102, 1, 1), item(103, 1, 1), item(104, 1, 1),
         item(105, 1, 8), item(106, 1, 9),
         item(107, 1, 9),
+        item(110, 1, 1), item(110, 2, 3, amount=5),
         item(108, 1, 6, quantity=10), item(108, 2, 4, quantity=5), item(108, 3, 5, quantity=3),
         item(108, 4, 2, quantity=4),
         item(109, 1, 7, quantity=50),  # after the run date: does not count as a best seller
@@ -370,17 +381,42 @@ def test_upsell_offers_the_best_affine_category_not_yet_bought(db: Engine) -> No
             ("Bags", "Shoes", 0.3, 1.5),
         ]
     ])
+    insert(db, "marts.recommendations", [
+        # u11 (models ran on 06-11): product 1 was bought on 06-12, after the models ran (dropped); a
+        # popularity fill-in is no affinity (dropped); the rest keep their order, the first three are offered.
+        recommendation(11, 1, 1, 3), recommendation(11, 2, 5, 3), recommendation(11, 3, 9, 3),
+        recommendation(11, 4, 2, None), recommendation(11, 5, 8, 3), recommendation(11, 6, 4, 3),
+        # u16: a single affinity product is not enough for the mail: category fallback
+        recommendation(16, 1, 5, 1), recommendation(16, 2, 9, None),
+        # an older model run and a later one are not the run's point in time
+        recommendation(14, 1, 3, 8, as_of=date(2024, 6, 1)), recommendation(14, 2, 4, 8, as_of=date(2024, 6, 1)),
+        recommendation(14, 1, 3, 8, as_of=date(2024, 7, 2)), recommendation(14, 2, 4, 8, as_of=date(2024, 7, 2)),
+        # u12 has recommendations but no order 14-21 days ago
+        recommendation(12, 1, 5, 1), recommendation(12, 2, 6, 1),
+    ])
     build_snapshot(db, SPECS["upsell"], date(2024, 6, 30))
     render_all(SPECS["upsell"], members(db, "upsell", "2024-06-30"))
     rows = {r["contact_id"]: r["attributes"] for r in members(db, "upsell", "2024-06-30")}
-    assert sorted(rows) == ["u11", "u14"]
+    assert sorted(rows) == ["u11", "u14", "u16"]
+    assert rows["u11"]["offer_source"] == "recommendations"
     assert rows["u11"]["last_category"] == "Shoes"
-    assert rows["u11"]["offer_category"] == "Hats"
+    assert rows["u11"]["offer_category"] == "Hats"  # the category of the first product offered
     assert rows["u11"]["products"] == [
-        {"product_id": 6, "name": "Hats 6", "price": 30, "image_url": "https://img.example/6.png"},
-        {"product_id": 4, "name": "Hats 4", "price": 20, "image_url": "https://img.example/4.png"},
-        {"product_id": 5, "name": "Hats 5", "price": 25.5, "image_url": "https://img.example/5.png"},
+        {"product_id": 5, "name": "Hats 5", "price": 25.5, "image_url": "https://img.example/5.png",
+         "reason": "bought Socks 3; customers who buy it buy Hats 5"},
+        {"product_id": 9, "name": "Gloves 9", "price": 15, "image_url": "https://img.example/9.png",
+         "reason": "bought Socks 3; customers who buy it buy Gloves 9"},
+        {"product_id": 8, "name": "Bags 8", "price": 40, "image_url": "https://img.example/8.png",
+         "reason": "bought Socks 3; customers who buy it buy Bags 8"},
     ]
+    assert rows["u16"]["offer_source"] == "category_affinity"
+    assert rows["u16"]["offer_category"] == "Hats"
+    assert rows["u16"]["products"] == [
+        {"product_id": pid, "name": f"Hats {pid}", "price": price, "image_url": f"https://img.example/{pid}.png",
+         "reason": "customers who buy Shoes also buy Hats"}
+        for pid, price in ((6, 30), (4, 20), (5, 25.5))
+    ]
+    assert rows["u14"]["offer_source"] == "category_affinity"
     assert rows["u14"]["offer_category"] == "Shoes"
     assert [p["product_id"] for p in rows["u14"]["products"]] == [1, 2]
 

@@ -1,10 +1,19 @@
 -- Audience: cross-sell to customers whose last completed order was 14 to 21 days before the run date
--- (UTC dates). The offered category is the consequent of marts.product_affinity (level 'category') with
--- the highest lift, then confidence, whose antecedent is the main category of that last order, among
--- categories the customer never bought. Customers without such a category are left out.
--- Consent, suppressions and missing emails are filtered by build_snapshot around this query.
--- Personalization: last_category, offer_category, products (jsonb array of the 3 best-selling products
--- of offer_category by units sold up to the run date: product_id, name, price, image_url).
+-- (UTC dates), one row per contact.
+-- Offer, in order of preference (offer_source says which one a member got):
+--   'recommendations'   the customer's product-level recommendations in marts.recommendations (latest
+--                       as_of on or before the run date): the top 3 by rank that rest on a product the
+--                       customer bought (popularity fill-ins are left out) and that are still not bought
+--                       up to the run date; used when at least 2 such products remain. Each product
+--                       carries the mart's explanation ("bought X; customers who buy it buy Y").
+--   'category_affinity' otherwise: the consequent of marts.product_affinity (level 'category') with the
+--                       highest lift, then confidence, whose antecedent is the main category of the last
+--                       order, among categories the customer never bought; its 3 best sellers by units
+--                       sold up to the run date.
+-- Customers with neither are left out. Consent, suppressions and missing emails are filtered by
+-- build_snapshot around this query.
+-- Personalization: last_category, offer_source, offer_category (the category of the first product
+-- offered), products (jsonb array: product_id, name, price, image_url, reason).
 with
 
 completed_orders as (
@@ -50,6 +59,13 @@ recent_buyers as (
     where %(run_date)s::date - lo.last_order_date between 14 and 21
 ),
 
+bought_products as (
+    select distinct
+        l.customer_id,
+        l.product_id
+    from order_lines as l
+),
+
 bought_categories as (
     select distinct
         l.customer_id,
@@ -57,7 +73,55 @@ bought_categories as (
     from order_lines as l
 ),
 
-offer as (
+-- point in time: the newest recommendation set the models had built by the run date
+latest_recommendations as (
+    select max(r.as_of) as as_of
+    from marts.recommendations as r
+    where r.as_of <= %(run_date)s::date
+),
+
+recommended as (
+    select
+        rb.customer_id,
+        r.product_id,
+        r.reason,
+        p.name,
+        p.price,
+        p.image_url,
+        p.category,
+        row_number() over (partition by rb.customer_id order by r.rank asc) as offer_rank
+    from recent_buyers as rb
+    inner join marts.recommendations as r on rb.customer_id = r.customer_id
+    inner join latest_recommendations as lr on r.as_of = lr.as_of
+    inner join staging.products as p on r.product_id = p.product_id
+    where
+        r.because_product_id is not null
+        -- bought between the models' as_of and the run date: no longer an offer
+        and not exists (
+            select 1
+            from bought_products as bp
+            where bp.customer_id = rb.customer_id and bp.product_id = r.product_id
+        )
+),
+
+recommendation_offer as (
+    select
+        rc.customer_id,
+        max(rc.category) filter (where rc.offer_rank = 1) as offer_category,
+        jsonb_agg(
+            jsonb_build_object(
+                'product_id', rc.product_id, 'name', rc.name, 'price', rc.price, 'image_url', rc.image_url,
+                'reason', rc.reason
+            )
+            order by rc.offer_rank
+        ) as products
+    from recommended as rc
+    where rc.offer_rank <= 3
+    group by rc.customer_id
+    having count(*) >= 2
+),
+
+category_offer as (
     select distinct on (rb.customer_id)
         rb.customer_id,
         rb.last_category,
@@ -110,16 +174,47 @@ top_products as (
     group by rp.category
 ),
 
+category_fallback as (
+    select
+        co.customer_id,
+        co.offer_category,
+        (
+            select
+                jsonb_agg(
+                    pr.product || jsonb_build_object(
+                        'reason', 'customers who buy ' || co.last_category || ' also buy ' || co.offer_category
+                    )
+                    order by pr.position
+                )
+            from jsonb_array_elements(tp.products) with ordinality as pr (product, position)
+        ) as products
+    from category_offer as co
+    inner join top_products as tp on co.offer_category = tp.category
+),
+
+offers as (
+    select
+        rb.customer_id,
+        rb.last_category,
+        case when ro.customer_id is not null then 'recommendations' else 'category_affinity' end as offer_source,
+        coalesce(ro.offer_category, cf.offer_category) as offer_category,
+        coalesce(ro.products, cf.products) as products
+    from recent_buyers as rb
+    left join recommendation_offer as ro on rb.customer_id = ro.customer_id
+    left join category_fallback as cf on rb.customer_id = cf.customer_id
+    where ro.customer_id is not null or cf.customer_id is not null
+),
+
 final as (
     select
         c.contact_id,
         c.email,
         c.first_name,
         o.last_category,
+        o.offer_source,
         o.offer_category,
-        tp.products
-    from offer as o
-    inner join top_products as tp on o.offer_category = tp.category
+        o.products
+    from offers as o
     inner join staging.contacts as c on o.customer_id = c.customer_id
 )
 

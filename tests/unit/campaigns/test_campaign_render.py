@@ -19,10 +19,12 @@ ATTRIBUTES = {
                 "coupon": {**COUPON, "code": "WB-2345-6789-ABCD", "discount_percent": 20}},
     "birthday": {"is_customer": True, "coupon": COUPON},
     "upsell": {
-        "last_category": "Shoes", "offer_category": "Socks & <Stockings>",
+        "last_category": "Shoes", "offer_category": "Socks & <Stockings>", "offer_source": "category_affinity",
         "products": [
-            {"product_id": 1, "name": "Wool <sock>", "price": 9.9, "image_url": "https://img.example/1.png"},
-            {"product_id": 2, "name": "Cotton sock", "price": 12, "image_url": None},
+            {"product_id": 1, "name": "Wool <sock>", "price": 9.9, "image_url": "https://img.example/1.png",
+             "reason": "customers who buy Shoes also buy Socks & <Stockings>"},
+            {"product_id": 2, "name": "Cotton sock", "price": 12, "image_url": None,
+             "reason": "customers who buy Shoes also buy Socks & <Stockings>"},
         ],
     },
     "vip": {"orders": 17, "favourite_category": "Tea", "member_since": "2024-02-03",
@@ -78,6 +80,34 @@ def test_html_escapes_names_but_text_and_subject_do_not() -> None:
     assert message.subject.startswith("<script>alert(1)</script>, goes well with")
     assert "Hi <script>alert(1)</script>," in message.text
     assert "9.90 €" in message.text and "12.00 €" in message.text
+
+
+def test_upsell_shows_each_recommended_product_with_image_price_and_why() -> None:
+    spec = SPECS["upsell"]
+    recommended = {
+        "last_category": "Shoes", "offer_category": "Hats", "offer_source": "recommendations",
+        "products": [
+            {"product_id": 5, "name": "Felt hat", "price": 25.5, "image_url": "https://img.example/5.png",
+             "reason": "bought Trail shoe; customers who buy it buy Felt hat"},
+            {"product_id": 9, "name": "Wool <gloves>", "price": 15, "image_url": None,
+             "reason": "bought Trail shoe; customers who buy it buy Wool <gloves>"},
+        ],
+    }
+    message = render_message(spec, "a", member("upsell", attributes=recommended))
+    assert message.subject == "Picked for you: Hats"
+    assert 'src="https://img.example/5.png"' in message.html and "25.50 €" in message.html
+    assert "bought Trail shoe; customers who buy it buy Felt hat" in message.html
+    assert "customers who buy it buy Wool &lt;gloves&gt;" in message.html
+    assert "Felt hat, 25.50 €" in message.text and "(bought Trail shoe; customers who buy it buy Wool <gloves>)" in message.text
+    assert "go best with it" in message.text and "best sellers" not in message.text
+    fallback = render_message(spec, "a", member("upsell"))
+    assert "best sellers" in fallback.text and "go best with it" not in fallback.text
+    assert "(customers who buy Shoes also buy Socks & <Stockings>)" in fallback.text
+    # A snapshot built before offer_source and reason existed still renders, as the category offer.
+    old = {"last_category": "Shoes", "offer_category": "Hats",
+           "products": [{"product_id": 4, "name": "Cap", "price": 20, "image_url": None}]}
+    before = render_message(spec, "b", member("upsell", attributes=old))
+    assert "best sellers" in before.text and "Cap, 20.00 €" in before.text and "(" not in before.text.split("Cap")[1][:30]
 
 
 def test_missing_personalization_fails_instead_of_rendering_blank() -> None:

@@ -120,7 +120,8 @@ def test_secret_from_env_warns_loudly_without_it(monkeypatch: pytest.MonkeyPatch
 def test_rendered_links_and_headers_carry_a_verifiable_token() -> None:
     spec = {s.id: s for s in load_campaigns()}["upsell"]
     member = Recipient(contact_id="C0004711", email="ann@example.com", first_name="Ann", send_id=SEND_ID,
-                       attributes={"last_category": "Shoes", "offer_category": "Socks", "products": []})
+                       attributes={"last_category": "Shoes", "offer_category": "Socks",
+                                   "offer_source": "category_affinity", "products": []})
     message = Renderer(unsubscribe_secret=SECRET).render(spec, "a", member)
 
     https, mailto = message.headers["List-Unsubscribe"].split(", ")
