@@ -1,0 +1,25 @@
+-- grain: one row per HubSpot contact version received in a batch
+-- materialized: table
+-- Landing table for the HubSpot CRM v3 search API: the properties staging needs as text, exactly as
+-- received, plus the whole object in payload. A version is (contact_id, lastmodifieddate); the pull's
+-- watermark makes each version land once.
+create table if not exists raw.hubspot_contacts (
+    contact_id text, -- HubSpot record id (hs_object_id)
+    email text,
+    firstname text,
+    lastname text,
+    country text,
+    lifecyclestage text,
+    hs_email_optout text, -- 'true' when the contact opted out of all marketing e-mail
+    createdate text,
+    lastmodifieddate text, -- ISO 8601 UTC; the incremental pull's cursor
+    archived text,
+    payload jsonb not null, -- the search result object as received (id, properties, createdAt, updatedAt, archived)
+    _batch_id text not null,
+    _source text not null,
+    _loaded_at timestamptz not null
+)
+;;
+create index if not exists hubspot_contacts__batch on raw.hubspot_contacts (_batch_id)
+;;
+create index if not exists hubspot_contacts__version on raw.hubspot_contacts (contact_id, lastmodifieddate)
