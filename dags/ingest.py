@@ -6,9 +6,13 @@ Pulls the shop database's tables incrementally (watermark on `updated_at` + key,
 Great Expectations suites on exactly the rows this run landed; a failed critical expectation fails
 `validate_raw`, and nothing downstream starts.
 
-Reads: shop database (`shop.*`, connection `shop_db`), CRM export folder.
-Writes: `raw.shop_*`, `raw.crm_contacts`, `raw.ingest_batches`, `raw.ingest_state`, `raw.quarantine`,
-`kpis.data_quality`. Emits `martech://warehouse/raw` from the check.
+HubSpot (contacts, deals) and Shopify (customers, orders, abandoned checkouts) are pulled when
+enabled in `include/sources.yml` (off by default), with the token of the connection `hubspot` /
+`shopify`; pages are checkpointed, so a retry resumes where the failed try stopped.
+
+Reads: shop database (`shop.*`, connection `shop_db`), CRM export folder, HubSpot and Shopify APIs.
+Writes: `raw.shop_*`, `raw.crm_contacts`, `raw.hubspot_*`, `raw.shopify_*`, `raw.ingest_batches`,
+`raw.ingest_state`, `raw.quarantine`, `kpis.data_quality`. Emits `martech://warehouse/raw` from the check.
 """
 
 from __future__ import annotations
@@ -42,6 +46,22 @@ def ingest():
 
         return pipeline.ingest_files(dagkit.warehouse_url(), dagkit.run_date_of(context))
 
+    @task
+    def ingest_hubspot(**context):
+        from martech import dagkit
+        from martech.connectors import run
+
+        return run.ingest_hubspot(dagkit.warehouse_url(), dagkit.run_date_of(context),
+                                  credentials=dagkit.saas_credentials)
+
+    @task
+    def ingest_shopify(**context):
+        from martech import dagkit
+        from martech.connectors import run
+
+        return run.ingest_shopify(dagkit.warehouse_url(), dagkit.run_date_of(context),
+                                  credentials=dagkit.saas_credentials)
+
     @task(outlets=[RAW_CHECKED])
     def validate_raw(**context):
         from martech import dagkit, pipeline
@@ -50,7 +70,7 @@ def ingest():
         dagkit.publish(context, RAW_CHECKED, summary)
         return summary
 
-    [ingest_shop(), ingest_crm(), ingest_files()] >> validate_raw()
+    [ingest_shop(), ingest_crm(), ingest_files(), ingest_hubspot(), ingest_shopify()] >> validate_raw()
 
 
 ingest()

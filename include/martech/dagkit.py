@@ -124,3 +124,19 @@ def publish(context: Mapping[str, Any], asset: Asset, summary: Mapping[str, Any]
     if "rows" in summary:
         extra["rows"] = summary["rows"]
     context["outlet_events"][asset].extra = extra
+
+
+def saas_credentials(conn_id: str) -> dict[str, Any]:
+    """Token and host of a SaaS API's Airflow connection (``hubspot``, ``shopify``); call inside a task only.
+
+    The token is the connection's password, else its extra ``token`` / ``access_token``; without a
+    connection, ``MARTECH_<CONN_ID>_TOKEN``. Never logged.
+    """
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+    except Exception:
+        return {"token": os.environ.get(f"MARTECH_{conn_id.upper()}_TOKEN"), "host": None}
+    extra = conn.extra_dejson or {}
+    return {"token": conn.password or extra.get("token") or extra.get("access_token"), "host": conn.host or None}
