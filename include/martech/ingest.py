@@ -309,8 +309,10 @@ def _checksum(path: Path) -> str:
 
 
 def _quarantine(conn: Connection, rows: Iterable[Sequence[Any]]) -> int:
+    """Rows of (table, batch, source ref, received, reason, run date[, reason code]) into raw.quarantine."""
+    full = ((*r, "unreadable_row") if len(r) == 6 else r for r in rows)
     return copy_rows(conn, "raw.quarantine",
-                     ("table_name", "batch_id", "source_ref", "received", "reason", "run_date"), rows)
+                     ("table_name", "batch_id", "source_ref", "received", "reason", "run_date", "reason_code"), full)
 
 
 def _load_file(warehouse: Engine, path: Path, *, table: str, source: str, run_date: dt.date,
@@ -325,7 +327,7 @@ def _load_file(warehouse: Engine, path: Path, *, table: str, source: str, run_da
             return result
         good, bad = parse(path, batch_id, source, loaded_at)
         result.rows_loaded = copy_rows(conn, table, good[0], good[1])
-        rejected = [(table, batch_id, ref, received, reason, run_date) for ref, received, reason in bad]
+        rejected = [(table, batch_id, ref, received, reason, run_date, *code) for ref, received, reason, *code in bad]
         result.rows_quarantined = _quarantine(conn, rejected) if rejected else 0
         result.rows_received = result.rows_loaded + result.rows_quarantined
         _record_batch(conn, result, source=source, run_date=run_date, loaded_at=loaded_at,
@@ -341,7 +343,7 @@ def _parse_crm_csv(path: Path, batch_id: str, source: str, loaded_at: dt.datetim
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         bad.append((f"{path.name}", raw[:2000].decode("latin-1"),
-                    f"file is not valid UTF-8 ({exc.reason} at byte {exc.start}); re-export it as UTF-8"))
+                    f"file is not valid UTF-8 ({exc.reason} at byte {exc.start}); re-export it as UTF-8", "invalid_utf8_file"))
         return (CRM_CONTACT_COLUMNS, []), bad
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [h.strip() for h in (next(reader, None) or [])]
@@ -361,7 +363,7 @@ def _parse_crm_csv(path: Path, batch_id: str, source: str, loaded_at: dt.datetim
         if len(fields) != len(header):
             bad.append((f"{path.name}:{line_no}", ",".join(fields),
                         f"expected {len(header)} fields, found {len(fields)}; "
-                        "check quoting of commas in names"))
+                        "check quoting of commas in names", "malformed_csv_line"))
             continue
         values = [None if i is None or fields[i] == "" else fields[i] for i in position]
         good.append([*values, path.name, line_no, batch_id, source, loaded_at])
@@ -381,7 +383,7 @@ def _parse_events_jsonl(path: Path, batch_id: str, source: str, loaded_at: dt.da
                 if not isinstance(event, dict):
                     raise ValueError("not a JSON object")
             except ValueError as exc:
-                bad.append((f"{path.name}:{line_no}", line.rstrip("\n"), f"invalid JSON: {exc}"))
+                bad.append((f"{path.name}:{line_no}", line.rstrip("\n"), f"invalid JSON: {exc}", "invalid_json"))
                 continue
             good.append([*(_text(event.get(f)) for f in EMAIL_EVENT_FIELDS),
                          json.dumps(event, sort_keys=True), path.name, line_no, batch_id, source, loaded_at])

@@ -153,17 +153,27 @@ def validate_raw(url: str, run_date: dt.date) -> dict[str, Any]:
 
 
 def build_staging(url: str, run_date: dt.date) -> dict[str, Any]:
-    """Rebuild the typed, deduplicated staging tables from raw."""
-    from martech.db import run_model
+    """Rebuild the typed, deduplicated staging tables from raw, then prove no row went missing.
+
+    Rows staging cannot use land in raw.quarantine, repairs in staging.corrections, folded duplicates
+    in staging.merges; ``martech.accounting.check`` recounts received = staged + quarantined + merged
+    (+ copies and superseded versions) per table and fails the run when it does not add up.
+    """
+    from martech import accounting
+    from martech.db import migrate, run_model
 
     eng = _engine(url)
     params = {"run_date": run_date, "run_ts": _run_ts(run_date)}
     try:
+        migrate(eng)
         counts = {m: run_model(eng, m, params) for m in STAGING_MODELS}
+        accounts = accounting.check(eng, run_date, _run_ts(run_date))
     finally:
         eng.dispose()
-    _say([f"{m}: {n} rows" for m, n in counts.items()])
-    return {"run_date": run_date.isoformat(), "rows": counts}
+    _say([f"{m}: {n} rows" for m, n in counts.items()] + [a.line() for a in accounts])
+    return {"run_date": run_date.isoformat(), "rows": counts,
+            "quarantined": {a.table: a.quarantined for a in accounts if a.quarantined},
+            "merged": {a.table: a.duplicate + a.merged for a in accounts if a.duplicate + a.merged}}
 
 
 def validate_staging(url: str, run_date: dt.date) -> dict[str, Any]:

@@ -27,6 +27,9 @@ def shop(clean_warehouse):
     eng = clean_warehouse
     ts = "2026-01-01T00:00:00+00:00"
     with eng.begin() as conn:
+        # Orders need their customers: staging quarantines an order whose customer never arrived.
+        _raw(conn, "raw.shop_customers", ("customer_id", "email", "created_at", "updated_at"),
+             [(str(i), f"c{i}@example.com", ts, ts) for i in (1, 2, 3)])
         _raw(conn, "raw.shop_products", ("product_id", "sku", "name", "category", "price", "updated_at"),
              [("1", "A1", "Beans", "Coffee", "10.00", ts), ("2", "B1", "Mug", "Mugs", "5.50", ts),
               ("3", "C1", "Kettle", "Gear", "40.00", ts)])
@@ -175,12 +178,14 @@ def test_lifecycle_stages_follow_the_documented_rules(clean_warehouse):
                 orders.append((str(n), str(cust), when.isoformat(), "completed", "EUR", "10.00", ts))
         _raw(conn, "raw.shop_orders", ("order_id", "customer_id", "order_ts", "status", "currency",
                                        "total_amount", "updated_at"), orders)
+        _raw(conn, "raw.shop_customers", ("customer_id", "email", "created_at", "updated_at"),
+             [(str(c), f"c{c}@example.com", ts, ts) for c in [*days, 7]])
         crm_cols = ("contact_id", "email", "consent_status", "shop_customer_id", "updated_at", "_source_file",
                     "_line_no")
         copy_rows(conn, "raw.crm_contacts", (*crm_cols, *META),
                   [(f"C{c}", f"c{c}@example.com", "opted_in", str(c), ts, "f.csv", c, "b", "t", RUN_TS)
                    for c in [*days, 7]] + [("L1", "l@example.com", "opted_in", None, ts, "f.csv", 9, "b", "t", RUN_TS)])
-    for model in ("staging.orders", "staging.contacts"):
+    for model in ("staging.customers", "staging.orders", "staging.contacts"):
         run_model(eng, model, {"run_date": as_of, "run_ts": RUN_TS})
     assert build_lifecycle(eng, as_of) == 8
     assert build_lifecycle(eng, as_of) == 8  # rerun replaces the partition

@@ -7,8 +7,19 @@ create table if not exists raw.quarantine (
     batch_id text not null,
     source_ref text not null,
     received text not null,
-    reason text not null,
-    run_date date not null
+    reason text not null, -- What is wrong and what to do about it, in words
+    run_date date not null, -- Run that rejected the row (for staging rejects: the latest staging run)
+    reason_code text, -- Machine-readable reason: a martech.defects kind, or e.g. invalid_key
+    stage text not null default 'landing', -- landing (unreadable at load) or staging (rejected by a staging rule)
+    row_key text -- Natural key of the row when it could be read
 )
 ;;
 create index if not exists quarantine__batch on raw.quarantine (batch_id)
+;;
+alter table raw.quarantine add column if not exists reason_code text
+;;
+alter table raw.quarantine add column if not exists stage text not null default 'landing'
+;;
+alter table raw.quarantine add column if not exists row_key text
+;;
+create index if not exists quarantine__table_stage on raw.quarantine (table_name, stage)

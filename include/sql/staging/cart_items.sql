@@ -1,5 +1,6 @@
 -- grain: one row per cart line (latest version received)
 -- materialized: model
+-- Rejected (raw.quarantine): unreadable keys, products, quantities, prices or timestamps; negative quantities or prices.
 create table if not exists staging.cart_items (
     cart_id bigint not null,
     line_no integer not null,
@@ -10,26 +11,97 @@ create table if not exists staging.cart_items (
     primary key (cart_id, line_no)
 )
 ;;
+select staging.begin_checked('raw.shop_cart_items')
+;;
+create temporary table _checked on commit drop as
+with
+
+source as materialized (
+    select
+        r.*,
+        r.ctid as row_position,
+        staging.try_bigint(r.cart_id) as k_cart_id,
+        staging.try_bigint(r.line_no) as k_line_no,
+        staging.try_bigint(r.product_id) as t_product_id,
+        staging.try_bigint(r.quantity) as t_quantity,
+        staging.try_numeric(r.unit_price) as t_price,
+        staging.try_ts(r.updated_at) as updated_ts,
+        md5(concat_ws('|', r.cart_id, r.line_no, r.product_id, r.quantity, r.unit_price, r.updated_at)) as content_hash
+    from raw.shop_cart_items as r
+    where r._loaded_at <= %(run_ts)s
+),
+
+judged as (
+    select
+        s.*,
+        coalesce(s.k_cart_id::text, coalesce(s.cart_id, '')) || ':' || coalesce(s.k_line_no::text, coalesce(s.line_no, '')) as row_key,
+        coalesce(s.k_cart_id::text, coalesce(s.cart_id, '')) || ':' || coalesce(s.k_line_no::text, coalesce(s.line_no, '')) as source_ref,
+        case
+            when s.k_cart_id is null or s.k_line_no is null or s.k_line_no not between 1 and 100000 then 'invalid_key'
+            when s.t_product_id is null then 'invalid_product_id'
+            when s.t_quantity is null or s.t_quantity not between 0 and 1000000 then 'invalid_quantity'
+            when s.t_price is null or s.t_price < 0 then 'invalid_price'
+            when s.updated_ts is null then 'invalid_timestamp'
+        end as reject_code
+    from source as s
+),
+
+ranked as (
+    select
+        j.*,
+        case j.reject_code
+            when 'invalid_key' then 'cart_id ' || coalesce(quote_literal(j.cart_id), 'empty') || ' / line_no '
+                || coalesce(quote_literal(j.line_no), 'empty') || ': both must be whole numbers (line_no from 1)'
+            when 'invalid_product_id' then 'product_id ' || coalesce(quote_literal(j.product_id), 'is empty')
+                || ' is not a whole number'
+            when 'invalid_quantity' then 'quantity ' || coalesce(quote_literal(j.quantity), 'is empty')
+                || ' is not a whole number of items >= 0'
+            when 'invalid_price' then 'unit_price ' || coalesce(quote_literal(j.unit_price), 'is empty')
+                || ' is not an amount >= 0 such as 12.50'
+            when 'invalid_timestamp' then 'updated_at ' || coalesce(quote_literal(j.updated_at), 'is empty')
+                || ' is not an ISO 8601 timestamp'
+        end as reject_reason,
+        row_number() over versions as version_rank,
+        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
+        coalesce(lag(j.content_hash) over versions = j.content_hash
+                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+    from judged as j
+    window versions as (partition by j.reject_code is null, j.k_cart_id, j.k_line_no order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+)
+
+select
+    k.*,
+    case
+        when k.reject_code is not null then 'quarantined'
+        when k.version_rank > 1 and k.is_copy then 'duplicate'
+        when k.version_rank > 1 then 'superseded'
+        else 'staged'
+    end as disposition
+from ranked as k
+;;
+insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
+select
+    %(run_date)s, 'raw.shop_cart_items', 'duplicate_row', c.row_key, c.row_key, c.source_ref, c._batch_id, c.content_hash
+from _checked as c
+where c.disposition = 'duplicate'
+;;
 truncate staging.cart_items
 ;;
 insert into staging.cart_items
 with
 
-source as (
-    select * from raw.shop_cart_items
-    where _loaded_at <= %(run_ts)s
-),
-
-latest as (
-    select distinct on (cart_id::bigint, line_no::integer)
-        cart_id::bigint as cart_id,
-        line_no::integer as line_no,
-        product_id::bigint as product_id,
-        quantity::integer as quantity,
-        unit_price::numeric(12, 2) as unit_price,
-        updated_at::timestamptz as updated_at
-    from source
-    order by cart_id::bigint, line_no::integer, updated_at::timestamptz desc, _loaded_at desc
+final as (
+    select
+        c.k_cart_id as cart_id,
+        c.k_line_no::integer as line_no,
+        c.t_product_id as product_id,
+        c.t_quantity::integer as quantity,
+        c.t_price::numeric(12, 2) as unit_price,
+        c.updated_ts as updated_at
+    from _checked as c
+    where c.disposition = 'staged'
 )
 
-select * from latest
+select * from final
+;;
+select staging.finish_checked('staging.cart_items', 'raw.shop_cart_items', %(run_date)s, %(run_ts)s)

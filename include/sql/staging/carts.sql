@@ -1,5 +1,6 @@
 -- grain: one row per shop cart (latest version received)
 -- materialized: model
+-- Rejected (raw.quarantine): unreadable keys, customers or timestamps, unknown statuses.
 create table if not exists staging.carts (
     cart_id bigint primary key,
     customer_id bigint not null,
@@ -11,49 +12,117 @@ create table if not exists staging.carts (
     currency text
 )
 ;;
+select staging.begin_checked('raw.shop_carts')
+;;
+create temporary table _checked on commit drop as
+with
+
+source as materialized (
+    select
+        r.*,
+        r.ctid as row_position,
+        staging.try_bigint(r.cart_id) as k_cart_id,
+        staging.try_bigint(r.customer_id) as t_customer_id,
+        staging.try_bigint(r.order_id) as t_order_id,
+        lower(staging.clean(r.status)) as t_status,
+        staging.try_ts(r.created_at) as created_ts,
+        staging.try_ts(r.updated_at) as updated_ts,
+        md5(concat_ws('|', r.cart_id, r.customer_id, r.status, r.order_id, r.currency, r.created_at, r.updated_at)) as content_hash
+    from raw.shop_carts as r
+    where r._loaded_at <= %(run_ts)s
+),
+
+judged as (
+    select
+        s.*,
+        coalesce(s.k_cart_id::text, coalesce(s.cart_id, '')) as row_key,
+        coalesce(s.k_cart_id::text, coalesce(s.cart_id, '')) as source_ref,
+        case
+            when s.k_cart_id is null then 'invalid_key'
+            when s.t_customer_id is null then 'invalid_customer_id'
+            when s.order_id is not null and s.t_order_id is null then 'invalid_order_id'
+            when s.t_status is null or s.t_status not in ('open', 'abandoned', 'converted') then 'invalid_status'
+            when s.created_ts is null or s.updated_ts is null then 'invalid_timestamp'
+        end as reject_code
+    from source as s
+),
+
+ranked as (
+    select
+        j.*,
+        case j.reject_code
+            when 'invalid_key' then 'cart_id ' || coalesce(quote_literal(j.cart_id), 'is empty')
+                || ': the shop must send a whole-number cart id'
+            when 'invalid_customer_id' then 'customer_id ' || coalesce(quote_literal(j.customer_id), 'is empty')
+                || ' is not a whole number'
+            when 'invalid_order_id' then 'order_id ' || quote_literal(j.order_id) || ' is not a whole number'
+            when 'invalid_status' then 'status ' || coalesce(quote_literal(j.status), 'is empty')
+                || ' is not one of open, abandoned, converted'
+            when 'invalid_timestamp' then 'created_at / updated_at ' || coalesce(quote_literal(j.created_at), 'empty')
+                || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'
+        end as reject_reason,
+        row_number() over versions as version_rank,
+        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
+        coalesce(lag(j.content_hash) over versions = j.content_hash
+                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+    from judged as j
+    window versions as (partition by j.reject_code is null, j.k_cart_id order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+)
+
+select
+    k.*,
+    case
+        when k.reject_code is not null then 'quarantined'
+        when k.version_rank > 1 and k.is_copy then 'duplicate'
+        when k.version_rank > 1 then 'superseded'
+        else 'staged'
+    end as disposition
+from ranked as k
+;;
+insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
+select
+    %(run_date)s, 'raw.shop_carts', 'duplicate_row', c.row_key, c.row_key, c.source_ref, c._batch_id, c.content_hash
+from _checked as c
+where c.disposition = 'duplicate'
+;;
 truncate staging.carts
 ;;
 insert into staging.carts
 with
 
-source as (
-    select * from raw.shop_carts
-    where _loaded_at <= %(run_ts)s
-),
-
-latest as (
-    select distinct on (cart_id::bigint)
-        cart_id::bigint as cart_id,
-        customer_id::bigint as customer_id,
-        created_at::timestamptz as created_at,
-        updated_at::timestamptz as updated_at,
-        lower(trim(status)) as status,
-        nullif(trim(order_id), '')::bigint as order_id,
-        upper(nullif(trim(currency), '')) as currency
-    from source
-    order by cart_id::bigint, updated_at::timestamptz desc, _loaded_at desc
+customers as (
+    -- A cart of a customer id that staging merged into another follows the surviving customer.
+    select
+        m.merged_key::bigint as customer_id,
+        m.surviving_key::bigint as surviving_customer_id
+    from staging.merges as m
+    where m.table_name = 'raw.shop_customers'
 ),
 
 lines as (
     select
-        cart_id,
-        sum(quantity * unit_price) as cart_value
-    from staging.cart_items
-    group by cart_id
+        i.cart_id,
+        sum(i.quantity * i.unit_price) as cart_value
+    from staging.cart_items as i
+    group by i.cart_id
 ),
 
 final as (
     select
-        latest.cart_id,
-        latest.customer_id,
-        latest.created_at,
-        latest.updated_at,
-        latest.status,
-        latest.order_id,
+        c.k_cart_id as cart_id,
+        coalesce(cu.surviving_customer_id, c.t_customer_id) as customer_id,
+        c.created_ts as created_at,
+        c.updated_ts as updated_at,
+        c.t_status as status,
+        c.t_order_id as order_id,
         coalesce(lines.cart_value, 0)::numeric(12, 2) as cart_value,
-        latest.currency
-    from latest
-    left join lines on latest.cart_id = lines.cart_id
+        upper(staging.clean(c.currency)) as currency
+    from _checked as c
+    left join customers as cu on c.t_customer_id = cu.customer_id
+    left join lines on c.k_cart_id = lines.cart_id
+    where c.disposition = 'staged'
 )
 
 select * from final
+;;
+select staging.finish_checked('staging.carts', 'raw.shop_carts', %(run_date)s, %(run_ts)s)

@@ -1,5 +1,8 @@
--- grain: one row per CRM contact (latest version received)
+-- grain: one row per person in the CRM (one contact per normalized e-mail address; latest version)
 -- materialized: model
+-- Every raw row ends as exactly one of: staged, quarantined (raw.quarantine), superseded by a newer
+-- version, an identical copy, or merged into the contact with the same address (staging.merges).
+-- Repairs are recorded in staging.corrections (kinds: martech.defects).
 create table if not exists staging.contacts (
     contact_id text primary key,
     email text,
@@ -28,38 +31,208 @@ alter table staging.contacts add column if not exists email_opens integer
 ;;
 alter table staging.contacts add column if not exists form_submissions integer
 ;;
+select staging.begin_checked('raw.crm_contacts')
+;;
+create temporary table _checked on commit drop as
+with
+
+source as materialized (
+    select
+        r.*,
+        r.ctid as row_position,
+        r._source_file || ':' || r._line_no as source_ref,
+        staging.clean(r.contact_id) as k_contact_id,
+        staging.clean(r.email) as t_email,
+        staging.fix_mojibake(r.first_name) as fn_decoded,
+        staging.fix_mojibake(r.last_name) as ln_decoded,
+        nullif(trim(r.birthday), '') as t_birthday,
+        upper(nullif(trim(r.country), '')) as t_country,
+        nullif(trim(r.timezone), '') as t_timezone,
+        lower(nullif(trim(r.consent_status), '')) as t_consent
+    from raw.crm_contacts as r
+    where r._loaded_at <= %(run_ts)s
+),
+
+cleaned as materialized (
+    select
+        s.*,
+        nullif(staging.strip_markup(s.fn_decoded), '') as fn_stripped,
+        nullif(staging.strip_markup(s.ln_decoded), '') as ln_stripped,
+        staging.try_date(s.t_birthday) as birthday_date,
+        staging.try_ts(s.created_at) as created_ts,
+        staging.try_ts(s.updated_at) as updated_ts,
+        staging.try_ts(s.consent_updated_at) as consent_ts,
+        s.t_country in (select country_code from staging.ref_countries) as country_ok,
+        s.t_timezone in (select tz.name from pg_timezone_names as tz) as timezone_ok,
+        s.t_consent in ('opted_in', 'double_opt_in', 'opted_out', 'unknown') as consent_ok
+    from source as s
+),
+
+judged as materialized (
+    select
+        c.*,
+        case
+            when c.k_contact_id is null then 'missing_key'
+            when c.t_email is not null and not staging.is_email(c.t_email) then 'invalid_email'
+        end as reject_code,
+        case
+            when c.k_contact_id is null then 'contact_id is empty; every CRM row needs its contact id'
+            when c.t_email is not null and not staging.is_email(c.t_email)
+                then 'email ' || quote_literal(c.t_email)
+                     || ' is not an address (name@domain.tld); fix it in the CRM, the contact is not staged'
+                     || ' until it parses'
+        end as reject_reason,
+        left(c.fn_stripped, 200) as c_first_name,
+        left(c.ln_stripped, 200) as c_last_name,
+        case
+            when c.birthday_date between date '1900-01-01' and %(run_date)s::date then c.birthday_date
+        end as c_birthday,
+        case when c.country_ok then c.t_country end as c_country,
+        case when c.timezone_ok then c.t_timezone end as c_timezone,
+        case when c.consent_ok then c.t_consent else 'unknown' end as c_consent,
+        md5(concat_ws('|', c.contact_id, c.email, c.first_name, c.last_name, c.birthday, c.country, c.timezone,
+                      c.consent_status, c.consent_updated_at, c.lifecycle_status, c.shop_customer_id,
+                      c.created_at, c.updated_at, c.lead_source, c.page_views, c.email_opens,
+                      c.form_submissions)) as content_hash
+    from cleaned as c
+),
+
+ranked as (
+    select
+        j.*,
+        row_number() over versions as version_rank,
+        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
+        coalesce(lag(j.content_hash) over versions = j.content_hash
+                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+    from judged as j
+    window versions as (
+        partition by j.reject_code is null, j.k_contact_id
+        order by j.updated_ts desc nulls last, j._loaded_at desc, j._line_no desc)
+),
+
+identities as (
+    -- One contact per normalized address: the oldest contact survives.
+    select
+        r.*,
+        lower(r.t_email) as match_email,
+        case when r.reject_code is null and r.version_rank = 1 and r.t_email is not null
+            then first_value(r.k_contact_id) over (
+                partition by r.reject_code is null and r.version_rank = 1, lower(r.t_email)
+            order by r.created_ts nulls last, r.k_contact_id) end as surviving_contact_id
+    from ranked as r
+)
+
+select
+    i.*,
+    i.k_contact_id as row_key,
+    case
+        when i.reject_code is not null then 'quarantined'
+        when i.version_rank > 1 and i.is_copy then 'duplicate'
+        when i.version_rank > 1 then 'superseded'
+        when i.surviving_contact_id is not null and i.surviving_contact_id <> i.k_contact_id then 'merged'
+        else 'staged'
+    end as disposition
+from identities as i
+;;
+insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
+select
+    %(run_date)s, 'raw.crm_contacts', 'email_case_duplicate', c.k_contact_id, c.surviving_contact_id,
+    c.source_ref, c._batch_id, c.match_email
+from _checked as c
+where c.disposition = 'merged'
+;;
+insert into staging.corrections
+    (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)
+select %(run_date)s, 'raw.crm_contacts', c.row_key, c.source_ref, c._batch_id, f.kind, f.field, f.original, f.corrected
+from _checked as c
+cross join lateral (
+    values
+        ('email_padding', 'email', c.email, c.t_email, c.email <> c.t_email),
+        ('null_birthday', 'birthday', c.birthday, null, c.t_birthday is null),
+        ('impossible_birthday', 'birthday', c.birthday, null, c.t_birthday is not null and c.c_birthday is null),
+        ('naive_timestamp', 'created_at', c.created_at, c.created_ts::text,
+         c.created_ts is not null and staging.is_naive_ts(c.created_at)),
+        ('naive_timestamp', 'updated_at', c.updated_at, c.updated_ts::text,
+         c.updated_ts is not null and staging.is_naive_ts(c.updated_at)),
+        ('naive_timestamp', 'consent_updated_at', c.consent_updated_at, c.consent_ts::text,
+         c.consent_ts is not null and staging.is_naive_ts(c.consent_updated_at)),
+        ('invalid_timestamp', 'created_at', c.created_at, null, c.created_at is not null and c.created_ts is null),
+        ('invalid_timestamp', 'updated_at', c.updated_at, null, c.updated_at is not null and c.updated_ts is null),
+        ('invalid_timestamp', 'consent_updated_at', c.consent_updated_at, null,
+         c.consent_updated_at is not null and c.consent_ts is null),
+        ('wrong_encoding', 'first_name', c.first_name, c.fn_decoded, c.fn_decoded <> c.first_name),
+        ('wrong_encoding', 'last_name', c.last_name, c.ln_decoded, c.ln_decoded <> c.last_name),
+        ('markup_in_name', 'first_name', c.first_name, c.fn_stripped, c.fn_decoded ~ '<[^>]*>'),
+        ('markup_in_name', 'last_name', c.last_name, c.ln_stripped, c.ln_decoded ~ '<[^>]*>'),
+        ('overlong_name', 'first_name', c.first_name, c.c_first_name, length(c.fn_stripped) > 200),
+        ('overlong_name', 'last_name', c.last_name, c.c_last_name, length(c.ln_stripped) > 200),
+        ('unknown_country', 'country', c.country, null, c.t_country is not null and not c.country_ok),
+        ('unknown_timezone', 'timezone', c.timezone, null, c.t_timezone is not null and not c.timezone_ok),
+        ('invalid_consent_status', 'consent_status', c.consent_status, 'unknown',
+         c.t_consent is not null and not c.consent_ok)
+) as f (kind, field, original, corrected, applies)
+where c.disposition <> 'quarantined' and f.applies
+;;
 truncate staging.contacts
 ;;
 insert into staging.contacts
 with
 
-source as (
-    select * from raw.crm_contacts
-    where _loaded_at <= %(run_ts)s
+members as (
+    -- The surviving contact and every contact merged into it share consent: the most recent consent
+    -- decision of any of them wins, and an opt-out wins a tie (a person who said no is never mailed).
+    select
+        coalesce(c.surviving_contact_id, c.k_contact_id) as contact_id,
+        c.c_consent,
+        c.consent_ts,
+        staging.try_bigint(c.shop_customer_id) as customer_id
+    from _checked as c
+    where c.disposition in ('staged', 'merged')
 ),
 
-latest as (
-    select distinct on (trim(contact_id))
-        trim(contact_id) as contact_id,
-        nullif(lower(trim(email)), '') as email,
-        nullif(trim(first_name), '') as first_name,
-        nullif(trim(last_name), '') as last_name,
-        birthday::date as birthday,
-        upper(nullif(trim(country), '')) as country,
-        nullif(trim(timezone), '') as timezone,
-        coalesce(lower(nullif(trim(consent_status), '')), 'unknown') as consent_status,
-        consent_updated_at::timestamptz as consent_updated_at,
-        lower(nullif(trim(lifecycle_status), '')) as lifecycle_status,
-        nullif(trim(shop_customer_id), '')::bigint as customer_id,
-        created_at::timestamptz as created_at,
-        updated_at::timestamptz as updated_at,
-        lower(nullif(trim(lead_source), '')) as lead_source,
-        case when trim(page_views) ~ '^[0-9]+$' then trim(page_views)::integer end as page_views,
-        case when trim(email_opens) ~ '^[0-9]+$' then trim(email_opens)::integer end as email_opens,
-        case when trim(form_submissions) ~ '^[0-9]+$' then trim(form_submissions)::integer end
+consent as (
+    select distinct on (m.contact_id)
+        m.contact_id,
+        m.c_consent as consent_status,
+        m.consent_ts as consent_updated_at
+    from members as m
+    order by m.contact_id, m.consent_ts desc nulls last, (m.c_consent = 'opted_out') desc
+),
+
+linked as (
+    select
+        m.contact_id,
+        min(m.customer_id) as customer_id
+    from members as m
+    group by m.contact_id
+),
+
+final as (
+    select
+        c.k_contact_id as contact_id,
+        lower(c.t_email) as email,
+        c.c_first_name as first_name,
+        c.c_last_name as last_name,
+        c.c_birthday as birthday,
+        c.c_country as country,
+        c.c_timezone as timezone,
+        consent.consent_status,
+        consent.consent_updated_at,
+        lower(nullif(trim(c.lifecycle_status), '')) as lifecycle_status,
+        coalesce(staging.try_bigint(c.shop_customer_id), linked.customer_id) as customer_id,
+        c.created_ts as created_at,
+        c.updated_ts as updated_at,
+        lower(nullif(trim(c.lead_source), '')) as lead_source,
+        case when trim(c.page_views) ~ '^[0-9]{1,9}$' then trim(c.page_views)::integer end as page_views,
+        case when trim(c.email_opens) ~ '^[0-9]{1,9}$' then trim(c.email_opens)::integer end as email_opens,
+        case when trim(c.form_submissions) ~ '^[0-9]{1,9}$' then trim(c.form_submissions)::integer end
             as form_submissions
-    from source
-    order by trim(contact_id), updated_at::timestamptz desc, _loaded_at desc, _line_no desc
+    from _checked as c
+    inner join consent on c.k_contact_id = consent.contact_id
+    inner join linked on c.k_contact_id = linked.contact_id
+    where c.disposition = 'staged'
 )
 
-select * from latest
+select * from final
+;;
+select staging.finish_checked('staging.contacts', 'raw.crm_contacts', %(run_date)s, %(run_ts)s)

@@ -1,5 +1,8 @@
--- grain: one row per shop customer (latest version received)
+-- grain: one row per shop customer (one per normalized e-mail address; latest version received)
 -- materialized: model
+-- A person registered twice (same address, two customer ids) is one customer: the earliest
+-- registration survives and the other id is recorded in staging.merges, so its orders follow it
+-- (staging.orders maps them). Rows without a readable key or timestamps are quarantined.
 create table if not exists staging.customers (
     customer_id bigint primary key,
     email text,
@@ -12,42 +15,121 @@ create table if not exists staging.customers (
     is_deleted boolean not null
 )
 ;;
+select staging.begin_checked('raw.shop_customers')
+;;
+create temporary table _checked on commit drop as
+with
+
+source as materialized (
+    select
+        r.*,
+        r.ctid as row_position,
+        staging.try_bigint(r.customer_id) as k_customer_id,
+        lower(staging.clean(r.email)) as t_email,
+        staging.try_ts(r.created_at) as created_ts,
+        staging.try_ts(r.updated_at) as updated_ts,
+        staging.try_ts(r.deleted_at) as deleted_ts
+    from raw.shop_customers as r
+    where r._loaded_at <= %(run_ts)s
+),
+
+judged as materialized (
+    select
+        s.*,
+        coalesce(s.k_customer_id::text, coalesce(s.customer_id, '')) as row_key,
+        coalesce(s.k_customer_id::text, coalesce(s.customer_id, '')) as source_ref,
+        case
+            when s.k_customer_id is null then 'invalid_key'
+            when s.updated_ts is null then 'invalid_timestamp'
+            when s.deleted_at is not null and s.deleted_ts is null then 'invalid_timestamp'
+        end as reject_code,
+        case
+            when s.k_customer_id is null
+                then 'customer_id ' || coalesce(quote_literal(s.customer_id), 'is empty')
+                     || ': the shop must send a whole-number customer id'
+            when s.updated_ts is null
+                then 'updated_at ' || coalesce(quote_literal(s.updated_at), 'is empty')
+                     || ' is not an ISO 8601 timestamp; the row cannot be ordered against its other versions'
+            when s.deleted_at is not null and s.deleted_ts is null
+                then 'deleted_at ' || quote_literal(s.deleted_at) || ' is not an ISO 8601 timestamp'
+        end as reject_reason,
+        md5(concat_ws('|', s.customer_id, s.email, s.first_name, s.last_name, s.country, s.created_at,
+                      s.updated_at, s.deleted_at)) as content_hash
+    from source as s
+),
+
+ranked as (
+    select
+        j.*,
+        row_number() over versions as version_rank,
+        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
+        coalesce(lag(j.content_hash) over versions = j.content_hash
+                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+    from judged as j
+    window versions as (partition by j.reject_code is null, j.k_customer_id order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+),
+
+identities as (
+    -- Live customers with the same address are one person: the earliest registration survives.
+    select
+        r.*,
+        case when r.reject_code is null and r.version_rank = 1 and r.t_email is not null and r.deleted_ts is null
+            then first_value(r.k_customer_id) over (
+                partition by r.reject_code is null and r.version_rank = 1 and r.deleted_ts is null, r.t_email
+                order by r.created_ts nulls last, r.k_customer_id)
+        end as surviving_customer_id
+    from ranked as r
+)
+
+select
+    i.*,
+    case
+        when i.reject_code is not null then 'quarantined'
+        when i.version_rank > 1 and i.is_copy then 'duplicate'
+        when i.version_rank > 1 then 'superseded'
+        when i.surviving_customer_id <> i.k_customer_id then 'merged'
+        else 'staged'
+    end as disposition
+from identities as i
+;;
+insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
+select
+    %(run_date)s, 'raw.shop_customers', 'same_person_two_ids', c.row_key, c.surviving_customer_id::text,
+    c.source_ref, c._batch_id, c.t_email
+from _checked as c
+where c.disposition = 'merged'
+;;
+insert into staging.corrections
+    (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)
+select %(run_date)s, 'raw.shop_customers', c.row_key, c.source_ref, c._batch_id, f.kind, f.field, f.original, f.corrected
+from _checked as c
+cross join lateral (
+    values
+        ('invalid_email', 'email', c.email, null, c.t_email is not null and not staging.is_email(c.t_email)),
+        ('invalid_timestamp', 'created_at', c.created_at, null, c.created_at is not null and c.created_ts is null)
+) as f (kind, field, original, corrected, applies)
+where c.disposition <> 'quarantined' and f.applies
+;;
 truncate staging.customers
 ;;
 insert into staging.customers
 with
 
-source as (
-    select * from raw.shop_customers
-    where _loaded_at <= %(run_ts)s
-),
-
-latest as (
-    select distinct on (customer_id::bigint)
-        customer_id::bigint as customer_id,
-        lower(trim(email)) as email,
-        nullif(trim(first_name), '') as first_name,
-        nullif(trim(last_name), '') as last_name,
-        upper(nullif(trim(country), '')) as country,
-        created_at::timestamptz as created_at,
-        updated_at::timestamptz as updated_at,
-        deleted_at::timestamptz as deleted_at
-    from source
-    order by customer_id::bigint, updated_at::timestamptz desc, _loaded_at desc
-),
-
 final as (
     select
-        customer_id,
-        email,
-        first_name,
-        last_name,
-        country,
-        created_at,
-        updated_at,
-        deleted_at,
-        deleted_at is not null as is_deleted
-    from latest
+        c.k_customer_id as customer_id,
+        case when staging.is_email(c.t_email) then c.t_email end as email,
+        staging.clean(c.first_name) as first_name,
+        staging.clean(c.last_name) as last_name,
+        upper(staging.clean(c.country)) as country,
+        c.created_ts as created_at,
+        c.updated_ts as updated_at,
+        c.deleted_ts as deleted_at,
+        c.deleted_ts is not null as is_deleted
+    from _checked as c
+    where c.disposition = 'staged'
 )
 
 select * from final
+;;
+select staging.finish_checked('staging.customers', 'raw.shop_customers', %(run_date)s, %(run_ts)s)

@@ -1,5 +1,8 @@
 -- grain: one row per order line (latest version received)
 -- materialized: model
+-- Rejected (raw.quarantine): unreadable keys or numbers, negative quantities or prices, lines whose
+-- order is not staged (it never arrived, or staging rejected it), unknown products. A line with price
+-- 0 is kept and flagged free (staging.corrections, kind zero_price).
 create table if not exists staging.order_items (
     order_id bigint not null,
     line_no integer not null,
@@ -8,41 +11,143 @@ create table if not exists staging.order_items (
     unit_price numeric(12, 2) not null,
     line_amount numeric(14, 2) not null,
     updated_at timestamptz,
+    is_free boolean not null default false, -- Unit price 0: a gift or a data error; left out of price statistics
     primary key (order_id, line_no)
 )
+;;
+alter table staging.order_items add column if not exists is_free boolean not null default false
+;;
+select staging.begin_checked('raw.shop_order_items')
+;;
+create temporary table _checked on commit drop as
+with
+
+source as materialized (
+    select
+        r.*,
+        r.ctid as row_position,
+        staging.try_bigint(r.order_id) as k_order_id,
+        staging.try_bigint(r.line_no) as k_line_no,
+        staging.try_bigint(r.product_id) as t_product_id,
+        staging.try_bigint(r.quantity) as t_quantity,
+        staging.try_numeric(r.unit_price) as t_price,
+        staging.try_ts(r.updated_at) as updated_ts
+    from raw.shop_order_items as r
+    where r._loaded_at <= %(run_ts)s
+),
+
+rejected_orders as (
+    select distinct on (q.row_key)
+        q.row_key,
+        q.reason_code
+    from raw.quarantine as q
+    where q.stage = 'staging' and q.table_name = 'raw.shop_orders'
+    order by q.row_key, q.reason_code
+),
+
+judged as materialized (
+    select
+        s.*,
+        coalesce(s.k_order_id::text, coalesce(s.order_id, '')) || ':' || coalesce(s.k_line_no::text, coalesce(s.line_no, ''))
+            as row_key,
+        case
+            when s.k_order_id is null or s.k_line_no is null or s.k_line_no not between 1 and 100000 then 'invalid_key'
+            when s.t_product_id is null then 'invalid_product_id'
+            when s.t_quantity is null or s.t_quantity > 1000000 then 'invalid_quantity'
+            when s.t_quantity < 0 then 'negative_quantity'
+            when s.t_price is null then 'invalid_price'
+            when s.t_price < 0 then 'negative_price'
+            when s.updated_ts is null then 'invalid_timestamp'
+            when o.order_id is null then 'orphan_order_item'
+            when p.product_id is null then 'unknown_product'
+        end as reject_code,
+        ro.reason_code as order_reject_code,
+        md5(concat_ws('|', s.order_id, s.line_no, s.product_id, s.quantity, s.unit_price, s.updated_at))
+            as content_hash
+    from source as s
+    left join staging.orders as o on s.k_order_id = o.order_id
+    left join staging.products as p on s.t_product_id = p.product_id
+    left join rejected_orders as ro on s.k_order_id::text = ro.row_key
+),
+
+ranked as (
+    select
+        j.*,
+        j.row_key as source_ref,
+        case j.reject_code
+            when 'invalid_key' then 'order_id ' || coalesce(quote_literal(j.order_id), 'empty') || ' / line_no '
+                || coalesce(quote_literal(j.line_no), 'empty') || ': both must be whole numbers (line_no from 1)'
+            when 'invalid_product_id' then 'product_id ' || coalesce(quote_literal(j.product_id), 'is empty')
+                || ' is not a whole number'
+            when 'invalid_quantity' then 'quantity ' || coalesce(quote_literal(j.quantity), 'is empty')
+                || ' is not a whole number of items'
+            when 'negative_quantity' then 'quantity ' || quote_literal(j.quantity)
+                || ' is below zero; returns belong in refunds, not in negative order lines'
+            when 'invalid_price' then 'unit_price ' || coalesce(quote_literal(j.unit_price), 'is empty')
+                || ' is not a plain number such as 12.50'
+            when 'negative_price' then 'unit_price ' || quote_literal(j.unit_price) || ' is below zero'
+            when 'invalid_timestamp' then 'updated_at ' || coalesce(quote_literal(j.updated_at), 'is empty')
+                || ' is not an ISO 8601 timestamp'
+            when 'orphan_order_item' then case
+                when j.order_reject_code is not null then 'its order ' || j.k_order_id::text
+                    || ' was rejected (' || j.order_reject_code || ', see raw.quarantine); the line goes with it'
+                else 'no order ' || j.k_order_id::text || ' was received; the line is staged once its order arrives'
+            end
+            when 'unknown_product' then 'product ' || j.t_product_id::text
+                || ' is not in the catalogue (staging.products); load the product first'
+        end as reject_reason,
+        row_number() over versions as version_rank,
+        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
+        coalesce(lag(j.content_hash) over versions = j.content_hash
+                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+    from judged as j
+    window versions as (partition by j.reject_code is null, j.k_order_id, j.k_line_no order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+)
+
+select
+    k.*,
+    case
+        when k.reject_code is not null then 'quarantined'
+        when k.version_rank > 1 and k.is_copy then 'duplicate'
+        when k.version_rank > 1 then 'superseded'
+        else 'staged'
+    end as disposition
+from ranked as k
+;;
+insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
+select
+    %(run_date)s, 'raw.shop_order_items', 'duplicate_row', c.row_key, c.row_key, c.source_ref, c._batch_id,
+    c.content_hash
+from _checked as c
+where c.disposition = 'duplicate'
+;;
+insert into staging.corrections
+    (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)
+select
+    %(run_date)s, 'raw.shop_order_items', c.row_key, c.source_ref, c._batch_id, 'zero_price', 'unit_price',
+    c.unit_price, '0 (is_free)'
+from _checked as c
+where c.disposition <> 'quarantined' and c.t_price = 0
 ;;
 truncate staging.order_items
 ;;
 insert into staging.order_items
 with
 
-source as (
-    select * from raw.shop_order_items
-    where _loaded_at <= %(run_ts)s
-),
-
-latest as (
-    select distinct on (order_id::bigint, line_no::integer)
-        order_id::bigint as order_id,
-        line_no::integer as line_no,
-        product_id::bigint as product_id,
-        quantity::integer as quantity,
-        unit_price::numeric(12, 2) as unit_price,
-        updated_at::timestamptz as updated_at
-    from source
-    order by order_id::bigint, line_no::integer, updated_at::timestamptz desc, _loaded_at desc
-),
-
 final as (
     select
-        order_id,
-        line_no,
-        product_id,
-        quantity,
-        unit_price,
-        (quantity * unit_price)::numeric(14, 2) as line_amount,
-        updated_at
-    from latest
+        c.k_order_id as order_id,
+        c.k_line_no::integer as line_no,
+        c.t_product_id as product_id,
+        c.t_quantity::integer as quantity,
+        c.t_price::numeric(12, 2) as unit_price,
+        (c.t_quantity * c.t_price)::numeric(14, 2) as line_amount,
+        c.updated_ts as updated_at,
+        c.t_price = 0 as is_free
+    from _checked as c
+    where c.disposition = 'staged'
 )
 
 select * from final
+;;
+select staging.finish_checked('staging.order_items', 'raw.shop_order_items', %(run_date)s, %(run_ts)s)

@@ -1,8 +1,12 @@
 -- grain: one row per order (latest version received)
 -- materialized: model
+-- Rejected (raw.quarantine, reason_code): unreadable keys, amounts or times, order times before 1970
+-- or after the load, unknown statuses or currencies, customers that no customer row has. Corrected
+-- (staging.corrections): amounts written as text, totals that disagree with their lines, refunds
+-- (no revenue). Identical copies of an order in one batch are counted in staging.merges.
 create table if not exists staging.orders (
     order_id bigint primary key,
-    customer_id bigint not null,
+    customer_id bigint not null, -- The surviving customer (ids merged by staging.customers are mapped)
     order_ts timestamptz not null,
     order_date date not null,
     status text not null,
@@ -13,44 +17,176 @@ create table if not exists staging.orders (
     updated_at timestamptz
 )
 ;;
+select staging.begin_checked('raw.shop_orders')
+;;
+create temporary table _checked on commit drop as
+with
+
+customers as (
+    select
+        c.customer_id,
+        c.customer_id as surviving_customer_id
+    from staging.customers as c
+    union all
+    select
+        m.merged_key::bigint,
+        m.surviving_key::bigint
+    from staging.merges as m
+    where m.table_name = 'raw.shop_customers'
+),
+
+source as materialized (
+    select
+        r.*,
+        r.ctid as row_position,
+        staging.try_bigint(r.order_id) as k_order_id,
+        staging.try_bigint(r.customer_id) as t_customer_id,
+        staging.try_ts(r.order_ts) as order_time,
+        staging.try_ts(r.updated_at) as updated_ts,
+        lower(staging.clean(r.status)) as t_status,
+        upper(staging.clean(r.currency)) as t_currency,
+        staging.parse_amount(r.total_amount) as amount
+    from raw.shop_orders as r
+    where r._loaded_at <= %(run_ts)s
+),
+
+judged as materialized (
+    select
+        s.*,
+        cust.surviving_customer_id,
+        coalesce(s.k_order_id::text, coalesce(s.order_id, '')) as row_key,
+        coalesce(s.k_order_id::text, coalesce(s.order_id, '')) as source_ref,
+        case
+            when s.k_order_id is null then 'invalid_key'
+            when s.t_customer_id is null then 'invalid_customer_id'
+            when s.order_time is null or s.updated_ts is null then 'invalid_timestamp'
+            when s.order_time < timestamptz '1970-01-01 00:00:00+00' then 'pre_epoch_timestamp'
+            when s.order_time > s._loaded_at then 'future_timestamp'
+            when s.t_status is null or s.t_status not in ('completed', 'refunded', 'cancelled') then 'invalid_status'
+            when s.t_currency not in (select currency_code from staging.ref_currencies) then 'unknown_currency'
+            when s.amount is null or s.amount < 0 then 'invalid_amount'
+            when cust.surviving_customer_id is null then 'unknown_customer'
+        end as reject_code,
+        md5(concat_ws('|', s.order_id, s.customer_id, s.order_ts, s.status, s.currency, s.total_amount,
+                      s.coupon_code, s.updated_at)) as content_hash
+    from source as s
+    left join customers as cust on s.t_customer_id = cust.customer_id
+),
+
+reasons as (
+    select
+        j.*,
+        case j.reject_code
+            when 'invalid_key' then 'order_id ' || coalesce(quote_literal(j.order_id), 'is empty')
+                || ': the shop must send a whole-number order id'
+            when 'invalid_customer_id' then 'customer_id ' || coalesce(quote_literal(j.customer_id), 'is empty')
+                || ' is not a whole number; fix the order in the shop'
+            when 'invalid_timestamp' then 'order_ts ' || coalesce(quote_literal(j.order_ts), 'empty')
+                || ' / updated_at ' || coalesce(quote_literal(j.updated_at), 'empty')
+                || ': both must be ISO 8601 timestamps'
+            when 'pre_epoch_timestamp' then 'order_ts ' || quote_literal(j.order_ts)
+                || ' is before 1970, a placeholder for an unknown time; the order time must be set in the shop'
+            when 'future_timestamp' then 'order_ts ' || quote_literal(j.order_ts) || ' is after the load at '
+                || j._loaded_at::text || '; fix the clock of the source system'
+            when 'invalid_status' then 'status ' || coalesce(quote_literal(j.status), 'is empty')
+                || ' is not one of completed, refunded, cancelled; map it in the extract'
+            when 'unknown_currency' then 'currency ' || quote_literal(j.currency)
+                || ' is not an ISO 4217 currency (staging.ref_currencies); fix the order in the shop'
+            when 'invalid_amount' then 'total_amount ' || coalesce(quote_literal(j.total_amount), 'is empty')
+                || ' is not an amount >= 0'
+            when 'unknown_customer' then 'customer ' || j.t_customer_id::text
+                || ' is in no customer row received so far; the order is staged once its customer arrives'
+        end as reject_reason
+    from judged as j
+),
+
+ranked as (
+    select
+        r.*,
+        row_number() over versions as version_rank,
+        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
+        coalesce(lag(r.content_hash) over versions = r.content_hash
+                 and lag(r._batch_id) over versions = r._batch_id, false) as is_copy
+    from reasons as r
+    window versions as (partition by r.reject_code is null, r.k_order_id order by r.updated_ts desc, r._loaded_at desc, r.row_position)
+),
+
+line_totals as (
+    -- What the lines add up to, for orders whose every line is readable with a quantity >= 0 and a
+    -- price > 0 (a line staging rejects or flags as free says nothing about the order's total).
+    select
+        l.order_id,
+        sum(l.quantity * l.unit_price) as lines_amount,
+        bool_and(coalesce(l.quantity >= 0 and l.unit_price > 0, false)) as comparable
+    from (
+        select distinct on (staging.try_bigint(i.order_id), staging.try_bigint(i.line_no))
+            staging.try_bigint(i.order_id) as order_id,
+            staging.try_bigint(i.quantity) as quantity,
+            staging.try_numeric(i.unit_price) as unit_price
+        from raw.shop_order_items as i
+        where i._loaded_at <= %(run_ts)s
+        order by
+            staging.try_bigint(i.order_id), staging.try_bigint(i.line_no), staging.try_ts(i.updated_at) desc,
+            i._loaded_at desc
+    ) as l
+    group by l.order_id
+)
+
+select
+    k.*,
+    case when lt.comparable and abs(lt.lines_amount - k.amount) >= 0.005 then lt.lines_amount end as lines_amount,
+    case
+        when k.reject_code is not null then 'quarantined'
+        when k.version_rank > 1 and k.is_copy then 'duplicate'
+        when k.version_rank > 1 then 'superseded'
+        else 'staged'
+    end as disposition
+from ranked as k
+left join line_totals as lt on k.k_order_id = lt.order_id
+;;
+insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
+select
+    %(run_date)s, 'raw.shop_orders', 'duplicate_order_id', c.row_key, c.row_key, c.source_ref, c._batch_id,
+    c.content_hash
+from _checked as c
+where c.disposition = 'duplicate'
+;;
+insert into staging.corrections
+    (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)
+select %(run_date)s, 'raw.shop_orders', c.row_key, c.source_ref, c._batch_id, f.kind, f.field, f.original, f.corrected
+from _checked as c
+cross join lateral (
+    values
+        ('number_as_text', 'total_amount', c.total_amount, c.amount::text,
+         c.total_amount !~ '^[0-9]+(\.[0-9]+)?$'),
+        ('total_mismatch', 'total_amount', c.total_amount, c.lines_amount::text, c.lines_amount is not null),
+        ('refund', 'net_amount', c.total_amount, '0', c.t_status = 'refunded')
+) as f (kind, field, original, corrected, applies)
+where c.disposition <> 'quarantined' and f.applies
+;;
 truncate staging.orders
 ;;
 insert into staging.orders
 with
 
-source as (
-    select * from raw.shop_orders
-    where _loaded_at <= %(run_ts)s
-),
-
-latest as (
-    select distinct on (order_id::bigint)
-        order_id::bigint as order_id,
-        customer_id::bigint as customer_id,
-        order_ts::timestamptz as order_ts,
-        lower(trim(status)) as status,
-        upper(trim(currency)) as currency,
-        total_amount::numeric(14, 2) as total_amount,
-        nullif(trim(coupon_code), '') as coupon_code,
-        updated_at::timestamptz as updated_at
-    from source
-    order by order_id::bigint, updated_at::timestamptz desc, _loaded_at desc
-),
-
 final as (
     select
-        order_id,
-        customer_id,
-        order_ts,
-        (order_ts at time zone 'UTC')::date as order_date,
-        status,
-        currency,
-        total_amount,
+        c.k_order_id as order_id,
+        c.surviving_customer_id as customer_id,
+        c.order_time as order_ts,
+        (c.order_time at time zone 'UTC')::date as order_date,
+        c.t_status as status,
+        c.t_currency as currency,
+        coalesce(c.lines_amount, c.amount)::numeric(14, 2) as total_amount,
         -- Refunded and cancelled orders keep their row but bring no revenue.
-        case when status = 'completed' then total_amount else 0 end as net_amount,
-        coupon_code,
-        updated_at
-    from latest
+        case when c.t_status = 'completed' then coalesce(c.lines_amount, c.amount) else 0 end::numeric(14, 2)
+            as net_amount,
+        staging.clean(c.coupon_code) as coupon_code,
+        c.updated_ts as updated_at
+    from _checked as c
+    where c.disposition = 'staged'
 )
 
 select * from final
+;;
+select staging.finish_checked('staging.orders', 'raw.shop_orders', %(run_date)s, %(run_ts)s)

@@ -1,5 +1,6 @@
 -- grain: one row per product view (a product page seen in a web session)
 -- materialized: model
+-- Rejected (raw.quarantine): unreadable keys, products or timestamps.
 create table if not exists staging.product_views (
     session_id text not null, -- The web session (staging.web_sessions)
     view_no integer not null, -- Position of the view within its session, from 1
@@ -8,24 +9,88 @@ create table if not exists staging.product_views (
     primary key (session_id, view_no)
 )
 ;;
+select staging.begin_checked('raw.shop_product_views')
+;;
+create temporary table _checked on commit drop as
+with
+
+source as materialized (
+    select
+        r.*,
+        r.ctid as row_position,
+        staging.clean(r.session_id) as k_session_id,
+        staging.try_bigint(r.view_no) as k_view_no,
+        staging.try_bigint(r.product_id) as t_product_id,
+        staging.try_ts(r.viewed_at) as viewed_ts,
+        staging.try_ts(r.updated_at) as updated_ts,
+        md5(concat_ws('|', r.session_id, r.view_no, r.product_id, r.viewed_at, r.updated_at)) as content_hash
+    from raw.shop_product_views as r
+    where r._loaded_at <= %(run_ts)s
+),
+
+judged as (
+    select
+        s.*,
+        coalesce(s.k_session_id, '') || ':' || coalesce(s.k_view_no::text, coalesce(s.view_no, '')) as row_key,
+        coalesce(s.k_session_id, '') || ':' || coalesce(s.k_view_no::text, coalesce(s.view_no, '')) as source_ref,
+        case
+            when s.k_session_id is null or s.k_view_no is null or s.k_view_no not between 1 and 1000000 then 'invalid_key'
+            when s.t_product_id is null then 'invalid_product_id'
+            when s.viewed_ts is null or s.updated_ts is null then 'invalid_timestamp'
+        end as reject_code
+    from source as s
+),
+
+ranked as (
+    select
+        j.*,
+        case j.reject_code
+            when 'invalid_key' then 'session_id / view_no ' || coalesce(quote_literal(j.session_id), 'empty') || ' / '
+                || coalesce(quote_literal(j.view_no), 'empty') || ': a session id and a view number from 1 are needed'
+            when 'invalid_product_id' then 'product_id ' || coalesce(quote_literal(j.product_id), 'is empty')
+                || ' is not a whole number'
+            when 'invalid_timestamp' then 'viewed_at / updated_at ' || coalesce(quote_literal(j.viewed_at), 'empty')
+                || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'
+        end as reject_reason,
+        row_number() over versions as version_rank,
+        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
+        coalesce(lag(j.content_hash) over versions = j.content_hash
+                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+    from judged as j
+    window versions as (partition by j.reject_code is null, j.k_session_id, j.k_view_no order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+)
+
+select
+    k.*,
+    case
+        when k.reject_code is not null then 'quarantined'
+        when k.version_rank > 1 and k.is_copy then 'duplicate'
+        when k.version_rank > 1 then 'superseded'
+        else 'staged'
+    end as disposition
+from ranked as k
+;;
+insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
+select
+    %(run_date)s, 'raw.shop_product_views', 'duplicate_row', c.row_key, c.row_key, c.source_ref, c._batch_id, c.content_hash
+from _checked as c
+where c.disposition = 'duplicate'
+;;
 truncate staging.product_views
 ;;
 insert into staging.product_views
 with
 
-source as (
-    select * from raw.shop_product_views
-    where _loaded_at <= %(run_ts)s
-),
-
-latest as (
-    select distinct on (trim(session_id), view_no::integer)
-        trim(session_id) as session_id,
-        view_no::integer as view_no,
-        product_id::bigint as product_id,
-        viewed_at::timestamptz as viewed_at
-    from source
-    order by trim(session_id), view_no::integer, updated_at::timestamptz desc, _loaded_at desc
+final as (
+    select
+        c.k_session_id as session_id,
+        c.k_view_no::integer as view_no,
+        c.t_product_id as product_id,
+        c.viewed_ts as viewed_at
+    from _checked as c
+    where c.disposition = 'staged'
 )
 
-select * from latest
+select * from final
+;;
+select staging.finish_checked('staging.product_views', 'raw.shop_product_views', %(run_date)s, %(run_ts)s)

@@ -1,5 +1,6 @@
 -- grain: one row per product (latest version received)
 -- materialized: model
+-- Rejected (raw.quarantine): unreadable product ids, prices or timestamps, and negative prices.
 create table if not exists staging.products (
     product_id bigint primary key,
     sku text,
@@ -11,28 +12,94 @@ create table if not exists staging.products (
     updated_at timestamptz
 )
 ;;
+select staging.begin_checked('raw.shop_products')
+;;
+create temporary table _checked on commit drop as
+with
+
+source as materialized (
+    select
+        r.*,
+        r.ctid as row_position,
+        staging.try_bigint(r.product_id) as k_product_id,
+        staging.try_numeric(r.price) as t_price,
+        staging.try_ts(r.created_at) as created_ts,
+        staging.try_ts(r.updated_at) as updated_ts,
+        md5(concat_ws('|', r.product_id, r.sku, r.name, r.category, r.price, r.image_url, r.created_at,
+                      r.updated_at)) as content_hash
+    from raw.shop_products as r
+    where r._loaded_at <= %(run_ts)s
+),
+
+judged as (
+    select
+        s.*,
+        coalesce(s.k_product_id::text, coalesce(s.product_id, '')) as row_key,
+        coalesce(s.k_product_id::text, coalesce(s.product_id, '')) as source_ref,
+        case
+            when s.k_product_id is null then 'invalid_key'
+            when s.price is not null and s.t_price is null then 'invalid_price'
+            when s.t_price < 0 then 'negative_price'
+            when s.updated_ts is null or (s.created_at is not null and s.created_ts is null) then 'invalid_timestamp'
+        end as reject_code
+    from source as s
+),
+
+ranked as (
+    select
+        j.*,
+        case j.reject_code
+            when 'invalid_key' then 'product_id ' || coalesce(quote_literal(j.product_id), 'is empty')
+                || ': the shop must send a whole-number product id'
+            when 'invalid_price' then 'price ' || quote_literal(j.price) || ' is not a plain number such as 12.50'
+            when 'negative_price' then 'price ' || quote_literal(j.price) || ' is below zero'
+            when 'invalid_timestamp' then 'created_at / updated_at ' || coalesce(quote_literal(j.created_at), 'empty')
+                || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'
+        end as reject_reason,
+        row_number() over versions as version_rank,
+        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
+        coalesce(lag(j.content_hash) over versions = j.content_hash
+                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+    from judged as j
+    window versions as (partition by j.reject_code is null, j.k_product_id order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+)
+
+select
+    k.*,
+    case
+        when k.reject_code is not null then 'quarantined'
+        when k.version_rank > 1 and k.is_copy then 'duplicate'
+        when k.version_rank > 1 then 'superseded'
+        else 'staged'
+    end as disposition
+from ranked as k
+;;
+insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
+select
+    %(run_date)s, 'raw.shop_products', 'duplicate_row', c.row_key, c.row_key, c.source_ref, c._batch_id,
+    c.content_hash
+from _checked as c
+where c.disposition = 'duplicate'
+;;
 truncate staging.products
 ;;
 insert into staging.products
 with
 
-source as (
-    select * from raw.shop_products
-    where _loaded_at <= %(run_ts)s
-),
-
 final as (
-    select distinct on (product_id::bigint)
-        product_id::bigint as product_id,
-        trim(sku) as sku,
-        trim(name) as name,
-        coalesce(nullif(trim(category), ''), 'Uncategorised') as category,
-        price::numeric(12, 2) as price,
-        image_url,
-        created_at::timestamptz as created_at,
-        updated_at::timestamptz as updated_at
-    from source
-    order by product_id::bigint, updated_at::timestamptz desc, _loaded_at desc
+    select
+        c.k_product_id as product_id,
+        staging.clean(c.sku) as sku,
+        staging.clean(c.name) as name,
+        coalesce(staging.clean(c.category), 'Uncategorised') as category,
+        c.t_price::numeric(12, 2) as price,
+        staging.clean(c.image_url) as image_url,
+        c.created_ts as created_at,
+        c.updated_ts as updated_at
+    from _checked as c
+    where c.disposition = 'staged'
 )
 
 select * from final
+;;
+select staging.finish_checked('staging.products', 'raw.shop_products', %(run_date)s, %(run_ts)s)

@@ -1,5 +1,6 @@
 -- grain: one row per web session (latest version received)
 -- materialized: model
+-- Rejected (raw.quarantine): sessions without an id, unreadable customers, counts or timestamps.
 create table if not exists staging.web_sessions (
     session_id text primary key, -- Tracker's session id
     customer_id bigint, -- Logged-in shop customer; null for leads and anonymous visitors
@@ -11,29 +12,99 @@ create table if not exists staging.web_sessions (
     updated_at timestamptz
 )
 ;;
+select staging.begin_checked('raw.shop_web_sessions')
+;;
+create temporary table _checked on commit drop as
+with
+
+source as materialized (
+    select
+        r.*,
+        r.ctid as row_position,
+        staging.clean(r.session_id) as k_session_id,
+        staging.try_bigint(r.customer_id) as t_customer_id,
+        staging.try_bigint(r.page_views) as t_page_views,
+        staging.try_bigint(r.product_views) as t_product_views,
+        staging.try_ts(r.started_at) as started_ts,
+        staging.try_ts(r.ended_at) as ended_ts,
+        staging.try_ts(r.updated_at) as updated_ts,
+        md5(concat_ws('|', r.session_id, r.customer_id, r.contact_id, r.started_at, r.ended_at, r.page_views, r.product_views, r.updated_at)) as content_hash
+    from raw.shop_web_sessions as r
+    where r._loaded_at <= %(run_ts)s
+),
+
+judged as (
+    select
+        s.*,
+        coalesce(s.k_session_id, '') as row_key,
+        coalesce(s.k_session_id, '') as source_ref,
+        case
+            when s.k_session_id is null then 'invalid_key'
+            when s.customer_id is not null and s.t_customer_id is null then 'invalid_customer_id'
+            when s.t_page_views is null or s.t_product_views is null
+                 or s.t_page_views not between 0 and 1000000 or s.t_product_views not between 0 and 1000000
+                then 'invalid_count'
+            when s.started_ts is null or s.updated_ts is null or (s.ended_at is not null and s.ended_ts is null)
+                then 'invalid_timestamp'
+        end as reject_code
+    from source as s
+),
+
+ranked as (
+    select
+        j.*,
+        case j.reject_code
+            when 'invalid_key' then 'session_id is empty; every session needs its tracker id'
+            when 'invalid_customer_id' then 'customer_id ' || quote_literal(j.customer_id) || ' is not a whole number'
+            when 'invalid_count' then 'page_views / product_views ' || coalesce(quote_literal(j.page_views), 'empty')
+                || ' / ' || coalesce(quote_literal(j.product_views), 'empty') || ' must be whole numbers >= 0'
+            when 'invalid_timestamp' then 'started_at / ended_at / updated_at must be ISO 8601 timestamps (got '
+                || coalesce(quote_literal(j.started_at), 'empty') || ', ' || coalesce(quote_literal(j.ended_at), 'empty')
+                || ', ' || coalesce(quote_literal(j.updated_at), 'empty') || ')'
+        end as reject_reason,
+        row_number() over versions as version_rank,
+        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
+        coalesce(lag(j.content_hash) over versions = j.content_hash
+                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+    from judged as j
+    window versions as (partition by j.reject_code is null, j.k_session_id order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+)
+
+select
+    k.*,
+    case
+        when k.reject_code is not null then 'quarantined'
+        when k.version_rank > 1 and k.is_copy then 'duplicate'
+        when k.version_rank > 1 then 'superseded'
+        else 'staged'
+    end as disposition
+from ranked as k
+;;
+insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
+select
+    %(run_date)s, 'raw.shop_web_sessions', 'duplicate_row', c.row_key, c.row_key, c.source_ref, c._batch_id, c.content_hash
+from _checked as c
+where c.disposition = 'duplicate'
+;;
 truncate staging.web_sessions
 ;;
 insert into staging.web_sessions
 with
 
-source as (
-    select * from raw.shop_web_sessions
-    where _loaded_at <= %(run_ts)s
-),
-
-latest as (
-    select distinct on (trim(session_id))
-        trim(session_id) as session_id,
-        nullif(trim(customer_id), '')::bigint as customer_id,
-        nullif(trim(contact_id), '') as contact_id,
-        started_at::timestamptz as started_at,
-        nullif(trim(ended_at), '')::timestamptz as ended_at,
-        page_views::integer as page_views,
-        product_views::integer as product_views,
-        updated_at::timestamptz as updated_at
-    from source
-    where nullif(trim(session_id), '') is not null
-    order by trim(session_id), updated_at::timestamptz desc, _loaded_at desc
+final as (
+    select
+        c.k_session_id as session_id,
+        c.t_customer_id as customer_id,
+        staging.clean(c.contact_id) as contact_id,
+        c.started_ts as started_at,
+        c.ended_ts as ended_at,
+        c.t_page_views::integer as page_views,
+        c.t_product_views::integer as product_views,
+        c.updated_ts as updated_at
+    from _checked as c
+    where c.disposition = 'staged'
 )
 
-select * from latest
+select * from final
+;;
+select staging.finish_checked('staging.web_sessions', 'raw.shop_web_sessions', %(run_date)s, %(run_ts)s)

@@ -1,0 +1,102 @@
+"""Nothing silently dropped: every raw row is accounted for after each staging rebuild.
+
+Each staging model writes one ``staging.row_accounting`` row per run: rows received (raw rows landed up
+to the run's cutoff) split into staged, quarantined, identical copies, superseded versions and identity
+merges. :func:`check` recounts every term from the tables themselves — the raw table, the staging
+table, ``raw.quarantine``, ``staging.merges`` and ``raw.ingest_batches`` — and raises
+:class:`AccountingError` when an equation does not hold, so a model that loses rows fails its run
+instead of shrinking a table quietly.
+
+The two equations, per table:
+
+- landing:  rows the source sent = rows landed in raw + rows quarantined at landing (unreadable lines)
+- staging:  rows landed in raw   = staged + quarantined + duplicate + superseded + merged
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+
+class AccountingError(RuntimeError):
+    """Rows went missing (or appeared) between landing and staging; the message names table and numbers."""
+
+
+@dataclass(frozen=True)
+class TableAccount:
+    table: str
+    raw_table: str
+    received: int
+    staged: int
+    quarantined: int
+    duplicate: int
+    superseded: int
+    merged: int
+    landing_quarantined: int
+
+    def line(self) -> str:
+        parts = [f"{self.staged:,} staged"]
+        for label, n in (("quarantined", self.quarantined), ("duplicate copies", self.duplicate),
+                         ("superseded versions", self.superseded), ("merged identities", self.merged)):
+            if n:
+                parts.append(f"{n:,} {label}")
+        return f"{self.raw_table} → {self.table}: {self.received:,} received = " + " + ".join(parts) + (
+            f" (and {self.landing_quarantined:,} unreadable at landing)" if self.landing_quarantined else "")
+
+
+def _count(conn: Any, sql: str, **params: Any) -> int:
+    return int(conn.execute(sa.text(sql), params).scalar_one())
+
+
+def check(engine: Any, run_date: dt.date, run_ts: dt.datetime) -> list[TableAccount]:
+    """Recount every staging table's accounting row of ``run_date``; raise AccountingError on a mismatch."""
+    problems: list[str] = []
+    accounts: list[TableAccount] = []
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "select * from staging.row_accounting where run_date = :d order by table_name"), {"d": run_date}
+        ).mappings().all()
+        for r in rows:
+            acc = TableAccount(table=r["table_name"], raw_table=r["raw_table"], received=r["rows_received"],
+                               staged=r["rows_staged"], quarantined=r["rows_quarantined"],
+                               duplicate=r["rows_duplicate"], superseded=r["rows_superseded"],
+                               merged=r["rows_merged"], landing_quarantined=r["landing_quarantined"])
+            accounts.append(acc)
+            t, raw = acc.table, acc.raw_table
+            observed = {
+                "received (raw rows)": _count(conn, f"select count(*) from {raw} where _loaded_at <= :ts", ts=run_ts),
+                "staged (rows in the table)": _count(conn, f"select count(*) from {t}"),
+                "quarantined (raw.quarantine)": _count(
+                    conn, "select count(*) from raw.quarantine where stage = 'staging' and table_name = :t", t=raw),
+                "duplicate + merged (staging.merges)": _count(
+                    conn, "select count(*) from staging.merges where table_name = :t", t=raw),
+            }
+            stated = {"received (raw rows)": acc.received, "staged (rows in the table)": acc.staged,
+                      "quarantined (raw.quarantine)": acc.quarantined,
+                      "duplicate + merged (staging.merges)": acc.duplicate + acc.merged}
+            for what, n in observed.items():
+                if n != stated[what]:
+                    problems.append(f"{t}: {what} is {n:,} in the tables but {stated[what]:,} in the accounting")
+            total = acc.staged + acc.quarantined + acc.duplicate + acc.superseded + acc.merged
+            if total != acc.received:
+                problems.append(f"{t}: {acc.received:,} raw rows received but {total:,} accounted for"
+                                f" (staged {acc.staged:,} + quarantined {acc.quarantined:,} + duplicate"
+                                f" {acc.duplicate:,} + superseded {acc.superseded:,} + merged {acc.merged:,})")
+            sent = _count(conn, "select coalesce(sum(rows_received), 0) from raw.ingest_batches"
+                                " where table_name = :t and loaded_at <= :ts", t=raw, ts=run_ts)
+            landed = _count(conn, "select coalesce(sum(rows_loaded), 0) from raw.ingest_batches"
+                                  " where table_name = :t and loaded_at <= :ts", t=raw, ts=run_ts)
+            if sent and sent != landed + acc.landing_quarantined:
+                problems.append(f"{raw}: sources sent {sent:,} rows but {landed:,} landed and"
+                                f" {acc.landing_quarantined:,} were quarantined at landing")
+            if sent and landed != acc.received:
+                problems.append(f"{raw}: ingest batches record {landed:,} rows landed but the table holds"
+                                f" {acc.received:,}")
+    if problems:
+        raise AccountingError("row accounting does not add up for staging run "
+                              f"{run_date.isoformat()}:\n- " + "\n- ".join(problems))
+    return accounts
