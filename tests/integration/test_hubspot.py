@@ -246,3 +246,17 @@ def test_fake_after_is_an_offset_into_the_live_result_set(hub):
     _, second = _search(hub, {"limit": 3, "sorts": sort, "after": first["paging"]["next"]["after"]})
     seen = {r["id"] for r in first["results"] + second["results"]}
     assert "1004" not in seen  # shifted into the first page's offsets: a naive pager never sees it
+
+
+def test_two_pulls_of_one_stream_cannot_both_land_a_page(engine, src):
+    def checkpointer():
+        cp = _land.Checkpointer(engine, source=src, stream="contacts", raw_table="raw.hubspot_contacts",
+                                columns=["contact_id", "lastmodifieddate"], run_date=D1, loaded_at=cutoff_for(D1))
+        assert cp.begin() is None
+        return cp
+
+    first, second = checkpointer(), checkpointer()
+    first.commit([(["1", iso(BASE)], {"id": "1"})], _land.Watermark(BASE, "1"))
+    with pytest.raises(_land.ConcurrentPullError, match="another pull of"):
+        second.commit([(["1", iso(BASE)], {"id": "1"})], _land.Watermark(BASE, "1"))
+    assert _landed(engine, src, "contacts") == [("1", iso(BASE))]
