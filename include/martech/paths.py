@@ -39,3 +39,13 @@ def outbox_dir() -> Path:
 def models_dir() -> Path:
     """Where fitted model artifacts are versioned (one folder per model and version)."""
     return Path(os.environ.get("MARTECH_MODELS_DIR") or home() / "models")
+
+
+def data_docs_dir() -> Path:
+    """Where Great Expectations' Data Docs are built (open ``index.html`` in a browser)."""
+    return Path(os.environ.get("MARTECH_DATA_DOCS_DIR") or home() / "data_docs")
+
+
+def quality_store_dir() -> Path:
+    """Where the expectation suites and validation results behind the Data Docs are kept (JSON)."""
+    return home() / "gx"
