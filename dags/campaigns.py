@@ -7,9 +7,14 @@ validates it (Great Expectations: consent, suppressions, duplicate or invalid ad
 the trailing runs; a failure stops the run before anything is sent), then dispatches to the treatment
 arm through the send ledger, so a rerun of the same run date sends nothing twice.
 
-Reads: `marts.*`, `staging.*`, `campaigns.suppressions`. Writes: `audiences.audience_members`,
-`audiences.snapshots`, `audiences.exclusions` (one row per excluded contact and reason),
-`campaigns.coupons`, `campaigns.send_ledger`, `campaigns.campaign_runs`, the outbox. Emits
+An hourly series (the abandoned cart) first pulls the shop's carts, cart lines and orders up to the run's
+hour (`refresh_shop`), and its runs are per hour (`<date>T<HH>`, param `run_ts`); each step goes once per
+cart however many hourly runs see it.
+
+Reads: `marts.*`, `staging.*`, `campaigns.suppressions` (hourly: also the shop and `raw.shop_*`). Writes:
+`audiences.audience_members`, `audiences.snapshots`, `audiences.exclusions` (one row per excluded contact
+and reason), `campaigns.coupons`, `campaigns.send_ledger`, `campaigns.campaign_runs`, the outbox (hourly:
+also `raw.shop_carts`, `raw.shop_cart_items`, `raw.shop_orders`). Emits
 `martech://warehouse/campaigns/send_ledger`.
 """
 
@@ -18,40 +23,60 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from martech.campaigns.spec import load_campaigns
-from martech.dagkit import CAMPAIGN_PARAMS, DEFAULT_ARGS, SENDS, START_DATE
+from martech.dagkit import CAMPAIGN_PARAMS, DEFAULT_ARGS, HOURLY_CAMPAIGN_PARAMS, SENDS, START_DATE
 
 
 def build_campaign_dag(spec):
+    hourly = spec.hourly
+
     @dag(dag_id=f"campaign_{spec.id}", schedule=spec.schedule, start_date=START_DATE, catchup=False,
          default_args={**DEFAULT_ARGS, "owner": spec.owner}, tags=["martech", "campaign", *spec.tags],
-         doc_md=f"{__doc__}\n\n#### {spec.name}\n\n{spec.description}", params=CAMPAIGN_PARAMS,
-         max_active_runs=1)
+         doc_md=f"{__doc__}\n\n#### {spec.name}\n\n{spec.description}",
+         params=HOURLY_CAMPAIGN_PARAMS if hourly else CAMPAIGN_PARAMS, max_active_runs=1)
     def campaign():
+        @task
+        def refresh_shop(**context):
+            from martech import dagkit
+            from martech.campaigns import hourly as run
+
+            return run.refresh_shop(dagkit.warehouse_url(), dagkit.run_hour_of(context), shop_url=dagkit.shop_url())
+
         @task
         def build_audience(**context):
             from martech import dagkit, pipeline
+            from martech.campaigns import hourly as run
 
+            if hourly:
+                return run.build_audience(dagkit.warehouse_url(), spec.id, dagkit.run_hour_of(context))
             return pipeline.build_audience(dagkit.warehouse_url(), spec.id, dagkit.run_date_of(context))
 
         @task
         def validate_audience(**context):
             from martech import dagkit, pipeline
+            from martech.campaigns import hourly as run
 
+            if hourly:
+                return run.validate_audience(dagkit.warehouse_url(), spec.id, dagkit.run_hour_of(context))
             return pipeline.validate_audience(dagkit.warehouse_url(), spec.id, dagkit.run_date_of(context))
 
         @task(outlets=[SENDS])
         def dispatch(**context):
             from martech import dagkit, pipeline
+            from martech.campaigns import hourly as run
 
-            summary = pipeline.dispatch_campaign(dagkit.warehouse_url(), spec.id,
-                                                 dagkit.run_date_of(context), dagkit.run_time_of(context),
-                                                 transport_settings=dagkit.transport_settings(),
-                                                 dry_run=bool((context.get("params") or {}).get("dry_run")))
+            send = run.dispatch_campaign if hourly else pipeline.dispatch_campaign
+            when = dagkit.run_hour_of(context) if hourly else dagkit.run_date_of(context)
+            summary = send(dagkit.warehouse_url(), spec.id, when, dagkit.run_time_of(context),
+                           transport_settings=dagkit.transport_settings(),
+                           dry_run=bool((context.get("params") or {}).get("dry_run")))
             if not summary.get("dry_run"):
                 dagkit.publish(context, SENDS, summary)
             return summary
 
-        build_audience() >> validate_audience() >> dispatch()
+        audience = build_audience()
+        audience >> validate_audience() >> dispatch()
+        if hourly:
+            refresh_shop() >> audience
 
     return campaign()
 

@@ -140,3 +140,32 @@ def saas_credentials(conn_id: str) -> dict[str, Any]:
         return {"token": os.environ.get(f"MARTECH_{conn_id.upper()}_TOKEN"), "host": None}
     extra = conn.extra_dejson or {}
     return {"token": conn.password or extra.get("token") or extra.get("access_token"), "host": conn.host or None}
+
+
+# Hourly campaigns (series on an hourly schedule) also take the run's instant.
+HOURLY_CAMPAIGN_PARAMS = {
+    **CAMPAIGN_PARAMS,
+    "run_ts": Param(None, type=["null", "string"], format="date-time",
+                    description="The hour the run stands for (ISO 8601, e.g. 2026-11-02T13:00:00+00:00); "
+                                "defaults to the logical date truncated to the hour"),
+}
+
+
+def run_hour_of(context: Mapping[str, Any]) -> dt.datetime:
+    """The hour an hourly run stands for (UTC, minutes dropped).
+
+    An explicit ``run_ts`` param; else the logical date (or when the run was due), unless a ``run_date``
+    param names another day, which then means that day's 00:00 run.
+    """
+    params = context.get("params") or {}
+    if params.get("run_ts"):
+        when = dt.datetime.fromisoformat(str(params["run_ts"]).replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+    else:
+        when = context.get("logical_date") or context["dag_run"].run_after
+        if params.get("run_date"):
+            day = dt.date.fromisoformat(str(params["run_date"]))
+            if when.astimezone(dt.timezone.utc).date() != day:
+                when = dt.datetime.combine(day, dt.time(0), tzinfo=dt.timezone.utc)
+    return when.astimezone(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)

@@ -380,7 +380,7 @@ def test_cooldown_and_cap_are_both_recorded(db: Engine, tmp_path: Path) -> None:
                          settings="frequency_cap: {max_emails: 2}\n")
     build_snapshot(db, spec, RUN)
     assert reasons_of(exclusions(db, "promo")) == {"busy": ["cooldown", "frequency_cap"]}
-    assert set(REASONS) == {"missing_email", "invalid_email", "no_consent", "suppressed", "duplicate_email",
+    assert set(REASONS) == {"converted", "missing_email", "invalid_email", "no_consent", "suppressed", "duplicate_email",
                             "cooldown", "frequency_cap"}
 
 

@@ -87,37 +87,4 @@ def test_series_audience_without_trigger_at_is_refused(wh, tmp_path) -> None:
         build_snapshot(wh, load_campaign(tmp_path / "s.yml"), RUN, step=2)
 
 
-def test_abandoned_cart_series_stops_when_the_customer_orders(clean_warehouse) -> None:
-    eng = clean_warehouse
-    cart_spec = {s.id: s for s in load_campaigns()}["abandoned_cart"]
-    params = {"run_date": RUN, "run_ts": dt.datetime(2026, 3, 10, tzinfo=UTC)}
-    for model in ("staging.contacts", "staging.products", "staging.orders", "staging.cart_items", "staging.carts"):
-        run_model(eng, model, params)
-    abandoned = dt.datetime(2026, 3, 8, 18, tzinfo=UTC)  # two days back: step 2 (delay 1) is due
-    with eng.begin() as conn:
-        conn.execute(sa.text("insert into staging.products (product_id, sku, name, category, price)"
-                             " values (1, 'T1', 'Tea', 'Tea', 4.5)"))
-        for i in (1, 2):
-            conn.execute(sa.text("insert into staging.contacts (contact_id, email, first_name, consent_status,"
-                                 " customer_id, timezone) values (:c, :e, 'X', 'opted_in', :i, 'UTC')"),
-                         {"c": f"k{i}", "e": f"k{i}@example.com", "i": i})
-            conn.execute(sa.text("insert into staging.carts (cart_id, customer_id, created_at, updated_at, status,"
-                                 " cart_value, currency) values (:i, :i, :t, :t, 'abandoned', 9, 'EUR')"),
-                         {"i": i, "t": abandoned})
-            conn.execute(sa.text("insert into staging.cart_items (cart_id, line_no, product_id, quantity, unit_price)"
-                                 " values (:i, 1, 1, 2, 4.5)"), {"i": i})
-        # Customer 2 bought the next morning: the series must not go on for them.
-        conn.execute(sa.text("insert into staging.orders (order_id, customer_id, order_ts, order_date, status,"
-                             " currency, total_amount, net_amount) values (9, 2, :t, '2026-03-09', 'completed',"
-                             " 'EUR', 9, 9)"),
-                     {"t": abandoned + dt.timedelta(hours=14)})
-    summary = build_snapshot(eng, cart_spec, RUN, step=2)
-    with eng.connect() as conn:
-        rows = conn.execute(sa.text("select contact_id, attributes from audiences.audience_members"
-                                    " where run_id = :r"), {"r": summary.run_id}).all()
-    assert [r.contact_id for r in rows] == ["k1"]
-    attrs = rows[0].attributes
-    assert attrs["cart_id"] == 1 and attrs["products"][0]["quantity"] == 2 and attrs["coupon"]["code"].startswith("CART")
-    # Step 1 was due the day before; step 3 is not due yet.
-    assert build_snapshot(eng, cart_spec, RUN, step=1).members == 0
-    assert build_snapshot(eng, cart_spec, RUN, step=3).members == 0
+# The abandoned cart is an hourly series: tests/integration/test_abandoned_cart_hourly.py.

@@ -47,6 +47,10 @@ __all__ = [
     "build_snapshot",
     "eligible_audience_sql",
     "minimum_detectable_effect",
+    "run_hour",
+    "run_id_for",
+    "run_instant",
+    "step_run_id",
 ]
 
 log = logging.getLogger("martech.campaigns.audience")
@@ -55,9 +59,10 @@ Arm = Literal["treatment", "holdout"]
 REQUIRED_COLUMNS = ("contact_id", "email", "first_name")
 MEMBER_COLUMNS = (
     "campaign_id", "run_id", "run_date", "contact_id", "email", "first_name", "arm", "variant",
-    "definition_hash", "attributes",
+    "definition_hash", "attributes", "step", "series_key",
 )
-EXCLUSION_COLUMNS = ("campaign_id", "run_id", "run_date", "contact_id", "email", "reason", "detail")
+EXCLUSION_COLUMNS = ("campaign_id", "run_id", "run_date", "contact_id", "email", "reason", "detail", "step",
+                     "series_key")
 POWER_ALPHA = 0.05
 POWER = 0.8
 _SCALE = float(1 << 64)
@@ -164,6 +169,8 @@ class SnapshotSummary:
     mde_relative: float | None = None
     min_detectable_effect: float | None = None
     power_warning: bool = False
+    # Hourly series: due candidates whose step was already decided for their series key by another run.
+    already_decided: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +181,7 @@ class SnapshotSummary:
             "candidates": self.candidates, "excluded": self.excluded, "exclusions": dict(self.exclusions),
             "coupons": self.coupons, "mde": self.mde, "mde_relative": self.mde_relative,
             "min_detectable_effect": self.min_detectable_effect, "power_warning": self.power_warning,
+            "already_decided": self.already_decided,
         }
 
 
@@ -223,14 +231,16 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _read_candidates(conn: Connection, spec: CampaignSpec, run_date: date) -> tuple[list[str], list[Candidate]]:
+def _read_candidates(conn: Connection, spec: CampaignSpec, run_date: date,
+                     run_at: datetime) -> tuple[list[str], list[Candidate]]:
     """Run the annotated audience query; returns the audience's own columns and one candidate per row."""
     where = spec.audience_sql_path
     raw = conn.connection.dbapi_connection
     assert raw is not None
     cur = raw.cursor()
     try:
-        cur.execute(eligibility.annotated_audience_sql(spec.audience_sql_text()), {"run_date": run_date})
+        cur.execute(eligibility.annotated_audience_sql(spec.audience_sql_text()),
+                    {"run_date": run_date, "run_ts": run_at})
         columns = [d[0] for d in cur.description]
         rows = cur.fetchall()
     except Exception as exc:
@@ -297,11 +307,10 @@ from (
 """)
 
 
-def _input_watermark(conn: Connection, run_date: date) -> tuple[datetime | None, str]:
-    """The newest landing batch per table that the run date's staging includes (loaded up to its start)."""
+def _input_watermark(conn: Connection, cutoff: datetime) -> tuple[datetime | None, str]:
+    """The newest landing batch per table loaded by the run's instant (the run date's start for daily runs)."""
     if conn.execute(sa.text("select to_regclass('raw.ingest_batches')")).scalar_one() is None:
         return None, "{}"
-    cutoff = datetime.combine(run_date, time(0), tzinfo=timezone.utc)
     row = conn.execute(_WATERMARK, {"cutoff": cutoff}).one()
     return row.loaded_at, row.batch_ids
 
@@ -335,22 +344,114 @@ def _power_check(spec: CampaignSpec, treatment: int, holdout: int) -> tuple[floa
     return mde, warn
 
 
-def step_run_id(run_date: date | str, step: int = 1) -> str:
-    """The run id of one step of a run: the ISO date for step 1 (and single messages), ``<date>.step<n>``."""
-    day = as_run_date(run_date).isoformat()
-    return day if step == 1 else f"{day}.step{step}"
+def run_hour(value: datetime) -> datetime:
+    """The hour a micro-batch run stands for: ``value`` truncated to the hour, in UTC."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"an hourly run needs a timezone-aware instant, got {value!r}")
+    return value.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def run_instant(run: date | str | datetime) -> datetime:
+    """The instant a run sees data up to: the hour for an instant, the start (UTC) of a date."""
+    if isinstance(run, datetime):
+        return run_hour(run)
+    if isinstance(run, str) and "T" in run:
+        return run_hour(datetime.fromisoformat(run))
+    return datetime.combine(as_run_date(run), time(0), tzinfo=timezone.utc)
+
+
+def step_run_id(run_date: date | str | datetime, step: int = 1) -> str:
+    """The run id of one step of a run: the ISO date (daily) or ``<date>T<HH>`` (an instant: hourly), with
+    ``.step<n>`` appended after the first step."""
+    base = (run_hour(run_date).strftime("%Y-%m-%dT%H") if isinstance(run_date, datetime)
+            else as_run_date(run_date).isoformat())
+    return base if step == 1 else f"{base}.step{step}"
+
+
+def run_id_for(spec: CampaignSpec, run: date | str | datetime, step: int = 1) -> str:
+    """The run id of ``spec``'s run: hourly series get one per hour (a date means its 00:00 run)."""
+    if spec.hourly:
+        return step_run_id(run_instant(run), step)
+    if isinstance(run, datetime):
+        raise TypeError(f"campaign {spec.id!r} runs daily: pass its run date, not an instant ({run!r})")
+    return step_run_id(run, step)
+
+
+def _trigger_instant(c: Candidate) -> datetime | None:
+    trigger = c.row.get("trigger_at")
+    if trigger is None:
+        return None
+    if isinstance(trigger, datetime):
+        return trigger if trigger.tzinfo is not None else trigger.replace(tzinfo=timezone.utc)
+    if isinstance(trigger, date):
+        return datetime.combine(trigger, time(0), tzinfo=timezone.utc)
+    parsed = datetime.fromisoformat(str(trigger))
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
 def _in_step(spec: CampaignSpec, step: int, run_date: date, c: Candidate) -> bool:
-    """For a series: did the contact's trigger fall on the day this step is due (delay + 1 days ago)?"""
-    trigger = c.row.get("trigger_at")
+    """Daily series: did the contact's trigger fall on the day this step is due (delay + 1 days ago)?"""
+    trigger = _trigger_instant(c)
     if trigger is None:
         return False
-    day = trigger.astimezone(timezone.utc).date() if isinstance(trigger, datetime) else as_run_date(str(trigger))
-    return day == run_date - timedelta(days=spec.steps[step - 1].delay_days + 1)
+    return trigger.astimezone(timezone.utc).date() == run_date - spec.steps[step - 1].delay - timedelta(days=1)
 
 
-def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str, *,
+def _due_this_hour(spec: CampaignSpec, step: int, run_at: datetime, c: Candidate) -> bool:
+    """Hourly series: is the step due at ``run_at`` and not yet stale?
+
+    Due from the first hourly run after trigger + delay (a trigger at 10:05 with delay 0: the 11:00 run)
+    for ``catch_up_hours`` runs, so the run after a missed hour still sends it; which of those runs sends it
+    is settled by :func:`_decided_elsewhere`.
+    """
+    trigger = _trigger_instant(c)
+    if trigger is None:
+        return False
+    due_before = run_at - spec.steps[step - 1].delay
+    return due_before - timedelta(hours=spec.catch_up_hours) <= trigger < due_before
+
+
+_DECIDED = sa.text("""
+select c.contact_id, d.how
+from unnest(cast(:contacts as text[]), cast(:keys as text[]), cast(:triggers as timestamptz[]))
+    as c (contact_id, series_key, trigger_at)
+cross join lateral (
+    select m.run_id || ' (' || m.arm || ')' as how
+    from audiences.audience_members as m
+    where m.campaign_id = :campaign_id and m.step = :step and m.series_key = c.series_key and m.run_id <> :run_id
+    union all
+    select e.run_id || ' (excluded: ' || e.reason || ')'
+    from audiences.exclusions as e
+    where e.campaign_id = :campaign_id and e.step = :step and e.series_key = c.series_key and e.run_id <> :run_id
+    union all
+    -- The ledger too: a send of this step to the contact since the trigger belongs to this pass, even if
+    -- the snapshot that planned it was rebuilt without the key since.
+    select l.run_id || ' (ledger: ' || l.status || ')'
+    from campaigns.send_ledger as l
+    where l.campaign_id = :campaign_id and l.step = :step and l.contact_id = c.contact_id and l.run_id <> :run_id
+      and l.status <> 'skipped' and l.created_at >= c.trigger_at
+    limit 1
+) as d
+""")
+
+
+def _decided_elsewhere(conn: Connection, spec: CampaignSpec, step: int, run_id: str,
+                       due: Sequence[tuple[Candidate, str, datetime]]) -> dict[str, str]:
+    """Contact id -> the other run that already decided this step for the candidate's series key.
+
+    The natural key of a step send is (campaign, step, series key): the first run that finds the step due
+    decides it (member in either arm, or excluded with reasons) and later runs, reruns of other hours
+    included, leave the key alone. The unique index on audience_members backs this up for members.
+    """
+    if not due:
+        return {}
+    rows = conn.execute(_DECIDED, {
+        "campaign_id": spec.id, "step": step, "run_id": run_id, "contacts": [c.contact_id for c, _, _ in due],
+        "keys": [k for _, k, _ in due], "triggers": [t for _, _, t in due]})
+    return {contact_id: how for contact_id, how in rows}
+
+
+def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime, *,
                    settings: CampaignSettings | None = None, coupon_secret: str | None = None,
                    step: int = 1) -> SnapshotSummary:
     """Snapshot the audience of ``spec`` for ``run_date``; returns what it holds.
@@ -362,32 +463,54 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str, *,
 
     ``settings`` default to the ``_settings.yml`` beside the campaign file; ``coupon_secret`` to
     ``MARTECH_COUPON_SECRET``.
+
+    An hourly series (``spec.hourly``) takes the run's instant (an aware datetime, truncated to the hour;
+    a date means its 00:00 run): the audience SQL gets it as ``%(run_ts)s``, the run id is
+    ``<date>T<HH>[.step<n>]``, and each step is decided once per series key across all runs.
     """
     from martech.campaigns import coupons
     from martech.campaigns.dispatch import make_send_id
 
-    run_date = as_run_date(run_date)
-    run_id = step_run_id(run_date, step)
+    if spec.hourly:
+        run_at = run_instant(run_date)
+        day = run_at.date()
+    else:
+        if isinstance(run_date, datetime):
+            raise TypeError(f"campaign {spec.id!r} runs daily: pass its run date, not an instant ({run_date!r})")
+        day = as_run_date(run_date)
+        run_at = run_instant(day)
+    run_date = day
+    run_id = run_id_for(spec, run_at if spec.hourly else day, step)
     spec.for_step(step)  # validates the step number
     settings = settings or load_settings(spec.campaigns_dir)
+    already_decided = 0
+    keys: dict[str, str] = {}
     with engine.begin() as conn:
-        # Two runs of the same snapshot (a manual rerun beside a retry) must not interleave.
-        conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:key))"),
-                     {"key": f"martech.audience:{spec.id}:{run_id}"})
-        apply_sunset(conn, spec, run_date)
-        columns, candidates = _read_candidates(conn, spec, run_date)
+        # Two runs of the same snapshot (a manual rerun beside a retry) must not interleave; for an hourly
+        # series neither may two runs of the same step, which decide the same series keys.
+        lock = f"martech.series:{spec.id}:{step}" if spec.hourly else f"martech.audience:{spec.id}:{run_id}"
+        conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:key))"), {"key": lock})
+        apply_sunset(conn, spec, day)
+        columns, candidates = _read_candidates(conn, spec, day, run_at)
         if spec.steps:
             if "trigger_at" not in columns:
                 raise AudienceSqlError(f"{spec.audience_sql_path}: a campaign with steps needs a trigger_at column"
                                        f" (when the series started for the contact); columns: {', '.join(columns)}")
-            candidates = [c for c in candidates if _in_step(spec, step, run_date, c)]
+            if spec.hourly:
+                candidates, keys, already_decided = _hourly_step(conn, spec, step, run_id, run_at, columns,
+                                                                 candidates)
+            else:
+                candidates = [c for c in candidates if _in_step(spec, step, day, c)]
         if spec.coupon and spec.coupon.discount_attribute and spec.coupon.discount_attribute not in columns:
             raise AudienceSqlError(f"{spec.audience_sql_path}: the coupon's discount_attribute "
                                    f"{spec.coupon.discount_attribute!r} is not a column of the query "
                                    f"(columns: {', '.join(columns)})")
-        extra = [c for c in columns if c not in REQUIRED_COLUMNS]
-        result = eligibility.evaluate(conn, candidates, spec=spec, run_id=run_id, run_date=run_date,
-                                      settings=settings)
+        extra = [c for c in columns if c not in REQUIRED_COLUMNS and c not in eligibility.EXIT_COLUMNS]
+        try:
+            result = eligibility.evaluate(conn, candidates, spec=spec, run_id=run_id, run_date=day,
+                                          settings=settings)
+        except ValueError as exc:
+            raise AudienceSqlError(f"{spec.audience_sql_path}: {exc}") from exc
 
         assigned = []
         counts: Counter[str] = Counter()
@@ -401,7 +524,7 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str, *,
 
         issued: dict[str, coupons.Coupon] = {}
         if spec.coupon is not None:
-            requests = [coupons.CouponRequest(c.contact_id, make_send_id(spec.id, run_id, 1, c.contact_id),
+            requests = [coupons.CouponRequest(c.contact_id, make_send_id(spec.id, run_id, step, c.contact_id),
                                               _discount(spec, c)) for c, _, _ in assigned]
             issued = coupons.issue_coupons(
                 conn, campaign_id=spec.id, run_id=run_id, run_date=run_date, prefix=spec.coupon.prefix,
@@ -416,22 +539,23 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str, *,
                 attributes["coupon"] = issued[c.contact_id].as_attribute()
             members.append((
                 spec.id, run_id, run_date.isoformat(), c.contact_id, c.email, c.row["first_name"], arm, variant,
-                definition_hash, json.dumps(attributes, sort_keys=True, ensure_ascii=False),
+                definition_hash, json.dumps(attributes, sort_keys=True, ensure_ascii=False), step,
+                keys.get(c.contact_id),
             ))
 
         run_key = {"c": spec.id, "r": run_id}
         conn.execute(sa.text("delete from audiences.audience_members where campaign_id = :c and run_id = :r"),
                      run_key)
         copy_rows(conn, "audiences.audience_members", MEMBER_COLUMNS, members)
-        apply_send_window(conn, spec, run_id, run_date)
+        apply_send_window(conn, spec, run_id, day, at=run_at if spec.hourly else None)
         conn.execute(sa.text("delete from audiences.exclusions where campaign_id = :c and run_id = :r"), run_key)
         copy_rows(conn, "audiences.exclusions", EXCLUSION_COLUMNS,
-                  ((spec.id, run_id, run_date, e.contact_id, e.email, e.reason, e.detail)
-                   for e in result.exclusions))
+                  ((spec.id, run_id, day, e.contact_id, e.email, e.reason, e.detail, step,
+                    keys.get(e.contact_id)) for e in result.exclusions))
 
         mde, power_warning = _power_check(spec, counts["treatment"], counts["holdout"])
         reason_counts = result.counts()
-        loaded_at, batch_ids = _input_watermark(conn, run_date)
+        loaded_at, batch_ids = _input_watermark(conn, run_at)
         cap = settings.frequency_cap
         conn.execute(sa.text("delete from audiences.snapshots where campaign_id = :c and run_id = :r"), run_key)
         conn.execute(_INSERT_SNAPSHOT, {
@@ -454,8 +578,42 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str, *,
         candidates=len(candidates), excluded=result.excluded_contacts, exclusions=reason_counts,
         coupons=len(issued), mde=mde, mde_relative=None if mde is None else mde / spec.baseline_conversion,
         min_detectable_effect=spec.min_detectable_effect, power_warning=power_warning,
+        already_decided=already_decided,
     )
-    log.info("%s run %s: %d candidates, %d members (%d treatment, %d holdout), %d excluded %s, mde %s",
+    log.info("%s run %s: %d candidates, %d members (%d treatment, %d holdout), %d excluded %s, mde %s%s",
              spec.id, run_id, summary.candidates, summary.members, summary.treatment, summary.holdout,
-             summary.excluded, reason_counts, "n/a" if mde is None else f"{mde:.4f}")
+             summary.excluded, reason_counts, "n/a" if mde is None else f"{mde:.4f}",
+             f", {already_decided} already decided by other runs" if spec.hourly else "")
     return summary
+
+
+def _hourly_step(conn: Connection, spec: CampaignSpec, step: int, run_id: str, run_at: datetime,
+                 columns: Sequence[str], candidates: list[Candidate]
+                 ) -> tuple[list[Candidate], dict[str, str], int]:
+    """The candidates this hourly run decides for ``step``: due now, and not decided by another run.
+
+    Returns them, their series keys by contact id, and how many due candidates another run had decided.
+    """
+    key_column = spec.series_key
+    assert key_column is not None  # the spec requires it for hourly series
+    if key_column not in columns:
+        raise AudienceSqlError(f"{spec.audience_sql_path}: series_key {key_column!r} is not a column of the query "
+                               f"(columns: {', '.join(columns)})")
+    due: list[tuple[Candidate, str, datetime]] = []
+    for c in candidates:
+        if not _due_this_hour(spec, step, run_at, c):
+            continue
+        value = c.row.get(key_column)
+        if value is None:
+            raise AudienceSqlError(f"{spec.audience_sql_path}: series_key column {key_column!r} is null for contact "
+                                   f"{c.contact_id!r}; every row of an hourly series needs one")
+        trigger = _trigger_instant(c)
+        assert trigger is not None  # _due_this_hour checked it
+        due.append((c, str(value), trigger))
+    decided = _decided_elsewhere(conn, spec, step, run_id, due)
+    kept = [(c, k) for c, k, _ in due if c.contact_id not in decided]
+    if decided:
+        log.info("%s run %s: step %d already decided for %d due contacts (e.g. %s)", spec.id, run_id, step,
+                 len(decided), "; ".join(f"{k}: {v}" for k, v in sorted(decided.items())[:3]))
+    return [c for c, _ in kept], {c.contact_id: k for c, k in kept}, len(decided)
+

@@ -36,7 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from martech.campaigns.audience import step_run_id
+from martech.campaigns.audience import run_id_for
 from martech.campaigns.faults import checkpoint
 from martech.campaigns.render import Recipient, Renderer, RenderError
 from martech.campaigns.spec import CampaignSpec
@@ -198,17 +198,18 @@ def _lock(conn: Connection, key: str) -> None:
         raise DispatchInProgressError(f"{key} is being dispatched by another process; try again later")
 
 
-def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str, transport: Transport, *,
+def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime, transport: Transport, *,
              now: datetime, step: int = 1, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
              sender: str = DEFAULT_SENDER, renderer: Renderer | None = None) -> DispatchSummary:
     """Plan and send the treatment arm of the run's snapshot; safe to rerun at any point.
 
+    ``run_date`` is the run's date, or for an hourly series its instant (see ``audience.run_id_for``).
     ``now`` is the run's timestamp (timezone-aware): it becomes ``created_at`` of new ledger rows,
     ``sent_at`` of sent ones and the Date header, so a rerun reproduces the same messages.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware (the run's timestamp), got {now!r}")
-    run_id = step_run_id(run_date, step)
+    run_id = run_id_for(spec, run_date, step)
     spec = spec.for_step(step)
     renderer = renderer or Renderer()
     key = {"campaign_id": spec.id, "run_id": run_id, "step": step}
@@ -378,7 +379,8 @@ order by m.variant, m.contact_id
 """)
 
 
-def write_previews(engine: Engine, spec: CampaignSpec, run_date: date | str, folder: Path, *, now: datetime,
+def write_previews(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime, folder: Path, *,
+                   now: datetime,
                    step: int = 1, sender: str = DEFAULT_SENDER, renderer: Renderer | None = None,
                    samples: int = PREVIEW_SAMPLES) -> list[Path]:
     """Render the first ``samples`` treatment members of each variant to ``<folder>/<campaign>/<run>/``.
@@ -386,7 +388,7 @@ def write_previews(engine: Engine, spec: CampaignSpec, run_date: date | str, fol
     Written before each real send so a person can open exactly what goes out, per variant, with real
     data. Idempotent (same bytes for the same run). Returns the files written.
     """
-    run_id = step_run_id(run_date, step)
+    run_id = run_id_for(spec, run_date, step)
     spec = spec.for_step(step)
     renderer = renderer or Renderer()
     with engine.connect() as conn:
@@ -410,14 +412,14 @@ def write_previews(engine: Engine, spec: CampaignSpec, run_date: date | str, fol
     return out
 
 
-def dry_run(engine: Engine, spec: CampaignSpec, run_date: date | str, *, now: datetime, step: int = 1,
+def dry_run(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime, *, now: datetime, step: int = 1,
             sender: str = DEFAULT_SENDER, renderer: Renderer | None = None) -> dict[str, Any]:
     """Render every treatment member and record what a real send would do, sending nothing.
 
     Rows go to ``campaigns.dry_runs``; no ledger rows are planned. The summary compares the run's audience
     with the campaign's previous run (members added and removed).
     """
-    run_id = step_run_id(run_date, step)
+    run_id = run_id_for(spec, run_date, step)
     spec = spec.for_step(step)
     renderer = renderer or Renderer()
     key = {"campaign_id": spec.id, "run_id": run_id}

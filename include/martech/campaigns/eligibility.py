@@ -22,6 +22,10 @@ row per contact, campaign run and reason), in three stages:
    treatment contacts would ever be held back by cooldown and cap, the arms would drift apart from
    run to run and the uplift would be biased.
 
+Before these, an audience may end a contact's flow itself: a row whose ``exit_reason`` column is set
+(``converted``: the abandoned cart was bought) is excluded with that reason and ``exit_detail``, and the
+other stages do not look at it (see :func:`audience_exits`).
+
 Same-day mails of campaigns with a *lower* priority do not count (the higher-priority campaign wins
 the day); snapshots should be built in priority order, which the schedules do. A rerun of a run sees
 the same history (its own sends are not history), so it records the same exclusions.
@@ -51,6 +55,7 @@ __all__ = [
     "Exclusion",
     "Mail",
     "annotated_audience_sql",
+    "audience_exits",
     "cap_exclusion",
     "check_contact",
     "cooldown_exclusion",
@@ -64,6 +69,8 @@ CONSENTED_STATUSES = ("opted_in", "double_opt_in")
 
 # In the order they are checked; the table's check constraint lists the same names.
 REASONS: dict[str, str] = {
+    # Stage 0, said by the audience SQL itself (its exit_reason column): the contact left the flow.
+    "converted": "left the flow by buying (the order or converted cart in detail)",
     "missing_email": "no email address",
     "invalid_email": "the address does not look like an email address",
     "no_consent": "no marketing consent (consent status in detail)",
@@ -136,6 +143,27 @@ class Candidate:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "email", normalize_email(self.raw_email))
+
+
+EXIT_REASON = "exit_reason"
+EXIT_DETAIL = "exit_detail"
+EXIT_COLUMNS = (EXIT_REASON, EXIT_DETAIL)
+
+
+def audience_exits(candidates: Iterable[Candidate]) -> tuple[list[Candidate], list[Exclusion]]:
+    """Stage 0: rows whose audience SQL set ``exit_reason`` (e.g. ``converted``) leave with that reason."""
+    kept, exits = [], []
+    for c in candidates:
+        reason = c.row.get(EXIT_REASON)
+        if reason is None:
+            kept.append(c)
+            continue
+        if reason not in REASONS:
+            raise ValueError(f"exit_reason {reason!r} of contact {c.contact_id!r} is not a known reason; "
+                             f"use one of: {', '.join(REASONS)}")
+        detail = c.row.get(EXIT_DETAIL)
+        exits.append(Exclusion(c.contact_id, c.email, str(reason), None if detail is None else str(detail)))
+    return kept, exits
 
 
 def check_contact(c: Candidate) -> list[Exclusion]:
@@ -340,8 +368,8 @@ class Eligibility:
 
 def evaluate(conn: Connection, candidates: Sequence[Candidate], *, spec: CampaignSpec, run_id: str,
              run_date: date, settings: CampaignSettings) -> Eligibility:
-    """Apply the three stages; eligible candidates keep their input order."""
-    exclusions: list[Exclusion] = []
+    """Apply the stages; eligible candidates keep their input order."""
+    candidates, exclusions = audience_exits(candidates)
     passed = []
     for c in candidates:
         facts = check_contact(c)

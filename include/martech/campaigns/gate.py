@@ -52,12 +52,22 @@ limit :n
 """)
 
 
-def size_bounds(history: list[int]) -> tuple[int, int] | None:
-    """(min, max) treatment size allowed, or None while the history is too short to judge."""
+_PEER_HISTORY = sa.text("""
+select treatment from audiences.snapshots
+where campaign_id = :campaign_id and run_id = any(cast(:peers as text[]))
+order by run_id desc
+""")
+
+
+def size_bounds(history: list[int], *, min_upper: int = 1) -> tuple[int, int] | None:
+    """(min, max) treatment size allowed, or None while the history is too short to judge.
+
+    ``min_upper`` floors the upper bound: small hourly arms swing by more than 5× from noise alone.
+    """
     if len(history) < MIN_HISTORY:
         return None
     mean = sum(history) / len(history)
-    return int(mean * SIZE_BOUNDS[0]), max(int(mean * SIZE_BOUNDS[1]) + 1, 1)
+    return int(mean * SIZE_BOUNDS[0]), max(int(mean * SIZE_BOUNDS[1]) + 1, min_upper)
 
 
 def expectations(bounds: tuple[int, int] | None) -> list[quality.ExpectationSpec]:
@@ -80,16 +90,25 @@ def expectations(bounds: tuple[int, int] | None) -> list[quality.ExpectationSpec
     return specs
 
 
-def check_snapshot(engine: Any, campaign_id: str, run_id: str, run_date: dt.date) -> quality.QualityReport:
-    """Validate the run's treatment arm, record the results, raise DataQualityError on a critical failure."""
+def check_snapshot(engine: Any, campaign_id: str, run_id: str, run_date: dt.date, *,
+                   peers: list[str] | None = None, min_upper: int = 1) -> quality.QualityReport:
+    """Validate the run's treatment arm, record the results, raise DataQualityError on a critical failure.
+
+    The size is compared with the previous ``TRAILING_RUNS`` snapshots, or with the snapshots of the run
+    ids in ``peers`` (an hourly series: the same step at the same hour on earlier days).
+    """
     import pandas as pd
 
     with engine.connect() as conn:
         frame = pd.read_sql_query(_MEMBERS, conn, params={"campaign_id": campaign_id, "run_id": run_id,
                                                           "consented": list(CONSENTED_STATUSES)})
-        history = [int(n) for (n,) in conn.execute(_HISTORY, {"campaign_id": campaign_id, "run_id": run_id,
-                                                              "n": TRAILING_RUNS})]
-    report = quality.validate_frames({TABLE: frame}, {TABLE: expectations(size_bounds(history))},
+        if peers is None:
+            found = conn.execute(_HISTORY, {"campaign_id": campaign_id, "run_id": run_id, "n": TRAILING_RUNS})
+        else:
+            found = conn.execute(_PEER_HISTORY, {"campaign_id": campaign_id, "peers": peers})
+        history = [int(n) for (n,) in found]
+    bounds = size_bounds(history, min_upper=min_upper)
+    report = quality.validate_frames({TABLE: frame}, {TABLE: expectations(bounds)},
                                      f"audience:{campaign_id}:{run_id}", run_date)
     quality.record_results(engine, report, run_date)
     quality.check(report)

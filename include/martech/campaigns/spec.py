@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     PrivateAttr,
     ValidationError,
     ValidationInfo,
@@ -38,7 +40,9 @@ __all__ = [
     "CampaignSpecError",
     "CouponSpec",
     "FrequencyCap",
+    "Step",
     "Variant",
+    "fires_every_hour",
     "load_campaign",
     "load_campaigns",
     "load_settings",
@@ -90,6 +94,10 @@ _EXAMPLES = {
     "discount_attribute": "coupon_percent",
     "max_emails": "3",
     "window_days": "7",
+    "delay_days": "1",
+    "delay_hours": "24",
+    "series_key": "cart_id",
+    "catch_up_hours": "6",
 }
 
 YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -232,25 +240,52 @@ class CouponSpec(BaseModel):
 
 
 class Step(BaseModel):
-    """One message of a series: sent ``delay_days`` after the trigger, with its own template / subject.
+    """One message of a series, sent a delay after the trigger, with its own template / subject.
 
-    The audience SQL of a series returns a ``trigger_at`` column (e.g. the signup time); step *n* takes
-    the contacts whose trigger fell on the day ``delay_days + 1`` days before the run date, so a delay of 0
-    means "the first daily run after the trigger".
+    The audience SQL of a series returns a ``trigger_at`` column (e.g. the signup time). ``delay_days``:
+    step *n* of a daily run takes the contacts whose trigger fell on the day ``delay_days + 1`` days before
+    the run date, so a delay of 0 means "the first daily run after the trigger". ``delay_hours`` (hourly
+    series only): the run of hour H takes the triggers of the hour ``delay_hours + 1`` hours before H, so 0
+    means "the first hourly run after the trigger" (see docs/campaigns.md for catch-up and dedupe).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    delay_days: int
+    delay_days: int | None = None
+    delay_hours: int | None = None
     template: str | None = None  # defaults to the campaign's template
     subject: str | None = None  # replaces every variant's subject for this step
 
     @field_validator("delay_days")
     @classmethod
-    def _delay_range(cls, v: int) -> int:
-        if not 0 <= v <= 365:
+    def _delay_range(cls, v: int | None) -> int | None:
+        if v is not None and not 0 <= v <= 365:
             raise ValueError(f"must be between 0 and 365 days after the trigger, got {v}")
         return v
+
+    @field_validator("delay_hours")
+    @classmethod
+    def _delay_hours_range(cls, v: int | None) -> int | None:
+        if v is not None and not 0 <= v <= 24 * 30:
+            raise ValueError(f"must be between 0 and 720 hours (30 days) after the trigger, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_delay(self) -> Step:
+        if self.delay_days is not None and self.delay_hours is not None:
+            raise ValueError(f"sets both delay_days ({self.delay_days}) and delay_hours ({self.delay_hours}); "
+                             "keep one: delay_hours for an hourly series, delay_days otherwise")
+        if self.delay_days is None and self.delay_hours is None:
+            raise ValueError("needs a delay: add `delay_days: 1` (daily series) or `delay_hours: 24` "
+                             "(hourly series)")
+        return self
+
+    @property
+    def delay(self) -> timedelta:
+        """How long after the trigger the step is due."""
+        if self.delay_hours is not None:
+            return timedelta(hours=self.delay_hours)
+        return timedelta(days=self.delay_days or 0)
 
 
 class SendWindow(BaseModel):
@@ -273,6 +308,21 @@ class SendWindow(BaseModel):
         if self.start >= self.end:
             raise ValueError(f"start {self.start} must be before end {self.end} (windows do not cross midnight)")
         return self
+
+
+def fires_every_hour(schedule: str) -> bool:
+    """True for a cron expression that fires once in every hour (one minute value, hour ``*``).
+
+    Such a campaign's series runs are hourly micro-batches: one snapshot per hour and step.
+    """
+    fields = schedule.split()
+    if len(fields) != 5:
+        return False
+    minute, hour = fields[0], fields[1]
+    return minute.isdigit() and hour in ("*", "*/1")
+
+
+DEFAULT_CATCH_UP_HOURS = 6
 
 
 def default_coupon_prefix(campaign_id: str) -> str:
@@ -316,6 +366,12 @@ class CampaignSpec(BaseModel):
     sunset_after: int | None = None
     # A series (welcome, abandoned cart, ...): one message per step, in order; empty = a single message.
     steps: tuple[Step, ...] = ()
+    # Hourly series: the audience column naming one pass through the series (a cart); each step is
+    # decided once per value (campaigns.series_steps), however many hourly runs see it.
+    series_key: str | None = Field(default=None, validate_default=True)
+    # Hourly series: how many hourly runs after a step falls due may still send it (a missed hour is
+    # caught up by the next run); beyond that the step is dropped as stale.
+    catch_up_hours: int = DEFAULT_CATCH_UP_HOURS
 
     _source_path: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default=CAMPAIGNS_DIR)
@@ -397,12 +453,45 @@ class CampaignSpec(BaseModel):
     @field_validator("steps")
     @classmethod
     def _steps_valid(cls, v: tuple[Step, ...], info: ValidationInfo) -> tuple[Step, ...]:
-        delays = [s.delay_days for s in v]
-        if delays != sorted(set(delays)):
-            raise ValueError(f"steps must have strictly increasing delay_days, got {delays}")
+        hours = [s.delay.total_seconds() / 3600 for s in v]
+        if hours != sorted(set(hours)):
+            shown = [f"{s.delay_hours}h" if s.delay_hours is not None else f"{s.delay_days}d" for s in v]
+            raise ValueError(f"must have strictly increasing delays, got {shown}")
+        schedule = info.data.get("schedule")
+        hourly_steps = [i for i, s in enumerate(v) if s.delay_hours is not None]
+        if hourly_steps and isinstance(schedule, str) and not fires_every_hour(schedule):
+            raise ValueError(f"use delay_hours (steps[{hourly_steps[0]}]), which needs an hourly schedule such as "
+                             f"'0 * * * *'; change the schedule or use delay_days, got schedule {schedule!r}")
         for s in v:
             if s.template is not None:
                 cls._template_exists(s.template, info)
+        return v
+
+    @field_validator("series_key")
+    @classmethod
+    def _series_key(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if "steps" not in info.data or "schedule" not in info.data:
+            return v  # those fields failed: their errors are reported, this one would only echo them
+        steps, schedule = info.data["steps"], info.data["schedule"]
+        hourly = bool(steps) and isinstance(schedule, str) and fires_every_hour(schedule)
+        if v is None:
+            if hourly:
+                raise ValueError("is required for an hourly series: the audience column that names one pass "
+                                 "through the series (e.g. `series_key: cart_id`), so every step goes once per "
+                                 "value however many hourly runs see it")
+            return v
+        if not _COLUMN.match(v):
+            raise ValueError(f"must be the name of a column of the audience SQL (e.g. 'cart_id'), got {v!r}")
+        if not hourly:
+            raise ValueError("only applies to a series with an hourly schedule ('0 * * * *'); remove it, "
+                             f"got {v!r}")
+        return v
+
+    @field_validator("catch_up_hours")
+    @classmethod
+    def _catch_up_range(cls, v: int) -> int:
+        if not 1 <= v <= 48:
+            raise ValueError(f"must be between 1 (only the hour a step is due) and 48 hours, got {v}")
         return v
 
     @field_validator("sunset_after")
@@ -488,6 +577,11 @@ class CampaignSpec(BaseModel):
     @property
     def templates_dir(self) -> Path:
         return self._templates_dir
+
+    @property
+    def hourly(self) -> bool:
+        """A series on an hourly schedule: one snapshot per hour and step, run ids ``<date>T<HH>``."""
+        return bool(self.steps) and fires_every_hour(self.schedule)
 
     @property
     def step_numbers(self) -> tuple[int, ...]:
@@ -631,7 +725,8 @@ def _format_error(where: str, err: Mapping[str, Any], top: type[BaseModel] | Non
         return f"{where}: {field} is required: add `{last}: {example}`"
     if kind == "extra_forbidden":
         models: dict[Any, type[BaseModel]] = {"variants": Variant, "coupon": CouponSpec,
-                                               "frequency_cap": FrequencyCap}
+                                               "frequency_cap": FrequencyCap, "steps": Step,
+                                               "send_window": SendWindow}
         top = top or CampaignSpec
         model = models.get(err["loc"][0], top) if len(err["loc"]) > 1 else top
         return (f"{where}: {field} is not a known field; remove it or fix its spelling "

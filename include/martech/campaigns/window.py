@@ -15,10 +15,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
+# The window's day is the run date, or for an hourly run the contact's local date at the run's instant
+# (a 23:00 UTC run is already tomorrow morning in Tokyo).
 _APPLY = sa.text("""
 update audiences.audience_members as m
-set send_at = (cast(:run_date as date) + cast(:start as time)) at time zone w.tz,
-    send_before = (cast(:run_date as date) + cast(:end as time)) at time zone w.tz
+set send_at = (coalesce((cast(:at as timestamptz) at time zone w.tz)::date, cast(:run_date as date))
+               + cast(:start as time)) at time zone w.tz,
+    send_before = (coalesce((cast(:at as timestamptz) at time zone w.tz)::date, cast(:run_date as date))
+                   + cast(:end as time)) at time zone w.tz
 from (
     select c.contact_id,
         coalesce((select z.name from pg_timezone_names as z where z.name = c.timezone), 'UTC') as tz
@@ -29,19 +33,24 @@ where m.campaign_id = :campaign_id and m.run_id = :run_id and w.contact_id = m.c
 
 _DEFAULT_UTC = sa.text("""
 update audiences.audience_members
-set send_at = (cast(:run_date as date) + cast(:start as time)) at time zone 'UTC',
-    send_before = (cast(:run_date as date) + cast(:end as time)) at time zone 'UTC'
+set send_at = (coalesce((cast(:at as timestamptz) at time zone 'UTC')::date, cast(:run_date as date))
+               + cast(:start as time)) at time zone 'UTC',
+    send_before = (coalesce((cast(:at as timestamptz) at time zone 'UTC')::date, cast(:run_date as date))
+                   + cast(:end as time)) at time zone 'UTC'
 where campaign_id = :campaign_id and run_id = :run_id and send_at is null
 """)
 
 
-def apply_send_window(conn: Any, spec: Any, run_id: str, run_date: date) -> None:
-    """Fill send_at / send_before of the run's members (inside the snapshot's transaction)."""
+def apply_send_window(conn: Any, spec: Any, run_id: str, run_date: date, *, at: datetime | None = None) -> None:
+    """Fill send_at / send_before of the run's members (inside the snapshot's transaction).
+
+    ``at``: an hourly run's instant; the window is then that of the contact's local day at ``at``.
+    """
     window = getattr(spec, "send_window", None)
     if window is None:
         return
     params = {"campaign_id": spec.id, "run_id": run_id, "run_date": run_date, "start": window.start,
-              "end": window.end}
+              "end": window.end, "at": at}
     conn.execute(_APPLY, params)
     conn.execute(_DEFAULT_UTC, params)
 

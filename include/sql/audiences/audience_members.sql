@@ -15,6 +15,8 @@ create table if not exists audiences.audience_members (
     attributes jsonb not null default '{}'::jsonb,
     send_at timestamptz, -- Quiet hours: start of the campaign's send window on the run date, contact's time zone
     send_before timestamptz, -- End of that window (null = no window)
+    step integer, -- Step of a series the row belongs to (1 for single messages; null in rows from before steps)
+    series_key text, -- Hourly series: the pass through the series (e.g. the cart id); unique per campaign and step
     constraint audience_members_pkey primary key (campaign_id, run_id, contact_id),
     constraint audience_members_arm_check check (arm in ('treatment', 'holdout'))
 )
@@ -23,10 +25,18 @@ alter table audiences.audience_members add column if not exists send_at timestam
 ;;
 alter table audiences.audience_members add column if not exists send_before timestamptz
 ;;
+alter table audiences.audience_members add column if not exists step integer
+;;
+alter table audiences.audience_members add column if not exists series_key text
+;;
 create index if not exists audience_members__run_date on audiences.audience_members (campaign_id, run_date)
 ;;
+-- A series key is decided by one run per step: however many hourly runs see the cart, one row holds it.
+create unique index if not exists audience_members__series_step
+on audiences.audience_members (campaign_id, step, series_key) where series_key is not null
+;;
 comment on column audiences.audience_members.run_id is
-'The run''s identity within the campaign: the run date (YYYY-MM-DD) for daily campaigns'
+'The run''s identity within the campaign: the run date (YYYY-MM-DD) for daily campaigns, YYYY-MM-DDTHH for hourly series; .step<n> appended for steps after the first'
 ;;
 comment on column audiences.audience_members.arm is
 'treatment (is sent) or holdout (never sent); from sha256(campaign_id:salt:contact_id), stable across reruns'

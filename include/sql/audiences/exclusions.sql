@@ -11,13 +11,39 @@ create table if not exists audiences.exclusions (
     contact_id text not null,
     email text,  -- Trimmed and lower-cased as returned by the audience SQL; null when missing
     reason text not null,  -- Why the contact was left out (see the check constraint and docs/campaigns.md)
-    detail text,  -- consent status, suppression reason, kept contact id, last send or the mails counted
+    detail text,  -- consent status, suppression reason, kept contact id, last send, the mails counted, the order
+    step integer, -- Step of a series the row belongs to (1 for single messages)
+    series_key text, -- Hourly series: the pass through the series (e.g. the cart id) this decision is about
     constraint exclusions_pkey primary key (campaign_id, run_id, contact_id, reason),
     constraint exclusions_reason_check check (reason in (
-        'missing_email', 'invalid_email', 'no_consent', 'suppressed', 'duplicate_email', 'cooldown',
+        'converted', 'missing_email', 'invalid_email', 'no_consent', 'suppressed', 'duplicate_email', 'cooldown',
         'frequency_cap'
     ))
 )
+;;
+alter table audiences.exclusions add column if not exists step integer
+;;
+alter table audiences.exclusions add column if not exists series_key text
+;;
+-- Warehouses created before 'converted' existed get the wider check once (a no-op afterwards).
+do $$
+begin
+    if not exists (
+        select 1 from pg_constraint
+        where conrelid = 'audiences.exclusions'::regclass and conname = 'exclusions_reason_check'
+            and position('converted' in pg_get_constraintdef(oid)) > 0
+    ) then
+        alter table audiences.exclusions drop constraint if exists exclusions_reason_check;
+        alter table audiences.exclusions add constraint exclusions_reason_check check (reason in (
+            'converted', 'missing_email', 'invalid_email', 'no_consent', 'suppressed', 'duplicate_email',
+            'cooldown', 'frequency_cap'
+        ));
+    end if;
+end
+$$
+;;
+create index if not exists exclusions__series on audiences.exclusions (campaign_id, step, series_key)
+where series_key is not null
 ;;
 create index if not exists exclusions__contact on audiences.exclusions (contact_id, campaign_id)
 ;;

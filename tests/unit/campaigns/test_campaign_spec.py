@@ -182,10 +182,12 @@ def test_shipped_campaigns_load() -> None:
         assert spec.salt == spec.id
 
 
-def test_shipped_audience_sql_uses_only_the_run_date_parameter() -> None:
-    # psycopg2 reads every % in the query: a literal one must be written %%.
+def test_shipped_audience_sql_uses_only_the_run_parameters() -> None:
+    # psycopg2 reads every % in the query: a literal one must be written %%. Hourly series also get run_ts.
     for spec in load_campaigns():
         text = spec.audience_sql_text().replace("%(run_date)s", "").replace("%%", "")
+        if spec.hourly:
+            text = text.replace("%(run_ts)s", "")
         assert "%" not in text, spec.audience_sql_path
         assert not text.rstrip().endswith(";"), spec.audience_sql_path
 
@@ -225,3 +227,42 @@ def test_steps_are_validated(campaigns_dir: Path) -> None:
                                                                    {"delay_days": 3, "template": "nothing_here"}])
     assert "between 0 and 365" in errors_for(campaigns_dir, steps=[{"delay_days": -1}])
     assert "send_window" in errors_for(campaigns_dir, send_window={"start": "20:00", "end": "09:00"})
+
+
+HOURLY = {"schedule": "0 * * * *", "series_key": "cart_id",
+          "steps": [{"delay_hours": 0}, {"delay_hours": 24}, {"delay_hours": 72}]}
+
+
+def test_hourly_series_loads_and_is_hourly(campaigns_dir: Path) -> None:
+    spec = load_campaign(write(campaigns_dir, {**VALID, **HOURLY}))
+    assert spec.hourly and spec.series_key == "cart_id" and spec.catch_up_hours == 6
+    assert [s.delay.total_seconds() / 3600 for s in spec.steps] == [0, 24, 72]
+    daily = load_campaign(write(campaigns_dir, {**VALID, "steps": [{"delay_days": 0}, {"delay_days": 2}]}))
+    assert not daily.hourly and daily.steps[1].delay.days == 2
+    # An hourly schedule without steps keeps daily runs (re-dispatching the day's run for quiet hours).
+    assert not load_campaign(write(campaigns_dir, {**VALID, "schedule": "0 * * * *"})).hourly
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"steps": [{"delay_days": 1, "delay_hours": 24}]},
+     "steps[0] sets both delay_days (1) and delay_hours (24); keep one: delay_hours for an hourly series"),
+    ({"steps": [{"template": "birthday"}]}, "steps[0] needs a delay: add `delay_days: 1` (daily series)"),
+    ({"steps": [{"delay_hours": -1}]}, "steps[0].delay_hours must be between 0 and 720 hours"),
+    ({"steps": [{"delay_hours": 24}, {"delay_hours": 0}]}, "steps must have strictly increasing delays, got ['24h', '0h']"),
+    ({"steps": [{"delay_hours": 0}, {"delay_days": 1}, {"delay_hours": 24}]},
+     "steps must have strictly increasing delays, got ['0h', '1d', '24h']"),
+    ({"schedule": "0 9 * * *"}, "steps use delay_hours (steps[0]), which needs an hourly schedule such as "
+                                "'0 * * * *'; change the schedule or use delay_days, got schedule '0 9 * * *'"),
+    ({"series_key": REMOVE}, "series_key is required for an hourly series: the audience column that names one pass"),
+    ({"series_key": "Cart ID"}, "series_key must be the name of a column of the audience SQL (e.g. 'cart_id')"),
+    ({"catch_up_hours": 0}, "catch_up_hours must be between 1 (only the hour a step is due) and 48 hours, got 0"),
+    ({"steps": [{"delay_hours": 0, "wait": 1}]}, "steps[0].wait is not a known field; remove it or fix its spelling"
+                                                 " (known fields: delay_days, delay_hours, template, subject)"),
+])
+def test_hourly_steps_are_validated(campaigns_dir: Path, changes: dict, expected: str) -> None:
+    assert expected in errors_for(campaigns_dir, **{**HOURLY, **changes})
+
+
+def test_series_key_belongs_to_hourly_series_only(campaigns_dir: Path) -> None:
+    message = errors_for(campaigns_dir, series_key="cart_id", steps=[{"delay_days": 0}])
+    assert "series_key only applies to a series with an hourly schedule ('0 * * * *'); remove it" in message
