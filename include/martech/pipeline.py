@@ -18,7 +18,8 @@ from martech import paths
 log = logging.getLogger("martech")
 
 STAGING_MODELS = ("staging.customers", "staging.products", "staging.orders", "staging.order_items",
-                  "staging.contacts", "staging.cart_items", "staging.carts",
+                  "staging.contacts", "staging.cart_items", "staging.carts", "staging.web_sessions",
+                  "staging.product_views",
                   # rebuilt again by the email-events stage; here so that campaigns can always read it
                   "staging.email_events")
 
