@@ -3,7 +3,8 @@
 Raw batches are checked as they land (``martech.quality.suites``); this gate checks what staging made of
 them, table by table, before any customer model or send reads it:
 
-* keys: not null and unique (critical);
+* keys: not null and unique (critical); one contact per address and one live (not deleted) customer per
+  address, compared as ``lower(trim(email))`` (critical: identity resolution guarantees it);
 * values: order and consent statuses in their sets, amounts, prices and quantities not negative, order times
   neither in the future of the run nor before 1970 (critical); email, currency and country formats (warning);
 * referential integrity: every order line's order and product exist (critical), every order's customer
@@ -32,7 +33,10 @@ DRIFT_BOUNDS = (0.5, 2.0)
 FRESHNESS_DAYS = 3
 
 _FRAMES = {
-    "staging.customers": "select customer_id, email, country from staging.customers",
+    "staging.customers": """
+        select customer_id, email, country,
+               case when not is_deleted then lower(btrim(email)) end as live_email
+        from staging.customers""",
     "staging.products": "select product_id, price from staging.products",
     "staging.orders": """
         select o.order_id, o.customer_id, o.status, o.currency, o.total_amount,
@@ -44,7 +48,9 @@ _FRAMES = {
                exists (select 1 from staging.orders as o where o.order_id = i.order_id) as order_known,
                exists (select 1 from staging.products as p where p.product_id = i.product_id) as product_known
         from staging.order_items as i""",
-    "staging.contacts": "select contact_id, email, consent_status, country from staging.contacts",
+    "staging.contacts": """
+        select contact_id, email, consent_status, country, lower(btrim(email)) as email_key
+        from staging.contacts""",
 }
 
 
@@ -73,7 +79,11 @@ def suites(history: dict[str, list[int]]) -> dict[str, list[E]]:
     country = E("expect_column_values_to_match_regex", "country", {"regex": quality.COUNTRY_RE}, critical=False,
                 fix="country must be an ISO-3166 alpha-2 code")
     out = {
-        "staging.customers": [*key("customer_id"), email, country],
+        "staging.customers": [
+            *key("customer_id"), email, country,
+            E("expect_column_values_to_be_unique", "email", {"column": "live_email"},
+              fix="two live customers share an address (lower(trim(email))): staging must merge them into one"),
+        ],
         "staging.products": [*key("product_id"), _min("price", 0, "a negative price is a source error")],
         "staging.orders": [
             *key("order_id"),
@@ -95,6 +105,8 @@ def suites(history: dict[str, list[int]]) -> dict[str, list[E]]:
         ],
         "staging.contacts": [
             *key("contact_id"), email, country,
+            E("expect_column_values_to_be_unique", "email", {"column": "email_key"},
+              fix="two contacts share an address (lower(trim(email))): identity resolution must merge them"),
             E("expect_column_values_to_be_in_set", "consent_status", {"value_set": list(quality.CONSENT_STATUSES)},
               fix="unknown consent status: contacts without a known opt-in are never mailed"),
         ],

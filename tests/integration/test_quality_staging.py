@@ -63,6 +63,14 @@ def test_clean_staging_passes_and_every_check_is_recorded(staged):
      " values (100, 2, 10, -1, 4.5, -4.5)", "quantity"),
     ("insert into staging.contacts (contact_id, email, consent_status) values ('c2', 'x@example.com', 'maybe')",
      "consent_status"),
+    ("insert into staging.contacts (contact_id, email, consent_status) values ('c2', ' A@Example.com', 'opted_in')",
+     r"staging.contacts.email \[expect_column_values_to_be_unique\]"),
+    ("insert into staging.customers (customer_id, email, country, is_deleted) values (3, 'B@example.com ', 'DE', false)",
+     r"staging.customers.email \[expect_column_values_to_be_unique\]"),
+    ("insert into staging.orders (order_id, customer_id, order_ts, order_date, status, total_amount, net_amount)"
+     " values (104, 1, '1969-12-31 23:59:59+00', '1969-12-31', 'completed', 1, 1)", "after_1970"),
+    ("insert into staging.order_items (order_id, line_no, product_id, quantity, unit_price, line_amount)"
+     " values (100, 3, 10, 1, -4.5, -4.5)", "unit_price"),
 ])
 def test_a_critical_defect_stops_the_chain(staged, sql, words):
     with staged.begin() as conn:
@@ -92,3 +100,17 @@ def test_row_count_drift_against_the_trailing_runs(staged):
         validate_staging(staged, RUN)  # 2 orders against a mean of 40
     got = results(staged, "staging:2026-04-01")
     assert got[("staging.orders", "expect_table_row_count_to_be_between", "")][:2] == (False, True)
+
+
+def test_shared_addresses_are_allowed_only_where_identity_resolution_allows_them(staged):
+    with staged.begin() as conn:
+        # a deleted customer may keep the address of a live one; addresses may be missing
+        conn.execute(sa.text("insert into staging.customers (customer_id, email, country, is_deleted) values"
+                             " (3, 'A@example.com', 'DE', true), (4, null, 'DE', false), (5, null, 'FR', false)"))
+        conn.execute(sa.text("insert into staging.contacts (contact_id, email, consent_status) values"
+                             " ('c3', null, 'unknown'), ('c4', null, 'opted_out')"))
+    report = validate_staging(staged, RUN)
+    assert report.success
+    got = results(staged, "staging:2026-04-01")
+    assert got[("staging.customers", "expect_column_values_to_be_unique", "email")][:2] == (True, True)
+    assert got[("staging.contacts", "expect_column_values_to_be_unique", "email")][:2] == (True, True)
