@@ -158,8 +158,10 @@ def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, sour
     cutoff = cutoff or cutoff_for(run_date)
     result = BatchResult(batch_id=batch_id, table=table.raw_table)
     with warehouse.begin() as wconn:
-        # Serialise concurrent runs of the same table; the second one then sees the complete batch.
-        wconn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:k))"), {"k": f"ingest:{batch_id}"})
+        # Serialise every pull of the same table (a daily and an hourly batch share one watermark); a
+        # second run of the same batch then sees it complete.
+        wconn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:k))"),
+                      {"k": f"ingest:{source_name}:{table.raw_table}"})
         if _complete_batch(wconn, batch_id):
             result.skipped = True
             return result
@@ -337,13 +339,14 @@ def _load_file(warehouse: Engine, path: Path, *, table: str, source: str, run_da
 
 def _parse_crm_csv(path: Path, batch_id: str, source: str, loaded_at: dt.datetime):
     good: list[list[Any]] = []
-    bad: list[tuple[str, str, str]] = []
+    bad: list[tuple[str, ...]] = []  # (source ref, row as received, reason[, reason code])
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         bad.append((f"{path.name}", raw[:2000].decode("latin-1"),
-                    f"file is not valid UTF-8 ({exc.reason} at byte {exc.start}); re-export it as UTF-8", "invalid_utf8_file"))
+                    f"file is not valid UTF-8 ({exc.reason} at byte {exc.start}); re-export it as UTF-8",
+                    "invalid_utf8_file"))
         return (CRM_CONTACT_COLUMNS, []), bad
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [h.strip() for h in (next(reader, None) or [])]
@@ -373,7 +376,7 @@ def _parse_crm_csv(path: Path, batch_id: str, source: str, loaded_at: dt.datetim
 
 def _parse_events_jsonl(path: Path, batch_id: str, source: str, loaded_at: dt.datetime):
     good: list[list[Any]] = []
-    bad: list[tuple[str, str, str]] = []
+    bad: list[tuple[str, ...]] = []  # (source ref, row as received, reason[, reason code])
     with path.open(encoding="utf-8", errors="replace") as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():

@@ -265,12 +265,20 @@ def _build_clusters(eng, run_date: dt.date) -> int:
     return int(result["customers"])
 
 
+def _daily_spec(spec: Any) -> Any:
+    """The spec of a campaign run by date; hourly series have run ids per hour and their own entry points."""
+    if spec.hourly:
+        raise ValueError(f"campaign {spec.id!r} is an hourly series: run it for an hour through"
+                         " martech.campaigns.hourly (its DAG does), not for a date")
+    return spec
+
+
 def build_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str, Any]:
     """Snapshot the campaign's audience for the run, with holdout and variant assignment."""
     from martech.campaigns.audience import build_snapshot
     from martech.campaigns.spec import load_campaign
 
-    spec = load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml")
+    spec = _daily_spec(load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml"))
     eng = _engine(url)
     try:
         outs = {step: _as_dict(build_snapshot(eng, spec, run_date, step=step)) for step in spec.step_numbers}
@@ -363,7 +371,7 @@ def dispatch_campaign(url: str, campaign_id: str, run_date: dt.date, now: dt.dat
     from martech.campaigns.dispatch import dry_run as _dry_run
     from martech.campaigns.spec import load_campaign
 
-    spec = load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml")
+    spec = _daily_spec(load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml"))
     if dry_run:
         eng = _engine(url)
         try:

@@ -35,6 +35,7 @@ def summary_lines(engine: Engine) -> list[str]:
     for name, n in table_counts(engine).items():
         lines.append(f"  {name:<30} {'-' if n is None else format(n, ',')}")
     with engine.connect() as conn:
+        lines.extend(quality_lines(conn))
         lines.extend(_intelligence_lines(conn))
         if conn.execute(sa.text("select to_regclass('audiences.audience_members')")).scalar():
             lines.append("audiences (campaign, run, arm: members):")
@@ -58,6 +59,52 @@ def summary_lines(engine: Engine) -> list[str]:
                 lines.append(f"  {r[0]:<12} {r[1]}  {r[2]:<9} {r[3]:>8,} {r[4]:>5,} {r[5]:>6,} {r[6]:>7,}"
                              f" {r[7]:>9,} {float(r[8]):>9,.2f} {float(r[9] or 0):>10.2%}")
     return lines
+
+
+def quality_lines(conn) -> list[str]:
+    """Quarantine, corrections and merges of the latest staging run, and the quality gates' results."""
+    out: list[str] = []
+
+    def exists(name: str) -> bool:
+        return bool(conn.execute(sa.text("select to_regclass(:n)"), {"n": name}).scalar())
+
+    if exists("staging.row_accounting"):
+        rows = conn.execute(sa.text(
+            "select table_name, rows_received, rows_staged, rows_quarantined, rows_duplicate + rows_merged,"
+            " rows_superseded, landing_quarantined from staging.row_accounting"
+            " where run_date = (select max(run_date) from staging.row_accounting) order by table_name")).all()
+        if rows:
+            out.append("row accounting, latest staging run (received = staged + quarantined + merged + superseded):")
+            out.append(f"  {'table':<24} {'received':>9} {'staged':>9} {'quarant.':>8} {'merged':>7}"
+                       f" {'supers.':>7} {'unreadable':>10}")
+            out += [f"  {r[0]:<24} {r[1]:>9,} {r[2]:>9,} {r[3]:>8,} {r[4]:>7,} {r[5]:>7,} {r[6]:>10,}" for r in rows]
+    if exists("raw.quarantine"):
+        rows = conn.execute(sa.text(
+            "select table_name, coalesce(reason_code, '-'), count(*), min(reason) from raw.quarantine"
+            " group by 1, 2 order by 1, 3 desc")).all()
+        if rows:
+            out.append("quarantine (table, reason: rows; first reason in words):")
+            out += [f"  {r[0]:<22} {r[1]:<20} {r[2]:>6,}  {r[3][:70]}" for r in rows]
+    if exists("staging.corrections"):
+        rows = conn.execute(sa.text(
+            "select kind, count(distinct (table_name, source_ref)) from staging.corrections"
+            " group by 1 order by 2 desc")).all()
+        if rows:
+            out.append("corrections (kind: rows repaired and staged):")
+            out += ["  " + ", ".join(f"{k} {n:,}" for k, n in rows)]
+    if exists("staging.merges"):
+        rows = conn.execute(sa.text("select kind, count(*) from staging.merges group by 1 order by 1")).all()
+        if rows:
+            out.append("merges (kind: rows folded into another): " + ", ".join(f"{k} {n:,}" for k, n in rows))
+    if exists("kpis.data_quality"):
+        rows = conn.execute(sa.text(
+            "select run_id, count(*), count(*) filter (where not success and not critical),"
+            " count(*) filter (where not success and critical)"
+            " from kpis.data_quality group by 1 order by min(run_date), 1")).all()
+        if rows:
+            out.append("quality gates (run: expectations, warnings, critical failures; details in kpis.data_quality):")
+            out += [f"  {r[0]:<40} {r[1]:>4} {r[2]:>4} {r[3]:>4}" for r in rows]
+    return out
 
 
 def _intelligence_lines(conn) -> list[str]:

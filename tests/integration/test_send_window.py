@@ -27,6 +27,11 @@ def test_scheduled_for_rules() -> None:
     assert scheduled_for(start, end, start - dt.timedelta(hours=3)) == start  # before: wait for the start
     assert scheduled_for(start, end, start + dt.timedelta(hours=1)) is None  # inside: now
     assert scheduled_for(start, end, end + dt.timedelta(hours=1)) == start + dt.timedelta(days=1)  # after: tomorrow
+    # Airflow passes pendulum instants; their differences must work the same way.
+    import pendulum
+
+    late = pendulum.instance(end + dt.timedelta(days=2, hours=1))
+    assert scheduled_for(start, end, late) == start + dt.timedelta(days=3)
 
 
 class Recording(BaseTransport):

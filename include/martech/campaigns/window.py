@@ -63,5 +63,6 @@ def scheduled_for(send_at: datetime | None, send_before: datetime | None, now: d
         return send_at
     if send_before is None or now < send_before:
         return None
-    days = (now - send_at) // timedelta(days=1) + 1
+    # total_seconds: Airflow hands in pendulum instants, whose differences do not floor-divide by timedelta.
+    days = int((now - send_at).total_seconds() // 86_400) + 1
     return send_at + timedelta(days=days)

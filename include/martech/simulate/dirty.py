@@ -239,7 +239,7 @@ def _items(rng: np.random.Generator, items: pd.DataFrame, products: pd.DataFrame
         labels.add("shop_order_items", key(r), "orphan_order_item", "order_id", oid[r], oid[r],
                    origin="consequence", note=f"its order {oid[r]} is planted with {kind_of[str(oid[r])]}")
     # An order planted with total_mismatch keeps clean lines: its true total must stay recoverable.
-    mismatched = [int(k[1]) for k in labels.rows if k[0] == "shop_orders" and k[3] == "total_mismatch"]
+    mismatched = [int(str(k[1])) for k in labels.rows if k[0] == "shop_orders" and k[3] == "total_mismatch"]
     of_mismatched = np.isin(oid, np.asarray(mismatched, dtype=np.int64))
     pick = _Picker(rng, len(out), rate, len(_kinds_of("shop_order_items")), eligible=~of_rejected & ~of_mismatched)
 
