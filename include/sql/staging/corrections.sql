@@ -21,7 +21,7 @@ create index if not exists corrections__table on staging.corrections (table_name
 -- Text without surrounding whitespace (blanks, tabs, line breaks; trim() takes blanks only); '' is null.
 create or replace function staging.clean(v text) returns text
 language sql immutable parallel safe as $$
-    select nullif(regexp_replace(v, '^\s+|\s+$', '', 'g'), '')
+    select nullif(btrim(v, e' \t\r\n\f\x0b'), '')
 $$
 ;;
 -- An integer key or count as text: digits only (a sign allowed), within bigint.
@@ -88,8 +88,9 @@ $$
 create or replace function staging.try_ts(v text) returns timestamptz
 language sql stable parallel safe as $$
     select case
-        when v ~ ('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]'
-                  '(\.[0-9]{1,6})?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$')
+        when v ~ '^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,6})?([+-]\d\d(:?\d\d)?|Z)$'
+             and substr(v, 6, 2) between '01' and '12' and substr(v, 9, 2) between '01' and '28'
+             and substr(v, 12, 2) < '24' and substr(v, 15, 2) < '60' and substr(v, 18, 2) < '60'
         then v::timestamptz
         else staging.try_ts_general(v)
     end
