@@ -257,11 +257,31 @@ def batch_size_drift() -> ExpectationSpec:
 
 def raw_columns() -> dict[str, tuple[str, ...]]:
     """The column contract of each raw table: what ingest writes (source columns plus load metadata)."""
+    from martech.connectors._land import META_COLUMNS
+    from martech.connectors.hubspot import OBJECTS
+    from martech.connectors.shopify import RESOURCES
     from martech.ingest import CRM_CONTACT_COLUMNS, CRM_OPTIONAL_COLUMNS, SHOP_TABLES
 
     meta = (BATCH_COLUMN, "_source", "_loaded_at")
     out = {t.raw_table: (*t.columns, *meta) for t in SHOP_TABLES}
     out["raw.crm_contacts"] = (*CRM_CONTACT_COLUMNS, *CRM_OPTIONAL_COLUMNS, "_source_file", "_line_no", *meta)
+    for api in (*OBJECTS.values(), *RESOURCES.values()):
+        out[api.raw_table] = (*(c for c, _ in api.columns), *META_COLUMNS)
+    return out
+
+
+def _api_suites() -> dict[str, list[ExpectationSpec]]:
+    """HubSpot and Shopify landings: every record has its id, and no page landed twice in a batch."""
+    from martech.connectors.hubspot import OBJECTS
+    from martech.connectors.shopify import RESOURCES
+
+    out: dict[str, list[ExpectationSpec]] = {}
+    for obj in OBJECTS.values():
+        key = obj.columns[0][0]
+        out[obj.raw_table] = [not_null(key), unique_in_batch(key, obj.modified)]
+    for res in RESOURCES.values():
+        key = res.columns[0][0]
+        out[res.raw_table] = [not_null(key), unique_in_batch(key, "updated_at"), timestamp("updated_at")]
     return out
 
 
@@ -320,6 +340,7 @@ def suites() -> dict[str, list[ExpectationSpec]]:
             timestamp("updated_at", handled="staging reads zone-less times as UTC and quarantines the rest"),
         ],
     }
+    rows.update(_api_suites())
     out: dict[str, list[ExpectationSpec]] = {}
     for table, columns in raw_columns().items():
         name = table.split(".")[1]

@@ -260,3 +260,18 @@ def test_two_pulls_of_one_stream_cannot_both_land_a_page(engine, src):
     with pytest.raises(_land.ConcurrentPullError, match="another pull of"):
         second.commit([(["1", iso(BASE)], {"id": "1"})], _land.Watermark(BASE, "1"))
     assert _landed(engine, src, "contacts") == [("1", iso(BASE))]
+
+
+def test_the_raw_gate_checks_a_hubspot_landing(engine, hub, src):
+    from martech import quality
+
+    _seed(hub, "contacts", 120)
+    _pull(engine, hub, src, objects=["contacts"])
+    with engine.connect() as conn:
+        batches = [b for (b,) in conn.execute(sa.text(
+            "select distinct _batch_id from raw.hubspot_contacts where _source = :s"), {"s": src})]
+    report = quality.validate_raw(engine, {"raw.hubspot_contacts": batches}, run_id=f"raw:{src}", run_date=D1)
+    checked = {(r.expectation, r.column) for r in report.results if r.table == "raw.hubspot_contacts"}
+    assert ("expect_table_columns_to_match_set", None) in {(e, None) for e, _ in checked}
+    assert ("expect_compound_columns_to_be_unique", "contact_id, lastmodifieddate") in checked
+    assert report.failed_critical == []
