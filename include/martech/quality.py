@@ -266,7 +266,7 @@ def raw_columns() -> dict[str, tuple[str, ...]]:
     out = {t.raw_table: (*t.columns, *meta) for t in SHOP_TABLES}
     out["raw.crm_contacts"] = (*CRM_CONTACT_COLUMNS, *CRM_OPTIONAL_COLUMNS, "_source_file", "_line_no", *meta)
     for api in (*OBJECTS.values(), *RESOURCES.values()):
-        out[api.raw_table] = (*(c for c, _ in api.columns), *META_COLUMNS)
+        out[api.raw_table] = (*(c for c, _ in api.columns), *META_COLUMNS)  # type: ignore[attr-defined]
     return out
 
 
