@@ -182,7 +182,7 @@ def test_web_sessions_and_product_views_are_ingested_and_staged(clean_warehouse,
     assert results["raw.shop_web_sessions"].rows_loaded == summary.web_sessions
     assert results["raw.shop_product_views"].rows_loaded == summary.product_views
     for model in ("staging.web_sessions", "staging.product_views"):
-        run_model(eng, model, {"run_ts": run_ts})
+        run_model(eng, model, {"run_date": AS_OF, "run_ts": run_ts})
     (diff,) = _q(eng, """
         select count(*) from (
             (select session_id, customer_id, contact_id, started_at, page_views, product_views from shop.web_sessions
