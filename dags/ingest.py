@@ -44,7 +44,7 @@ def ingest():
     def ingest_files(**context):
         from martech import dagkit, pipeline
 
-        return pipeline.ingest_files(dagkit.warehouse_url(), dagkit.run_date_of(context))
+        return pipeline.ingest_files(dagkit.warehouse_url(), dagkit.run_date_of(context), root=dagkit.files_root())
 
     @task
     def ingest_hubspot(**context):

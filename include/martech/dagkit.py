@@ -95,6 +95,22 @@ def transport_settings() -> dict[str, Any]:
             "password": conn.password, "security": extra.get("security", "starttls" if conn.port == 587 else "none")}
 
 
+def files_root() -> Any:
+    """Where the export files are, as Airflow's ObjectStoragePath when the files source names a connection.
+
+    ``conn_id`` in the ``files`` source of sources.yml gives the object store its credentials (e.g. an
+    ``aws_default`` connection for ``s3://``); without one, the library resolves the URL itself.
+    """
+    from martech.sources import of_kind
+
+    for _name, source in of_kind("files"):
+        if source.path and source.conn_id:
+            from airflow.sdk import ObjectStoragePath
+
+            return ObjectStoragePath(source.path, conn_id=source.conn_id)
+    return None
+
+
 def run_date_of(context: Mapping[str, Any]) -> dt.date:
     """The date a run works for: an explicit param, the upstream run's date, or the logical date."""
     params = context.get("params") or {}

@@ -148,11 +148,16 @@ def load_file(engine: Any, fs: Any, path: str, entity: str, *, run_date: dt.date
     return result
 
 
-def ingest_folder(engine: Any, root: str, *, run_date: dt.date, loaded_at: dt.datetime) -> list[BatchResult]:
-    """Load every export under ``root`` (a local folder or an fsspec URL such as s3://bucket/exports)."""
-    import fsspec
+def ingest_folder(engine: Any, root: Any, *, run_date: dt.date, loaded_at: dt.datetime) -> list[BatchResult]:
+    """Load every export under ``root``: a local folder, an fsspec URL such as s3://bucket/exports, or a
+    path object carrying its own file system (Airflow's ObjectStoragePath, which takes its credentials
+    from an Airflow connection)."""
+    if hasattr(root, "fs") and hasattr(root, "path"):
+        fs, base = root.fs, str(root.path)
+    else:
+        import fsspec
 
-    fs, base = fsspec.core.url_to_fs(str(root))
+        fs, base = fsspec.core.url_to_fs(str(root))
     results = []
     for entity in CONTRACT:
         folder = f"{base.rstrip('/')}/{entity}"

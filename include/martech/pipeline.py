@@ -98,10 +98,12 @@ def ingest_crm(url: str, run_date: dt.date, *, folder: Path | None = None) -> di
             "quarantined": sum(r.rows_quarantined for r in results)}
 
 
-def ingest_files(url: str, run_date: dt.date, *, root: str | None = None) -> dict[str, Any]:
+def ingest_files(url: str, run_date: dt.date, *, root: Any = None) -> dict[str, Any]:
     """Load shop export files (CSV / JSON Lines / Parquet) from MARTECH_FILES_URL or the landing folder.
 
-    Layout and column contract: ``martech.files`` and the README's "Bring your own data".
+    ``root``: a folder, an fsspec URL or a path object with its own file system (the DAG task passes an
+    Airflow ObjectStoragePath when the source names a connection). Layout and column contract:
+    ``martech.files`` and the README's "Bring your own data".
     """
     from martech.files import ingest_folder
     from martech.sources import of_kind
@@ -112,7 +114,7 @@ def ingest_files(url: str, run_date: dt.date, *, root: str | None = None) -> dic
         _say(["no enabled source of kind files in sources.yml"])
         return {"run_date": run_date.isoformat(), "files": 0, "rows": 0, "quarantined": 0}
     root = root or next((s.path for _, s in configured if s.path), None) or str(paths.landing_dir() / "files")
-    if "://" not in root:
+    if isinstance(root, str) and "://" not in root:
         Path(root).mkdir(parents=True, exist_ok=True)
     eng = _engine(url)
     try:

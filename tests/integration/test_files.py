@@ -71,6 +71,23 @@ def test_fsspec_urls_work_too(clean_warehouse, tmp_path):
     assert sum(r.rows_loaded for r in results) == 10
 
 
+def test_an_object_storage_path_brings_its_own_file_system(clean_warehouse, tmp_path, monkeypatch):
+    from airflow.sdk import ObjectStoragePath
+
+    from martech import dagkit
+
+    root = tmp_path / "bucket"
+    shutil.copytree(PROJECT_ROOT / "examples" / "byod", root)
+    results = files.ingest_folder(clean_warehouse, ObjectStoragePath(root.as_uri()), run_date=RUN, loaded_at=LOADED)
+    assert sum(r.rows_loaded for r in results) == 10
+    # The DAG builds one from sources.yml when the files source names a connection, and not otherwise.
+    monkeypatch.setenv("MARTECH_FILES_URL", root.as_uri())
+    assert dagkit.files_root() is None
+    monkeypatch.setenv("MARTECH_FILES_CONN_ID", "my_store")
+    found = dagkit.files_root()
+    assert isinstance(found, ObjectStoragePath) and found.conn_id == "my_store" and str(found.path) == str(root)
+
+
 def test_sources_file_decides_what_feeds_raw(tmp_path, monkeypatch):
     from martech.sources import SourcesError, load_sources, of_kind
 
