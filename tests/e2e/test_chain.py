@@ -53,7 +53,8 @@ def test_whole_chain_runs_and_rerun_changes_nothing(engine, warehouse_url, airfl
     from martech.db import migrate
 
     migrate(engine)
-    generate_sources(engine, paths.landing_dir(), as_of=SEND_DAY, customers=600, seed=7)
+    # Dirty sources, as in the demo: the chain must quarantine, repair and merge, and still send.
+    generate_sources(engine, paths.landing_dir(), as_of=SEND_DAY, customers=600, seed=7, defect_rate=0.02)
     campaigns = sorted(d for d in airflow_dags if d.startswith("campaign_"))
     log = tmp_path / "airflow.log"
 
@@ -64,6 +65,16 @@ def test_whole_chain_runs_and_rerun_changes_nothing(engine, warehouse_url, airfl
     assert int(first["marts.customer_rfm"].split(":")[1]) > 100
     assert int(first["campaigns.send_ledger"].split(":")[1]) > 0
     assert any(name.endswith(".eml") for name in outbox_first)
+    with engine.connect() as conn:
+        quarantined = conn.execute(sa.text("select count(*) from raw.quarantine")).scalar_one()
+        sent_to_merged = conn.execute(sa.text(
+            "select count(*) from campaigns.send_ledger as l join staging.merges as m"
+            " on m.table_name = 'raw.crm_contacts' and l.contact_id = m.merged_key")).scalar_one()
+        sent_to_rejected = conn.execute(sa.text(
+            "select count(*) from campaigns.send_ledger as l join raw.quarantine as q"
+            " on q.table_name = 'raw.crm_contacts' and l.contact_id = q.row_key")).scalar_one()
+    assert quarantined > 0
+    assert sent_to_merged == 0 and sent_to_rejected == 0
 
     # The same run date again, every DAG: nothing may change, nothing may be sent twice.
     for dag_id in DAY1 + campaigns:
