@@ -53,13 +53,17 @@ def _count(conn: Any, sql: str, **params: Any) -> int:
 
 
 def check(engine: Any, run_date: dt.date, run_ts: dt.datetime) -> list[TableAccount]:
-    """Recount every staging table's accounting row of ``run_date``; raise AccountingError on a mismatch."""
+    """Recount every staging table's accounting rows of ``run_date``; raise AccountingError on a mismatch.
+
+    A staging table may be fed by several raw tables (one accounting row each): their staged rows add up
+    to the rows in the table, every other term is recounted per raw table.
+    """
     problems: list[str] = []
     accounts: list[TableAccount] = []
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
-            "select * from staging.row_accounting where run_date = :d order by table_name"), {"d": run_date}
-        ).mappings().all()
+            "select * from staging.row_accounting where run_date = :d order by table_name, raw_table"),
+            {"d": run_date}).mappings().all()
         for r in rows:
             acc = TableAccount(table=r["table_name"], raw_table=r["raw_table"], received=r["rows_received"],
                                staged=r["rows_staged"], quarantined=r["rows_quarantined"],
@@ -69,21 +73,20 @@ def check(engine: Any, run_date: dt.date, run_ts: dt.datetime) -> list[TableAcco
             t, raw = acc.table, acc.raw_table
             observed = {
                 "received (raw rows)": _count(conn, f"select count(*) from {raw} where _loaded_at <= :ts", ts=run_ts),
-                "staged (rows in the table)": _count(conn, f"select count(*) from {t}"),
                 "quarantined (raw.quarantine)": _count(
                     conn, "select count(*) from raw.quarantine where stage = 'staging' and table_name = :t", t=raw),
                 "duplicate + merged (staging.merges)": _count(
                     conn, "select count(*) from staging.merges where table_name = :t", t=raw),
             }
-            stated = {"received (raw rows)": acc.received, "staged (rows in the table)": acc.staged,
-                      "quarantined (raw.quarantine)": acc.quarantined,
+            stated = {"received (raw rows)": acc.received, "quarantined (raw.quarantine)": acc.quarantined,
                       "duplicate + merged (staging.merges)": acc.duplicate + acc.merged}
             for what, n in observed.items():
                 if n != stated[what]:
-                    problems.append(f"{t}: {what} is {n:,} in the tables but {stated[what]:,} in the accounting")
+                    problems.append(f"{t} from {raw}: {what} is {n:,} in the tables but {stated[what]:,} in the"
+                                    " accounting")
             total = acc.staged + acc.quarantined + acc.duplicate + acc.superseded + acc.merged
             if total != acc.received:
-                problems.append(f"{t}: {acc.received:,} raw rows received but {total:,} accounted for"
+                problems.append(f"{t} from {raw}: {acc.received:,} raw rows received but {total:,} accounted for"
                                 f" (staged {acc.staged:,} + quarantined {acc.quarantined:,} + duplicate"
                                 f" {acc.duplicate:,} + superseded {acc.superseded:,} + merged {acc.merged:,})")
             sent = _count(conn, "select coalesce(sum(rows_received), 0) from raw.ingest_batches"
@@ -96,6 +99,12 @@ def check(engine: Any, run_date: dt.date, run_ts: dt.datetime) -> list[TableAcco
             if sent and landed != acc.received:
                 problems.append(f"{raw}: ingest batches record {landed:,} rows landed but the table holds"
                                 f" {acc.received:,}")
+        for table in sorted({a.table for a in accounts}):
+            staged = sum(a.staged for a in accounts if a.table == table)
+            in_table = _count(conn, f"select count(*) from {table}")
+            if staged != in_table:
+                problems.append(f"{table}: staged (rows in the table) is {in_table:,} in the tables but {staged:,}"
+                                " in the accounting")
     if problems:
         raise AccountingError("row accounting does not add up for staging run "
                               f"{run_date.isoformat()}:\n- " + "\n- ".join(problems))

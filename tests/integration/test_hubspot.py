@@ -275,3 +275,40 @@ def test_the_raw_gate_checks_a_hubspot_landing(engine, hub, src):
     assert ("expect_table_columns_to_match_set", None) in {(e, None) for e, _ in checked}
     assert ("expect_compound_columns_to_be_unique", "contact_id, lastmodifieddate") in checked
     assert report.failed_critical == []
+
+
+def test_hubspot_contacts_join_the_crm_in_staging(clean_warehouse, warehouse_url, hub):
+    """HubSpot feeds staging.contacts beside the CRM export: one contact per address, opt-outs honoured."""
+    from martech import accounting, pipeline
+    from martech.db import copy_rows
+
+    eng = clean_warehouse
+    crm_ts = "2026-02-01T10:00:00+00:00"
+    with eng.begin() as conn:
+        copy_rows(conn, "raw.crm_contacts", (
+            "contact_id", "email", "first_name", "consent_status", "consent_updated_at", "created_at", "updated_at",
+            "_source_file", "_line_no", "_batch_id", "_source", "_loaded_at"), [
+            ("C1", "ana@example.com", "Ana", "opted_in", crm_ts, "2025-01-01T00:00:00+00:00", crm_ts, "f.csv", 2,
+             "crm:f", "crm_export", cutoff_for(D1)),
+            ("C2", "bo@example.com", "Bo", "opted_in", crm_ts, "2025-01-01T00:00:00+00:00", crm_ts, "f.csv", 3,
+             "crm:f", "crm_export", cutoff_for(D1))])
+    # Ana is in HubSpot too and opted out there after her CRM opt-in; Cy is only in HubSpot.
+    hub.put("contacts", 501, BASE, email="ANA@example.com", firstname="Ana", hs_email_optout="true")
+    hub.put("contacts", 502, BASE, email="cy@example.com", firstname="Cy", hs_email_optout="false",
+            lifecyclestage="marketingqualifiedlead")
+    _pull(eng, hub, "hubspot", objects=["contacts"])
+    pipeline.build_staging(warehouse_url, D1)
+
+    with eng.connect() as conn:
+        contacts = {r.contact_id: r for r in conn.execute(sa.text(
+            "select contact_id, email, consent_status, lifecycle_status from staging.contacts"))}
+        merges = conn.execute(sa.text(
+            "select table_name, merged_key, surviving_key from staging.merges where kind = 'email_case_duplicate'")).all()
+    assert set(contacts) == {"C1", "C2", "hubspot:502"}
+    assert contacts["C1"].consent_status == "opted_out"  # the newer decision, from HubSpot, wins
+    assert contacts["C2"].consent_status == "opted_in"
+    assert (contacts["hubspot:502"].consent_status, contacts["hubspot:502"].lifecycle_status) == ("unknown", "lead")
+    assert merges == [("raw.hubspot_contacts", "hubspot:501", "C1")]
+    accounts = {a.raw_table: a for a in accounting.check(eng, D1, cutoff_for(D1)) if a.table == "staging.contacts"}
+    assert (accounts["raw.crm_contacts"].staged, accounts["raw.hubspot_contacts"].staged) == (2, 1)
+    assert accounts["raw.hubspot_contacts"].merged == 1

@@ -1,5 +1,8 @@
 -- grain: one row per person in the CRM (one contact per normalized e-mail address; latest version)
 -- materialized: model
+-- Fed by the CRM export files (raw.crm_contacts) and, when that source is enabled, HubSpot
+-- (raw.hubspot_contacts; contact ids prefixed 'hubspot:', opt-outs as consent 'opted_out', everything
+-- else 'unknown' — never mailed until the CRM export records a consent). A person in both is one contact.
 -- Every raw row ends as exactly one of: staged, quarantined (raw.quarantine), superseded by a newer
 -- version, an identical copy, or merged into the contact with the same address (staging.merges).
 -- Repairs are recorded in staging.corrections (kinds: martech.defects).
@@ -33,14 +36,59 @@ alter table staging.contacts add column if not exists form_submissions integer
 ;;
 select staging.begin_checked('raw.crm_contacts')
 ;;
+select staging.begin_checked('raw.hubspot_contacts')
+;;
 create temporary table _checked on commit drop as
 with
+
+received_rows as (
+    select
+        'raw.crm_contacts' as raw_table,
+        r.ctid as row_position,
+        r._source_file || ':' || r._line_no as source_ref,
+        r.contact_id, r.email, r.first_name, r.last_name, r.birthday, r.country, r.timezone, r.consent_status,
+        r.consent_updated_at, r.lifecycle_status, r.shop_customer_id, r.created_at, r.updated_at, r.lead_source,
+        r.page_views, r.email_opens, r.form_submissions, r._line_no, r._batch_id, r._loaded_at
+    from raw.crm_contacts as r
+    where r._loaded_at <= %(run_ts)s
+    union all
+    select
+        'raw.hubspot_contacts',
+        h.row_position,
+        'hubspot:' || coalesce(h.contact_id, ''),
+        'hubspot:' || staging.clean(h.contact_id),
+        h.email, h.firstname, h.lastname, null, h.country, null,
+        case when lower(staging.clean(h.hs_email_optout)) = 'true' then 'opted_out' else 'unknown' end,
+        -- An opt-out is a consent decision as of the record's last change; "not opted out" is none.
+        case when lower(staging.clean(h.hs_email_optout)) = 'true' then h.m_lastmodified end,
+        case
+            when lower(staging.clean(h.lifecyclestage)) in ('customer', 'evangelist') then 'customer'
+            when lower(staging.clean(h.lifecyclestage)) in (
+                'subscriber', 'lead', 'marketingqualifiedlead', 'salesqualifiedlead', 'opportunity') then 'lead'
+            when staging.clean(h.lifecyclestage) is not null then 'other'
+        end,
+        null, h.m_created, h.m_lastmodified, null, null, null, null, 0, h._batch_id, h._loaded_at
+    from (
+        -- HubSpot writes datetimes as ISO 8601 or as epoch milliseconds.
+        select
+            x.*,
+            x.ctid as row_position,
+            case when trim(x.createdate) ~ '^[0-9]{11,14}$'
+                 then to_char(to_timestamp(trim(x.createdate)::bigint / 1000.0) at time zone 'UTC',
+                              'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+                 else x.createdate end as m_created,
+            case when trim(x.lastmodifieddate) ~ '^[0-9]{11,14}$'
+                 then to_char(to_timestamp(trim(x.lastmodifieddate)::bigint / 1000.0) at time zone 'UTC',
+                              'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+                 else x.lastmodifieddate end as m_lastmodified
+        from raw.hubspot_contacts as x
+        where x._loaded_at <= %(run_ts)s
+    ) as h
+),
 
 source as materialized (
     select
         r.*,
-        r.ctid as row_position,
-        r._source_file || ':' || r._line_no as source_ref,
         staging.clean(r.contact_id) as k_contact_id,
         staging.clean(r.email) as t_email,
         staging.fix_mojibake(r.first_name) as fn_decoded,
@@ -49,8 +97,7 @@ source as materialized (
         upper(nullif(trim(r.country), '')) as t_country,
         nullif(trim(r.timezone), '') as t_timezone,
         lower(nullif(trim(r.consent_status), '')) as t_consent
-    from raw.crm_contacts as r
-    where r._loaded_at <= %(run_ts)s
+    from received_rows as r
 ),
 
 cleaned as materialized (
@@ -136,19 +183,20 @@ from identities as i
 ;;
 insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
 select
-    %(run_date)s, 'raw.crm_contacts', 'email_case_duplicate', c.k_contact_id, c.surviving_contact_id,
+    %(run_date)s, c.raw_table, 'email_case_duplicate', c.k_contact_id, c.surviving_contact_id,
     c.source_ref, c._batch_id, c.match_email
 from _checked as c
 where c.disposition = 'merged'
 ;;
 insert into staging.corrections
     (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)
-select %(run_date)s, 'raw.crm_contacts', c.row_key, c.source_ref, c._batch_id, f.kind, f.field, f.original, f.corrected
+select %(run_date)s, c.raw_table, c.row_key, c.source_ref, c._batch_id, f.kind, f.field, f.original, f.corrected
 from _checked as c
 cross join lateral (
     values
         ('email_padding', 'email', c.email, c.t_email, c.email <> c.t_email),
-        ('null_birthday', 'birthday', c.birthday, null, c.t_birthday is null),
+        -- HubSpot sends no birthday at all: only an export that has the column can leave it empty.
+        ('null_birthday', 'birthday', c.birthday, null, c.t_birthday is null and c.raw_table = 'raw.crm_contacts'),
         ('impossible_birthday', 'birthday', c.birthday, null, c.t_birthday is not null and c.c_birthday is null),
         ('naive_timestamp', 'created_at', c.created_at, c.created_ts::text,
          c.created_ts is not null and staging.is_naive_ts(c.created_at)),

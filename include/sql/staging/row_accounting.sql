@@ -1,4 +1,4 @@
--- grain: one row per staging table per staging run
+-- grain: one row per staging table, raw table feeding it and staging run
 -- materialized: table
 -- Every raw row is accounted for: received = staged + quarantined + duplicate copies + superseded
 -- versions + identity merges. martech.staging checks the equation against the tables after each
@@ -14,8 +14,19 @@ create table if not exists staging.row_accounting (
     rows_superseded bigint not null, -- Older versions of a row that a newer version replaced
     rows_merged bigint not null, -- Second records of the same identity, folded into another (staging.merges)
     landing_quarantined bigint not null, -- Source rows rejected before landing (unreadable lines)
-    primary key (run_date, table_name)
+    primary key (run_date, table_name, raw_table)
 )
+;;
+-- Warehouses from before a staging table could have several raw tables: widen the key once.
+do $$
+begin
+    if (select count(*) from pg_index as i join pg_class as c on c.oid = i.indexrelid
+        where c.relname = 'row_accounting_pkey' and i.indnatts = 2) > 0 then
+        alter table staging.row_accounting drop constraint row_accounting_pkey;
+        alter table staging.row_accounting add primary key (run_date, table_name, raw_table);
+    end if;
+end
+$$
 ;;
 -- Each staging model builds a temporary table _checked with one row per raw row and its
 -- disposition (staged, quarantined, duplicate, superseded, merged); this writes the quarantine rows and
@@ -24,32 +35,55 @@ create or replace function staging.finish_checked(p_table text, p_raw_table text
                                                   p_run_ts timestamptz) returns bigint
 language plpgsql as $$
 declare
-    n_quarantined bigint;
+    n_quarantined bigint := 0;
+    n bigint;
+    v_raw text;
 begin
-    delete from raw.quarantine where stage = 'staging' and table_name = p_raw_table;
-    -- The row as received is rendered for rejected rows only (found again by its physical position).
-    execute format(
-        'insert into raw.quarantine (table_name, batch_id, source_ref, received, reason, run_date, reason_code,'
-        ' stage, row_key)'
-        ' select $1, c._batch_id, c.source_ref, row_to_json(r)::text, c.reject_reason, $2, c.reject_code,'
-        ' ''staging'', c.row_key'
-        ' from _checked as c join %s as r on r.ctid = c.row_position'
-        ' where c.disposition = ''quarantined''', p_raw_table)
-    using p_raw_table, p_run_date;
-    get diagnostics n_quarantined = row_count;
+    -- A model fed by several raw tables says which row came from where in _checked.raw_table; the
+    -- others come from p_raw_table alone.
+    create temporary table if not exists _checked_sources (raw_table text) on commit drop;
+    truncate _checked_sources;
+    if exists (select 1 from information_schema.columns
+               where table_name = '_checked' and column_name = 'raw_table'
+                 and table_schema like 'pg_temp%') then
+        execute 'insert into _checked_sources select distinct raw_table from _checked';
+        insert into _checked_sources select p_raw_table
+        where not exists (select 1 from _checked_sources where raw_table = p_raw_table);
+    else
+        alter table _checked add column raw_table text;
+        execute format('update _checked set raw_table = %L', p_raw_table);
+        insert into _checked_sources values (p_raw_table);
+    end if;
 
-    delete from staging.row_accounting where run_date = p_run_date and table_name = p_table;
-    insert into staging.row_accounting
-    select p_run_date, p_table, p_raw_table, count(*),
-           count(*) filter (where c.disposition = 'staged'),
-           count(*) filter (where c.disposition = 'quarantined'),
-           count(*) filter (where c.disposition = 'duplicate'),
-           count(*) filter (where c.disposition = 'superseded'),
-           count(*) filter (where c.disposition = 'merged'),
-           (select count(*) from raw.quarantine as q
-            join raw.ingest_batches as b on b.batch_id = q.batch_id
-            where q.stage = 'landing' and q.table_name = p_raw_table and b.loaded_at <= p_run_ts)
-    from _checked as c;
+    for v_raw in select raw_table from _checked_sources order by 1 loop
+        delete from raw.quarantine where stage = 'staging' and table_name = v_raw;
+        -- The row as received is rendered for rejected rows only (found again by its physical position).
+        execute format(
+            'insert into raw.quarantine (table_name, batch_id, source_ref, received, reason, run_date, reason_code,'
+            ' stage, row_key)'
+            ' select $1, c._batch_id, c.source_ref, row_to_json(r)::text, c.reject_reason, $2, c.reject_code,'
+            ' ''staging'', c.row_key'
+            ' from _checked as c join %s as r on r.ctid = c.row_position'
+            ' where c.disposition = ''quarantined'' and c.raw_table = $1', v_raw)
+        using v_raw, p_run_date;
+        get diagnostics n = row_count;
+        n_quarantined := n_quarantined + n;
+
+        delete from staging.row_accounting
+        where run_date = p_run_date and table_name = p_table and raw_table = v_raw;
+        insert into staging.row_accounting
+        select p_run_date, p_table, v_raw, count(*),
+               count(*) filter (where c.disposition = 'staged'),
+               count(*) filter (where c.disposition = 'quarantined'),
+               count(*) filter (where c.disposition = 'duplicate'),
+               count(*) filter (where c.disposition = 'superseded'),
+               count(*) filter (where c.disposition = 'merged'),
+               (select count(*) from raw.quarantine as q
+                join raw.ingest_batches as b on b.batch_id = q.batch_id
+                where q.stage = 'landing' and q.table_name = v_raw and b.loaded_at <= p_run_ts)
+        from _checked as c
+        where c.raw_table = v_raw;
+    end loop;
     return n_quarantined;
 end
 $$
