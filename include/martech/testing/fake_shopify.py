@@ -91,6 +91,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
+        # Recorded before the client can read the answer, so a test that checks it right after never races.
+        self.server.state.statuses.append(status)
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -98,7 +100,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        self.server.state.statuses.append(status)
 
     def do_GET(self) -> None:
         st = self.server.state
