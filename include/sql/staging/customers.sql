@@ -83,13 +83,8 @@ identities as (
 
 select
     i.*,
-    case
-        when i.reject_code is not null then 'quarantined'
-        when i.version_rank > 1 and i.is_copy then 'duplicate'
-        when i.version_rank > 1 then 'superseded'
-        when i.surviving_customer_id <> i.k_customer_id then 'merged'
-        else 'staged'
-    end as disposition
+    staging.disposition(i.reject_code, i.version_rank, i.is_copy,
+                        coalesce(i.surviving_customer_id <> i.k_customer_id, false)) as disposition
 from identities as i
 ;;
 insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)

@@ -135,21 +135,11 @@ line_totals as (
 select
     k.*,
     case when lt.comparable and abs(lt.lines_amount - k.amount) >= 0.005 then lt.lines_amount end as lines_amount,
-    case
-        when k.reject_code is not null then 'quarantined'
-        when k.version_rank > 1 and k.is_copy then 'duplicate'
-        when k.version_rank > 1 then 'superseded'
-        else 'staged'
-    end as disposition
+    staging.disposition(k.reject_code, k.version_rank, k.is_copy) as disposition
 from ranked as k
 left join line_totals as lt on k.k_order_id = lt.order_id
 ;;
-insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
-select
-    %(run_date)s, 'raw.shop_orders', 'duplicate_order_id', c.row_key, c.row_key, c.source_ref, c._batch_id,
-    c.content_hash
-from _checked as c
-where c.disposition = 'duplicate'
+select staging.record_duplicates('raw.shop_orders', 'duplicate_order_id', %(run_date)s)
 ;;
 insert into staging.corrections
     (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)

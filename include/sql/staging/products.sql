@@ -66,20 +66,10 @@ ranked as (
 
 select
     k.*,
-    case
-        when k.reject_code is not null then 'quarantined'
-        when k.version_rank > 1 and k.is_copy then 'duplicate'
-        when k.version_rank > 1 then 'superseded'
-        else 'staged'
-    end as disposition
+    staging.disposition(k.reject_code, k.version_rank, k.is_copy) as disposition
 from ranked as k
 ;;
-insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
-select
-    %(run_date)s, 'raw.shop_products', 'duplicate_row', c.row_key, c.row_key, c.source_ref, c._batch_id,
-    c.content_hash
-from _checked as c
-where c.disposition = 'duplicate'
+select staging.record_duplicates('raw.shop_products', 'duplicate_row', %(run_date)s)
 ;;
 truncate staging.products
 ;;

@@ -88,6 +88,34 @@ begin
 end
 $$
 ;;
+-- What became of one raw row, the same rule in every staging model: a rejected row is quarantined; of
+-- the accepted versions of a key the newest is staged (or merged into another identity), an identical
+-- copy of the version before it in the same batch is a duplicate, any other older version superseded.
+create or replace function staging.disposition(p_reject_code text, p_version_rank bigint, p_is_copy boolean,
+                                               p_merged boolean default false) returns text
+language sql immutable parallel safe as $$
+    select case
+        when p_reject_code is not null then 'quarantined'
+        when p_version_rank > 1 and p_is_copy then 'duplicate'
+        when p_version_rank > 1 then 'superseded'
+        when p_merged then 'merged'
+        else 'staged'
+    end
+$$
+;;
+-- Identical copies are recorded in staging.merges the same way for every model.
+create or replace function staging.record_duplicates(p_raw_table text, p_kind text, p_run_date date)
+returns void
+language plpgsql as $$
+begin
+    insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id,
+                                match_key)
+    select p_run_date, p_raw_table, p_kind, c.row_key, c.row_key, c.source_ref, c._batch_id, c.content_hash
+    from _checked as c
+    where c.disposition = 'duplicate';
+end
+$$
+;;
 -- Clears what a model records besides its table before it records it again (reruns replace), and
 -- gives the rebuild's sorts memory for the rest of its transaction.
 create or replace function staging.begin_checked(p_raw_table text) returns void
