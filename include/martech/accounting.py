@@ -3,7 +3,7 @@
 Each staging model writes one ``staging.row_accounting`` row per run: rows received (raw rows landed up
 to the run's cutoff) split into staged, quarantined, identical copies, superseded versions and identity
 merges. :func:`check` recounts every term from the tables themselves — the raw table, the staging
-table, ``raw.quarantine``, ``staging.merges`` and ``raw.ingest_batches`` — and raises
+table, ``raw.quarantine``, ``staging.merged_rows`` and ``raw.ingest_batches`` — and raises
 :class:`AccountingError` when an equation does not hold, so a model that loses rows fails its run
 instead of shrinking a table quietly.
 
@@ -75,11 +75,11 @@ def check(engine: Any, run_date: dt.date, run_ts: dt.datetime) -> list[TableAcco
                 "received (raw rows)": _count(conn, f"select count(*) from {raw} where _loaded_at <= :ts", ts=run_ts),
                 "quarantined (raw.quarantine)": _count(
                     conn, "select count(*) from raw.quarantine where stage = 'staging' and table_name = :t", t=raw),
-                "duplicate + merged (staging.merges)": _count(
-                    conn, "select count(*) from staging.merges where table_name = :t", t=raw),
+                "duplicate + merged (staging.merged_rows)": _count(
+                    conn, "select count(*) from staging.merged_rows where table_name = :t", t=raw),
             }
             stated = {"received (raw rows)": acc.received, "quarantined (raw.quarantine)": acc.quarantined,
-                      "duplicate + merged (staging.merges)": acc.duplicate + acc.merged}
+                      "duplicate + merged (staging.merged_rows)": acc.duplicate + acc.merged}
             for what, n in observed.items():
                 if n != stated[what]:
                     problems.append(f"{t} from {raw}: {what} is {n:,} in the tables but {stated[what]:,} in the"

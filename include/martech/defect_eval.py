@@ -2,7 +2,7 @@
 
 The simulator labels every row it spoiled in ``sim_truth.defects`` (which the pipeline never reads).
 Staging records what it did in ``raw.quarantine`` (reason_code), ``staging.corrections`` (kind) and
-``staging.merges`` (kind). A detection and a label match when they name the same raw table, the same
+``staging.merged_rows`` (kind). A detection and a label match when they name the same raw table, the same
 row (``file:line`` for files, else the row's natural key) and the same kind.
 
 For a kind: precision = matched detections / detections of that kind, recall = matched labels / labels
@@ -29,7 +29,7 @@ _DETECTIONS = """
     union
     select distinct replace(table_name, 'raw.', ''), source_ref, kind from staging.corrections
     union
-    select distinct replace(table_name, 'raw.', ''), source_ref, kind from staging.merges
+    select distinct replace(table_name, 'raw.', ''), source_ref, kind from staging.merged_rows
 """
 
 

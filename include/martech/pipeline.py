@@ -159,7 +159,7 @@ def build_staging(url: str, run_date: dt.date) -> dict[str, Any]:
     """Rebuild the typed, deduplicated staging tables from raw, then prove no row went missing.
 
     Rows staging cannot use land in raw.quarantine, repairs in staging.corrections, folded duplicates
-    in staging.merges; ``martech.accounting.check`` recounts received = staged + quarantined + merged
+    in staging.merged_rows; ``martech.accounting.check`` recounts received = staged + quarantined + merged
     (+ copies and superseded versions) per table and fails the run when it does not add up.
     """
     from martech import accounting

@@ -92,8 +92,8 @@ def quality_lines(conn) -> list[str]:
         if rows:
             out.append("corrections (kind: rows repaired and staged):")
             out += ["  " + ", ".join(f"{k} {n:,}" for k, n in rows)]
-    if exists("staging.merges"):
-        rows = conn.execute(sa.text("select kind, count(*) from staging.merges group by 1 order by 1")).all()
+    if exists("staging.merged_rows"):
+        rows = conn.execute(sa.text("select kind, count(*) from staging.merged_rows group by 1 order by 1")).all()
         if rows:
             out.append("merges (kind: rows folded into another): " + ", ".join(f"{k} {n:,}" for k, n in rows))
     if exists("kpis.data_quality"):

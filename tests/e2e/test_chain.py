@@ -68,7 +68,7 @@ def test_whole_chain_runs_and_rerun_changes_nothing(engine, warehouse_url, airfl
     with engine.connect() as conn:
         quarantined = conn.execute(sa.text("select count(*) from raw.quarantine")).scalar_one()
         sent_to_merged = conn.execute(sa.text(
-            "select count(*) from campaigns.send_ledger as l join staging.merges as m"
+            "select count(*) from campaigns.send_ledger as l join staging.merged_rows as m"
             " on m.table_name = 'raw.crm_contacts' and l.contact_id = m.merged_key")).scalar_one()
         sent_to_rejected = conn.execute(sa.text(
             "select count(*) from campaigns.send_ledger as l join raw.quarantine as q"

@@ -3,7 +3,7 @@ every raw row accounted for, and a lost row caught.
 
 The simulator plants each kind of ``martech.defects`` at a 3 % rate and labels the rows in
 ``sim_truth.defects``; staging never reads the labels. ``martech.defect_eval`` matches what staging
-recorded (raw.quarantine, staging.corrections, staging.merges) to the labels by table, row and kind.
+recorded (raw.quarantine, staging.corrections, staging.merged_rows) to the labels by table, row and kind.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def test_identity_merge_keeps_the_strictest_recent_consent(dirty):
             "select lower(email), count(*) from staging.contacts where email is not null"
             " group by 1 having count(*) > 1")).all()
         merged = conn.execute(sa.text(
-            "select m.merged_key, m.surviving_key from staging.merges as m"
+            "select m.merged_key, m.surviving_key from staging.merged_rows as m"
             " where m.table_name = 'raw.crm_contacts'")).all()
         staged_ids = {r[0] for r in conn.execute(sa.text("select contact_id from staging.contacts"))}
     assert dupes == []
@@ -103,7 +103,7 @@ def test_a_rerun_replaces_what_staging_recorded(dirty, warehouse_url):
             return [conn.execute(sa.text(q)).all() for q in (
                 "select table_name, reason_code, count(*) from raw.quarantine group by 1, 2 order by 1, 2",
                 "select table_name, kind, count(*) from staging.corrections group by 1, 2 order by 1, 2",
-                "select table_name, kind, count(*) from staging.merges group by 1, 2 order by 1, 2",
+                "select table_name, kind, count(*) from staging.merged_rows group by 1, 2 order by 1, 2",
                 "select * from staging.row_accounting order by table_name")]
 
     before = snapshot()

@@ -303,7 +303,7 @@ def test_hubspot_contacts_join_the_crm_in_staging(clean_warehouse, warehouse_url
         contacts = {r.contact_id: r for r in conn.execute(sa.text(
             "select contact_id, email, consent_status, lifecycle_status from staging.contacts"))}
         merges = conn.execute(sa.text(
-            "select table_name, merged_key, surviving_key from staging.merges where kind = 'email_case_duplicate'")).all()
+            "select table_name, merged_key, surviving_key from staging.merged_rows where kind = 'email_case_duplicate'")).all()
     assert set(contacts) == {"C1", "C2", "hubspot:502"}
     assert contacts["C1"].consent_status == "opted_out"  # the newer decision, from HubSpot, wins
     assert contacts["C2"].consent_status == "opted_in"

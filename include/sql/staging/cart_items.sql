@@ -50,23 +50,34 @@ ranked as (
     select
         j.*,
         case j.reject_code
-            when 'invalid_key' then 'cart_id ' || coalesce(quote_literal(j.cart_id), 'empty') || ' / line_no '
-                || coalesce(quote_literal(j.line_no), 'empty') || ': both must be whole numbers (line_no from 1)'
-            when 'invalid_product_id' then 'product_id ' || coalesce(quote_literal(j.product_id), 'is empty')
-                || ' is not a whole number'
-            when 'invalid_quantity' then 'quantity ' || coalesce(quote_literal(j.quantity), 'is empty')
-                || ' is not a whole number of items >= 0'
-            when 'invalid_price' then 'unit_price ' || coalesce(quote_literal(j.unit_price), 'is empty')
-                || ' is not an amount >= 0 such as 12.50'
-            when 'invalid_timestamp' then 'updated_at ' || coalesce(quote_literal(j.updated_at), 'is empty')
+            when 'invalid_key'
+                then
+                    'cart_id ' || coalesce(quote_literal(j.cart_id), 'empty') || ' / line_no '
+                    || coalesce(quote_literal(j.line_no), 'empty') || ': both must be whole numbers (line_no from 1)'
+            when 'invalid_product_id'
+                then
+                    'product_id ' || coalesce(quote_literal(j.product_id), 'is empty')
+                    || ' is not a whole number'
+            when 'invalid_quantity'
+                then
+                    'quantity ' || coalesce(quote_literal(j.quantity), 'is empty')
+                    || ' is not a whole number of items >= 0'
+            when 'invalid_price'
+                then
+                    'unit_price ' || coalesce(quote_literal(j.unit_price), 'is empty')
+                    || ' is not an amount >= 0 such as 12.50'
+            when 'invalid_timestamp' then
+                'updated_at ' || coalesce(quote_literal(j.updated_at), 'is empty')
                 || ' is not an ISO 8601 timestamp'
         end as reject_reason,
         row_number() over versions as version_rank,
         -- An identical copy sorts next to the row it copies (same times), so one window finds both.
-        coalesce(lag(j.content_hash) over versions = j.content_hash
-                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+        coalesce(
+            lag(j.content_hash) over versions = j.content_hash
+            and lag(j._batch_id) over versions = j._batch_id, false
+        ) as is_copy
     from judged as j
-    window versions as (partition by j.reject_code is null, j.k_cart_id, j.k_line_no order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+    window versions as (partition by j.reject_code is null, j.k_cart_id, j.k_line_no order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
 )
 
 select

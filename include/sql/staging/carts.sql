@@ -66,7 +66,7 @@ ranked as (
         coalesce(lag(j.content_hash) over versions = j.content_hash
                  and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
     from judged as j
-    window versions as (partition by j.reject_code is null, j.k_cart_id order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+    window versions as (partition by j.reject_code is null, j.k_cart_id order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
 )
 
 select
@@ -86,7 +86,7 @@ customers as (
     select
         m.merged_key::bigint as customer_id,
         m.surviving_key::bigint as surviving_customer_id
-    from staging.merges as m
+    from staging.merged_rows as m
     where m.table_name = 'raw.shop_customers'
 ),
 

@@ -4,7 +4,7 @@
 -- (raw.hubspot_contacts; contact ids prefixed 'hubspot:', opt-outs as consent 'opted_out', everything
 -- else 'unknown' — never mailed until the CRM export records a consent). A person in both is one contact.
 -- Every raw row ends as exactly one of: staged, quarantined (raw.quarantine), superseded by a newer
--- version, an identical copy, or merged into the contact with the same address (staging.merges).
+-- version, an identical copy, or merged into the contact with the same address (staging.merged_rows).
 -- Repairs are recorded in staging.corrections (kinds: martech.defects).
 create table if not exists staging.contacts (
     contact_id text primary key,
@@ -109,7 +109,7 @@ cleaned as materialized (
         staging.try_ts(s.created_at) as created_ts,
         staging.try_ts(s.updated_at) as updated_ts,
         staging.try_ts(s.consent_updated_at) as consent_ts,
-        s.t_country in (select country_code from staging.ref_countries) as country_ok,
+        s.t_country in (select rc.country_code from staging.ref_countries as rc) as country_ok,
         s.t_timezone in (select tz.name from pg_timezone_names as tz) as timezone_ok,
         s.t_consent in ('opted_in', 'double_opt_in', 'opted_out', 'unknown') as consent_ok
     from source as s
@@ -176,7 +176,7 @@ select
                         coalesce(i.surviving_contact_id <> i.k_contact_id, false)) as disposition
 from identities as i
 ;;
-insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
+insert into staging.merged_rows (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
 select
     %(run_date)s, c.raw_table, 'email_case_duplicate', c.k_contact_id, c.surviving_contact_id,
     c.source_ref, c._batch_id, c.match_email
@@ -239,7 +239,7 @@ consent as (
         m.c_consent as consent_status,
         m.consent_ts as consent_updated_at
     from members as m
-    order by m.contact_id, m.consent_ts desc nulls last, (m.c_consent = 'opted_out') desc
+    order by m.contact_id asc, m.consent_ts desc nulls last, (m.c_consent = 'opted_out') desc
 ),
 
 linked as (

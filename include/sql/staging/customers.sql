@@ -1,7 +1,7 @@
 -- grain: one row per shop customer (one per normalized e-mail address; latest version received)
 -- materialized: model
 -- A person registered twice (same address, two customer ids) is one customer: the earliest
--- registration survives and the other id is recorded in staging.merges, so its orders follow it
+-- registration survives and the other id is recorded in staging.merged_rows, so its orders follow it
 -- (staging.orders maps them). Rows without a readable key or timestamps are quarantined.
 create table if not exists staging.customers (
     customer_id bigint primary key,
@@ -66,7 +66,7 @@ ranked as (
         coalesce(lag(j.content_hash) over versions = j.content_hash
                  and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
     from judged as j
-    window versions as (partition by j.reject_code is null, j.k_customer_id order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+    window versions as (partition by j.reject_code is null, j.k_customer_id order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
 ),
 
 identities as (
@@ -87,7 +87,7 @@ select
                         coalesce(i.surviving_customer_id <> i.k_customer_id, false)) as disposition
 from identities as i
 ;;
-insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
+insert into staging.merged_rows (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
 select
     %(run_date)s, 'raw.shop_customers', 'same_person_two_ids', c.row_key, c.surviving_customer_id::text,
     c.source_ref, c._batch_id, c.t_email

@@ -75,33 +75,52 @@ ranked as (
         j.*,
         j.row_key as source_ref,
         case j.reject_code
-            when 'invalid_key' then 'order_id ' || coalesce(quote_literal(j.order_id), 'empty') || ' / line_no '
-                || coalesce(quote_literal(j.line_no), 'empty') || ': both must be whole numbers (line_no from 1)'
-            when 'invalid_product_id' then 'product_id ' || coalesce(quote_literal(j.product_id), 'is empty')
-                || ' is not a whole number'
-            when 'invalid_quantity' then 'quantity ' || coalesce(quote_literal(j.quantity), 'is empty')
-                || ' is not a whole number of items'
-            when 'negative_quantity' then 'quantity ' || quote_literal(j.quantity)
-                || ' is below zero; returns belong in refunds, not in negative order lines'
-            when 'invalid_price' then 'unit_price ' || coalesce(quote_literal(j.unit_price), 'is empty')
-                || ' is not a plain number such as 12.50'
+            when 'invalid_key'
+                then
+                    'order_id ' || coalesce(quote_literal(j.order_id), 'empty') || ' / line_no '
+                    || coalesce(quote_literal(j.line_no), 'empty') || ': both must be whole numbers (line_no from 1)'
+            when 'invalid_product_id'
+                then
+                    'product_id ' || coalesce(quote_literal(j.product_id), 'is empty')
+                    || ' is not a whole number'
+            when 'invalid_quantity'
+                then
+                    'quantity ' || coalesce(quote_literal(j.quantity), 'is empty')
+                    || ' is not a whole number of items'
+            when 'negative_quantity'
+                then
+                    'quantity ' || quote_literal(j.quantity)
+                    || ' is below zero; returns belong in refunds, not in negative order lines'
+            when 'invalid_price'
+                then
+                    'unit_price ' || coalesce(quote_literal(j.unit_price), 'is empty')
+                    || ' is not a plain number such as 12.50'
             when 'negative_price' then 'unit_price ' || quote_literal(j.unit_price) || ' is below zero'
-            when 'invalid_timestamp' then 'updated_at ' || coalesce(quote_literal(j.updated_at), 'is empty')
-                || ' is not an ISO 8601 timestamp'
-            when 'orphan_order_item' then case
-                when j.order_reject_code is not null then 'its order ' || j.k_order_id::text
-                    || ' was rejected (' || j.order_reject_code || ', see raw.quarantine); the line goes with it'
-                else 'no order ' || j.k_order_id::text || ' was received; the line is staged once its order arrives'
-            end
-            when 'unknown_product' then 'product ' || j.t_product_id::text
+            when 'invalid_timestamp'
+                then
+                    'updated_at ' || coalesce(quote_literal(j.updated_at), 'is empty')
+                    || ' is not an ISO 8601 timestamp'
+            when 'orphan_order_item'
+                then
+                    case
+                        when j.order_reject_code is not null
+                            then
+                                'its order ' || j.k_order_id::text
+                                || ' was rejected (' || j.order_reject_code || ', see raw.quarantine); the line goes with it'
+                        else 'no order ' || j.k_order_id::text || ' was received; the line is staged once its order arrives'
+                    end
+            when 'unknown_product' then
+                'product ' || j.t_product_id::text
                 || ' is not in the catalogue (staging.products); load the product first'
         end as reject_reason,
         row_number() over versions as version_rank,
         -- An identical copy sorts next to the row it copies (same times), so one window finds both.
-        coalesce(lag(j.content_hash) over versions = j.content_hash
-                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+        coalesce(
+            lag(j.content_hash) over versions = j.content_hash
+            and lag(j._batch_id) over versions = j._batch_id, false
+        ) as is_copy
     from judged as j
-    window versions as (partition by j.reject_code is null, j.k_order_id, j.k_line_no order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+    window versions as (partition by j.reject_code is null, j.k_order_id, j.k_line_no order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
 )
 
 select
@@ -112,10 +131,17 @@ from ranked as k
 select staging.record_duplicates('raw.shop_order_items', 'duplicate_row', %(run_date)s)
 ;;
 insert into staging.corrections
-    (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)
+(run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)
 select
-    %(run_date)s, 'raw.shop_order_items', c.row_key, c.source_ref, c._batch_id, 'zero_price', 'unit_price',
-    c.unit_price, '0 (is_free)'
+    %(run_date)s,
+    'raw.shop_order_items',
+    c.row_key,
+    c.source_ref,
+    c._batch_id,
+    'zero_price',
+    'unit_price',
+    c.unit_price,
+    '0 (is_free)'
 from _checked as c
 where c.disposition <> 'quarantined' and c.t_price = 0
 ;;

@@ -3,7 +3,7 @@
 -- Rejected (raw.quarantine, reason_code): unreadable keys, amounts or times, order times before 1970
 -- or after the load, unknown statuses or currencies, customers that no customer row has. Corrected
 -- (staging.corrections): amounts written as text, totals that disagree with their lines, refunds
--- (no revenue). Identical copies of an order in one batch are counted in staging.merges.
+-- (no revenue). Identical copies of an order in one batch are counted in staging.merged_rows.
 create table if not exists staging.orders (
     order_id bigint primary key,
     customer_id bigint not null, -- The surviving customer (ids merged by staging.customers are mapped)
@@ -31,7 +31,7 @@ customers as (
     select
         m.merged_key::bigint,
         m.surviving_key::bigint
-    from staging.merges as m
+    from staging.merged_rows as m
     where m.table_name = 'raw.shop_customers'
 ),
 
@@ -63,7 +63,7 @@ judged as materialized (
             when s.order_time < timestamptz '1970-01-01 00:00:00+00' then 'pre_epoch_timestamp'
             when s.order_time > s._loaded_at then 'future_timestamp'
             when s.t_status is null or s.t_status not in ('completed', 'refunded', 'cancelled') then 'invalid_status'
-            when s.t_currency not in (select currency_code from staging.ref_currencies) then 'unknown_currency'
+            when s.t_currency not in (select rc.currency_code from staging.ref_currencies as rc) then 'unknown_currency'
             when s.amount is null or s.amount < 0 then 'invalid_amount'
             when cust.surviving_customer_id is null then 'unknown_customer'
         end as reject_code,
@@ -108,7 +108,7 @@ ranked as (
         coalesce(lag(r.content_hash) over versions = r.content_hash
                  and lag(r._batch_id) over versions = r._batch_id, false) as is_copy
     from reasons as r
-    window versions as (partition by r.reject_code is null, r.k_order_id order by r.updated_ts desc, r._loaded_at desc, r.row_position)
+    window versions as (partition by r.reject_code is null, r.k_order_id order by r.updated_ts desc, r._loaded_at desc, r.row_position asc)
 ),
 
 line_totals as (

@@ -45,19 +45,26 @@ ranked as (
     select
         j.*,
         case j.reject_code
-            when 'invalid_key' then 'session_id / view_no ' || coalesce(quote_literal(j.session_id), 'empty') || ' / '
-                || coalesce(quote_literal(j.view_no), 'empty') || ': a session id and a view number from 1 are needed'
-            when 'invalid_product_id' then 'product_id ' || coalesce(quote_literal(j.product_id), 'is empty')
-                || ' is not a whole number'
-            when 'invalid_timestamp' then 'viewed_at / updated_at ' || coalesce(quote_literal(j.viewed_at), 'empty')
+            when 'invalid_key'
+                then
+                    'session_id / view_no ' || coalesce(quote_literal(j.session_id), 'empty') || ' / '
+                    || coalesce(quote_literal(j.view_no), 'empty') || ': a session id and a view number from 1 are needed'
+            when 'invalid_product_id'
+                then
+                    'product_id ' || coalesce(quote_literal(j.product_id), 'is empty')
+                    || ' is not a whole number'
+            when 'invalid_timestamp' then
+                'viewed_at / updated_at ' || coalesce(quote_literal(j.viewed_at), 'empty')
                 || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'
         end as reject_reason,
         row_number() over versions as version_rank,
         -- An identical copy sorts next to the row it copies (same times), so one window finds both.
-        coalesce(lag(j.content_hash) over versions = j.content_hash
-                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+        coalesce(
+            lag(j.content_hash) over versions = j.content_hash
+            and lag(j._batch_id) over versions = j._batch_id, false
+        ) as is_copy
     from judged as j
-    window versions as (partition by j.reject_code is null, j.k_session_id, j.k_view_no order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+    window versions as (partition by j.reject_code is null, j.k_session_id, j.k_view_no order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
 )
 
 select

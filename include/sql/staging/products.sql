@@ -25,8 +25,10 @@ source as materialized (
         staging.try_numeric(r.price) as t_price,
         staging.try_ts(r.created_at) as created_ts,
         staging.try_ts(r.updated_at) as updated_ts,
-        md5(concat_ws('|', r.product_id, r.sku, r.name, r.category, r.price, r.image_url, r.created_at,
-                      r.updated_at)) as content_hash
+        md5(concat_ws(
+            '|', r.product_id, r.sku, r.name, r.category, r.price, r.image_url, r.created_at,
+            r.updated_at
+        )) as content_hash
     from raw.shop_products as r
     where r._loaded_at <= %(run_ts)s
 ),
@@ -49,19 +51,24 @@ ranked as (
     select
         j.*,
         case j.reject_code
-            when 'invalid_key' then 'product_id ' || coalesce(quote_literal(j.product_id), 'is empty')
-                || ': the shop must send a whole-number product id'
+            when 'invalid_key'
+                then
+                    'product_id ' || coalesce(quote_literal(j.product_id), 'is empty')
+                    || ': the shop must send a whole-number product id'
             when 'invalid_price' then 'price ' || quote_literal(j.price) || ' is not a plain number such as 12.50'
             when 'negative_price' then 'price ' || quote_literal(j.price) || ' is below zero'
-            when 'invalid_timestamp' then 'created_at / updated_at ' || coalesce(quote_literal(j.created_at), 'empty')
+            when 'invalid_timestamp' then
+                'created_at / updated_at ' || coalesce(quote_literal(j.created_at), 'empty')
                 || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'
         end as reject_reason,
         row_number() over versions as version_rank,
         -- An identical copy sorts next to the row it copies (same times), so one window finds both.
-        coalesce(lag(j.content_hash) over versions = j.content_hash
-                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+        coalesce(
+            lag(j.content_hash) over versions = j.content_hash
+            and lag(j._batch_id) over versions = j._batch_id, false
+        ) as is_copy
     from judged as j
-    window versions as (partition by j.reject_code is null, j.k_product_id order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+    window versions as (partition by j.reject_code is null, j.k_product_id order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
 )
 
 select

@@ -10,9 +10,9 @@ create table if not exists staging.row_accounting (
     rows_received bigint not null, -- Raw rows landed up to the run's cutoff
     rows_staged bigint not null, -- Rows in the staging table
     rows_quarantined bigint not null, -- Rows rejected by staging (raw.quarantine, stage 'staging')
-    rows_duplicate bigint not null, -- Identical copies of another row of the same batch (staging.merges)
+    rows_duplicate bigint not null, -- Identical copies of another row of the same batch (staging.merged_rows)
     rows_superseded bigint not null, -- Older versions of a row that a newer version replaced
-    rows_merged bigint not null, -- Second records of the same identity, folded into another (staging.merges)
+    rows_merged bigint not null, -- Second records of the same identity, folded into another (staging.merged_rows)
     landing_quarantined bigint not null, -- Source rows rejected before landing (unreadable lines)
     primary key (run_date, table_name, raw_table)
 )
@@ -31,8 +31,10 @@ $$
 -- Each staging model builds a temporary table _checked with one row per raw row and its
 -- disposition (staged, quarantined, duplicate, superseded, merged); this writes the quarantine rows and
 -- the accounting row from it, so every model handles rejects the same way.
-create or replace function staging.finish_checked(p_table text, p_raw_table text, p_run_date date,
-                                                  p_run_ts timestamptz) returns bigint
+create or replace function staging.finish_checked(
+    p_table text, p_raw_table text, p_run_date date,
+    p_run_ts timestamptz
+) returns bigint
 language plpgsql as $$
 declare
     n_quarantined bigint := 0;
@@ -91,8 +93,10 @@ $$
 -- What became of one raw row, the same rule in every staging model: a rejected row is quarantined; of
 -- the accepted versions of a key the newest is staged (or merged into another identity), an identical
 -- copy of the version before it in the same batch is a duplicate, any other older version superseded.
-create or replace function staging.disposition(p_reject_code text, p_version_rank bigint, p_is_copy boolean,
-                                               p_merged boolean default false) returns text
+create or replace function staging.disposition(
+    p_reject_code text, p_version_rank bigint, p_is_copy boolean,
+    p_merged boolean default false
+) returns text
 language sql immutable parallel safe as $$
     select case
         when p_reject_code is not null then 'quarantined'
@@ -103,12 +107,12 @@ language sql immutable parallel safe as $$
     end
 $$
 ;;
--- Identical copies are recorded in staging.merges the same way for every model.
+-- Identical copies are recorded in staging.merged_rows the same way for every model.
 create or replace function staging.record_duplicates(p_raw_table text, p_kind text, p_run_date date)
 returns void
 language plpgsql as $$
 begin
-    insert into staging.merges (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id,
+    insert into staging.merged_rows (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id,
                                 match_key)
     select p_run_date, p_raw_table, p_kind, c.row_key, c.row_key, c.source_ref, c._batch_id, c.content_hash
     from _checked as c
@@ -122,5 +126,5 @@ create or replace function staging.begin_checked(p_raw_table text) returns void
 language sql as $$
     select set_config('work_mem', '256MB', true);
     delete from staging.corrections where table_name = p_raw_table;
-    delete from staging.merges where table_name = p_raw_table;
+    delete from staging.merged_rows where table_name = p_raw_table;
 $$

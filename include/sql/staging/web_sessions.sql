@@ -41,8 +41,9 @@ judged as (
         case
             when s.k_session_id is null then 'invalid_key'
             when s.customer_id is not null and s.t_customer_id is null then 'invalid_customer_id'
-            when s.t_page_views is null or s.t_product_views is null
-                 or s.t_page_views not between 0 and 1000000 or s.t_product_views not between 0 and 1000000
+            when
+                s.t_page_views is null or s.t_product_views is null
+                or s.t_page_views not between 0 and 1000000 or s.t_product_views not between 0 and 1000000
                 then 'invalid_count'
             when s.started_ts is null or s.updated_ts is null or (s.ended_at is not null and s.ended_ts is null)
                 then 'invalid_timestamp'
@@ -56,18 +57,23 @@ ranked as (
         case j.reject_code
             when 'invalid_key' then 'session_id is empty; every session needs its tracker id'
             when 'invalid_customer_id' then 'customer_id ' || quote_literal(j.customer_id) || ' is not a whole number'
-            when 'invalid_count' then 'page_views / product_views ' || coalesce(quote_literal(j.page_views), 'empty')
-                || ' / ' || coalesce(quote_literal(j.product_views), 'empty') || ' must be whole numbers >= 0'
-            when 'invalid_timestamp' then 'started_at / ended_at / updated_at must be ISO 8601 timestamps (got '
+            when 'invalid_count'
+                then
+                    'page_views / product_views ' || coalesce(quote_literal(j.page_views), 'empty')
+                    || ' / ' || coalesce(quote_literal(j.product_views), 'empty') || ' must be whole numbers >= 0'
+            when 'invalid_timestamp' then
+                'started_at / ended_at / updated_at must be ISO 8601 timestamps (got '
                 || coalesce(quote_literal(j.started_at), 'empty') || ', ' || coalesce(quote_literal(j.ended_at), 'empty')
                 || ', ' || coalesce(quote_literal(j.updated_at), 'empty') || ')'
         end as reject_reason,
         row_number() over versions as version_rank,
         -- An identical copy sorts next to the row it copies (same times), so one window finds both.
-        coalesce(lag(j.content_hash) over versions = j.content_hash
-                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+        coalesce(
+            lag(j.content_hash) over versions = j.content_hash
+            and lag(j._batch_id) over versions = j._batch_id, false
+        ) as is_copy
     from judged as j
-    window versions as (partition by j.reject_code is null, j.k_session_id order by j.updated_ts desc, j._loaded_at desc, j.row_position)
+    window versions as (partition by j.reject_code is null, j.k_session_id order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
 )
 
 select

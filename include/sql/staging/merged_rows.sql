@@ -2,7 +2,7 @@
 -- materialized: table
 -- Nothing merged disappears silently: an identical copy of a row in one batch, or a second record of
 -- the same person (same normalized e-mail address), is recorded here with the row it was folded into.
-create table if not exists staging.merges (
+create table if not exists staging.merged_rows (
     run_date date not null, -- The staging run that merged
     table_name text not null, -- Raw table of the merged row
     kind text not null, -- duplicate_order_id (identical copy), same_person_two_ids / email_case_duplicate (identity)
@@ -13,4 +13,4 @@ create table if not exists staging.merges (
     match_key text -- What matched: the normalized e-mail address, or the identical row's key
 )
 ;;
-create index if not exists merges__table on staging.merges (table_name, kind)
+create index if not exists merged_rows__table on staging.merged_rows (table_name, kind)
