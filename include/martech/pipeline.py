@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,12 +171,20 @@ def build_staging(url: str, run_date: dt.date) -> dict[str, Any]:
         migrate(eng)
         counts = {m: run_model(eng, m, params) for m in STAGING_MODELS}
         accounts = accounting.check(eng, run_date, _run_ts(run_date))
+        _analyze(eng, STAGING_MODELS)
     finally:
         eng.dispose()
     _say([f"{m}: {n} rows" for m, n in counts.items()] + [a.line() for a in accounts])
     return {"run_date": run_date.isoformat(), "rows": counts,
             "quarantined": {a.table: a.quarantined for a in accounts if a.quarantined},
             "merged": {a.table: a.duplicate + a.merged for a in accounts if a.duplicate + a.merged}}
+
+
+def _analyze(eng: Any, tables: Sequence[str]) -> None:
+    """Fresh planner statistics for rebuilt tables, so the next stage does not plan on the old ones."""
+    with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in tables:
+            conn.exec_driver_sql(f"analyze {table}")
 
 
 def validate_staging(url: str, run_date: dt.date) -> dict[str, Any]:
