@@ -277,7 +277,7 @@ def test_the_raw_gate_checks_a_hubspot_landing(engine, hub, src):
     assert report.failed_critical == []
 
 
-def test_hubspot_contacts_join_the_crm_in_staging(clean_warehouse, warehouse_url, hub):
+def test_hubspot_contacts_join_the_crm_in_staging(clean_warehouse, warehouse_url, hub, src):
     """HubSpot feeds staging.contacts beside the CRM export: one contact per address, opt-outs honoured."""
     from martech import accounting, pipeline
     from martech.db import copy_rows
@@ -296,7 +296,7 @@ def test_hubspot_contacts_join_the_crm_in_staging(clean_warehouse, warehouse_url
     hub.put("contacts", 501, BASE, email="ANA@example.com", firstname="Ana", hs_email_optout="true")
     hub.put("contacts", 502, BASE, email="cy@example.com", firstname="Cy", hs_email_optout="false",
             lifecyclestage="marketingqualifiedlead")
-    _pull(eng, hub, "hubspot", objects=["contacts"])
+    _pull(eng, hub, src, objects=["contacts"])
     pipeline.build_staging(warehouse_url, D1)
 
     with eng.connect() as conn:

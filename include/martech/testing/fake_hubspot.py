@@ -30,8 +30,9 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from martech.testing._loopback import JsonHandler, LoopbackFake, QuietServer
 
 MODIFIED = {"contacts": "lastmodifieddate", "deals": "hs_lastmodifieddate"}
 DEFAULT_PROPERTIES = {"contacts": ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate",
@@ -74,24 +75,9 @@ class State:
         self.statuses: list[int] = []
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        # Recorded before the client can read the answer, so a test that checks it right after never races.
-        self.server.state.statuses.append(status)
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Type", "application/json;charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    content_type = "application/json;charset=utf-8"
 
     def _error(self, status: int, category: str, message: str, headers: dict[str, str] | None = None) -> None:
         self._send(status, {"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
@@ -266,46 +252,24 @@ def _scramble(record_id: str) -> str:
     return hashlib.sha256(record_id.encode()).hexdigest()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(QuietServer):
     state: State
     fake: FakeHubSpot
-    fail_after: int | None = None
     max_results: int = MAX_RESULTS  # a test may lower HubSpot's 10,000 cap to reach it with fewer records
     on_search: Callable[[FakeHubSpot, int], None] | None = None
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
 
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, OSError)):
-            return
-        super().handle_error(request, client_address)
-
-
-class FakeHubSpot:
+class FakeHubSpot(LoopbackFake):
     """The fake in a background thread: ``with FakeHubSpot(token="t") as hs: hs.add(...); ... hs.url``."""
 
-    def __init__(self, token: str = "test-token") -> None:
-        self.server = _Server(("127.0.0.1", 0), _Handler)
-        self.server.state = State(token)
-        self.server.fake = self
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    server: _Server
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+    def __init__(self, token: str = "test-token") -> None:
+        super().__init__(_Server, _Handler, State(token))
 
     @property
     def state(self) -> State:
         return self.server.state
-
-    @property
-    def fail_after(self) -> int | None:
-        return self.server.fail_after
-
-    @fail_after.setter
-    def fail_after(self, n: int | None) -> None:
-        self.server.fail_after = n
 
     @property
     def on_search(self) -> Callable[[FakeHubSpot, int], None] | None:
@@ -314,10 +278,6 @@ class FakeHubSpot:
     @on_search.setter
     def on_search(self, hook: Callable[[FakeHubSpot, int], None] | None) -> None:
         self.server.on_search = hook
-
-    def fault(self, *faults: str) -> None:
-        with self.state.lock:
-            self.state.faults.extend(faults)
 
     def put(self, obj: str, record_id: int | str, modified: dt.datetime, **properties: Any) -> None:
         """Create or modify a record: its last-modified property becomes ``modified``."""
@@ -333,10 +293,3 @@ class FakeHubSpot:
         with self.state.lock:
             return {(r["id"], r["properties"][MODIFIED[obj]]) for r in self.state.records[obj].values()}
 
-    def __enter__(self) -> FakeHubSpot:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -31,9 +31,10 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from martech.testing._loopback import JsonHandler, LoopbackFake, QuietServer
 
 RESOURCES = ("customers", "orders", "checkouts")
 SHOP_TZ = dt.timezone(dt.timedelta(hours=-5))
@@ -82,24 +83,8 @@ class State:
         return True, int(-(-self.bucket // 1))
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        # Recorded before the client can read the answer, so a test that checks it right after never races.
-        self.server.state.statuses.append(status)
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_GET(self) -> None:
         st = self.server.state
@@ -228,45 +213,23 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(QuietServer):
     state: State
     fake: FakeShopify
-    fail_after: int | None = None
     on_request: Callable[[FakeShopify, int], None] | None = None
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
 
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
-
-
-class FakeShopify:
+class FakeShopify(LoopbackFake):
     """The fake in a background thread: ``with FakeShopify(token="t") as shop: shop.put(...); shop.url``."""
 
-    def __init__(self, token: str = "test-token") -> None:
-        self.server = _Server(("127.0.0.1", 0), _Handler)
-        self.server.state = State(token)
-        self.server.fake = self
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    server: _Server
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+    def __init__(self, token: str = "test-token") -> None:
+        super().__init__(_Server, _Handler, State(token))
 
     @property
     def state(self) -> State:
         return self.server.state
-
-    @property
-    def fail_after(self) -> int | None:
-        return self.server.fail_after
-
-    @fail_after.setter
-    def fail_after(self, n: int | None) -> None:
-        self.server.fail_after = n
 
     @property
     def on_request(self) -> Callable[[FakeShopify, int], None] | None:
@@ -275,10 +238,6 @@ class FakeShopify:
     @on_request.setter
     def on_request(self, hook: Callable[[FakeShopify, int], None] | None) -> None:
         self.server.on_request = hook
-
-    def fault(self, *faults: str) -> None:
-        with self.state.lock:
-            self.state.faults.extend(faults)
 
     def advance(self, seconds: float) -> None:
         """Let virtual time pass (the bucket leaks); usable as a client's ``sleep``."""
@@ -300,13 +259,6 @@ class FakeShopify:
             return {(str(r["id"]), r["updated_at"]) for r in self.state.records[resource].values()
                     if all(r.get(k) == v for k, v in match.items())}
 
-    def __enter__(self) -> FakeShopify:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 _GID = {"customers": "Customer", "orders": "Order", "checkouts": "AbandonedCheckout"}
