@@ -8,7 +8,9 @@ them, table by table, before any customer model or send reads it:
 * values: order and consent statuses in their sets, amounts, prices and quantities not negative, order times
   neither in the future of the run nor before 1970 (critical); email, currency and country formats (warning);
 * referential integrity: every order line's order and product exist (critical), every order's customer
-  exists (warning: a shop can sell to customers whose record arrives later);
+  exists (warning: a shop can sell to customers whose record arrives later); carts, cart lines and web
+  sessions: keys, statuses, non-negative values, and their customer / order / cart (warnings). Product
+  views (the largest table) rely on their primary key in the warehouse rather than a pandas copy;
 * freshness: the newest order is at most ``FRESHNESS_DAYS`` before the run date (warning);
 * row-count drift: each table's rows within ``DRIFT_BOUNDS`` × the mean of its previous ``TRAILING_RUNS``
   staging checks (critical from ``MIN_HISTORY`` previous checks on; recorded but not enforced before).
@@ -51,6 +53,18 @@ _FRAMES = {
     "staging.contacts": """
         select contact_id, email, consent_status, country, lower(btrim(email)) as email_key
         from staging.contacts""",
+    "staging.carts": """
+        select ca.cart_id, ca.status, ca.cart_value,
+               exists (select 1 from staging.customers as c where c.customer_id = ca.customer_id) as customer_known,
+               ca.order_id is null
+               or exists (select 1 from staging.orders as o where o.order_id = ca.order_id) as order_known
+        from staging.carts as ca""",
+    "staging.cart_items": """
+        select i.cart_id, i.line_no, i.quantity, i.unit_price,
+               exists (select 1 from staging.carts as ca where ca.cart_id = i.cart_id) as cart_known
+        from staging.cart_items as i""",
+    "staging.web_sessions": """
+        select session_id, page_views >= product_views as views_consistent from staging.web_sessions""",
 }
 
 
@@ -109,6 +123,25 @@ def suites(history: dict[str, list[int]]) -> dict[str, list[E]]:
               fix="two contacts share an address (lower(trim(email))): identity resolution must merge them"),
             E("expect_column_values_to_be_in_set", "consent_status", {"value_set": list(quality.CONSENT_STATUSES)},
               fix="unknown consent status: contacts without a known opt-in are never mailed"),
+        ],
+        "staging.carts": [
+            *key("cart_id"),
+            E("expect_column_values_to_be_in_set", "status", {"value_set": ["open", "abandoned", "converted"]},
+              fix="unknown cart status: map it in staging.carts"),
+            _min("cart_value", 0, "a cart worth less than nothing: check its lines' prices and quantities"),
+            _true("customer_known", critical=False, fix="carts of customers staging does not know yet"),
+            _true("order_known", critical=False, fix="converted carts whose order is not staged (rejected or late)"),
+        ],
+        "staging.cart_items": [
+            *key("cart_id", "line_no"),
+            _min("quantity", 0, "negative quantities in a cart are a source error"),
+            _min("unit_price", 0, "a negative price is a source error"),
+            _true("cart_known", critical=False, fix="cart lines whose cart is not staged: reload the carts"),
+        ],
+        "staging.web_sessions": [
+            *key("session_id"),
+            _true("views_consistent", critical=False,
+                  fix="a session with more product views than page views: check the tracker's counters"),
         ],
     }
     for table, specs in out.items():

@@ -21,7 +21,7 @@ def staged(clean_warehouse):
     eng = clean_warehouse
     params = {"run_date": RUN, "run_ts": dt.datetime(2026, 4, 1, tzinfo=UTC)}
     for model in ("staging.customers", "staging.products", "staging.orders", "staging.order_items",
-                  "staging.contacts"):
+                  "staging.contacts", "staging.cart_items", "staging.carts", "staging.web_sessions"):
         run_model(eng, model, params)
     with eng.begin() as conn:
         conn.execute(sa.text("insert into staging.customers (customer_id, email, country, is_deleted)"
@@ -71,6 +71,10 @@ def test_clean_staging_passes_and_every_check_is_recorded(staged):
      " values (104, 1, '1969-12-31 23:59:59+00', '1969-12-31', 'completed', 1, 1)", "after_1970"),
     ("insert into staging.order_items (order_id, line_no, product_id, quantity, unit_price, line_amount)"
      " values (100, 3, 10, 1, -4.5, -4.5)", "unit_price"),
+    ("insert into staging.carts (cart_id, customer_id, created_at, updated_at, status, cart_value)"
+     " values (7, 1, '2026-03-01 10:00+00', '2026-03-01 10:00+00', 'lost', 5)", r"staging.carts.status"),
+    ("insert into staging.cart_items (cart_id, line_no, product_id, quantity, unit_price)"
+     " values (7, 1, 10, -2, 4.5)", r"staging.cart_items.quantity"),
 ])
 def test_a_critical_defect_stops_the_chain(staged, sql, words):
     with staged.begin() as conn:
