@@ -12,24 +12,29 @@ The protocol, per (campaign, run, step) — the full argument, crash point by cr
 3. Send, then record each result: ``sent`` (message id, ``sent_at`` = the run's timestamp) or
    ``failed`` (definite error: the provider did not accept it). No answer leaves the rows in doubt.
 4. Rows in doubt (from a crash, a timeout or a 5xx) are resolved before anything else: an idempotent
-   transport (outbox) simply sends again; a transport that can cancel (SendGrid scheduled sends) cancels
-   the attempt, and only once the provider confirms the cancel are the rows marked ``failed`` and sent
-   again under a new attempt; email events that carry the send id prove a send happened (``sent``).
-   Anything else stays ``pending`` and is reported as ``uncertain`` — never resent blindly.
+   transport (outbox) simply sends again; email events that carry the send id prove a send happened
+   (``sent``); SendGrid's own records (Email Activity, once the attempt's send times have passed) say
+   which were processed (``sent``) and which were not (sent again); a confirmed cancel of the attempt's
+   scheduled batch releases the rows to be sent again. Anything else stays ``pending`` and is reported
+   as ``uncertain`` — never resent blindly — with the time at which SendGrid's records will tell.
 
-``failed`` rows are retried up to ``max_attempts``. Rows whose contact was suppressed, or left the
-snapshot's treatment arm, after planning are marked ``skipped`` with the reason in ``error``.
+``failed`` rows are retried by later runs with exponential back-off (``next_attempt_at``; SendGrid's
+``Retry-After`` when longer) until ``retry_deadline`` after their first attempt; after that they are
+reported as given up. A run that ends with rows in doubt, waiting for a retry or newly given up records
+that in ``campaigns.campaign_runs`` and raises :class:`DispatchIncompleteError` (the Airflow task fails;
+its retry, or the next run, settles them). Rows whose contact was suppressed, or left the snapshot's
+treatment arm, after planning are marked ``skipped`` with the reason in ``error``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
+import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +48,28 @@ from martech.campaigns.spec import CampaignSpec
 from martech.campaigns.transports import DEFAULT_SENDER, OutboundMessage, SendResult, Transport, build_email
 from martech.campaigns.window import scheduled_for
 
-__all__ = ["DispatchInProgressError", "DispatchSummary", "dispatch", "dry_run", "make_send_id", "write_previews"]
+__all__ = ["DispatchInProgressError", "DispatchIncompleteError", "DispatchSummary", "dispatch", "dry_run",
+           "make_send_id", "write_previews"]
 
-DEFAULT_MAX_ATTEMPTS = 3
+log = logging.getLogger(__name__)
+
+RETRY_DEADLINE = timedelta(hours=24)  # after its first attempt, a row that still fails is given up (reported)
+BACKOFF_BASE_S = 30.0  # between runs: 30 s, 1, 2, 4 … minutes, at most BACKOFF_CAP_S
+BACKOFF_CAP_S = 1800.0
+IN_RUN_WAIT_S = 120.0  # seconds one run may spend waiting out a provider's failures before leaving them
+GAVE_UP = "gave up: "
 
 
 class DispatchInProgressError(RuntimeError):
     """Another process is dispatching the same campaign run right now."""
+
+
+class DispatchIncompleteError(RuntimeError):
+    """The run ended with rows in doubt, waiting for a retry, or newly given up (recorded, not lost)."""
+
+    def __init__(self, summary: DispatchSummary) -> None:
+        super().__init__(summary.describe())
+        self.summary = summary
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,19 @@ class DispatchSummary:
     skipped: int = 0
     uncertain: int = 0
     deferred: int = 0  # outside the send window and the transport cannot schedule: sent by a later dispatch
+    retrying: int = 0  # not sent yet, to be retried (failed before the deadline, or held back by back-off)
+    abandoned: int = 0  # failed past the retry deadline: reported, never resent automatically
+    newly_abandoned: int = 0
+    next_attempt_at: str | None = None  # when a rerun can settle the earliest of them
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self.uncertain or self.retrying or self.newly_abandoned)
+
+    def describe(self) -> str:
+        return (f"{self.campaign_id} {self.run_id} step {self.step}: {self.uncertain} in doubt, {self.retrying}"
+                f" to retry, {self.abandoned} given up ({self.newly_abandoned} now); next attempt"
+                f" {self.next_attempt_at or 'on the next run'}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,8 +146,8 @@ where campaign_id = :campaign_id and run_id = :run_id and step = :step and statu
 # Every row not yet sent, with what is needed to decide, render and send it.
 _DUE = sa.text("""
 select
-    l.send_id, l.contact_id, l.email, l.variant, l.status, l.attempts, l.attempt_ref,
-    m.arm, m.first_name, m.attributes, m.send_at, m.send_before,
+    l.send_id, l.contact_id, l.email, l.variant, l.status, l.attempts, l.attempt_ref, l.error,
+    l.next_attempt_at, l.first_attempt_at, m.arm, m.first_name, m.attributes, m.send_at, m.send_before,
     (
         select s.reason from campaigns.suppressions as s
         where s.email = lower(btrim(l.email)) or s.contact_id = l.contact_id
@@ -130,7 +163,8 @@ order by l.send_id
 
 _CLAIM = sa.text("""
 update campaigns.send_ledger
-set attempts = attempts + 1, transport = :transport, attempt_ref = :attempt_ref, status = 'pending'
+set attempts = attempts + 1, transport = :transport, attempt_ref = :attempt_ref, status = 'pending',
+    first_attempt_at = coalesce(first_attempt_at, :clock), next_attempt_at = null
 where send_id = any(cast(:ids as text[]))
 """)
 
@@ -152,9 +186,43 @@ where l.send_id = e.send_id and l.campaign_id = :campaign_id and l.run_id = :run
 
 _RELEASE = sa.text("""
 update campaigns.send_ledger
-set status = 'failed', attempt_ref = null,
-    error = 'attempt ' || :attempt_ref || ' cancelled at the provider before delivery; to be resent'
-where attempt_ref = :attempt_ref and status = 'pending'
+set status = 'failed', attempt_ref = null, next_attempt_at = null,
+    error = 'attempt ' || :attempt_ref || ' ' || :why || '; to be resent'
+where send_id = any(cast(:ids as text[])) and attempt_ref = :attempt_ref and status = 'pending'
+""")
+
+# In doubt until the provider's records of the attempt are complete.
+_WAIT = sa.text("""
+update campaigns.send_ledger set next_attempt_at = :at
+where send_id = any(cast(:ids as text[])) and status = 'pending'
+""")
+
+_GIVE_UP = sa.text("""
+update campaigns.send_ledger set error = :prefix || coalesce(error, ''), next_attempt_at = null
+where send_id = any(cast(:ids as text[])) and status = 'failed'
+""")
+
+_OUTCOME = sa.text("""
+select
+    count(*) filter (where status = 'sent') as sent,
+    count(*) filter (where status = 'pending' and attempts > 0) as in_doubt,
+    count(*) filter (where status = 'failed' and coalesce(error, '') not like :gave_up) as retrying,
+    count(*) filter (where status = 'failed' and error like :gave_up) as abandoned,
+    min(next_attempt_at) filter (where status in ('pending', 'failed')) as next_attempt_at
+from campaigns.send_ledger
+where campaign_id = :campaign_id and run_id = :run_id and step = :step
+""")
+
+_RECORD_RUN = sa.text("""
+insert into campaigns.campaign_runs (campaign_id, run_id, run_date, definition_hash, conversion_window_days,
+    members, treatment, holdout, sent, transport, dispatch_state, in_doubt, retrying, abandoned,
+    next_attempt_at, dispatched_at)
+values (:campaign_id, :run_id, :run_date, :definition_hash, :window, :members, :treatment, :holdout, :sent,
+    :transport, :state, :in_doubt, :retrying, :abandoned, :next_attempt_at, :clock)
+on conflict (campaign_id, run_id) do update set sent = excluded.sent, transport = excluded.transport,
+    dispatch_state = excluded.dispatch_state, in_doubt = excluded.in_doubt, retrying = excluded.retrying,
+    abandoned = excluded.abandoned, next_attempt_at = excluded.next_attempt_at,
+    dispatched_at = excluded.dispatched_at
 """)
 
 _MARK_SENT = sa.text("""
@@ -164,16 +232,23 @@ from unnest(cast(:ids as text[]), cast(:message_ids as text[])) as u(send_id, me
 where l.send_id = u.send_id
 """)
 
+# Failed rows wait before the next run retries them: exponential in their attempts, or what the
+# provider asked for (Retry-After) when that is longer.
 _MARK = sa.text("""
 update campaigns.send_ledger as l
-set status = :status, error = u.error
+set status = :status, error = u.error,
+    next_attempt_at = case when :status = 'failed' then cast(:clock as timestamptz) + make_interval(secs => greatest(
+        cast(:retry_after as double precision),
+        least(cast(:cap as double precision),
+              cast(:base as double precision) * power(2, greatest(l.attempts - 1, 0))))) end
 from unnest(cast(:ids as text[]), cast(:errors as text[])) as u(send_id, error)
 where l.send_id = u.send_id
 """)
 
 _MARK_RENDER_FAILED = sa.text("""
 update campaigns.send_ledger as l
-set status = 'failed', error = u.error, attempts = l.attempts + 1
+set status = 'failed', error = u.error, attempts = l.attempts + 1,
+    first_attempt_at = coalesce(l.first_attempt_at, :clock)
 from unnest(cast(:ids as text[]), cast(:errors as text[])) as u(send_id, error)
 where l.send_id = u.send_id
 """)
@@ -184,11 +259,13 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start:start + size]
 
 
-def _mark(engine: Engine, status: str, pairs: list[tuple[str, str]]) -> None:
+def _mark(engine: Engine, status: str, pairs: list[tuple[str, str]], *, clock: datetime | None = None,
+          retry_after: float | None = None) -> None:
     if pairs:
         with engine.begin() as conn:
-            conn.execute(_MARK, {"status": status, "ids": [p[0] for p in pairs],
-                                 "errors": [p[1] for p in pairs]})
+            conn.execute(_MARK, {"status": status, "ids": [p[0] for p in pairs], "errors": [p[1] for p in pairs],
+                                 "clock": clock or datetime.now(timezone.utc), "retry_after": retry_after or 0.0,
+                                 "base": BACKOFF_BASE_S, "cap": BACKOFF_CAP_S})
 
 
 def _lock(conn: Connection, key: str) -> None:
@@ -199,16 +276,21 @@ def _lock(conn: Connection, key: str) -> None:
 
 
 def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime, transport: Transport, *,
-             now: datetime, step: int = 1, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-             sender: str = DEFAULT_SENDER, renderer: Renderer | None = None) -> DispatchSummary:
+             now: datetime, step: int = 1, sender: str = DEFAULT_SENDER, renderer: Renderer | None = None,
+             clock: Callable[[], datetime] | None = None, retry_deadline: timedelta = RETRY_DEADLINE,
+             in_run_wait_s: float = IN_RUN_WAIT_S, strict: bool = True) -> DispatchSummary:
     """Plan and send the treatment arm of the run's snapshot; safe to rerun at any point.
 
     ``run_date`` is the run's date, or for an hourly series its instant (see ``audience.run_id_for``).
     ``now`` is the run's timestamp (timezone-aware): it becomes ``created_at`` of new ledger rows,
-    ``sent_at`` of sent ones and the Date header, so a rerun reproduces the same messages.
+    ``sent_at`` of sent ones and the Date header, so a rerun reproduces the same messages. ``clock`` is
+    the wall clock (default: the transport's, else UTC now): back-off, deadlines and send times.
+    ``strict``: raise :class:`DispatchIncompleteError` when the run ends incomplete (after recording it).
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware (the run's timestamp), got {now!r}")
+    clock = clock or getattr(transport, "clock", None) or (lambda: datetime.now(timezone.utc))
+    sleep: Callable[[float], None] = getattr(transport, "sleep", time.sleep)
     run_id = run_id_for(spec, run_date, step)
     spec = spec.for_step(step)
     renderer = renderer or Renderer()
@@ -238,18 +320,24 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime
             with engine.connect() as conn:
                 due = conn.execute(_DUE, key).mappings().all()
 
+            at = clock()
             skipped: list[tuple[str, str]] = []
             retry: list[Any] = []
             in_doubt: list[Any] = []
-            uncertain = deferred = 0
+            give_up: list[str] = []
+            deferred = 0
             for row in due:
                 if row["suppressed_reason"] is not None:
                     skipped.append((row["send_id"], f"suppressed: {row['suppressed_reason']}"))
                 elif row["arm"] != "treatment":
                     why = "not in the audience snapshot any more" if row["arm"] is None else "now in holdout"
                     skipped.append((row["send_id"], why))
-                elif row["status"] == "failed" and row["attempts"] >= max_attempts:
-                    continue
+                elif row["status"] == "failed" and (row["error"] or "").startswith(GAVE_UP):
+                    continue  # reported by every run (campaign_runs.abandoned), resent only by a person
+                elif row["status"] == "failed" and (row["first_attempt_at"] or at) + retry_deadline < at:
+                    give_up.append(row["send_id"])
+                elif row["next_attempt_at"] is not None and row["next_attempt_at"] > at:
+                    continue  # backing off (failed) or waiting for the provider's records (in doubt)
                 elif row["status"] == "pending" and row["attempts"] > 0 and not transport.idempotent:
                     in_doubt.append(row)
                 elif (not getattr(transport, "supports_send_at", False)
@@ -258,65 +346,111 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime
                 else:
                     retry.append(row)
             _mark(engine, "skipped", skipped)
-            released, uncertain = _resolve_in_doubt(engine, transport, in_doubt)
+            if give_up:
+                with engine.begin() as conn:
+                    conn.execute(_GIVE_UP, {"ids": give_up,
+                                            "prefix": f"{GAVE_UP}still failing {retry_deadline} after the first"
+                                                      " attempt; last error: "})
+            released = _resolve_in_doubt(engine, transport, in_doubt, clock)
             retry.extend(released)
             retry.sort(key=lambda r: r["send_id"])
 
             sent_now = failed = 0
-            for round_no in range(max_attempts):
+            waited = 0.0
+            bad_in_a_row = 0
+            while retry:
                 doubtful: list[Any] = []
+                out_of_time = False
                 for batch in _chunks(retry, transport.batch_size):
+                    if bad_in_a_row:
+                        # The provider is failing (a burst of 5xx, an outage): wait before the next request,
+                        # as long as it asks (Retry-After) or exponentially, within the run's budget.
+                        pause = max(min(60.0, 2.0 ** bad_in_a_row), getattr(transport, "retry_after", None) or 0)
+                        if waited + pause > in_run_wait_s:
+                            out_of_time = True  # the rest stays as it is (unclaimed or released): the next run
+                            break
+                        sleep(pause)
+                        waited += pause
                     n_sent, n_failed, unanswered = _send_batch(engine, spec, transport, batch, run_id, step,
-                                                               now, sender, renderer)
+                                                               now, sender, renderer, clock)
                     sent_now += n_sent
                     failed += n_failed
                     doubtful.extend(unanswered)
-                if not doubtful:
+                    bad_in_a_row = bad_in_a_row + 1 if (unanswered or n_failed) else 0
+                if out_of_time:
                     break
-                # Unanswered requests (timeouts, 5xx): cancel them at the provider, then send again.
-                retry, still = _resolve_in_doubt(engine, transport, doubtful)
-                uncertain += still
-                if retry and round_no + 1 < max_attempts:
-                    time.sleep(min(5.0, 0.1 * 2 ** round_no) * (0.5 + random.random()))
-            else:
-                failed += len(retry)  # cancelled but out of rounds: status failed, resent by the next run
+                # Unanswered requests (timeouts, 5xx): settle them (lookup or cancel), then send again.
+                retry = _resolve_in_doubt(engine, transport, doubtful, clock)
+                retry.sort(key=lambda r: r["send_id"])
             transport.finalize_run(spec.id, run_id)
+            summary = _record_outcome(engine, spec, run_date, transport, key, counts, clock(), dict(
+                ledger_rows_created=int(created), sent_now=sent_now, already_sent=already_sent, failed=failed,
+                skipped=len(skipped), deferred=deferred, newly_abandoned=len(give_up)))
         finally:
             lock_conn.execute(sa.text("select pg_advisory_unlock(hashtext(:key))"), {"key": lock_key})
             lock_conn.commit()
 
-    return DispatchSummary(
-        campaign_id=spec.id, run_id=run_id, step=step, members=int(counts.members),
-        treatment=int(counts.treatment), holdout=int(counts.holdout), ledger_rows_created=int(created),
-        sent_now=sent_now, already_sent=already_sent, failed=failed, skipped=len(skipped),
-        uncertain=uncertain, deferred=deferred,
-    )
+    if summary.incomplete:
+        log.warning("dispatch incomplete: %s", summary.describe())
+        if strict:
+            raise DispatchIncompleteError(summary)
+    return summary
+
+
+def _record_outcome(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime, transport: Transport,
+                    key: dict[str, Any], counts: Any, at: datetime, figures: dict[str, int]) -> DispatchSummary:
+    """Count what the ledger says of the run and write it to ``campaigns.campaign_runs``."""
+    with engine.begin() as conn:
+        outcome = conn.execute(_OUTCOME, {**key, "gave_up": GAVE_UP + "%"}).one()
+        # Never claimed in this run (held back by a provider outage): pending, no attempt yet.
+        held_back = conn.execute(sa.text(
+            "select count(*) from campaigns.send_ledger where campaign_id = :campaign_id and run_id = :run_id"
+            " and step = :step and status = 'pending' and attempts = 0"), key).scalar_one() - figures["deferred"]
+        summary = DispatchSummary(
+            campaign_id=spec.id, run_id=key["run_id"], step=key["step"], members=int(counts.members),
+            treatment=int(counts.treatment), holdout=int(counts.holdout), uncertain=int(outcome.in_doubt),
+            retrying=int(outcome.retrying) + max(0, int(held_back)), abandoned=int(outcome.abandoned),
+            next_attempt_at=outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else None, **figures)
+        day = run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date)[:10])
+        conn.execute(_RECORD_RUN, {
+            **key, "run_date": day.date() if isinstance(day, datetime) else day,
+            "definition_hash": spec.definition_hash, "window": spec.conversion_window_days,
+            "members": summary.members, "treatment": summary.treatment, "holdout": summary.holdout,
+            "sent": int(outcome.sent), "transport": transport.name,
+            "state": "incomplete" if summary.incomplete else "complete", "in_doubt": summary.uncertain,
+            "retrying": summary.retrying, "abandoned": summary.abandoned,
+            "next_attempt_at": outcome.next_attempt_at, "clock": at})
+    return summary
 
 
 def _send_batch(engine: Engine, spec: CampaignSpec, transport: Transport, batch: Sequence[Any], run_id: str,
-                step: int, now: datetime, sender: str, renderer: Renderer) -> tuple[int, int, list[Any]]:
+                step: int, now: datetime, sender: str, renderer: Renderer,
+                clock: Callable[[], datetime]) -> tuple[int, int, list[Any]]:
     """Render, claim, send and record one batch; returns (sent, failed, rows left in doubt)."""
     messages: list[OutboundMessage] = []
     rows_by_id = {row["send_id"]: row for row in batch}
     render_failures: list[tuple[str, str]] = []
+    earliest = getattr(transport, "earliest_send_at", None)
+    schedule_from = earliest() if earliest else now
     for row in batch:
         try:
-            messages.append(_message(spec, row, run_id, step, now, sender, renderer))
+            messages.append(_message(spec, row, run_id, step, now, sender, renderer, schedule_from))
         except (RenderError, KeyError) as exc:
             render_failures.append((row["send_id"], str(exc)))
     if render_failures:
         with engine.begin() as conn:
-            conn.execute(_MARK_RENDER_FAILED, {"ids": [p[0] for p in render_failures],
+            conn.execute(_MARK_RENDER_FAILED, {"ids": [p[0] for p in render_failures], "clock": clock(),
                                                "errors": [p[1] for p in render_failures]})
+        _mark(engine, "failed", render_failures, clock=clock())
     n_sent, n_failed = 0, len(render_failures)
     doubtful: list[Any] = []
     grouping = getattr(transport, "group", None)
     begin = getattr(transport, "begin_attempt", None)
     for group in (grouping(messages) if grouping and messages else [messages] if messages else []):
-        attempt_ref = begin() if begin else None
+        attempt_ref = begin(group) if begin else None
         with engine.begin() as conn:
             conn.execute(_CLAIM, {"ids": [m.send_id for m in group], "transport": transport.name,
-                                  "attempt_ref": attempt_ref})
+                                  "attempt_ref": attempt_ref, "clock": clock()})
         checkpoint("after_claim")
         results = (transport.send_batch(group, attempt_ref=attempt_ref) if begin  # type: ignore[call-arg]
                    else transport.send_batch(group))
@@ -326,7 +460,7 @@ def _send_batch(engine: Engine, spec: CampaignSpec, transport: Transport, batch:
             with engine.begin() as conn:
                 conn.execute(_MARK_SENT, {"ids": [r.send_id for r in sent],
                                           "message_ids": [r.message_id for r in sent], "now": now})
-        _mark(engine, "failed", errors)
+        _mark(engine, "failed", errors, clock=clock(), retry_after=getattr(transport, "retry_after", None))
         checkpoint("after_mark_sent")
         answered = {r.send_id for r in sent} | {e[0] for e in errors}
         doubtful.extend({**rows_by_id[m.send_id], "attempt_ref": attempt_ref}
@@ -336,32 +470,51 @@ def _send_batch(engine: Engine, spec: CampaignSpec, transport: Transport, batch:
     return n_sent, n_failed, doubtful
 
 
-def _resolve_in_doubt(engine: Engine, transport: Transport, rows: Sequence[Any]) -> tuple[list[Any], int]:
-    """Rows whose last attempt may have gone out: (rows safe to send again, rows left uncertain).
+def _resolve_in_doubt(engine: Engine, transport: Transport, rows: Sequence[Any],
+                      clock: Callable[[], datetime]) -> list[Any]:
+    """Rows whose last attempt may have gone out: returns those now safe to send again.
 
-    Safe means the transport rewrites idempotently (outbox) or it confirmed that the attempt was
-    cancelled before delivery (SendGrid scheduled sends). Anything else stays pending and counts as
-    uncertain until reconciled (docs/exactly-once.md).
+    Safe means the transport rewrites idempotently (outbox), or the provider's records show the attempt
+    did not deliver them (SendGrid's Email Activity after the attempt's send times), or it confirmed
+    that the attempt was cancelled before delivery. Rows the records show as processed are ``sent``.
+    Anything else stays pending (in doubt), with ``next_attempt_at`` set to when the records will tell.
     """
     if not rows:
-        return [], 0
+        return []
     if transport.idempotent:
-        return list(rows), 0
+        return list(rows)
     cancel = getattr(transport, "cancel_attempt", None)
+    lookup = getattr(transport, "lookup_attempt", None)
+    ready_at = getattr(transport, "lookup_ready_at", None)
     released: list[Any] = []
-    uncertain = 0
     by_ref: dict[str | None, list[Any]] = {}
     for row in rows:
         by_ref.setdefault(row["attempt_ref"], []).append(row)
     for ref, group in sorted(by_ref.items(), key=lambda kv: kv[0] or ""):
-        if ref is None or cancel is None or not cancel(ref):
-            uncertain += len(group)
-            continue
-        checkpoint("after_cancel")
-        with engine.begin() as conn:
-            conn.execute(_RELEASE, {"attempt_ref": ref})
-        released.extend(group)
-    return released, uncertain
+        if ref is None:
+            continue  # no way to ask the provider: in doubt until an event proves it (see _RECONCILE)
+        processed = lookup(ref) if lookup else None
+        if processed is not None:
+            done = [r for r in group if r["email"].lower() in processed]
+            again = [r for r in group if r["email"].lower() not in processed]
+            with engine.begin() as conn:
+                if done:
+                    conn.execute(_MARK_SENT, {"ids": [r["send_id"] for r in done], "now": clock(),
+                                              "message_ids": [processed[r["email"].lower()] for r in done]})
+                if again:
+                    conn.execute(_RELEASE, {"ids": [r["send_id"] for r in again], "attempt_ref": ref,
+                                            "why": "not found in the provider's records after its send time"})
+            released.extend(again)
+        elif cancel is not None and cancel(ref):
+            checkpoint("after_cancel")
+            with engine.begin() as conn:
+                conn.execute(_RELEASE, {"ids": [r["send_id"] for r in group], "attempt_ref": ref,
+                                        "why": "cancelled at the provider before delivery"})
+            released.extend(group)
+        elif ready_at is not None and getattr(transport, "activity", None) is not False:
+            with engine.begin() as conn:
+                conn.execute(_WAIT, {"ids": [r["send_id"] for r in group], "at": ready_at(ref)})
+    return released
 
 
 PREVIEW_SAMPLES = 2  # contacts per variant rendered into the preview folder before a real send
@@ -402,7 +555,7 @@ def write_previews(engine: Engine, spec: CampaignSpec, run_date: date | str | da
             continue
         per_variant[row["variant"]] = n + 1
         send_id = make_send_id(spec.id, run_id, step, row["contact_id"])
-        message = _message(spec, {**row, "send_id": send_id}, run_id, step, now, sender, renderer)
+        message = _message(spec, {**row, "send_id": send_id}, run_id, step, now, sender, renderer, now)
         path = target / f"{row['variant']}-{n + 1}.eml"
         path.parent.mkdir(parents=True, exist_ok=True)
         data = build_email(message).as_bytes()
@@ -443,7 +596,8 @@ def dry_run(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime,
             outcome, detail = "suppressed", str(row["suppressed_reason"])
         else:
             try:
-                subject = _message(spec, {**row, "send_id": send_id}, run_id, step, now, sender, renderer).subject
+                subject = _message(spec, {**row, "send_id": send_id}, run_id, step, now, sender, renderer,
+                                   now).subject
                 outcome = "would_send"
             except (RenderError, KeyError) as exc:
                 outcome, detail = "render_failed", str(exc)
@@ -464,7 +618,9 @@ def dry_run(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime,
 
 
 def _message(spec: CampaignSpec, row: Any, run_id: str, step: int, now: datetime, sender: str,
-             renderer: Renderer) -> OutboundMessage:
+             renderer: Renderer, schedule_from: datetime) -> OutboundMessage:
+    """``schedule_from``: the earliest time the transport may send (SendGrid: now + hold); a send window
+    already open then sends at that time, one already closed waits for its next opening."""
     attributes = row["attributes"]
     if isinstance(attributes, str):
         attributes = json.loads(attributes)
@@ -476,7 +632,7 @@ def _message(spec: CampaignSpec, row: Any, run_id: str, step: int, now: datetime
         html=rendered.html, text=rendered.text, sent_at=now, headers=rendered.headers,
         custom_args={"send_id": row["send_id"], "campaign_id": spec.id, "run_id": run_id,
                      "contact_id": row["contact_id"], "variant": row["variant"], "step": str(step)},
-        send_at=scheduled_for(row.get("send_at"), row.get("send_before"), now),
+        send_at=scheduled_for(row.get("send_at"), row.get("send_before"), schedule_from),
     )
 
 

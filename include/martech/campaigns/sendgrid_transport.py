@@ -3,10 +3,25 @@
 SendGrid has no idempotency key, so a request whose answer was lost (crash, timeout, 5xx) may or may not
 have been accepted. What it does have are *batch ids* and *scheduled sends*: every request here gets its
 own fresh batch id and a ``send_at`` a few minutes ahead (``hold``), and SendGrid lets a scheduled batch be
-cancelled until shortly before that time. The dispatcher records the attempt (``batch_id@send_at``) in
-the ledger before the request; when the answer is in doubt, :meth:`SendGridTransport.cancel_attempt`
-cancels that batch and the recipients are sent again under a new one. Whatever SendGrid had accepted
-under the cancelled batch is never delivered.
+cancelled until 10 minutes before that time. The dispatcher records the attempt
+(``batch_id@first[~last]``: the batch and its earliest and latest send times) in the ledger before the
+request. When the answer is in doubt, the attempt is settled from SendGrid's own records, not from a
+cancel alone:
+
+* no message of a request is ever scheduled earlier than ``now + hold`` (a quiet-hours send time that is
+  already past, or inside the cut-off, is moved to that), so a fresh attempt can always be cancelled;
+* :meth:`SendGridTransport.cancel_attempt` cancels a batch only while SendGrid accepts it (more than
+  ``cancel_margin`` before its first send time) and while fewer than ``cancel_budget`` of SendGrid's 10
+  paused/cancelled batches are live; a confirmed cancel means nothing of it is delivered;
+* :meth:`SendGridTransport.lookup_attempt` asks the Email Activity API, after the batch's last send time
+  plus ``settle``, which of its recipients SendGrid processed (the request's ``custom_args`` carry the
+  batch id as ``attempt``); those are sent, the others proven not accepted.
+
+Rules and their sources: https://www.twilio.com/docs/sendgrid/api-reference/cancel-scheduled-sends (10
+minutes, 10 batches), https://www.twilio.com/docs/sendgrid/api-reference/email-activity/filter-all-messages
+(the lookup, a paid add-on: without it the answer is 403 and rows wait for webhook events instead),
+https://www.twilio.com/docs/sendgrid/api-reference/how-to-use-the-sendgrid-v3-api/rate-limits (429 and
+``X-RateLimit-Reset``).
 
 Per request: up to 1000 personalizations (one per recipient). The message is rendered per recipient;
 bodies that are identical for the whole request go inline once, otherwise each personalization carries
@@ -25,6 +40,7 @@ import json
 import random
 import time
 import urllib.error
+import urllib.parse
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from email.utils import parseaddr
@@ -58,6 +74,7 @@ class SendGridTransport(BaseTransport):
     def __init__(self, api_key: str, *, host: str = DEFAULT_HOST, batch_size: int = MAX_PERSONALIZATIONS,
                  sandbox: bool = False, asm_group_id: int | None = None, categories: Sequence[str] = (),
                  hold: timedelta = timedelta(minutes=20), cancel_margin: timedelta = timedelta(minutes=10),
+                 settle: timedelta = timedelta(minutes=5), cancel_budget: int = 8,
                  timeout: float = 30.0, max_retries: int = 6, max_wait_s: float = 60.0,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] = _utcnow,
                  client: Any = None) -> None:
@@ -77,10 +94,13 @@ class SendGridTransport(BaseTransport):
         self.sandbox = sandbox
         self.asm_group_id = asm_group_id
         self.categories = tuple(categories)
-        self.hold, self.cancel_margin = hold, cancel_margin
+        self.hold, self.cancel_margin, self.settle = hold, cancel_margin, settle
+        self.cancel_budget = cancel_budget  # of SendGrid's 10 live paused/cancelled batches; the rest for people
         self.timeout, self.max_retries, self.max_wait_s = timeout, max_retries, max_wait_s
-        self._sleep, self._clock = sleep, clock
+        self.sleep, self.clock = sleep, clock
         self.requests = 0  # HTTP requests made (mail send, batch ids, cancellations), for the benchmark
+        self.retry_after: float | None = None  # seconds SendGrid asked to wait with its last 5xx or 429
+        self.activity: bool | None = None  # Email Activity add-on: unknown until asked
 
     # -- the dispatcher's hooks ------------------------------------------------------------------------
 
@@ -96,25 +116,63 @@ class SendGridTransport(BaseTransport):
                 alone.append([m])
         return ([shared] if shared else []) + alone
 
-    def begin_attempt(self) -> str:
-        """A fresh batch id and the send time of the next request: ``<batch_id>@<unix send_at>``."""
+    def earliest_send_at(self) -> datetime:
+        """No message is scheduled before this: far enough ahead for a cancel to be accepted."""
+        return self.clock() + self.hold
+
+    def begin_attempt(self, messages: Sequence[OutboundMessage] = ()) -> str:
+        """A fresh batch id and the send times of the next request: ``<batch_id>@<first>[~<last>]``."""
         response = self._call("POST", "mail/batch", None)
         batch_id = json.loads(response.body)["batch_id"]
-        send_at = int((self._clock() + self.hold).timestamp())
-        return f"{batch_id}@{send_at}"
+        first = int(self.earliest_send_at().timestamp())
+        last = max([first, *(int(m.send_at.timestamp()) for m in messages if m.send_at is not None)])
+        return f"{batch_id}@{first}" + (f"~{last}" if last > first else "")
 
     def cancel_attempt(self, attempt_ref: str) -> bool:
-        """Cancel the attempt's scheduled batch; True only when nothing of it can be delivered any more."""
+        """Cancel the attempt's scheduled batch; True only when nothing of it can be delivered any more.
+
+        False (nothing asked) when SendGrid would refuse: inside the 10-minute cut-off of its first send
+        time, or with ``cancel_budget`` batches already paused or cancelled on the account.
+        """
         batch_id, send_at = parse_attempt(attempt_ref)
-        if self._clock() >= send_at - self.cancel_margin:
-            return False  # too close to (or past) the send time: SendGrid no longer guarantees a cancel
+        if self.clock() >= send_at - self.cancel_margin:
+            return False  # too close to (or past) the send time: SendGrid no longer accepts a cancel
+        held = json.loads(self._call("GET", "user/scheduled_sends", None).body or "[]")
+        if any(h.get("batch_id") == batch_id and h.get("status") == "cancel" for h in held):
+            return True  # cancelled by an earlier run that died before recording it
+        if len(held) >= self.cancel_budget:
+            return False
         try:
             self._call("POST", "user/scheduled_sends", {"batch_id": batch_id, "status": "cancel"})
             return True
         except SendGridError:
-            # 400 when the batch is already cancelled or paused (a crash after an earlier cancel).
+            # 400: refused (limit reached by others, cut-off) or the batch already has a status.
             response = self._call("GET", f"user/scheduled_sends/{batch_id}", None)
             return any(s.get("status") == "cancel" for s in json.loads(response.body or "[]"))
+
+    def lookup_ready_at(self, attempt_ref: str) -> datetime:
+        """When SendGrid's records of the attempt are complete: its last send time plus ``settle``."""
+        return attempt_times(attempt_ref)[1] + self.settle
+
+    def lookup_attempt(self, attempt_ref: str) -> dict[str, str] | None:
+        """Recipient address -> message id of every message of the attempt SendGrid processed.
+
+        None when that cannot be known yet (before :meth:`lookup_ready_at`) or at all (no Email Activity
+        access). After that time, an address missing from the answer was not accepted (or its batch was
+        cancelled): it is safe to send again.
+        """
+        if self.activity is False or self.clock() < self.lookup_ready_at(attempt_ref):
+            return None
+        batch_id, _ = parse_attempt(attempt_ref)
+        query = urllib.parse.urlencode({"query": f"unique_args['attempt']=\"{batch_id}\"",
+                                        "limit": MAX_PERSONALIZATIONS})
+        try:
+            response = self._call("GET", f"messages?{query}", None)
+        except SendGridError:
+            self.activity = False  # 403: the account has no Email Activity add-on
+            return None
+        self.activity = True
+        return {m["to_email"].lower(): m.get("msg_id", "") for m in json.loads(response.body).get("messages", [])}
 
     def send_batch(self, messages: Sequence[OutboundMessage], attempt_ref: str | None = None) -> list[SendResult]:
         if not messages:
@@ -149,8 +207,13 @@ class SendGridTransport(BaseTransport):
                 p["headers"] = headers
             if not uniform:
                 p["substitutions"] = {_SUBJECT: m.subject, _TEXT: m.text, _HTML: m.html}
+            if attempt_ref:
+                p["custom_args"]["attempt"] = parse_attempt(attempt_ref)[0]
             if m.send_at is not None:
-                p["send_at"] = int(m.send_at.timestamp())
+                # Never earlier than the request's own send_at: a past time would send at once, and a
+                # time inside the cut-off could not be cancelled.
+                earliest = parse_attempt(attempt_ref)[1] if attempt_ref else m.send_at
+                p["send_at"] = int(max(m.send_at, earliest).timestamp())
             personalizations.append(p)
         body: dict[str, Any] = {
             "personalizations": personalizations,
@@ -176,30 +239,35 @@ class SendGridTransport(BaseTransport):
         from python_http_client.exceptions import HTTPError
 
         node = self._client
-        for part in path.split("/"):
+        route, _, query = path.partition("?")
+        for part in route.split("/"):
             node = node._(part)
+        params = dict(urllib.parse.parse_qsl(query)) or None
         for attempt in range(self.max_retries + 1):
             self.requests += 1
             try:
-                if method == "GET":
-                    return node.get(timeout=self.timeout)
-                return node.post(request_body=body, timeout=self.timeout)
+                response = (node.get(query_params=params, timeout=self.timeout) if method == "GET"
+                            else node.post(request_body=body, timeout=self.timeout))
+                self.retry_after = None
+                return response
             except HTTPError as exc:
                 status = int(getattr(exc, "status_code", 0) or 0)
+                if status == 429 or status >= 500:
+                    self.retry_after = self._rate_limit_wait(getattr(exc, "headers", None), attempt)
                 if status == 429 and attempt < self.max_retries:
-                    self._sleep(self._rate_limit_wait(getattr(exc, "headers", None), attempt))
+                    self.sleep(self.retry_after or 0.05)
                     continue
                 if status >= 500:
-                    if path != "mail/send" and attempt < self.max_retries:
-                        self._sleep(_jitter(attempt))  # batch ids, cancels: safe to repeat
+                    if route != "mail/send" and attempt < self.max_retries:
+                        self.sleep(max(_jitter(attempt), self.retry_after or 0))  # batch ids, cancels: safe
                         continue
                     raise _InDoubt(f"HTTP {status} from {path}") from None
                 raise SendGridError(f"SendGrid {method} /v3/{path} answered {status}: "
                                     f"{_error_text(getattr(exc, 'body', b''))}") from None
             except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as exc:
                 refused = isinstance(getattr(exc, "reason", exc), ConnectionRefusedError)
-                if (refused or path != "mail/send") and attempt < self.max_retries:
-                    self._sleep(_jitter(attempt))  # refused: nothing reached SendGrid
+                if (refused or route != "mail/send") and attempt < self.max_retries:
+                    self.sleep(_jitter(attempt))  # refused: nothing reached SendGrid
                     continue
                 if refused:
                     raise SendGridError(f"SendGrid unreachable: {exc}") from None
@@ -210,7 +278,7 @@ class SendGridTransport(BaseTransport):
         reset = _header(headers, "X-RateLimit-Reset")
         retry_after = _header(headers, "Retry-After")
         if reset:
-            wait = float(reset) - self._clock().timestamp()
+            wait = float(reset) - self.clock().timestamp()
         elif retry_after:
             wait = float(retry_after)
         else:
@@ -223,10 +291,19 @@ class _InDoubt(Exception):
 
 
 def parse_attempt(attempt_ref: str) -> tuple[str, datetime]:
-    batch_id, _, send_at = attempt_ref.rpartition("@")
-    if not batch_id or not send_at.isdigit():
+    """(batch id, first send time) of ``batch_id@first[~last]``."""
+    batch_id, _, times = attempt_ref.rpartition("@")
+    first = times.partition("~")[0]
+    if not batch_id or not first.isdigit():
         raise ValueError(f"not a SendGrid attempt reference (batch_id@unix_time): {attempt_ref!r}")
-    return batch_id, datetime.fromtimestamp(int(send_at), tz=timezone.utc)
+    return batch_id, datetime.fromtimestamp(int(first), tz=timezone.utc)
+
+
+def attempt_times(attempt_ref: str) -> tuple[datetime, datetime]:
+    """(first, last) send time of an attempt's messages."""
+    _, first = parse_attempt(attempt_ref)
+    last = attempt_ref.rpartition("@")[2].partition("~")[2]
+    return first, datetime.fromtimestamp(int(last), tz=timezone.utc) if last.isdigit() else first
 
 
 def _substitution_bytes(m: OutboundMessage) -> int:

@@ -15,3 +15,27 @@ create table if not exists campaigns.campaign_runs (
     transport text not null,  -- outbox, smtp or sendgrid
     primary key (campaign_id, run_id)
 )
+;;
+alter table campaigns.campaign_runs add column if not exists dispatch_state text
+;;
+alter table campaigns.campaign_runs add column if not exists in_doubt integer
+;;
+alter table campaigns.campaign_runs add column if not exists retrying integer
+;;
+alter table campaigns.campaign_runs add column if not exists abandoned integer
+;;
+alter table campaigns.campaign_runs add column if not exists next_attempt_at timestamptz
+;;
+alter table campaigns.campaign_runs add column if not exists dispatched_at timestamptz
+;;
+comment on column campaigns.campaign_runs.dispatch_state is
+'complete, or incomplete: rows in doubt, to retry or newly given up (the dispatch task failed; a rerun settles them)'
+;;
+comment on column campaigns.campaign_runs.in_doubt is
+'Ledger rows handed over with no known outcome after the last dispatch (never resent blindly)'
+;;
+comment on column campaigns.campaign_runs.retrying is
+'Ledger rows not sent yet that a later dispatch retries (back-off until next_attempt_at)'
+;;
+comment on column campaigns.campaign_runs.abandoned is
+'Ledger rows given up after failing past the retry deadline (24 hours): reported, resent only by a person'

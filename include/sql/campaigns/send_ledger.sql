@@ -39,3 +39,13 @@ comment on column campaigns.send_ledger.attempts is
 ;;
 comment on column campaigns.send_ledger.sent_at is
 'The run''s timestamp when the transport accepted the message'
+;;
+alter table campaigns.send_ledger add column if not exists first_attempt_at timestamptz
+;;
+alter table campaigns.send_ledger add column if not exists next_attempt_at timestamptz
+;;
+comment on column campaigns.send_ledger.first_attempt_at is
+'Wall-clock time of the first hand-over (or render failure): a row still failing a day later is given up'
+;;
+comment on column campaigns.send_ledger.next_attempt_at is
+'Not before: back-off of a failed row (Retry-After when longer), or when the provider''s records of an in-doubt attempt are complete'

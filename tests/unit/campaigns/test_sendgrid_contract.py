@@ -68,7 +68,8 @@ def test_one_request_per_batch_with_ids_only_in_custom_args(sg) -> None:
     assert body["mail_settings"]["sandbox_mode"]["enable"] is True
     for i, p in enumerate(body["personalizations"]):
         # ids only: nothing in custom_args is an address, a name or a subject
-        assert set(p["custom_args"]) == {"send_id", "campaign_id", "run_id", "contact_id", "variant", "step"}
+        assert set(p["custom_args"]) == {"send_id", "campaign_id", "run_id", "contact_id", "variant", "step",
+                                         "attempt"}  # attempt: the batch id, for the Email Activity lookup
         assert "@" not in json.dumps(p["custom_args"]) and "Ann" not in json.dumps(p["custom_args"])
         assert p["headers"] == {"List-Unsubscribe": f"<https://shop.example/u?t={i}>",
                                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
@@ -109,6 +110,8 @@ def test_429_waits_for_the_reset_then_sends_once(sg) -> None:
     results = t.send_batch([msg(1)], attempt_ref=t.begin_attempt())
     assert results[0].ok
     assert len(t.waits) == 2 and all(0 < w <= 1.5 for w in t.waits)  # X-RateLimit-Reset is 1 s ahead
+    assert not sg.state.deliveries()  # scheduled: nothing goes out before its send time
+    sg.settle()
     assert dict(sg.state.deliveries()) == {f"{1:032x}": 1}
 
 
@@ -131,9 +134,9 @@ def test_5xx_and_timeouts_leave_the_send_in_doubt_and_cancel_makes_it_safe(sg, f
     assert t.send_batch([msg(1)], attempt_ref=ref) == []  # no answer: in doubt, never a guess
     assert t.cancel_attempt(ref) is True
     assert t.cancel_attempt(ref) is True  # repeating a cancel (crash after the first) still confirms it
-    assert not sg.state.deliveries()  # accepted or not, the cancelled batch delivers nothing
     assert t.send_batch([msg(1)], attempt_ref=t.begin_attempt())[0].ok
-    assert dict(sg.state.deliveries()) == {f"{1:032x}": 1}
+    sg.settle()
+    assert dict(sg.state.deliveries()) == {f"{1:032x}": 1}  # accepted or not, the cancelled batch sent nothing
 
 
 def test_no_cancel_too_close_to_the_send_time(sg) -> None:
@@ -204,3 +207,99 @@ def test_sendgrid_suppression_lists_are_read_page_by_page(sg) -> None:
     assert sg.state.requests["GET /v3/suppression/bounces"] == 3
     newer = sendgrid_suppressions.fetch(client, start_time=1_700_002_000)  # after every bounce
     assert [s.email for s in newer] == ["gone@example.com"]
+
+
+def fake_clock(sg: FakeSendGrid):
+    return lambda: datetime.fromtimestamp(sg.now(), tz=timezone.utc)
+
+
+def test_fake_sends_at_each_personalizations_own_time(sg) -> None:
+    t = transport(sg, clock=fake_clock(sg))
+    later = fake_clock(sg)() + timedelta(hours=3)
+    ref = t.begin_attempt()
+    body = t.request_body([msg(1, send_at=later), msg(2)], ref)
+    t._call("POST", "mail/send", body)
+    sg.advance(21 * 60)  # past the request's send_at (20 minutes), not the personalization's
+    assert dict(sg.state.deliveries()) == {f"{2:032x}": 1}
+    sg.advance(3 * 3600)
+    assert dict(sg.state.deliveries()) == {f"{1:032x}": 1, f"{2:032x}": 1}
+    past = dict(body, send_at=int(sg.now()) - 60, personalizations=[dict(body["personalizations"][1], send_at=None)])
+    del past["personalizations"][0]["send_at"], past["batch_id"]
+    t._call("POST", "mail/send", past)  # a send time already past goes out at once
+    assert sg.state.deliveries()[f"{2:032x}"] == 2
+
+
+def test_fake_refuses_a_cancel_within_ten_minutes_of_any_send_time(sg) -> None:
+    t = transport(sg, clock=fake_clock(sg))
+    ref = t.begin_attempt()
+    soon = fake_clock(sg)() + timedelta(minutes=5)  # a personalization due in 5 minutes
+    body = t.request_body([msg(1), msg(2)], ref)
+    body["personalizations"][0]["send_at"] = int(soon.timestamp())
+    t._call("POST", "mail/send", body)
+    batch_id, _ = parse_attempt(ref)
+    with pytest.raises(Exception, match="10 minutes"):
+        t._call("POST", "user/scheduled_sends", {"batch_id": batch_id, "status": "cancel"})
+    assert sg.state.refused_cancels and t.cancel_attempt(ref) is False
+    sg.settle()
+    assert sorted(sg.state.deliveries()) == [f"{1:032x}", f"{2:032x}"]
+
+
+def test_fake_allows_ten_cancelled_batches_until_their_send_time_passes(sg) -> None:
+    t = transport(sg, clock=fake_clock(sg), cancel_budget=10)
+    refs = []
+    for i in range(11):
+        ref = t.begin_attempt()
+        assert t.send_batch([msg(i)], attempt_ref=ref)[0].ok
+        refs.append(ref)
+    assert all(t.cancel_attempt(ref) for ref in refs[:10])
+    assert t.cancel_attempt(refs[10]) is False  # the transport does not even ask: it will be delivered
+    with pytest.raises(Exception, match="maximum of 10"):  # and SendGrid would refuse it
+        t._call("POST", "user/scheduled_sends", {"batch_id": parse_attempt(refs[10])[0], "status": "cancel"})
+    later = t.begin_attempt()
+    assert t.send_batch([msg(20)], attempt_ref=later)[0].ok
+    sg.advance(20 * 60 + 1)  # the ten cancelled batches reach their send time: discarded, no longer counted
+    assert dict(sg.state.deliveries()) == {f"{10:032x}": 1}
+    assert len(sg.state.discarded) == 10 and sg.state.live_holds() == []
+    assert t.cancel_attempt(later) is True
+
+
+def test_fake_5xx_burst_lasts_seconds_of_its_clock_and_asks_to_retry_after(sg) -> None:
+    t = transport(sg, clock=fake_clock(sg), max_retries=0)
+    ref = t.begin_attempt()
+    sg.burst(3, status=503, retry_after=2)
+    assert t.send_batch([msg(1)], attempt_ref=ref) == [] and t.retry_after == 2
+    sg.advance(2)
+    assert t.send_batch([msg(1)], attempt_ref=ref) == []  # still inside the 3 seconds
+    sg.advance(1.5)
+    assert t.send_batch([msg(1)], attempt_ref=ref)[0].ok and t.retry_after is None
+    assert len(sg.state.accepted) == 1
+
+
+def test_accepted_then_dropped_is_settled_from_email_activity(sg) -> None:
+    t = transport(sg, clock=fake_clock(sg))
+    sg.fault("accept_drop")
+    ref = t.begin_attempt()
+    assert t.send_batch([msg(1)], attempt_ref=ref) == []  # no answer at all
+    assert t.lookup_attempt(ref) is None  # before the send time SendGrid's records cannot tell
+    sg.advance(26 * 60)
+    found = t.lookup_attempt(ref)
+    assert found is not None and set(found) == {"user1@example.com"}
+    other = t.begin_attempt()
+    sg.fault("500")
+    assert t.send_batch([msg(2)], attempt_ref=other) == []
+    sg.advance(26 * 60)
+    assert t.lookup_attempt(other) == {}  # processed nothing: proven not accepted
+    sg.state.activity = False
+    t.activity = None
+    assert t.lookup_attempt(other) is None and t.activity is False  # no add-on: 403, the webhook decides
+
+
+def test_fake_webhook_repeats_and_reorders_events_with_our_ids(sg) -> None:
+    t = transport(sg, clock=fake_clock(sg))
+    assert t.send_batch([msg(i) for i in range(20)], attempt_ref=t.begin_attempt())[0].ok
+    sg.settle()
+    events = sg.state.webhook_events(seed=3)
+    assert len(events) > 40  # processed + delivered per recipient, some twice
+    assert len({e["sg_event_id"] for e in events}) == 40
+    assert [e["timestamp"] for e in events] != sorted(e["timestamp"] for e in events)
+    assert {e["send_id"] for e in events} == {f"{i:032x}" for i in range(20)}
