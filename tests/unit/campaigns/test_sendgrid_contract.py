@@ -255,11 +255,11 @@ def test_fake_allows_ten_cancelled_batches_until_their_send_time_passes(sg) -> N
     assert t.cancel_attempt(refs[10]) is False  # the transport does not even ask: it will be delivered
     with pytest.raises(Exception, match="maximum of 10"):  # and SendGrid would refuse it
         t._call("POST", "user/scheduled_sends", {"batch_id": parse_attempt(refs[10])[0], "status": "cancel"})
-    later = t.begin_attempt()
-    assert t.send_batch([msg(20)], attempt_ref=later)[0].ok
     sg.advance(20 * 60 + 1)  # the ten cancelled batches reach their send time: discarded, no longer counted
     assert dict(sg.state.deliveries()) == {f"{10:032x}": 1}
     assert len(sg.state.discarded) == 10 and sg.state.live_holds() == []
+    later = t.begin_attempt()
+    assert t.send_batch([msg(20)], attempt_ref=later)[0].ok
     assert t.cancel_attempt(later) is True
 
 
