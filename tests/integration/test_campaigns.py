@@ -10,7 +10,7 @@ from __future__ import annotations
 import email
 import json
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from email import policy
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from martech.campaigns.audience import AudienceSqlError, assign_arm, assign_variant, build_snapshot
-from martech.campaigns.dispatch import dispatch, make_send_id
+from martech.campaigns.dispatch import DispatchIncompleteError, dispatch, make_send_id
 from martech.campaigns.render import Recipient, render_message
 from martech.campaigns.spec import CampaignSpec, load_campaign, load_campaigns
 from martech.campaigns.suppressions import Suppression, add_suppressions
@@ -639,10 +639,17 @@ def test_failures_are_retried_suppressions_skipped_and_doubtful_sends_held(
              "cid": doubtful["contact_id"], "email": doubtful["email"], "now": NOW})
 
     transport = Unreliable({bad})
-    summary = dispatch(db, newsletter, date(2024, 6, 1), transport, now=NOW)
+    with pytest.raises(DispatchIncompleteError) as raised:  # the task fails: one row in doubt, one to retry
+        dispatch(db, newsletter, date(2024, 6, 1), transport, now=NOW)
+    summary = raised.value.summary
     n = len(treated)
     assert summary.ledger_rows_created == n - 1
     assert (summary.failed, summary.skipped, summary.uncertain, summary.sent_now) == (1, 1, 1, n - 3)
+    assert summary.retrying == 1 and summary.next_attempt_at is not None
+    with db.connect() as conn:
+        run = conn.execute(sa.text("select dispatch_state, in_doubt, retrying from campaigns.campaign_runs"
+                                   " where campaign_id = 'newsletter' and run_id = '2024-06-01'")).one()
+    assert tuple(run) == ("incomplete", 1, 1)
     assert gone["email"] not in transport.sent and doubtful["email"] not in transport.sent
     by_contact = {r["contact_id"]: r for r in ledger(db)}
     assert by_contact[gone["contact_id"]]["status"] == "skipped"
@@ -650,8 +657,20 @@ def test_failures_are_retried_suppressions_skipped_and_doubtful_sends_held(
     assert by_contact[treated[0]["contact_id"]]["error"] == "ConnectionError: mailbox unavailable"
 
     transport.failing.clear()
-    retry = dispatch(db, newsletter, date(2024, 6, 1), transport, now=NOW)
-    assert (retry.sent_now, retry.already_sent, retry.uncertain) == (1, n - 3, 1)
+    soon = dispatch(db, newsletter, date(2024, 6, 1), transport, now=NOW, strict=False)
+    assert (soon.sent_now, soon.retrying) == (0, 1)  # backing off: 30 s after the first failure
+    later = datetime.now(timezone.utc) + timedelta(minutes=1)
+    retry = dispatch(db, newsletter, date(2024, 6, 1), transport, now=NOW, clock=lambda: later, strict=False)
+    assert (retry.sent_now, retry.already_sent, retry.uncertain, retry.retrying) == (1, n - 3, 1, 0)
+    # A failure past the retry deadline is given up: reported by every run, never dropped silently.
+    transport.failing.add(bad)
+    with db.begin() as conn:
+        conn.execute(sa.text("update campaigns.send_ledger set status = 'failed', first_attempt_at = :t"
+                             " where email = :e"), {"t": later - timedelta(days=2), "e": bad})
+    with pytest.raises(DispatchIncompleteError, match="1 given up"):
+        dispatch(db, newsletter, date(2024, 6, 1), transport, now=NOW, clock=lambda: later)
+    again = dispatch(db, newsletter, date(2024, 6, 1), transport, now=NOW, clock=lambda: later, strict=False)
+    assert (again.abandoned, again.newly_abandoned, again.sent_now) == (1, 0, 0)
     assert sorted(transport.sent) == sorted(m["email"] for m in treated if m is not gone and m is not doubtful)
 
 
