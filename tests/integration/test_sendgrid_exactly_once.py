@@ -41,7 +41,7 @@ from martech.campaigns.faults import ENV as KILL_ENV
 from martech.campaigns.faults import POINTS
 from martech.campaigns.sendgrid_transport import SendGridTransport
 from martech.campaigns.spec import CampaignSpec, load_campaign
-from martech.db import make_engine, migrate
+from martech.db import make_engine, migrate, run_model
 
 pytestmark = pytest.mark.integration
 
@@ -297,7 +297,7 @@ def test_sigkill_anywhere_with_sendgrids_rules_then_rerun_sends_everyone_exactly
             point = POINTS[(i // 2) % len(POINTS)]  # with the scenarios' cycle: every point with each
             if point == "after_cancel" and scenario in ("plain", "late_window"):
                 fake.fault("accept_500")  # a cancel happens only for an attempt left in doubt
-            nth = 1 if point == "after_cancel" else rng.randint(1, 3)
+            nth = 1 if point in ("after_cancel", "after_plan") else rng.randint(1, 3)
             code = _run(db_url, spec, run, fake, kill_at=f"{point}#{nth}")
             kind = point
         else:
@@ -337,3 +337,56 @@ def test_sigkill_anywhere_with_sendgrids_rules_then_rerun_sends_everyone_exactly
     print(f"\n{i} rounds, SIGKILLs: {sum(killed.values())} {dict(killed)}")
     for name, c in outcomes.items():
         print(f"  {name}: {dict(c)}; 0 duplicates, 0 missing")
+
+
+def test_without_email_activity_a_refused_cancel_stays_in_doubt_until_the_webhook_tells(wh, specs, fake) -> None:
+    """SendGrid leaves no way to know: the rows are reported in doubt run after run, never mailed twice."""
+    engine, _ = wh
+    spec, run = specs["promo"], date(2023, 1, 2)
+    fake.reset()
+    expected = _plant_audience(engine, spec, run, MEMBERS)
+    fake.use_up_cancels()
+    fake.fault("accept_drop", activity=False)
+    offset = fake.now() - time.time()
+
+    def clock() -> datetime:
+        return datetime.fromtimestamp(time.time() + offset, tz=timezone.utc)
+
+    def sleep(seconds: float) -> None:
+        nonlocal offset
+        fake.advance(seconds)
+        offset += seconds
+
+    transport = SendGridTransport("SG.test", host=fake.url, batch_size=7, timeout=0.5, clock=clock, sleep=sleep)
+    with pytest.raises(DispatchIncompleteError) as first:
+        dispatch(engine, spec, run, transport, now=NOW)
+    assert first.value.summary.uncertain == 7 and first.value.summary.sent_now == len(expected) - 7
+    sleep(3600)  # long past the send time: Email Activity answers 403, a cancel is too late
+    with pytest.raises(DispatchIncompleteError) as second:
+        dispatch(engine, spec, run, transport, now=NOW)
+    assert second.value.summary.uncertain == 7 and second.value.summary.sent_now == 0 and transport.activity is False
+    with engine.connect() as conn:
+        state = conn.execute(sa.text("select dispatch_state, in_doubt from campaigns.campaign_runs"
+                                     " where campaign_id = 'promo' and run_id = :r"), {"r": run.isoformat()}).one()
+    assert tuple(state) == ("incomplete", 7)
+    delivered = Counter(fake.state()["deliveries"])
+    assert sorted(delivered) == expected and set(delivered.values()) == {1}  # the dropped batch went out once
+
+    # The Event Webhook's callbacks (some twice, out of order) land in staging.email_events: settled.
+    with urllib.request.urlopen(fake.url + "/_fake/events?seed=7", timeout=10) as resp:
+        events = json.loads(resp.read())
+    assert len(events) > len({e["sg_event_id"] for e in events})  # repeated callbacks
+    run_model(engine, "staging.email_events", {"run_date": run, "run_ts": NOW})  # the model's table, empty
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "insert into staging.email_events (event_id, event, event_ts, email, message_id, send_id, campaign_id,"
+            " run_id, contact_id) values (:sg_event_id, :event, to_timestamp(:timestamp), :email, :sg_message_id,"
+            " :send_id, :campaign_id, :run_id, :contact_id) on conflict do nothing"), events)
+    done = dispatch(engine, spec, run, transport, now=NOW)
+    assert (done.uncertain, done.sent_now, done.retrying) == (0, 0, 0)
+    with engine.connect() as conn:
+        statuses = Counter(s for (s,) in conn.execute(sa.text(
+            "select status from campaigns.send_ledger where campaign_id = 'promo' and run_id = :r"),
+            {"r": run.isoformat()}))
+    assert statuses == Counter({"sent": len(expected)})
+    assert Counter(fake.state()["deliveries"]) == delivered

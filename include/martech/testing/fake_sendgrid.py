@@ -295,7 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
             st.tick()
             batch_id, status = str(body.get("batch_id")), body.get("status")
             batch = st.batches.get(batch_id)
-            problem = None
+            problem: tuple[str | None, str] | None = None
             if status not in ("cancel", "pause") or batch is None:
                 problem = ("batch_id", "invalid batch id")
             elif batch["status"] is not None:
