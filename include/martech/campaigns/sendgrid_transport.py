@@ -74,7 +74,7 @@ class SendGridTransport(BaseTransport):
     def __init__(self, api_key: str, *, host: str = DEFAULT_HOST, batch_size: int = MAX_PERSONALIZATIONS,
                  sandbox: bool = False, asm_group_id: int | None = None, categories: Sequence[str] = (),
                  hold: timedelta = timedelta(minutes=20), cancel_margin: timedelta = timedelta(minutes=10),
-                 settle: timedelta = timedelta(minutes=5), cancel_budget: int = 8,
+                 settle: timedelta = timedelta(minutes=30), cancel_budget: int = 8,
                  timeout: float = 30.0, max_retries: int = 6, max_wait_s: float = 60.0,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] = _utcnow,
                  client: Any = None) -> None:
@@ -94,6 +94,8 @@ class SendGridTransport(BaseTransport):
         self.sandbox = sandbox
         self.asm_group_id = asm_group_id
         self.categories = tuple(categories)
+        # settle: how long after a send time Email Activity is taken as complete. A message processed
+        # but not yet listed would be resent, so this is generous against the feed's lag (minutes).
         self.hold, self.cancel_margin, self.settle = hold, cancel_margin, settle
         self.cancel_budget = cancel_budget  # of SendGrid's 10 live paused/cancelled batches; the rest for people
         self.timeout, self.max_retries, self.max_wait_s = timeout, max_retries, max_wait_s

@@ -281,13 +281,13 @@ def test_accepted_then_dropped_is_settled_from_email_activity(sg) -> None:
     ref = t.begin_attempt()
     assert t.send_batch([msg(1)], attempt_ref=ref) == []  # no answer at all
     assert t.lookup_attempt(ref) is None  # before the send time SendGrid's records cannot tell
-    sg.advance(26 * 60)
+    sg.advance(51 * 60)
     found = t.lookup_attempt(ref)
     assert found is not None and set(found) == {"user1@example.com"}
     other = t.begin_attempt()
     sg.fault("500")
     assert t.send_batch([msg(2)], attempt_ref=other) == []
-    sg.advance(26 * 60)
+    sg.advance(51 * 60)
     assert t.lookup_attempt(other) == {}  # processed nothing: proven not accepted
     sg.state.activity = False
     t.activity = None
