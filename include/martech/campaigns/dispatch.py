@@ -216,13 +216,12 @@ where campaign_id = :campaign_id and run_id = :run_id and step = :step
 _RECORD_RUN = sa.text("""
 insert into campaigns.campaign_runs (campaign_id, run_id, run_date, definition_hash, conversion_window_days,
     members, treatment, holdout, sent, transport, dispatch_state, in_doubt, retrying, abandoned,
-    next_attempt_at, dispatched_at)
+    next_attempt_at)
 values (:campaign_id, :run_id, :run_date, :definition_hash, :window, :members, :treatment, :holdout, :sent,
-    :transport, :state, :in_doubt, :retrying, :abandoned, :next_attempt_at, :clock)
+    :transport, :state, :in_doubt, :retrying, :abandoned, :next_attempt_at)
 on conflict (campaign_id, run_id) do update set sent = excluded.sent, transport = excluded.transport,
     dispatch_state = excluded.dispatch_state, in_doubt = excluded.in_doubt, retrying = excluded.retrying,
-    abandoned = excluded.abandoned, next_attempt_at = excluded.next_attempt_at,
-    dispatched_at = excluded.dispatched_at
+    abandoned = excluded.abandoned, next_attempt_at = excluded.next_attempt_at
 """)
 
 _MARK_SENT = sa.text("""
@@ -383,7 +382,7 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime
                 retry = _resolve_in_doubt(engine, transport, doubtful, clock)
                 retry.sort(key=lambda r: r["send_id"])
             transport.finalize_run(spec.id, run_id)
-            summary = _record_outcome(engine, spec, run_date, transport, key, counts, clock(), dict(
+            summary = _record_outcome(engine, spec, run_date, transport, key, counts, dict(
                 ledger_rows_created=int(created), sent_now=sent_now, already_sent=already_sent, failed=failed,
                 skipped=len(skipped), deferred=deferred, newly_abandoned=len(give_up)))
         finally:
@@ -398,7 +397,7 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime
 
 
 def _record_outcome(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime, transport: Transport,
-                    key: dict[str, Any], counts: Any, at: datetime, figures: dict[str, int]) -> DispatchSummary:
+                    key: dict[str, Any], counts: Any, figures: dict[str, int]) -> DispatchSummary:
     """Count what the ledger says of the run and write it to ``campaigns.campaign_runs``."""
     with engine.begin() as conn:
         outcome = conn.execute(_OUTCOME, {**key, "gave_up": GAVE_UP + "%"}).one()
@@ -419,7 +418,7 @@ def _record_outcome(engine: Engine, spec: CampaignSpec, run_date: date | str | d
             "sent": int(outcome.sent), "transport": transport.name,
             "state": "incomplete" if summary.incomplete else "complete", "in_doubt": summary.uncertain,
             "retrying": summary.retrying, "abandoned": summary.abandoned,
-            "next_attempt_at": outcome.next_attempt_at, "clock": at})
+            "next_attempt_at": outcome.next_attempt_at})
     return summary
 
 

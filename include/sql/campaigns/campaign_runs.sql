@@ -26,8 +26,6 @@ alter table campaigns.campaign_runs add column if not exists abandoned integer
 ;;
 alter table campaigns.campaign_runs add column if not exists next_attempt_at timestamptz
 ;;
-alter table campaigns.campaign_runs add column if not exists dispatched_at timestamptz
-;;
 comment on column campaigns.campaign_runs.dispatch_state is
 'complete, or incomplete: rows in doubt, to retry or newly given up (the dispatch task failed; a rerun settles them)'
 ;;
