@@ -55,8 +55,8 @@ clean: ## Remove local state (.martech); keeps .venv
 	rm -rf .martech
 
 bench: $(STAMP) ## Benchmarks at large scale (ratios against a reference in the same run)
-	$(BIN)/python -m martech.bench ingest --orders 1000000
-	$(BIN)/python -m martech.bench clv --customers 1000000
-	$(BIN)/python -m martech.bench dispatch --recipients 100000
-	$(BIN)/python -m martech.bench rfm-duckdb --customers 1000000 --orders 10000000
-	$(BIN)/python -m martech.bench models --customers 1000000 --orders 10000000
+	$(BIN)/python -m martech.devtools.bench ingest --orders 1000000
+	$(BIN)/python -m martech.devtools.bench clv --customers 1000000
+	$(BIN)/python -m martech.devtools.bench dispatch --recipients 100000
+	$(BIN)/python -m martech.devtools.bench rfm-duckdb --customers 1000000 --orders 10000000
+	$(BIN)/python -m martech.devtools.bench models --customers 1000000 --orders 10000000

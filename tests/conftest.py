@@ -27,7 +27,7 @@ for _key in [k for k in os.environ if k.startswith("AIRFLOW")]:
     os.environ.pop(_key)
 # Airflow reads its configuration when first imported: point it at a throwaway SQLite and our DAGs
 # before any test imports it.
-from martech import airflow_env  # noqa: E402
+from martech.devtools import airflow_env  # noqa: E402
 
 airflow_env.configure()
 

@@ -30,7 +30,7 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from martech.demo import DEMO_DATE
+    from martech.devtools.demo import DEMO_DATE
 
     parser = argparse.ArgumentParser(prog="martech", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             print("stopped" if stopped else "the embedded warehouse was not running")
         else:
             from martech.db import make_engine
-            from martech.report import table_counts
+            from martech.devtools.summaries import table_counts
 
             eng = make_engine(resolve_url())
             for name, n in table_counts(eng).items():
@@ -84,11 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(summary.lines()))
         return 0
     if args.command == "demo":
-        from martech import demo
-
+        from martech.devtools import demo
         return demo.run(run_date=args.date, customers=args.customers, seed=args.seed, fresh=not args.keep)
     if args.command == "airflow-env":
-        from martech import airflow_env
+        from martech.devtools import airflow_env
         from martech.warehouse import resolve_url
 
         for key, value in airflow_env.configure(resolve_url()).items():

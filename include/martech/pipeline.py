@@ -32,7 +32,7 @@ def _engine(url: str):
 
 
 def _run_ts(run_date: dt.date) -> dt.datetime:
-    from martech.ingest import cutoff_for
+    from martech.ingest.landing import cutoff_for
 
     return cutoff_for(run_date)
 
@@ -56,8 +56,8 @@ def prepare_warehouse(url: str) -> list[str]:
 def ingest_shop(url: str, run_date: dt.date, *, shop_url: str | None = None,
                 shop_schema: str | None = None) -> dict[str, Any]:
     """Pull the shop database's tables incrementally into raw.shop_* (sources of kind sql in sources.yml)."""
-    from martech.ingest import ingest_shop as _ingest
-    from martech.sources import of_kind
+    from martech.ingest.landing import ingest_shop as _ingest
+    from martech.ingest.sources import of_kind
 
     prepare_warehouse(url)
     eng = _engine(url)
@@ -81,8 +81,8 @@ def ingest_shop(url: str, run_date: dt.date, *, shop_url: str | None = None,
 
 def ingest_crm(url: str, run_date: dt.date, *, folder: Path | None = None) -> dict[str, Any]:
     """Load new CRM contact export files into raw.crm_contacts."""
-    from martech.ingest import ingest_crm_exports
-    from martech.sources import of_kind
+    from martech.ingest.landing import ingest_crm_exports
+    from martech.ingest.sources import of_kind
 
     prepare_warehouse(url)
     configured = [s.path for _, s in of_kind("crm_files") if s.path]
@@ -104,10 +104,10 @@ def ingest_files(url: str, run_date: dt.date, *, root: Any = None) -> dict[str, 
 
     ``root``: a folder, an fsspec URL or a path object with its own file system (the DAG task passes an
     Airflow ObjectStoragePath when the source names a connection). Layout and column contract:
-    ``martech.files`` and the README's "Bring your own data".
+    ``martech.ingest.files`` and the README's "Bring your own data".
     """
-    from martech.files import ingest_folder
-    from martech.sources import of_kind
+    from martech.ingest.files import ingest_folder
+    from martech.ingest.sources import of_kind
 
     prepare_warehouse(url)
     configured = of_kind("files")
@@ -135,8 +135,7 @@ def validate_raw(url: str, run_date: dt.date) -> dict[str, Any]:
     """
     import sqlalchemy as sa
 
-    from martech import quality
-
+    from martech.quality import raw as quality
     eng = _engine(url)
     try:
         with eng.connect() as conn:
@@ -160,11 +159,11 @@ def build_staging(url: str, run_date: dt.date) -> dict[str, Any]:
     """Rebuild the typed, deduplicated staging tables from raw, then prove no row went missing.
 
     Rows staging cannot use land in raw.quarantine, repairs in staging.corrections, folded duplicates
-    in staging.merged_rows; ``martech.accounting.check`` recounts received = staged + quarantined + merged
+    in staging.merged_rows; ``martech.staging.accounting.check`` recounts received = staged + quarantined + merged
     (+ copies and superseded versions) per table and fails the run when it does not add up.
     """
-    from martech import accounting
     from martech.db import migrate, run_model
+    from martech.staging import accounting
 
     eng = _engine(url)
     params = {"run_date": run_date, "run_ts": _run_ts(run_date)}
@@ -193,7 +192,7 @@ def validate_staging(url: str, run_date: dt.date) -> dict[str, Any]:
 
     Raises DataQualityError on a critical failure, so customer models and sends never read bad staging.
     """
-    from martech.quality_staging import validate_staging as _validate
+    from martech.quality.staging import validate_staging as _validate
 
     eng = _engine(url)
     try:
@@ -210,9 +209,9 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
     import pandas as pd
     import sqlalchemy as sa
 
-    from martech import rfm
     from martech.db import run_model
-    from martech.lifecycle import build_lifecycle
+    from martech.models import rfm
+    from martech.models.lifecycle import build_lifecycle
 
     eng = _engine(url)
     params = {"run_date": run_date}
@@ -242,7 +241,7 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
 
 
 def _build_clv(eng, run_date: dt.date) -> int:
-    from martech.clv import build_clv_predictions
+    from martech.models.clv import build_clv_predictions
 
     result = build_clv_predictions(eng, run_date)
     _say([f"clv: {result['model_version']}", f"  churn risk: {result.get('churn_risk', {})}"])
@@ -250,7 +249,7 @@ def _build_clv(eng, run_date: dt.date) -> int:
 
 
 def _build_lead_scores(eng, run_date: dt.date) -> int:
-    from martech.leads import build_lead_scores
+    from martech.models.leads import build_lead_scores
 
     result = build_lead_scores(eng, run_date, paths.models_dir())
     metrics = ", ".join(f"{k} {v:.3f}" for k, v in (result.get("metrics") or {}).items())
@@ -259,7 +258,7 @@ def _build_lead_scores(eng, run_date: dt.date) -> int:
 
 
 def _build_recommendations(eng, run_date: dt.date) -> dict[str, int]:
-    from martech.recommend import build_recommendations
+    from martech.models.recommend import build_recommendations
 
     result = build_recommendations(eng, run_date)
     return {"marts.product_affinity (product pairs)": result["pairs"],
@@ -267,7 +266,7 @@ def _build_recommendations(eng, run_date: dt.date) -> dict[str, int]:
 
 
 def _build_clusters(eng, run_date: dt.date) -> int:
-    from martech.clusters import build_segments
+    from martech.models.clusters import build_segments
 
     result = build_segments(eng, run_date)
     sil = result["silhouette"]
@@ -310,8 +309,8 @@ def _per_step(outs: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
 def validate_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str, Any]:
     """The pre-send gate on the run's snapshot (GX); raises DataQualityError and so blocks the send."""
     from martech.campaigns.audience import step_run_id
-    from martech.campaigns.gate import check_snapshot
     from martech.campaigns.spec import load_campaign
+    from martech.quality.audience import check_snapshot
 
     spec = load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml")
     eng = _engine(url)
@@ -399,7 +398,7 @@ def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None,
     With the SendGrid transport configured, SendGrid's own suppression lists are merged too.
     """
     from martech.db import run_model
-    from martech.ingest import ingest_email_events
+    from martech.ingest.landing import ingest_email_events
 
     prepare_warehouse(url)
     folder = folder or paths.landing_dir() / "email_events"

@@ -38,15 +38,15 @@ def _outbox_digest(root) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def airflow_dags(warehouse_url):
-    from martech import airflow_env, demo
-
+    from martech.devtools import airflow_env, demo
     airflow_env.configure(warehouse_url)
     airflow_env.migrate_metadata()
     return demo._load_dags()
 
 
 def test_whole_chain_runs_and_rerun_changes_nothing(engine, warehouse_url, airflow_dags, tmp_path):
-    from martech import demo, paths
+    from martech import paths
+    from martech.devtools import demo
     from martech.simulate import generate_sources, play_responses
 
     demo.reset(warehouse_url)

@@ -156,7 +156,7 @@ def test_tables_and_columns_carry_comments(shop):
 
 
 def test_lifecycle_stages_follow_the_documented_rules(clean_warehouse):
-    from martech.lifecycle import build_lifecycle
+    from martech.models.lifecycle import build_lifecycle
 
     eng = clean_warehouse
     as_of = dt.date(2026, 1, 1)
@@ -199,8 +199,7 @@ def test_lifecycle_stages_follow_the_documented_rules(clean_warehouse):
 def test_segment_migration_counts_moves_between_snapshots(clean_warehouse):
     import pandas as pd
 
-    from martech import rfm
-
+    from martech.models import rfm
     eng = clean_warehouse
     day = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
     early = pd.DataFrame({"customer_id": [1, 2, 2, 3], "net_amount": [10.0, 50.0, 60.0, 5.0],

@@ -105,8 +105,8 @@ def refresh_shop(url: str, run_at: dt.datetime, *, shop_url: str | None = None,
     so a missed hour's rows arrive with the next pull.
     """
     from martech.db import migrate
-    from martech.ingest import ingest_shop
-    from martech.sources import of_kind
+    from martech.ingest.landing import ingest_shop
+    from martech.ingest.sources import of_kind
 
     hour = _hour(run_at)
     tag = batch_tag(hour)
@@ -166,7 +166,7 @@ def peer_run_ids(run_id: str, days: int = PEER_DAYS) -> list[str]:
 def validate_audience(url: str, campaign_id: str, run_at: dt.datetime) -> dict[str, Any]:
     """The pre-send gate on each step's snapshot; raises DataQualityError and so blocks the send."""
     from martech.campaigns.audience import run_id_for
-    from martech.campaigns.gate import check_snapshot
+    from martech.quality.audience import check_snapshot
 
     spec = _spec(campaign_id)
     hour = _hour(run_at)

@@ -29,7 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from martech.db import copy_rows
-from martech.ingest import BatchResult, _complete_batch, _record_batch
+from martech.ingest import batches
+from martech.ingest.batches import BatchResult
 
 log = logging.getLogger("martech")
 
@@ -70,7 +71,7 @@ class Checkpointer:
     def begin(self) -> BatchResult | None:
         """Load the watermark; a :class:`BatchResult` (skipped) when the batch is already complete."""
         with self.engine.begin() as conn:
-            if _complete_batch(conn, self.batch_id):
+            if batches.complete_batch(conn, self.batch_id):
                 return BatchResult(batch_id=self.batch_id, table=self.raw_table, skipped=True)
             conn.execute(sa.text("insert into raw.ingest_state (source, table_name) values (:s, :t)"
                                  " on conflict do nothing"), {"s": self.source, "t": self.raw_table})
@@ -79,7 +80,7 @@ class Checkpointer:
                         " where source = :s and table_name = :t"), {"s": self.source, "t": self.raw_table}).one()
             keys = json.loads(key) if key else []
             self.watermark = Watermark(ts, str(keys[0]) if keys else None)
-            if last_batch and last_batch != self.batch_id and not _complete_batch(conn, last_batch):
+            if last_batch and last_batch != self.batch_id and not batches.complete_batch(conn, last_batch):
                 self._close_orphan(conn, last_batch)
             if last_batch == self.batch_id:
                 # Resuming: the batch started from where the previous complete batch ended.
@@ -119,14 +120,14 @@ class Checkpointer:
         result = BatchResult(batch_id=self.batch_id, table=self.raw_table)
         with self.engine.begin() as conn:
             conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:k))"), {"k": f"ingest:{self.batch_id}"})
-            if _complete_batch(conn, self.batch_id):
+            if batches.complete_batch(conn, self.batch_id):
                 result.skipped = True
                 return result
             result.rows_received = result.rows_loaded = self._rows_of(conn, self.batch_id)
             result.watermark_to = self.watermark.as_text()
             if self.resumed_rows:
                 result.notes.append(f"resumed after {self.resumed_rows} rows landed by an earlier attempt")
-            _record_batch(conn, result, source=self.source, run_date=self.run_date, loaded_at=self.loaded_at,
+            batches.record_batch(conn, result, source=self.source, run_date=self.run_date, loaded_at=self.loaded_at,
                           watermark_from=self.watermark_from)
         return result
 
@@ -144,7 +145,7 @@ class Checkpointer:
         orphan = BatchResult(batch_id=batch_id, table=self.raw_table)
         orphan.rows_received = orphan.rows_loaded = self._rows_of(conn, batch_id)
         orphan.watermark_to = self.watermark.as_text()
-        _record_batch(conn, orphan, source=self.source, run_date=run_date, loaded_at=self.loaded_at)
+        batches.record_batch(conn, orphan, source=self.source, run_date=run_date, loaded_at=self.loaded_at)
         log.warning("%s: batch %s was interrupted and not rerun; recorded its %d landed rows as complete",
                     self.raw_table, batch_id, orphan.rows_loaded)
 

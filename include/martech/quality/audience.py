@@ -21,8 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from martech import quality
 from martech.campaigns.eligibility import CONSENTED_STATUSES
+from martech.quality import raw as quality
 
 TABLE = "audiences.audience_members"
 TRAILING_RUNS = 5

@@ -102,7 +102,7 @@ def _run_dag(dags: dict, dag_id: str, run_date: dt.date, hour: int, log_file: Pa
 def run(*, run_date: dt.date = DEMO_DATE, customers: int = 20_000, seed: int = 42, fresh: bool = True,
         warehouse_url: str | None = None) -> int:
     """Run the demo; returns a process exit code."""
-    from martech import airflow_env
+    from martech.devtools import airflow_env
     from martech.warehouse import resolve_url
 
     t0 = time.perf_counter()
@@ -160,7 +160,7 @@ def run(*, run_date: dt.date = DEMO_DATE, customers: int = 20_000, seed: int = 4
             took = _run_dag(dags, dag_id, day2_date, 3, log_file)
             _print(f"      {dag_id:<24} ok  {took:5.1f}s")
 
-        from martech.report import summary_lines
+        from martech.devtools.summaries import summary_lines
 
         _print()
         for line in summary_lines(eng):

@@ -19,8 +19,8 @@ import datetime as dt
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from martech.db import copy_rows
+from martech.ingest import batches
+from martech.ingest.batches import BatchResult
 
 
 @dataclass(frozen=True)
@@ -82,25 +84,6 @@ EMAIL_EVENT_FIELDS: tuple[str, ...] = (
 )
 
 
-@dataclass
-class BatchResult:
-    batch_id: str
-    table: str
-    rows_received: int = 0
-    rows_loaded: int = 0
-    rows_quarantined: int = 0
-    skipped: bool = False
-    source_file: str | None = None
-    watermark_to: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def line(self) -> str:
-        if self.skipped:
-            return f"{self.table}: batch {self.batch_id} already loaded, nothing to do"
-        q = f", {self.rows_quarantined} quarantined" if self.rows_quarantined else ""
-        return f"{self.table}: {self.rows_loaded} rows loaded{q} (batch {self.batch_id})"
-
-
 def cutoff_for(run_date: dt.date) -> dt.datetime:
     """Rows updated before the start of the run date (UTC) belong to that run."""
     return dt.datetime.combine(run_date, dt.time(0), tzinfo=dt.timezone.utc)
@@ -116,29 +99,6 @@ def _text(value: Any) -> str | None:
     if isinstance(value, Decimal):
         return format(value, "f")
     return str(value)
-
-
-def _complete_batch(conn: Connection, batch_id: str) -> dict[str, Any] | None:
-    row = conn.execute(sa.text("select * from raw.ingest_batches where batch_id = :b"), {"b": batch_id})
-    found = row.mappings().first()
-    return dict(found) if found else None
-
-
-def _record_batch(conn: Connection, result: BatchResult, *, source: str, run_date: dt.date,
-                  loaded_at: dt.datetime, watermark_from: str | None = None,
-                  checksum: str | None = None) -> None:
-    conn.execute(
-        sa.text(
-            "insert into raw.ingest_batches (batch_id, source, table_name, run_date, status, rows_received,"
-            " rows_loaded, rows_quarantined, watermark_from, watermark_to, source_file, checksum, loaded_at)"
-            " values (:batch_id, :source, :table, :run_date, 'complete', :received, :loaded, :quarantined,"
-            " :wm_from, :wm_to, :file, :checksum, :loaded_at)"
-        ),
-        {"batch_id": result.batch_id, "source": source, "table": result.table, "run_date": run_date,
-         "received": result.rows_received, "loaded": result.rows_loaded,
-         "quarantined": result.rows_quarantined, "wm_from": watermark_from, "wm_to": result.watermark_to,
-         "file": result.source_file, "checksum": checksum, "loaded_at": loaded_at},
-    )
 
 
 def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, source_schema: str,
@@ -162,7 +122,7 @@ def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, sour
         # second run of the same batch then sees it complete.
         wconn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:k))"),
                       {"k": f"ingest:{source_name}:{table.raw_table}"})
-        if _complete_batch(wconn, batch_id):
+        if batches.complete_batch(wconn, batch_id):
             result.skipped = True
             return result
         state = wconn.execute(
@@ -210,7 +170,7 @@ def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, sour
             )
         else:
             result.watermark_to = wm_from
-        _record_batch(wconn, result, source=source_name, run_date=run_date, loaded_at=loaded_at,
+        batches.record_batch(wconn, result, source=source_name, run_date=run_date, loaded_at=loaded_at,
                       watermark_from=wm_from)
     return result
 
@@ -310,13 +270,6 @@ def _checksum(path: Path) -> str:
     return h.hexdigest()
 
 
-def _quarantine(conn: Connection, rows: Iterable[Sequence[Any]]) -> int:
-    """Rows of (table, batch, source ref, received, reason, run date[, reason code]) into raw.quarantine."""
-    full = ((*r, "unreadable_row") if len(r) == 6 else r for r in rows)
-    return copy_rows(conn, "raw.quarantine",
-                     ("table_name", "batch_id", "source_ref", "received", "reason", "run_date", "reason_code"), full)
-
-
 def _load_file(warehouse: Engine, path: Path, *, table: str, source: str, run_date: dt.date,
                loaded_at: dt.datetime, parse: Any) -> BatchResult:
     checksum = _checksum(path)
@@ -324,15 +277,15 @@ def _load_file(warehouse: Engine, path: Path, *, table: str, source: str, run_da
     result = BatchResult(batch_id=batch_id, table=table, source_file=path.name)
     with warehouse.begin() as conn:
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:k))"), {"k": f"ingest:{batch_id}"})
-        if _complete_batch(conn, batch_id):
+        if batches.complete_batch(conn, batch_id):
             result.skipped = True
             return result
         good, bad = parse(path, batch_id, source, loaded_at)
         result.rows_loaded = copy_rows(conn, table, good[0], good[1])
         rejected = [(table, batch_id, ref, received, reason, run_date, *code) for ref, received, reason, *code in bad]
-        result.rows_quarantined = _quarantine(conn, rejected) if rejected else 0
+        result.rows_quarantined = batches.quarantine_rows(conn, rejected) if rejected else 0
         result.rows_received = result.rows_loaded + result.rows_quarantined
-        _record_batch(conn, result, source=source, run_date=run_date, loaded_at=loaded_at,
+        batches.record_batch(conn, result, source=source, run_date=run_date, loaded_at=loaded_at,
                       checksum=checksum)
     return result
 

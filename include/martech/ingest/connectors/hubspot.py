@@ -21,12 +21,12 @@ timestamp (bulk imports), that timestamp is drained on its own, sorted by ``hs_o
 ``hs_object_id > I`` keyset. No query ever reads past its first page, so the 10,000-result cap never
 applies, however large the account.
 
-**Resume.** Pages commit with the watermark in one transaction (:mod:`martech.connectors._land`);
+**Resume.** Pages commit with the watermark in one transaction (:mod:`martech.ingest.connectors._land`);
 a failed pull's rerun continues from the last landed record.
 
 **Throttling.** The search API allows about five requests per second per token: requests are paced
 ``min_interval_s`` apart; a 429 waits what ``Retry-After`` says (else backs off), 5xx back off with
-jitter (:mod:`martech.connectors._http`).
+jitter (:mod:`martech.ingest.connectors._http`).
 
 **Not seen by search:** archived (deleted) records and merges; staging keeps the last version seen.
 
@@ -48,9 +48,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from martech.connectors._http import HttpClient, RetryPolicy, _default_sleep
-from martech.connectors._land import Checkpointer, Watermark, as_text, dig
-from martech.ingest import BatchResult, cutoff_for
+from martech.ingest.batches import BatchResult
+from martech.ingest.connectors._http import HttpClient, RetryPolicy, _default_sleep
+from martech.ingest.connectors._land import Checkpointer, Watermark, as_text, dig
+from martech.ingest.landing import cutoff_for
 
 API_URL = "https://api.hubapi.com"
 PAGE_LIMIT = 100

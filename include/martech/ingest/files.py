@@ -26,7 +26,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from martech.db import copy_rows
-from martech.ingest import SHOP_TABLES, BatchResult, _complete_batch, _quarantine, _record_batch
+from martech.ingest import batches
+from martech.ingest.batches import BatchResult
+from martech.ingest.landing import SHOP_TABLES
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "customers": ("customer_id", "email", "updated_at"),
@@ -136,14 +138,14 @@ def load_file(engine: Any, fs: Any, path: str, entity: str, *, run_date: dt.date
         good.append([*(_text(row.get(c)) for c in columns), batch_id, f"file:{name}", loaded_at])
     with engine.begin() as conn:
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:k))"), {"k": f"ingest:{batch_id}"})
-        if _complete_batch(conn, batch_id):
+        if batches.complete_batch(conn, batch_id):
             result.skipped = True
             return result
         result.rows_loaded = copy_rows(conn, raw_table, (*columns, "_batch_id", "_source", "_loaded_at"), good)
         rejected = [(raw_table, batch_id, ref, received, reason, run_date) for ref, received, reason in bad]
-        result.rows_quarantined = _quarantine(conn, rejected) if rejected else 0
+        result.rows_quarantined = batches.quarantine_rows(conn, rejected) if rejected else 0
         result.rows_received = result.rows_loaded + result.rows_quarantined
-        _record_batch(conn, result, source=f"file:{entity}", run_date=run_date, loaded_at=loaded_at,
+        batches.record_batch(conn, result, source=f"file:{entity}", run_date=run_date, loaded_at=loaded_at,
                       checksum=checksum)
     return result
 

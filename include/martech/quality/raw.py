@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.engine import Connection, Engine
 
-log = logging.getLogger("martech.quality")
+log = logging.getLogger("martech.quality.raw")
 
 RESULTS_TABLE = "kpis.data_quality"
 SAMPLE_SIZE = 5
@@ -225,7 +225,7 @@ def email(column: str = "email") -> ExpectationSpec:
 def one_of(column: str, values: Sequence[str], *, critical: bool, handled: str = QUARANTINED) -> ExpectationSpec:
     return matches(column, one_of_re(values), critical=critical,
                    fix=f"{column} must be one of {', '.join(values)} (case-insensitive); map new values in "
-                       "the source or extend the list in martech.quality", handled=handled)
+                       "the source or extend the list in martech.quality.raw", handled=handled)
 
 
 def columns_are(columns: Sequence[str]) -> ExpectationSpec:
@@ -233,7 +233,7 @@ def columns_are(columns: Sequence[str]) -> ExpectationSpec:
     return ExpectationSpec(
         "expect_table_columns_to_match_set", None, {"column_set": list(columns), "exact_match": True},
         critical=True, handled="",
-        fix="the raw table's columns differ from the contract in martech.ingest: map the source's new "
+        fix="the raw table's columns differ from the contract in martech.ingest.landing: map the source's new "
             "columns in ingest and staging (and the raw DDL in include/sql/raw), or restore the source")
 
 
@@ -257,10 +257,10 @@ def batch_size_drift() -> ExpectationSpec:
 
 def raw_columns() -> dict[str, tuple[str, ...]]:
     """The column contract of each raw table: what ingest writes (source columns plus load metadata)."""
-    from martech.connectors._land import META_COLUMNS
-    from martech.connectors.hubspot import OBJECTS
-    from martech.connectors.shopify import RESOURCES
-    from martech.ingest import CRM_CONTACT_COLUMNS, CRM_OPTIONAL_COLUMNS, SHOP_TABLES
+    from martech.ingest.connectors._land import META_COLUMNS
+    from martech.ingest.connectors.hubspot import OBJECTS
+    from martech.ingest.connectors.shopify import RESOURCES
+    from martech.ingest.landing import CRM_CONTACT_COLUMNS, CRM_OPTIONAL_COLUMNS, SHOP_TABLES
 
     meta = (BATCH_COLUMN, "_source", "_loaded_at")
     out = {t.raw_table: (*t.columns, *meta) for t in SHOP_TABLES}
@@ -272,8 +272,8 @@ def raw_columns() -> dict[str, tuple[str, ...]]:
 
 def _api_suites() -> dict[str, list[ExpectationSpec]]:
     """HubSpot and Shopify landings: every record has its id, and no page landed twice in a batch."""
-    from martech.connectors.hubspot import OBJECTS
-    from martech.connectors.shopify import RESOURCES
+    from martech.ingest.connectors.hubspot import OBJECTS
+    from martech.ingest.connectors.shopify import RESOURCES
 
     out: dict[str, list[ExpectationSpec]] = {}
     for obj in OBJECTS.values():
@@ -674,7 +674,7 @@ def validate_raw(engine: Engine, batch_ids: dict[str, list[str]] | None, run_id:
 
     import sqlalchemy as sa
 
-    from martech.ingest import cutoff_for
+    from martech.ingest.landing import cutoff_for
 
     t0 = time.perf_counter()
     share = max_bad_row_share(max_bad_share)

@@ -3,11 +3,11 @@
 Each benchmark prints its own figures next to a reference measured in the same run, as a ratio, because
 absolute timings on shared machines are noisy.
 
-    python -m martech.bench ingest --orders 1000000
-    python -m martech.bench clv --customers 1000000
-    python -m martech.bench dispatch --recipients 100000
-    python -m martech.bench rfm-duckdb --customers 1000000 --orders 10000000
-    python -m martech.bench models --customers 1000000 --orders 10000000
+    python -m martech.devtools.bench ingest --orders 1000000
+    python -m martech.devtools.bench clv --customers 1000000
+    python -m martech.devtools.bench dispatch --recipients 100000
+    python -m martech.devtools.bench rfm-duckdb --customers 1000000 --orders 10000000
+    python -m martech.devtools.bench models --customers 1000000 --orders 10000000
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from martech import ingest
 from martech.db import make_engine, migrate
+from martech.ingest import landing as ingest
 from martech.warehouse import resolve_url
 
 BENCH_SCHEMA = "bench_src"
@@ -127,8 +127,7 @@ def bench_clv(customers: int) -> dict[str, float]:
     """Summaries, BG/NBD + Gamma-Gamma fits and scoring on synthetic customers; time and peak memory."""
     import resource
 
-    from martech import clv
-
+    from martech.models import clv
     tx, as_of = _synthetic_transactions(customers)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
@@ -236,10 +235,10 @@ def bench_dispatch(recipients: int, *, validate: bool = True) -> dict[str, float
 
 
 def rfm_duckdb(orders: Any, as_of: dt.date) -> Any:
-    """``martech.rfm.score_rfm`` written as one DuckDB query (same tie rules, same segment grid)."""
+    """``martech.models.rfm.score_rfm`` written as one DuckDB query (same tie rules, same segment grid)."""
     import duckdb
 
-    from martech.rfm import segment_for
+    from martech.models.rfm import segment_for
 
     codes = [(100 * r + 10 * f + m, segment_for(r, f, m)) for r in range(1, 6) for f in range(1, 6)
              for m in range(1, 6)]
@@ -303,7 +302,7 @@ def bench_rfm_duckdb(customers: int, orders: int) -> dict[str, float]:
     """pandas ``score_rfm`` vs the same computation in DuckDB on the same DataFrame; results must match."""
     import resource
 
-    from martech.rfm import score_rfm
+    from martech.models.rfm import score_rfm
 
     frame = synthetic_orders(customers, orders)
     as_of = dt.date(2026, 1, 1)
@@ -365,8 +364,7 @@ def bench_models(customers: int, orders: int) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from martech import clusters, clv, leads, recommend, rfm
-
+    from martech.models import clusters, clv, leads, recommend, rfm
     rng = np.random.default_rng(11)
     as_of = dt.date(2026, 1, 1)
     frame = synthetic_orders(customers, orders)
@@ -432,7 +430,7 @@ class _NoValidation:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m martech.bench")
+    parser = argparse.ArgumentParser(prog="python -m martech.devtools.bench")
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("ingest", help="incremental SQL ingest vs a plain COPY of the same rows")
     p.add_argument("--orders", type=int, default=1_000_000)

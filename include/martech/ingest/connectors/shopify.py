@@ -18,7 +18,7 @@ checkouts are the open ones (the endpoint's default); a recovered checkout shows
 carries its ``checkout_token``.
 
 **Resume.** After each page, its rows and the watermark (its last record) commit in one transaction
-(:mod:`martech.connectors._land`). A rerun asks for ``updated_at_min`` = the watermark's time
+(:mod:`martech.ingest.connectors._land`). A rerun asks for ``updated_at_min`` = the watermark's time
 (inclusive) and drops the records at or before the watermark, so nothing lands twice. A page that
 comes back out of ``(updated_at, id)`` order stops the pull: the watermark would no longer be safe.
 
@@ -26,7 +26,7 @@ comes back out of ``(updated_at, id)`` order stops the pull: the watermark would
 ``X-Shopify-Shop-Api-Call-Limit: used/size``; the bucket leaks ``size / 20`` calls a second (2 on a
 40-call bucket, 4 on Plus's 80). When fewer than ``headroom`` calls are left, the client waits until
 the bucket has leaked back below that mark, so it rarely sees a 429; a 429 waits ``Retry-After``;
-5xx back off with jitter (:mod:`martech.connectors._http`).
+5xx back off with jitter (:mod:`martech.ingest.connectors._http`).
 
 **Staging mapping (for the owner of ``include/sql/staging``):** ``raw.shopify_customers`` →
 ``staging.customers`` (customer_id, email, first_name, last_name, country ← country_code,
@@ -49,9 +49,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from martech.connectors._http import HttpClient, Response, RetryPolicy, _default_sleep
-from martech.connectors._land import Checkpointer, Watermark, as_text, dig
-from martech.ingest import BatchResult, cutoff_for
+from martech.ingest.batches import BatchResult
+from martech.ingest.connectors._http import HttpClient, Response, RetryPolicy, _default_sleep
+from martech.ingest.connectors._land import Checkpointer, Watermark, as_text, dig
+from martech.ingest.landing import cutoff_for
 
 PAGE_LIMIT = 250
 DEFAULT_API_VERSION = "2025-01"

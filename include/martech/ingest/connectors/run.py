@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from martech.ingest import BatchResult
-from martech.sources import SOURCES_FILE, Source, of_kind
+from martech.ingest.batches import BatchResult
+from martech.ingest.sources import SOURCES_FILE, Source, of_kind
 
 log = logging.getLogger("martech")
 
@@ -53,8 +53,8 @@ def _run(kind: str, url: str, run_date: dt.date, credentials: Credentials, sourc
 def ingest_hubspot(url: str, run_date: dt.date, *, credentials: Credentials,
                    sources_path: Path = SOURCES_FILE) -> dict[str, Any]:
     """Pull HubSpot contacts and deals into raw.hubspot_* (sources of kind hubspot)."""
-    from martech.connectors.hubspot import API_URL, pull_hubspot
-    from martech.ingest import cutoff_for
+    from martech.ingest.connectors.hubspot import API_URL, pull_hubspot
+    from martech.ingest.landing import cutoff_for
 
     def pull(eng: Any, source: Source, creds: Mapping[str, Any]) -> list[BatchResult]:
         return pull_hubspot(eng, str(creds.get("token") or ""), run_date=run_date, loaded_at=cutoff_for(run_date),
@@ -67,8 +67,8 @@ def ingest_hubspot(url: str, run_date: dt.date, *, credentials: Credentials,
 def ingest_shopify(url: str, run_date: dt.date, *, credentials: Credentials,
                    sources_path: Path = SOURCES_FILE) -> dict[str, Any]:
     """Pull Shopify customers, orders and abandoned checkouts into raw.shopify_* (sources of kind shopify)."""
-    from martech.connectors.shopify import pull_shopify
-    from martech.ingest import cutoff_for
+    from martech.ingest.connectors.shopify import pull_shopify
+    from martech.ingest.landing import cutoff_for
 
     def pull(eng: Any, source: Source, creds: Mapping[str, Any]) -> list[BatchResult]:
         shop = str(creds.get("host") or source.shop or "")

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from martech.defects import BY_CODE, KINDS
+from martech.simulate.defects import BY_CODE, KINDS
 
 _LABELS = """
     select distinct table_name, coalesce(source_file || ':' || line_no, row_key) as ref, kind
@@ -91,7 +91,7 @@ def markdown_table(scores: list[KindScore]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m martech.defect_eval --url <scratch db> --customers 20000 --rate 0.03``.
+    """``python -m martech.devtools.defect_eval --url <scratch db> --customers 20000 --rate 0.03``.
 
     Simulates a shop with planted defects into the database given (its pipeline schemas are dropped
     first: point it at a scratch database), ingests and stages it, and prints the score table and the
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     import time
     from pathlib import Path
 
-    parser = argparse.ArgumentParser(prog="python -m martech.defect_eval", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m martech.devtools.defect_eval", description=main.__doc__)
     parser.add_argument("--url", required=True, help="scratch PostgreSQL database (its pipeline schemas are dropped)")
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=0.03)
@@ -111,10 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--as-of", type=dt.date.fromisoformat, default=dt.date(2026, 6, 1))
     args = parser.parse_args(argv)
 
-    from martech import accounting, pipeline
+    from martech import pipeline
     from martech.db import make_engine, migrate
-    from martech.ingest import cutoff_for
+    from martech.ingest.landing import cutoff_for
     from martech.simulate import generate_sources
+    from martech.staging import accounting
 
     engine = make_engine(args.url)
     with engine.begin() as conn:

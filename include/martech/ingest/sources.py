@@ -85,7 +85,7 @@ class Source(BaseModel):
     @field_validator("tables")
     @classmethod
     def _known_tables(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from martech.ingest import SHOP_TABLES
+        from martech.ingest.landing import SHOP_TABLES
 
         known = {t.name for t in SHOP_TABLES}
         unknown = [t for t in v if t not in known]

@@ -1,6 +1,6 @@
 """The data-quality gate on the staging tables (Great Expectations), between staging and the models.
 
-Raw batches are checked as they land (``martech.quality.suites``); this gate checks what staging made of
+Raw batches are checked as they land (``martech.quality.raw.suites``); this gate checks what staging made of
 them, table by table, before any customer model or send reads it:
 
 * keys: not null and unique (critical); one contact per address and one live (not deleted) customer per
@@ -26,8 +26,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from martech import quality
-from martech.quality import ExpectationSpec as E
+from martech.quality import raw as quality
+from martech.quality.raw import ExpectationSpec as E
 
 TRAILING_RUNS = 5
 MIN_HISTORY = 3
