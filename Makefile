@@ -34,6 +34,9 @@ demo: $(STAMP) ## Simulate a shop, run every DAG through Airflow, print what hap
 test: $(STAMP) ## Run the test suite (embedded PostgreSQL; MARTECH_TEST_DATABASE_URL to use a server)
 	@$(BIN)/pytest -q -p no:cacheprovider --timeout=900
 
+test-fast: $(STAMP) ## Unit and DAG tests (under a minute; PYTEST_ARGS="-m 'not db'" runs no database)
+	@$(BIN)/pytest -q -p no:cacheprovider --timeout=300 tests/unit tests/dags $(PYTEST_ARGS)
+
 airflow: $(STAMP) ## Airflow standalone (UI on :8080) with these DAGs on the same warehouse
 	@eval "$$($(BIN)/martech airflow-env)" && export PATH="$(abspath $(BIN)):$$PATH" && \
 	  echo "Airflow UI: http://localhost:8080  user: admin  password: printed below and in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" && \
