@@ -577,17 +577,21 @@ class CampaignSettings(BaseModel):
     frequency_cap: FrequencyCap = FrequencyCap()
 
 
+def _parse_yaml(where: str, raw: bytes) -> Any:
+    try:
+        return yaml.load(raw, Loader=YAML_LOADER)
+    except yaml.YAMLError as exc:
+        detail = str(exc).replace("\n", " ")
+        raise CampaignSpecError([f"{where}: is not valid YAML: {detail}"]) from exc
+
+
 def load_settings(directory: Path | str = CAMPAIGNS_DIR) -> CampaignSettings:
     """The folder's ``_settings.yml``, or the defaults when there is none; raises :class:`CampaignSpecError`."""
     path = Path(directory) / SETTINGS_FILE
     if not path.is_file():
         return CampaignSettings()
     where = _display(path)
-    try:
-        data = yaml.load(path.read_bytes(), Loader=YAML_LOADER)
-    except yaml.YAMLError as exc:
-        detail = str(exc).replace("\n", " ")
-        raise CampaignSpecError([f"{where}: is not valid YAML: {detail}"]) from exc
+    data = _parse_yaml(where, path.read_bytes())
     if data is None:
         return CampaignSettings()
     if not isinstance(data, dict):
@@ -675,11 +679,7 @@ def load_campaign(path: Path | str, *, templates_dir: Path = TEMPLATES_DIR) -> C
         raw = path.read_bytes()
     except OSError as exc:
         raise CampaignSpecError([f"{where}: cannot read the file: {exc.strerror or exc}"]) from exc
-    try:
-        data = yaml.load(raw, Loader=YAML_LOADER)
-    except yaml.YAMLError as exc:
-        detail = str(exc).replace("\n", " ")
-        raise CampaignSpecError([f"{where}: is not valid YAML: {detail}"]) from exc
+    data = _parse_yaml(where, raw)
     if not isinstance(data, dict):
         raise CampaignSpecError(
             [f"{where}: must be a mapping of fields (id, name, owner, ...), got {type(data).__name__}"]
