@@ -34,15 +34,18 @@ demo: $(STAMP) ## Simulate a shop, run every DAG through Airflow, print what hap
 test: $(STAMP) ## Run the test suite (embedded PostgreSQL; MARTECH_TEST_DATABASE_URL to use a server)
 	@$(BIN)/pytest -q -p no:cacheprovider --timeout=900
 
+test-fast: $(STAMP) ## Unit and DAG tests (under a minute; PYTEST_ARGS="-m 'not db'" runs no database)
+	@$(BIN)/pytest -q -p no:cacheprovider --timeout=300 tests/unit tests/dags $(PYTEST_ARGS)
+
 airflow: $(STAMP) ## Airflow standalone (UI on :8080) with these DAGs on the same warehouse
 	@eval "$$($(BIN)/martech airflow-env)" && export PATH="$(abspath $(BIN)):$$PATH" && \
 	  echo "Airflow UI: http://localhost:8080  user: admin  password: printed below and in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" && \
 	  $(BIN)/airflow standalone
 
-lint: $(STAMP) ## ruff (incl. AIR rules), mypy on the package, sqlfluff on include/sql
+lint: $(STAMP) ## ruff (incl. AIR rules), mypy on the package, sqlfluff on include/sql and the audience SQL
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/sqlfluff lint include/sql --disable-progress-bar
+	$(BIN)/sqlfluff lint include/sql include/campaigns/audiences --disable-progress-bar
 
 lock: ## Recompile requirements.txt from requirements.in (Python 3.10-3.12)
 	$(BIN)/uv pip compile --universal --python-version 3.10 requirements.in -o requirements.txt

@@ -246,7 +246,7 @@ def test_missing_columns_are_named():
 # -- writing -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.integration
+@pytest.mark.db
 def test_write_rfm_replaces_one_as_of_date(engine):
     import sqlalchemy as sa
 
