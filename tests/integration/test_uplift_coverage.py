@@ -121,6 +121,8 @@ def test_every_replicate_has_events_through_the_webhook_and_kpi_rows(replicated)
             "select d.campaign_id, d.send_date, sum(d.sent), sum(d.delivered), sum(d.opened)"
             " from kpis.campaign_daily as d group by 1, 2")).all()
         webhook = conn.execute(sa.text("select count(*) from raw.webhook_events where source = 'webhook'")).scalar_one()
+        engagement = dict(conn.execute(sa.text("select campaign_id, click_to_open_rate from kpis.engagement")).all())
     assert len(per_run) == REPLICATES * len(SCALES)
     assert all(sent > 0 and delivered > 0 and opened > 0 for _, _, sent, delivered, opened in per_run)
     assert webhook > 0
+    assert set(engagement) == {*SCALES, "*"} and all(0 < r < 1 for r in engagement.values())

@@ -12,7 +12,9 @@ from sqlalchemy.engine import Engine
 __all__ = ["SQL_MODELS", "KpiSettings", "build_kpis"]
 
 # campaigns.member_outcomes is the per-person base the campaign KPIs aggregate.
-SQL_MODELS = ("campaigns.member_outcomes", "kpis.campaign_daily", "kpis.campaign_exclusions")
+SQL_MODELS = ("campaigns.member_outcomes", "kpis.campaign_daily", "kpis.campaign_exclusions", "kpis.engagement",
+              "kpis.acquisition_monthly", "kpis.funnel", "kpis.cohorts_monthly", "kpis.revenue_daily",
+              "kpis.cart_abandonment_daily", "kpis.rfm_segments")
 
 
 @dataclass(frozen=True)
