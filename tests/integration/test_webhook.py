@@ -235,3 +235,21 @@ def test_fuzzed_headers_are_refused_with_a_4xx(client, sig, stamp, length, body,
         headers["content-length"] = length.encode("latin-1")
     status = client.post(EVENTS_PATH, content=body, headers=headers).status_code
     assert status < 500 and (status >= 400 or genuine)
+
+
+def test_the_list_unsubscribe_header_of_a_rendered_mail_works_one_click(client, engine, monkeypatch):
+    from martech.campaigns import render
+
+    monkeypatch.setenv(render.UNSUBSCRIBE_URL_ENV, "http://testserver/unsubscribe")
+    assert render.Renderer().unsubscribe_base == "http://testserver/unsubscribe"
+    tag = _tag()
+    send_id = _ledger_row(engine, tag)
+    url = render.unsubscribe_url(send_id, f"contact-{tag}", "winback", secret=SECRET,
+                                 base=render.Renderer().unsubscribe_base)
+    headers = render.list_unsubscribe_headers(url)
+    target = headers["List-Unsubscribe"].strip("<>")
+    # What a mailbox provider does on "unsubscribe": POST the header's body to the header's URL.
+    answer = client.post(target, content=headers["List-Unsubscribe-Post"].encode(),
+                         headers={"content-type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 200
+    assert _count(engine, "select count(*) from campaigns.suppressions where email = :e", e=f"{tag}@example.com") == 1
