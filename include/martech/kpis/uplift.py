@@ -75,11 +75,15 @@ def two_proportion_p(x1: int, n1: int, x0: int, n0: int) -> float | None:
     return float(2 * stats.norm.sf(abs(x1 / n1 - x0 / n0) / se))
 
 
-def mde(base_rate: float, n1: int, n0: int, alpha: float = ALPHA, power: float = POWER) -> float:
-    """Smallest absolute uplift a two-sided test at ``alpha`` detects with ``power`` at these sizes."""
+def mde(base_rate: float | None, n1: int, n0: int, alpha: float = ALPHA, power: float = POWER) -> float | None:
+    """Smallest absolute uplift a two-sided test at ``alpha`` detects with ``power`` at these sizes.
+
+    None without a usable base rate (no conversion observed and none assumed): a test of a rate of 0 has no MDE.
+    """
+    if base_rate is None or not 0 < base_rate < 1:
+        return None
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    p = min(max(base_rate, 1e-6), 1 - 1e-6)
-    return float(z * math.sqrt(p * (1 - p) * (1 / n1 + 1 / n0)))
+    return float(z * math.sqrt(base_rate * (1 - base_rate) * (1 / n1 + 1 / n0)))
 
 
 def _resampled_means(values: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
@@ -137,13 +141,17 @@ class Comparison:
     incremental_revenue: float
     incremental_revenue_low: float
     incremental_revenue_high: float
-    mde: float
+    mde: float | None
     prob_better: float
 
 
 def compare(t_converted: np.ndarray, t_revenue: np.ndarray, c_converted: np.ndarray, c_revenue: np.ndarray,
-            rng: np.random.Generator) -> Comparison:
-    """Treatment against control from per-member outcomes (converted 0/1, revenue)."""
+            rng: np.random.Generator, assumed_base_rate: float | None = None) -> Comparison:
+    """Treatment against control from per-member outcomes (converted 0/1, revenue).
+
+    The MDE uses the pooled observed rate, or ``assumed_base_rate`` (the campaign's planning figure) when no
+    member converted.
+    """
     n1, n0 = len(t_converted), len(c_converted)
     x1, x0 = int(t_converted.sum()), int(c_converted.sum())
     d, lo, hi = newcombe_interval(x1, n1, x0, n0)
@@ -161,12 +169,13 @@ def compare(t_converted: np.ndarray, t_revenue: np.ndarray, c_converted: np.ndar
         treatment_revenue_per_member=float(t_revenue.mean()), control_revenue_per_member=float(c_revenue.mean()),
         revenue_uplift_per_member=r, revenue_uplift_low=r_lo, revenue_uplift_high=r_hi, revenue_p_value=revenue_p,
         incremental_revenue=r * n1, incremental_revenue_low=r_lo * n1, incremental_revenue_high=r_hi * n1,
-        mde=mde((x1 + x0) / (n1 + n0), n1, n0), prob_better=float(better))
+        mde=mde((x1 + x0) / (n1 + n0) if x1 + x0 else assumed_base_rate, n1, n0), prob_better=float(better))
 
 
 _OUTCOMES = sa.text("""
 select o.campaign_id, o.step, o.run_date, o.arm, o.variant, o.converted, o.revenue::float8 as revenue,
-    o.run_date + o.conversion_window_days <= o.as_of_date as window_complete, s.min_detectable_effect::float8 as target
+    o.run_date + o.conversion_window_days <= o.as_of_date as window_complete, s.min_detectable_effect::float8 as target,
+    s.baseline_conversion::float8 as assumed_base_rate
 from campaigns.member_outcomes as o
 left join audiences.snapshots as s on o.campaign_id = s.campaign_id and o.run_id = s.run_id
 where o.as_of_date = :d
@@ -181,13 +190,16 @@ def _rows(frame: pd.DataFrame, period: str, rng: np.random.Generator) -> Iterato
             "period_start": frame["run_date"].min(), "period_end": frame["run_date"].max(),
             "window_complete": bool(frame["window_complete"].all()),
             "min_detectable_effect": frame["target"].dropna().max() if frame["target"].notna().any() else None}
+    assumed = frame["assumed_base_rate"].dropna().mean() if "assumed_base_rate" in frame else None
 
     def row(treatment: str, control: str, t: pd.DataFrame, c: pd.DataFrame, best: float | None) -> dict:
         cmp = compare(t["converted"].to_numpy(int), t["revenue"].to_numpy(float),
-                      c["converted"].to_numpy(int), c["revenue"].to_numpy(float), rng)
+                      c["converted"].to_numpy(int), c["revenue"].to_numpy(float), rng,
+                      None if assumed is None or pd.isna(assumed) else float(assumed))
         target = base["min_detectable_effect"]
+        unknown = target is None or pd.isna(target) or cmp.mde is None
         return {**base, "treatment": treatment, "control": control, **asdict(cmp), "prob_best": best,
-                "adequate": None if target is None or pd.isna(target) else bool(cmp.mde <= target)}
+                "adequate": None if unknown else bool(cmp.mde is not None and cmp.mde <= target)}
 
     variants = sorted(treat["variant"].unique())
     if len(hold) and len(treat):

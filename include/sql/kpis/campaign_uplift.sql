@@ -37,7 +37,7 @@ create table if not exists kpis.campaign_uplift (
     incremental_revenue double precision not null,  -- revenue_uplift_per_member × treatment_n
     incremental_revenue_low double precision not null,  -- revenue_uplift_low × treatment_n
     incremental_revenue_high double precision not null,  -- revenue_uplift_high × treatment_n
-    mde double precision not null,  -- Smallest absolute uplift detectable at these sizes (alpha 0.05 two-sided, power 0.8)
+    mde double precision,  -- Smallest absolute uplift detectable at these sizes (alpha 0.05 two-sided, power 0.8); null at a rate of 0
     min_detectable_effect double precision,  -- The uplift the campaign wants to detect (its YAML), null if unset
     adequate boolean,  -- mde <= min_detectable_effect: the test was large enough (null without a target)
     prob_better double precision not null,  -- P(tested rate > control rate), Beta(1+x, 1+n−x) posteriors
@@ -46,3 +46,5 @@ create table if not exists kpis.campaign_uplift (
     as_of_date date not null,  -- Data before this date was used
     primary key (campaign_id, step, period, period_start, treatment, control)
 )
+;;
+alter table kpis.campaign_uplift alter column mde drop not null

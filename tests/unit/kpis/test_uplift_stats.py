@@ -25,7 +25,8 @@ def test_relative_interval_contains_the_point_and_needs_conversions():
     assert uplift.relative_interval(0, 100, 5, 100) is None
 
 
-def test_mde_shrinks_with_size():
+def test_mde_shrinks_with_size_and_needs_a_rate():
+    assert uplift.mde(0.0, 1000, 1000) is None and uplift.mde(None, 1000, 1000) is None
     assert uplift.mde(0.05, 1000, 1000) > uplift.mde(0.05, 10_000, 10_000)
     assert uplift.mde(0.05, 10_000, 10_000) == pytest.approx(2.8016 * np.sqrt(0.05 * 0.95 * 2 / 10_000), rel=1e-3)
 
