@@ -76,6 +76,7 @@ class ResponseSummary:
     uplift_orders: int = 0
     treated: int = 0  # treatment members (campaign × contact)
     holdout: int = 0
+    posted: bool = False  # events went to the event webhook instead of feed files
     treated_buyers: int = 0  # members with an order in the window
     holdout_buyers: int = 0
     seconds: float = field(default=0.0, compare=False)  # wall-clock, so not part of equality
@@ -92,7 +93,7 @@ class ResponseSummary:
         h_rate = self.holdout_buyers / self.holdout if self.holdout else 0.0
         return [
             f"emails: {self.messages:,} sent on {self.send_date} → {ev or 'no events'} "
-            f"({self.files_written} event file(s))",
+            + ("(posted, signed, to the event webhook)" if self.posted else f"({self.files_written} event file(s))"),
             f"orders: {self.orders_added:,} placed {self.send_date} .. "
             f"{self.send_date + dt.timedelta(days=self.days - 1)} ({self.baseline_orders:,} ordinary, "
             f"{self.uplift_orders:,} caused by the campaign)",
@@ -507,4 +508,4 @@ def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, day
         files = write_event_files(Path(landing_dir) / "email_events", events, send_date=send_date, days=days,
                                   run_id=run_id)
     return ResponseSummary(send_date=send_date, days=days, run_id=run_id, files=tuple(str(p) for p in files),
-                           seconds=time.perf_counter() - t0, **summary)
+                           posted=post_events is not None, seconds=time.perf_counter() - t0, **summary)
