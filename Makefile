@@ -63,3 +63,4 @@ bench: $(STAMP) ## Benchmarks at large scale (ratios against a reference in the 
 	$(BIN)/python -m martech.devtools.bench dispatch --recipients 100000
 	$(BIN)/python -m martech.devtools.bench rfm-duckdb --customers 1000000 --orders 10000000
 	$(BIN)/python -m martech.devtools.bench models --customers 1000000 --orders 10000000
+	$(BIN)/python -m martech.events.bench --events 100000 --posters 8

@@ -5,6 +5,7 @@
     martech warehouse status   rows per public table
     martech simulate           generate the simulated shop database and CRM export
     martech demo               run the whole chain through Airflow and summarise it
+    martech webhook            serve the SendGrid event webhook and one-click unsubscribes
     martech airflow-env        print the environment of the local Airflow (for `make airflow`)
 """
 
@@ -50,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--keep", action="store_true", help="do not reset the demo's schemas first")
 
+    hook = sub.add_parser("webhook", help="serve the SendGrid event webhook (MARTECH_SENDGRID_WEBHOOK_KEY)")
+    hook.add_argument("--host", default="127.0.0.1")
+    hook.add_argument("--port", type=_positive, default=8089)
+
     sub.add_parser("airflow-env", help="print shell exports for the local Airflow")
     return parser
 
@@ -86,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from martech.devtools import demo
         return demo.run(run_date=args.date, customers=args.customers, seed=args.seed, fresh=not args.keep)
+    if args.command == "webhook":
+        import uvicorn
+
+        uvicorn.run("martech.events.webhook:app_from_env", factory=True, host=args.host, port=args.port)
+        return 0
     if args.command == "airflow-env":
         from martech.devtools import airflow_env
         from martech.warehouse import resolve_url

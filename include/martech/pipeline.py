@@ -443,16 +443,16 @@ def _suppress_from_events(eng) -> int:
 
 
 def build_kpis(url: str, run_date: dt.date) -> dict[str, Any]:
-    """Rebuild kpis.campaign_daily as of the run date."""
-    from martech.db import run_model
+    """Rebuild the kpis tables as of the run date (``martech.kpis.build``)."""
+    from martech.kpis.build import build_kpis as _build
 
     eng = _engine(url)
     try:
-        n = run_model(eng, "kpis.campaign_daily", {"run_date": run_date})
+        counts = _build(eng, run_date)
     finally:
         eng.dispose()
-    _say([f"kpis.campaign_daily: {n} rows"])
-    return {"run_date": run_date.isoformat(), "rows": {"kpis.campaign_daily": n}}
+    _say([f"{name}: {n} rows" for name, n in counts.items()])
+    return {"run_date": run_date.isoformat(), "rows": counts}
 
 
 def _as_dict(summary: Any) -> dict[str, Any]:

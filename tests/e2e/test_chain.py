@@ -82,7 +82,9 @@ def test_whole_chain_runs_and_rerun_changes_nothing(engine, warehouse_url, airfl
     assert _fingerprint(engine) == first
     assert _outbox_digest(paths.outbox_dir()) == outbox_first
 
-    play_responses(engine, paths.landing_dir(), send_date=SEND_DAY, days=7, seed=7)
+    from martech.simulate.webhook import webhook_poster
+
+    play_responses(engine, paths.landing_dir(), send_date=SEND_DAY, days=7, seed=7, post_events=webhook_poster(engine))
     day2 = SEND_DAY + dt.timedelta(days=7)
     for dag_id in DAY2:
         demo._run_dag(airflow_dags, dag_id, day2, 3, log)

@@ -145,11 +145,13 @@ def run(*, run_date: dt.date = DEMO_DATE, customers: int = 20_000, seed: int = 4
             took = _run_dag(dags, dag_id, run_date, 2, log_file)
             _print(f"      {dag_id:<24} ok  {took:5.1f}s")
 
-        _print(f"[4/5] recipients react over {ATTRIBUTION_DAYS} days (simulated opens, clicks, orders) ...")
+        _print(f"[4/5] recipients react over {ATTRIBUTION_DAYS} days (simulated opens, clicks, orders;"
+               " events posted, signed, to the event webhook) ...")
         from martech.simulate import play_responses
+        from martech.simulate.webhook import webhook_poster
 
         responses = play_responses(eng, paths.landing_dir(), send_date=run_date, days=ATTRIBUTION_DAYS,
-                                   seed=seed)
+                                   seed=seed, post_events=webhook_poster(eng))
         for line in responses.lines():
             _print(f"      {line}")
 

@@ -7,7 +7,7 @@ from sqlalchemy.engine import Engine
 
 PUBLIC_TABLES = (
     "raw.shop_customers", "raw.shop_products", "raw.shop_orders", "raw.shop_order_items",
-    "raw.crm_contacts", "raw.email_events", "raw.quarantine",
+    "raw.crm_contacts", "raw.email_events", "raw.webhook_events", "raw.quarantine",
     "staging.customers", "staging.products", "staging.orders", "staging.order_items", "staging.contacts",
     "staging.email_events",
     "marts.customer_rfm", "marts.customer_360", "marts.customer_lifecycle", "marts.segment_migration",
@@ -15,6 +15,8 @@ PUBLIC_TABLES = (
     "marts.cluster_profiles", "marts.customer_segments",
     "audiences.audience_members", "campaigns.send_ledger", "campaigns.campaign_runs",
     "campaigns.suppressions", "kpis.data_quality", "kpis.model_metrics", "kpis.campaign_daily",
+    "kpis.campaign_uplift", "kpis.campaign_exclusions", "kpis.engagement", "kpis.acquisition_monthly", "kpis.funnel",
+    "kpis.cohorts_monthly", "kpis.revenue_daily", "kpis.cart_abandonment_daily", "kpis.rfm_segments",
 )
 
 
@@ -51,13 +53,13 @@ def summary_lines(engine: Engine) -> list[str]:
                 lines.append(f"  {row[0]:<12} {row[1]}  {row[2]:<9} {row[3]:>7,}")
         if conn.execute(sa.text("select to_regclass('kpis.campaign_daily')")).scalar():
             lines.append("kpis.campaign_daily:")
-            lines.append("  campaign     send day    arm        members  sent opened clicked converted"
+            lines.append("  campaign       send day   step var arm        members  sent opened clicked converted"
                          "   revenue  conv.rate")
             for r in conn.execute(sa.text(
-                    "select campaign_id, send_date, arm, members, sent, opened, clicked, converted, revenue,"
-                    " conversion_rate from kpis.campaign_daily order by 1, 2, 3")):
-                lines.append(f"  {r[0]:<12} {r[1]}  {r[2]:<9} {r[3]:>8,} {r[4]:>5,} {r[5]:>6,} {r[6]:>7,}"
-                             f" {r[7]:>9,} {float(r[8]):>9,.2f} {float(r[9] or 0):>10.2%}")
+                    "select campaign_id, send_date, step, variant, arm, members, sent, opened, clicked, converted,"
+                    " revenue, conversion_rate from kpis.campaign_daily order by 1, 2, 3, 4, 5")):
+                lines.append(f"  {r[0]:<14} {r[1]} {r[2]:>4} {r[3]:<3} {r[4]:<9} {r[5]:>8,} {r[6]:>5,} {r[7]:>6,}"
+                             f" {r[8]:>7,} {r[9]:>9,} {float(r[10]):>9,.2f} {float(r[11] or 0):>10.2%}")
     return lines
 
 
