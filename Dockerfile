@@ -7,3 +7,6 @@ COPY --chown=airflow:root pyproject.toml README.md /opt/martech/
 COPY --chown=airflow:root include /opt/martech/include
 # The package alone: every dependency came from the lock above.
 RUN pip install --no-cache-dir --no-deps -e /opt/martech
+# The state folder exists in the image, so a fresh named volume mounted there is writable for the
+# airflow user and for any AIRFLOW_UID in group 0.
+RUN mkdir -p /opt/airflow/martech-state && chmod g+rwX /opt/airflow/martech-state
