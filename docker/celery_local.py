@@ -191,7 +191,7 @@ class Stack:
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def stop(self) -> None:
-        """SIGTERM every process group (workers first: they finish their task), then SIGKILL what is left."""
+        """SIGTERM every process group, wait up to 20 s (a worker finishes its running task), SIGKILL the rest."""
         for name in reversed(list(self.procs)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.procs[name].pid, signal.SIGTERM)
