@@ -10,12 +10,13 @@ reports which worker ran how many task instances (``task_instance.hostname``).
 
 Cron and asset schedules are switched off (``[scheduler] use_job_schedule``): unpaused DAGs would
 otherwise start runs of their own for today's date. Each stage is triggered through the REST API in the
-order the assets chain them, once the one before has succeeded; the campaign DAGs together (see ``run``).
+order the assets chain them, once the one before has succeeded, the campaign DAGs together. Task
+instances run one at a time across the two workers (see ``slots``).
 
 Settings (environment): ``MARTECH_CELERY_PG_URL`` (a PostgreSQL server, default
 postgresql://postgres@127.0.0.1:5432/postgres; the role must be allowed to create databases),
 ``MARTECH_CELERY_REDIS_URL`` (default redis://127.0.0.1:6379/9; a run uses a queue of its own, so
-parallel runs on the same database do not take each other's tasks).
+parallel runs on the same database do not take each other's tasks), ``MARTECH_CELERY_SLOTS`` (see ``slots``).
 
 Only the standard library, psycopg2 and redis are imported at module level: the workers' task processes
 import this module for ``worker_hostname``.
@@ -66,6 +67,18 @@ class StackFailed(RuntimeError):
 
 class DagImportError(StackFailed):
     """A DAG file does not parse: waiting longer will not help."""
+
+
+def slots() -> int:
+    """How many task instances run at once across both workers (``MARTECH_CELERY_SLOTS``, default 1).
+
+    One, because every martech task that lands or builds data first calls ``martech.db.migrate``, whose
+    DDL (``alter table ... add column if not exists``, ``create index if not exists``) locks tables even
+    when there is nothing to change: two tasks at once deadlock in PostgreSQL (seen here: ingest_shop
+    against ingest_crm; the hourly series' refresh_shop against another campaign's audience snapshot).
+    Raise it once migrate skips a warehouse that is already current.
+    """
+    return int(os.environ.get("MARTECH_CELERY_SLOTS", "1"))
 
 
 def pg_url() -> str:
@@ -160,6 +173,8 @@ class Stack:
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            # The default pool's size, set when `airflow db migrate` creates it (see SLOTS).
+            "AIRFLOW__CORE__DEFAULT_POOL_TASK_SLOT_COUNT": str(slots()),
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self.health_port),
@@ -369,13 +384,7 @@ def run(run_dir: Path, *, customers: int = 300, run_date: dt.date = RUN_DATE, se
                 timings[f"{dag_id}_s"] = time.perf_counter() - t
                 say(f"  {dag_id:<24} success {timings[f'{dag_id}_s']:5.1f}s")
             t = time.perf_counter()
-            # An hourly series first pulls the shop (refresh_shop), which migrates the warehouse: its DDL
-            # deadlocks with other campaigns' audience snapshots running at the same moment. Until that is
-            # fixed in the package, such DAGs run first and alone, the others together.
-            alone = [d for d in campaigns if any(t["task_id"] == "refresh_shop"
-                                                 for t in stack.call("GET", f"/dags/{d}/tasks")["tasks"])]
-            for group in ([[d] for d in alone] + [[d for d in campaigns if d not in alone]]):
-                _wait_runs(stack, {dag_id: _trigger(stack, dag_id, run_date) for dag_id in group}, timeout)
+            _wait_runs(stack, {dag_id: _trigger(stack, dag_id, run_date) for dag_id in campaigns}, timeout)
             timings["campaigns_s"] = time.perf_counter() - t
             say(f"  {len(campaigns)} campaign DAGs{'':<7} success {timings['campaigns_s']:5.1f}s")
             per_host = _task_instances(stack)
@@ -388,8 +397,8 @@ def run(run_dir: Path, *, customers: int = 300, run_date: dt.date = RUN_DATE, se
             with contextlib.suppress(Exception):
                 stack.clear_queue()
     timings["wall_s"] = time.perf_counter() - t0
-    return {"dags": [*STAGES, *campaigns], "task_instances": per_host, "rows": rows, "timings": timings,
-            "queue": stack.queue, "databases": [stack.meta_db, stack.warehouse_db],
+    return {"dags": [*STAGES, *campaigns], "task_instances": per_host, "rows": rows, "slots": slots(),
+            "timings": timings, "queue": stack.queue, "databases": [stack.meta_db, stack.warehouse_db],
             "pids": [p.pid for p in stack.procs.values()], "run_date": run_date.isoformat(), "customers": customers}
 
 
