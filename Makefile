@@ -10,7 +10,7 @@ PY ?= $(shell for p in python3 python3.12 python3.11 python3.10; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] <= (3,12))' \
 	2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: help install demo test test-fast airflow lint bench lock clean stop
+.PHONY: help install demo test test-fast airflow lint bench lock clean stop celery-demo
 
 help: ## Show this help
 	@echo "martech — warehouse-native marketing automation on Apache Airflow"
@@ -41,6 +41,9 @@ airflow: $(STAMP) ## Airflow standalone (UI on :8080) with these DAGs on the sam
 	@eval "$$($(BIN)/martech airflow-env)" && export PATH="$(abspath $(BIN)):$$PATH" && \
 	  echo "Airflow UI: http://localhost:8080  user: admin  password: printed below and in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" && \
 	  $(BIN)/airflow standalone
+
+celery-demo: $(STAMP) ## CeleryExecutor here: two workers on Redis :6379 and PostgreSQL :5432, the daily chain
+	@$(BIN)/python docker/celery_local.py
 
 lint: $(STAMP) ## ruff (incl. AIR rules), mypy on the package, sqlfluff on include/sql and the audience SQL
 	$(BIN)/ruff check .
