@@ -10,7 +10,7 @@ PY ?= $(shell for p in python3 python3.12 python3.11 python3.10; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] <= (3,12))' \
 	2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: help install demo test test-fast airflow lint bench lock clean stop
+.PHONY: help install demo test test-fast airflow lint bench lock clean stop celery-demo
 
 help: ## Show this help
 	@echo "martech — warehouse-native marketing automation on Apache Airflow"
@@ -34,15 +34,21 @@ demo: $(STAMP) ## Simulate a shop, run every DAG through Airflow, print what hap
 test: $(STAMP) ## Run the test suite (embedded PostgreSQL; MARTECH_TEST_DATABASE_URL to use a server)
 	@$(BIN)/pytest -q -p no:cacheprovider --timeout=900
 
+test-fast: $(STAMP) ## Unit and DAG tests (under a minute; PYTEST_ARGS="-m 'not db'" runs no database)
+	@$(BIN)/pytest -q -p no:cacheprovider --timeout=300 tests/unit tests/dags $(PYTEST_ARGS)
+
 airflow: $(STAMP) ## Airflow standalone (UI on :8080) with these DAGs on the same warehouse
 	@eval "$$($(BIN)/martech airflow-env)" && export PATH="$(abspath $(BIN)):$$PATH" && \
 	  echo "Airflow UI: http://localhost:8080  user: admin  password: printed below and in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" && \
 	  $(BIN)/airflow standalone
 
-lint: $(STAMP) ## ruff (incl. AIR rules), mypy on the package, sqlfluff on include/sql
+celery-demo: $(STAMP) ## CeleryExecutor here: two workers on Redis :6379 and PostgreSQL :5432, the daily chain
+	@$(BIN)/python docker/celery_local.py
+
+lint: $(STAMP) ## ruff (incl. AIR rules), mypy on the package, sqlfluff on include/sql and the audience SQL
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/sqlfluff lint include/sql --disable-progress-bar
+	$(BIN)/sqlfluff lint include/sql include/campaigns/audiences --disable-progress-bar
 
 lock: ## Recompile requirements.txt from requirements.in (Python 3.10-3.12)
 	$(BIN)/uv pip compile --universal --python-version 3.10 requirements.in -o requirements.txt
@@ -55,8 +61,9 @@ clean: ## Remove local state (.martech); keeps .venv
 	rm -rf .martech
 
 bench: $(STAMP) ## Benchmarks at large scale (ratios against a reference in the same run)
-	$(BIN)/python -m martech.bench ingest --orders 1000000
-	$(BIN)/python -m martech.bench clv --customers 1000000
-	$(BIN)/python -m martech.bench dispatch --recipients 100000
-	$(BIN)/python -m martech.bench rfm-duckdb --customers 1000000 --orders 10000000
-	$(BIN)/python -m martech.bench models --customers 1000000 --orders 10000000
+	$(BIN)/python -m martech.devtools.bench ingest --orders 1000000
+	$(BIN)/python -m martech.devtools.bench clv --customers 1000000
+	$(BIN)/python -m martech.devtools.bench dispatch --recipients 100000
+	$(BIN)/python -m martech.devtools.bench rfm-duckdb --customers 1000000 --orders 10000000
+	$(BIN)/python -m martech.devtools.bench models --customers 1000000 --orders 10000000
+	$(BIN)/python -m martech.events.bench --events 100000 --posters 8

@@ -49,7 +49,7 @@ def ingest():
     @task
     def ingest_hubspot(**context):
         from martech import dagkit
-        from martech.connectors import run
+        from martech.ingest.connectors import run
 
         return run.ingest_hubspot(dagkit.warehouse_url(), dagkit.run_date_of(context),
                                   credentials=dagkit.saas_credentials)
@@ -57,7 +57,7 @@ def ingest():
     @task
     def ingest_shopify(**context):
         from martech import dagkit
-        from martech.connectors import run
+        from martech.ingest.connectors import run
 
         return run.ingest_shopify(dagkit.warehouse_url(), dagkit.run_date_of(context),
                                   credentials=dagkit.saas_credentials)

@@ -1,12 +1,15 @@
 """
 ### kpis — campaign results analysts can query
 
-Rebuilds `kpis.campaign_daily`: per campaign, send day and arm, the audience, sends, deliveries,
-opens, clicks and the conversions and revenue within the campaign's attribution window, holdout
-arm included.
+Rebuilds `kpis.campaign_daily` (per campaign, step, variant, arm and send day: sends, deliveries, human
+and machine opens, clicks, conversions and revenue within the attribution window, cost and ROI),
+`kpis.campaign_exclusions` and `kpis.campaign_uplift` (treatment against holdout with 95 % intervals,
+A/B variants against each other). Formulas: docs/kpis.md.
 
-Reads: `campaigns.campaign_runs`, `audiences.audience_members`, `campaigns.send_ledger`,
-`staging.email_events`, `staging.orders`, `staging.contacts`. Writes: `kpis.campaign_daily`.
+Reads: `campaigns.campaign_runs`, `audiences.audience_members`, `audiences.exclusions`,
+`audiences.snapshots`, `campaigns.send_ledger`, `staging.email_events`, `staging.orders`,
+`staging.contacts`. Writes: `campaigns.member_outcomes`, `kpis.campaign_daily`,
+`kpis.campaign_exclusions`, `kpis.campaign_uplift`.
 Emits `martech://warehouse/kpis`.
 """
 

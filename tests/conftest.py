@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -27,7 +28,7 @@ for _key in [k for k in os.environ if k.startswith("AIRFLOW")]:
     os.environ.pop(_key)
 # Airflow reads its configuration when first imported: point it at a throwaway SQLite and our DAGs
 # before any test imports it.
-from martech import airflow_env  # noqa: E402
+from martech.devtools import airflow_env  # noqa: E402
 
 airflow_env.configure()
 
@@ -72,6 +73,20 @@ def warehouse_url() -> Iterator[str]:
         shutil.rmtree(_TEST_HOME, ignore_errors=True)
 
 
+# Markers that say a test needs the warehouse database; a test using it without one is a collection error,
+# so `-m "not db"` (or leaving out integration / e2e) really selects tests that run without PostgreSQL.
+DATABASE_MARKERS = frozenset({"db", "integration", "e2e"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = [item.nodeid for item in items
+                if "warehouse_url" in getattr(item, "fixturenames", ())
+                and not DATABASE_MARKERS & {m.name for m in item.iter_markers()}]
+    if unmarked:
+        raise pytest.UsageError("these tests use the database but are not marked db, integration or e2e: "
+                                + ", ".join(unmarked))
+
+
 @pytest.fixture(scope="session")
 def engine(warehouse_url: str):
     """A SQLAlchemy engine on the session database, with every landing table migrated."""
@@ -81,6 +96,43 @@ def engine(warehouse_url: str):
     migrate(eng)
     yield eng
     eng.dispose()
+
+
+class ModuleWarehouse(NamedTuple):
+    engine: Any
+    url: str
+
+
+@pytest.fixture(scope="module")
+def module_warehouse(request: pytest.FixtureRequest, warehouse_url: str) -> Iterator[ModuleWarehouse]:
+    """A database of the test module's own beside the session database, with every landing table migrated.
+
+    For modules that create their own minimal source tables (staging.*, marts.*) which must not collide
+    with the real ones other tests build. Named after the module; dropped after its last test.
+    """
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    from martech.db import make_engine, migrate
+
+    url = make_url(warehouse_url)
+    name = f"{url.database}_{request.module.__name__.rpartition('.')[2].removeprefix('test_')}"
+    admin = psycopg2.connect(url.set(drivername="postgresql", database="postgres")
+                             .render_as_string(hide_password=False))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'drop database if exists "{name}"')
+        cur.execute(f'create database "{name}"')
+    db_url = url.set(database=name).render_as_string(hide_password=False)
+    eng = make_engine(db_url)
+    try:
+        migrate(eng)
+        yield ModuleWarehouse(eng, db_url)
+    finally:
+        eng.dispose()
+        with admin.cursor() as cur:
+            cur.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
 
 
 @pytest.fixture()

@@ -5,6 +5,7 @@
     martech warehouse status   rows per public table
     martech simulate           generate the simulated shop database and CRM export
     martech demo               run the whole chain through Airflow and summarise it
+    martech webhook            serve the SendGrid event webhook and one-click unsubscribes
     martech airflow-env        print the environment of the local Airflow (for `make airflow`)
 """
 
@@ -30,7 +31,7 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from martech.demo import DEMO_DATE
+    from martech.devtools.demo import DEMO_DATE
 
     parser = argparse.ArgumentParser(prog="martech", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--keep", action="store_true", help="do not reset the demo's schemas first")
 
+    hook = sub.add_parser("webhook", help="serve the SendGrid event webhook (MARTECH_SENDGRID_WEBHOOK_KEY)")
+    hook.add_argument("--host", default="127.0.0.1")
+    hook.add_argument("--port", type=_positive, default=8089)
+
     sub.add_parser("airflow-env", help="print shell exports for the local Airflow")
     return parser
 
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             print("stopped" if stopped else "the embedded warehouse was not running")
         else:
             from martech.db import make_engine
-            from martech.report import table_counts
+            from martech.devtools.summaries import table_counts
 
             eng = make_engine(resolve_url())
             for name, n in table_counts(eng).items():
@@ -84,11 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(summary.lines()))
         return 0
     if args.command == "demo":
-        from martech import demo
-
+        from martech.devtools import demo
         return demo.run(run_date=args.date, customers=args.customers, seed=args.seed, fresh=not args.keep)
+    if args.command == "webhook":
+        import uvicorn
+
+        uvicorn.run("martech.events.webhook:app_from_env", factory=True, host=args.host, port=args.port)
+        return 0
     if args.command == "airflow-env":
-        from martech import airflow_env
+        from martech.devtools import airflow_env
         from martech.warehouse import resolve_url
 
         for key, value in airflow_env.configure(resolve_url()).items():

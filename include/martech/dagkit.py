@@ -101,7 +101,7 @@ def files_root() -> Any:
     ``conn_id`` in the ``files`` source of sources.yml gives the object store its credentials (e.g. an
     ``aws_default`` connection for ``s3://``); without one, the library resolves the URL itself.
     """
-    from martech.sources import of_kind
+    from martech.ingest.sources import of_kind
 
     for _name, source in of_kind("files"):
         if source.path and source.conn_id:

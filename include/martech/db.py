@@ -1,11 +1,15 @@
 """Small helpers over SQLAlchemy + psycopg2 for the warehouse.
 
-The SQL that builds tables lives in ``include/sql/<schema>/<table>.sql``, one file per table. A file
-starts with a header of ``-- key: value`` lines:
+The SQL that builds tables lives in ``include/sql/<schema>/<table>.sql``, one file per table; functions
+the models share live in ``include/sql/<schema>/functions/<name>.sql``. A file starts with a header of
+``-- key: value`` lines:
 
-``-- grain:``         what one row is (required; also becomes ``COMMENT ON TABLE``)
-``-- materialized:``  ``table`` (landing table: DDL only, applied by :func:`migrate`) or
-                      ``model`` (DDL + refresh, run by :func:`run_model` with the run's parameters)
+``-- grain:``         what one row is (required for tables; also becomes ``COMMENT ON TABLE``)
+``-- materialized:``  ``table`` (landing table: DDL only, applied by :func:`migrate`),
+                      ``model`` (DDL + refresh, run by :func:`run_model` with the run's parameters) or
+                      ``functions`` (``create or replace function`` only, applied by :func:`migrate`
+                      after the landing tables, whose names a function body may use, and so before
+                      any model runs)
 
 Statements are separated by a line holding only ``;;`` so that semicolons inside functions and strings
 never need parsing. Model files receive named parameters in psycopg2's ``%(name)s`` style.
@@ -28,6 +32,7 @@ from martech.paths import SQL_DIR
 SCHEMAS = ("raw", "staging", "marts", "audiences", "campaigns", "kpis")
 _STATEMENT_SEP = re.compile(r"^\s*;;\s*$", re.MULTILINE)
 _COLUMN_COMMENT = re.compile(r"^\s+([a-z_][a-z0-9_]*)\s+[^\n]*?--\s*(.+?)\s*$", re.MULTILINE)
+FUNCTIONS = "functions"
 _HEADER = re.compile(r"^--\s*(grain|materialized|depends_on):\s*(.+?)\s*$", re.MULTILINE)
 
 
@@ -40,20 +45,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 class SqlFile:
-    """One table's SQL file with its parsed header."""
+    """One table's (or one functions file's) SQL with its parsed header."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.text = path.read_text(encoding="utf-8")
         header = dict(_HEADER.findall(self.text))
-        if "grain" not in header or "materialized" not in header:
+        self.materialized = header.get("materialized", "")
+        if not self.materialized or (self.materialized != FUNCTIONS and "grain" not in header):
             raise ValueError(
                 f"{path}: the header must state '-- grain: one row per ...' and "
                 "'-- materialized: table|model' before the first statement"
             )
-        self.grain = header["grain"]
-        self.materialized = header["materialized"]
-        self.schema = path.parent.name
+        self.grain = header.get("grain", "")
+        self.schema = (path.parent.parent if self.materialized == FUNCTIONS else path.parent).name
         self.table = path.stem
 
     @property
@@ -96,6 +101,8 @@ def _execute_file(conn: Connection, sf: SqlFile, params: Mapping[str, Any] | Non
                 cur.execute(stmt, dict(params) if params else None)
             except Exception as exc:
                 raise RuntimeError(f"{sf.path}: {exc}".strip()) from exc
+        if sf.materialized == FUNCTIONS:
+            return
         grain = sf.grain.replace("'", "''")
         cur.execute(f"comment on table {sf.qualified_name} is 'Grain: {grain}'")
         for column, text in sf.column_comments().items():
@@ -103,7 +110,7 @@ def _execute_file(conn: Connection, sf: SqlFile, params: Mapping[str, Any] | Non
 
 
 def migrate(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
-    """Create the schemas and every landing table (``materialized: table``). Idempotent."""
+    """Create the schemas, every landing table (``materialized: table``), then the shared functions. Idempotent."""
     applied = []
     with engine.begin() as conn:
         # One migration at a time across processes (parallel Airflow tasks may all call this).
@@ -115,6 +122,11 @@ def migrate(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
             if sf.materialized == "table":
                 _execute_file(conn, sf, None)
                 applied.append(sf.qualified_name)
+        for path in sorted(sql_dir.glob(f"*/{FUNCTIONS}/*.sql")):
+            sf = SqlFile(path)
+            if sf.materialized != FUNCTIONS:
+                raise ValueError(f"{path}: a file under {FUNCTIONS}/ must state '-- materialized: {FUNCTIONS}'")
+            _execute_file(conn, sf, None)
     return applied
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from martech import paths
+from martech.campaigns.transport_factory import make_transport
 
 log = logging.getLogger("martech")
 
@@ -31,7 +32,7 @@ def _engine(url: str):
 
 
 def _run_ts(run_date: dt.date) -> dt.datetime:
-    from martech.ingest import cutoff_for
+    from martech.ingest.landing import cutoff_for
 
     return cutoff_for(run_date)
 
@@ -55,8 +56,8 @@ def prepare_warehouse(url: str) -> list[str]:
 def ingest_shop(url: str, run_date: dt.date, *, shop_url: str | None = None,
                 shop_schema: str | None = None) -> dict[str, Any]:
     """Pull the shop database's tables incrementally into raw.shop_* (sources of kind sql in sources.yml)."""
-    from martech.ingest import ingest_shop as _ingest
-    from martech.sources import of_kind
+    from martech.ingest.landing import ingest_shop as _ingest
+    from martech.ingest.sources import of_kind
 
     prepare_warehouse(url)
     eng = _engine(url)
@@ -80,8 +81,8 @@ def ingest_shop(url: str, run_date: dt.date, *, shop_url: str | None = None,
 
 def ingest_crm(url: str, run_date: dt.date, *, folder: Path | None = None) -> dict[str, Any]:
     """Load new CRM contact export files into raw.crm_contacts."""
-    from martech.ingest import ingest_crm_exports
-    from martech.sources import of_kind
+    from martech.ingest.landing import ingest_crm_exports
+    from martech.ingest.sources import of_kind
 
     prepare_warehouse(url)
     configured = [s.path for _, s in of_kind("crm_files") if s.path]
@@ -103,10 +104,10 @@ def ingest_files(url: str, run_date: dt.date, *, root: Any = None) -> dict[str, 
 
     ``root``: a folder, an fsspec URL or a path object with its own file system (the DAG task passes an
     Airflow ObjectStoragePath when the source names a connection). Layout and column contract:
-    ``martech.files`` and the README's "Bring your own data".
+    ``martech.ingest.files`` and the README's "Bring your own data".
     """
-    from martech.files import ingest_folder
-    from martech.sources import of_kind
+    from martech.ingest.files import ingest_folder
+    from martech.ingest.sources import of_kind
 
     prepare_warehouse(url)
     configured = of_kind("files")
@@ -134,8 +135,7 @@ def validate_raw(url: str, run_date: dt.date) -> dict[str, Any]:
     """
     import sqlalchemy as sa
 
-    from martech import quality
-
+    from martech.quality import raw as quality
     eng = _engine(url)
     try:
         with eng.connect() as conn:
@@ -159,11 +159,11 @@ def build_staging(url: str, run_date: dt.date) -> dict[str, Any]:
     """Rebuild the typed, deduplicated staging tables from raw, then prove no row went missing.
 
     Rows staging cannot use land in raw.quarantine, repairs in staging.corrections, folded duplicates
-    in staging.merged_rows; ``martech.accounting.check`` recounts received = staged + quarantined + merged
+    in staging.merged_rows; ``martech.staging.accounting.check`` recounts received = staged + quarantined + merged
     (+ copies and superseded versions) per table and fails the run when it does not add up.
     """
-    from martech import accounting
     from martech.db import migrate, run_model
+    from martech.staging import accounting
 
     eng = _engine(url)
     params = {"run_date": run_date, "run_ts": _run_ts(run_date)}
@@ -192,7 +192,7 @@ def validate_staging(url: str, run_date: dt.date) -> dict[str, Any]:
 
     Raises DataQualityError on a critical failure, so customer models and sends never read bad staging.
     """
-    from martech.quality_staging import validate_staging as _validate
+    from martech.quality.staging import validate_staging as _validate
 
     eng = _engine(url)
     try:
@@ -209,9 +209,9 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
     import pandas as pd
     import sqlalchemy as sa
 
-    from martech import rfm
     from martech.db import run_model
-    from martech.lifecycle import build_lifecycle
+    from martech.models import rfm
+    from martech.models.lifecycle import build_lifecycle
 
     eng = _engine(url)
     params = {"run_date": run_date}
@@ -241,7 +241,7 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
 
 
 def _build_clv(eng, run_date: dt.date) -> int:
-    from martech.clv import build_clv_predictions
+    from martech.models.clv import build_clv_predictions
 
     result = build_clv_predictions(eng, run_date)
     _say([f"clv: {result['model_version']}", f"  churn risk: {result.get('churn_risk', {})}"])
@@ -249,7 +249,7 @@ def _build_clv(eng, run_date: dt.date) -> int:
 
 
 def _build_lead_scores(eng, run_date: dt.date) -> int:
-    from martech.leads import build_lead_scores
+    from martech.models.leads import build_lead_scores
 
     result = build_lead_scores(eng, run_date, paths.models_dir())
     metrics = ", ".join(f"{k} {v:.3f}" for k, v in (result.get("metrics") or {}).items())
@@ -258,7 +258,7 @@ def _build_lead_scores(eng, run_date: dt.date) -> int:
 
 
 def _build_recommendations(eng, run_date: dt.date) -> dict[str, int]:
-    from martech.recommend import build_recommendations
+    from martech.models.recommend import build_recommendations
 
     result = build_recommendations(eng, run_date)
     return {"marts.product_affinity (product pairs)": result["pairs"],
@@ -266,7 +266,7 @@ def _build_recommendations(eng, run_date: dt.date) -> dict[str, int]:
 
 
 def _build_clusters(eng, run_date: dt.date) -> int:
-    from martech.clusters import build_segments
+    from martech.models.clusters import build_segments
 
     result = build_segments(eng, run_date)
     sil = result["silhouette"]
@@ -309,8 +309,8 @@ def _per_step(outs: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
 def validate_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str, Any]:
     """The pre-send gate on the run's snapshot (GX); raises DataQualityError and so blocks the send."""
     from martech.campaigns.audience import step_run_id
-    from martech.campaigns.gate import check_snapshot
     from martech.campaigns.spec import load_campaign
+    from martech.quality.audience import check_snapshot
 
     spec = load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml")
     eng = _engine(url)
@@ -324,49 +324,6 @@ def validate_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str
     finally:
         eng.dispose()
     return {"run_date": run_date.isoformat(), "expectations": results, "warnings": warnings}
-
-
-def make_transport(name: str | None = None, settings: Mapping[str, Any] | None = None):
-    """The email transport named by ``name`` / MARTECH_TRANSPORT (default: outbox).
-
-    ``settings`` come from the Airflow connection of the transport (resolved by the DAG task, see
-    ``dagkit.transport_settings``) or, outside Airflow, from environment variables:
-    sendgrid — ``api_key`` (MARTECH_SENDGRID_API_KEY), ``host`` (MARTECH_SENDGRID_HOST), ``sandbox``,
-    ``asm_group_id``; smtp — ``host``, ``port``, ``username``, ``password``, ``security``
-    (MARTECH_SMTP_URL, e.g. ``smtp://user:secret@mail.example:587?security=starttls``).
-    """
-    import os
-
-    from martech.campaigns.transports import OutboxTransport
-
-    name = name or os.environ.get("MARTECH_TRANSPORT", "outbox")
-    conf = dict(settings or {})
-    if name == "outbox":
-        return OutboxTransport(paths.outbox_dir())
-    if name == "sendgrid":
-        from martech.campaigns.sendgrid_transport import DEFAULT_HOST, SendGridTransport
-
-        group = conf.get("asm_group_id") or os.environ.get("MARTECH_SENDGRID_ASM_GROUP")
-        return SendGridTransport(
-            conf.get("api_key") or os.environ.get("MARTECH_SENDGRID_API_KEY", ""),
-            host=conf.get("host") or os.environ.get("MARTECH_SENDGRID_HOST", DEFAULT_HOST),
-            sandbox=str(conf.get("sandbox", os.environ.get("MARTECH_SENDGRID_SANDBOX", ""))).lower()
-            in ("1", "true", "yes"),
-            asm_group_id=int(group) if group else None, categories=("martech",))
-    if name == "smtp":
-        from urllib.parse import parse_qs, urlsplit
-
-        from martech.campaigns.smtp_transport import SmtpTransport
-
-        if not conf.get("host") and os.environ.get("MARTECH_SMTP_URL"):
-            u = urlsplit(os.environ["MARTECH_SMTP_URL"])
-            conf = {"host": u.hostname, "port": u.port, "username": u.username, "password": u.password,
-                    "security": parse_qs(u.query).get("security", ["none"])[0]}
-        if not conf.get("host"):
-            raise ValueError("the smtp transport needs a server: Airflow connection 'smtp' or MARTECH_SMTP_URL")
-        return SmtpTransport(str(conf["host"]), int(conf.get("port") or 25), username=conf.get("username"),
-                             password=conf.get("password"), security=str(conf.get("security") or "none"))
-    raise ValueError(f"MARTECH_TRANSPORT={name!r} is not a known transport; use outbox, smtp or sendgrid")
 
 
 def dispatch_campaign(url: str, campaign_id: str, run_date: dt.date, now: dt.datetime,
@@ -441,7 +398,7 @@ def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None,
     With the SendGrid transport configured, SendGrid's own suppression lists are merged too.
     """
     from martech.db import run_model
-    from martech.ingest import ingest_email_events
+    from martech.ingest.landing import ingest_email_events
 
     prepare_warehouse(url)
     folder = folder or paths.landing_dir() / "email_events"
@@ -486,16 +443,16 @@ def _suppress_from_events(eng) -> int:
 
 
 def build_kpis(url: str, run_date: dt.date) -> dict[str, Any]:
-    """Rebuild kpis.campaign_daily as of the run date."""
-    from martech.db import run_model
+    """Rebuild the kpis tables as of the run date (``martech.kpis.build``)."""
+    from martech.kpis.build import build_kpis as _build
 
     eng = _engine(url)
     try:
-        n = run_model(eng, "kpis.campaign_daily", {"run_date": run_date})
+        counts = _build(eng, run_date)
     finally:
         eng.dispose()
-    _say([f"kpis.campaign_daily: {n} rows"])
-    return {"run_date": run_date.isoformat(), "rows": {"kpis.campaign_daily": n}}
+    _say([f"{name}: {n} rows" for name, n in counts.items()])
+    return {"run_date": run_date.isoformat(), "rows": counts}
 
 
 def _as_dict(summary: Any) -> dict[str, Any]:

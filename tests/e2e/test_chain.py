@@ -38,15 +38,15 @@ def _outbox_digest(root) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def airflow_dags(warehouse_url):
-    from martech import airflow_env, demo
-
+    from martech.devtools import airflow_env, demo
     airflow_env.configure(warehouse_url)
     airflow_env.migrate_metadata()
     return demo._load_dags()
 
 
 def test_whole_chain_runs_and_rerun_changes_nothing(engine, warehouse_url, airflow_dags, tmp_path):
-    from martech import demo, paths
+    from martech import paths
+    from martech.devtools import demo
     from martech.simulate import generate_sources, play_responses
 
     demo.reset(warehouse_url)
@@ -82,7 +82,9 @@ def test_whole_chain_runs_and_rerun_changes_nothing(engine, warehouse_url, airfl
     assert _fingerprint(engine) == first
     assert _outbox_digest(paths.outbox_dir()) == outbox_first
 
-    play_responses(engine, paths.landing_dir(), send_date=SEND_DAY, days=7, seed=7)
+    from martech.simulate.webhook import webhook_poster
+
+    play_responses(engine, paths.landing_dir(), send_date=SEND_DAY, days=7, seed=7, post_events=webhook_poster(engine))
     day2 = SEND_DAY + dt.timedelta(days=7)
     for dag_id in DAY2:
         demo._run_dag(airflow_dags, dag_id, day2, 3, log)

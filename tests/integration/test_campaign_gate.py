@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from martech.campaigns.gate import check_snapshot, size_bounds
 from martech.db import run_model
-from martech.quality import DataQualityError
+from martech.quality.audience import check_snapshot, size_bounds
+from martech.quality.raw import DataQualityError
 
 pytestmark = pytest.mark.integration
 RUN = dt.date(2026, 5, 4)

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import email
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 from email import policy
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from martech.campaigns.audience import AudienceSqlError, assign_arm, assign_variant, build_snapshot
 from martech.campaigns.dispatch import DispatchIncompleteError, dispatch, make_send_id
@@ -26,7 +25,6 @@ from martech.campaigns.render import Recipient, render_message
 from martech.campaigns.spec import CampaignSpec, load_campaign, load_campaigns
 from martech.campaigns.suppressions import Suppression, add_suppressions
 from martech.campaigns.transports import BaseTransport, OutboundMessage, OutboxTransport
-from martech.db import make_engine, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -61,26 +59,10 @@ TABLES = ("staging.contacts", "staging.email_events", "staging.orders", "staging
 
 
 @pytest.fixture(scope="module")
-def wh(warehouse_url: str) -> Iterator[Engine]:
-    url = make_url(warehouse_url)
-    name = f"{url.database}_campaigns"
-    admin = psycopg2.connect(url.set(drivername="postgresql", database="postgres")
-                             .render_as_string(hide_password=False))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'drop database if exists "{name}"')
-        cur.execute(f'create database "{name}"')
-    engine = make_engine(url.set(database=name).render_as_string(hide_password=False))
-    try:
-        migrate(engine)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(SOURCE_DDL)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.cursor() as cur:
-            cur.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
+def wh(module_warehouse) -> Engine:
+    with module_warehouse.engine.begin() as conn:
+        conn.exec_driver_sql(SOURCE_DDL)
+    return module_warehouse.engine
 
 
 @pytest.fixture()

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from martech import clv, pipeline
+from martech import pipeline
+from martech.models import clv
 from martech.simulate import generate_sources
 
 pytestmark = pytest.mark.integration

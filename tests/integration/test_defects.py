@@ -1,8 +1,8 @@
 """Staging against the simulator's ground truth: every planted defect found, no clean row flagged,
 every raw row accounted for, and a lost row caught.
 
-The simulator plants each kind of ``martech.defects`` at a 3 % rate and labels the rows in
-``sim_truth.defects``; staging never reads the labels. ``martech.defect_eval`` matches what staging
+The simulator plants each kind of ``martech.simulate.defects`` at a 3 % rate and labels the rows in
+``sim_truth.defects``; staging never reads the labels. ``martech.devtools.defect_eval`` matches what staging
 recorded (raw.quarantine, staging.corrections, staging.merged_rows) to the labels by table, row and kind.
 """
 
@@ -13,9 +13,11 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from martech import accounting, defect_eval, pipeline
-from martech.defects import KINDS
-from martech.ingest import cutoff_for
+from martech import pipeline
+from martech.devtools import defect_eval
+from martech.ingest.landing import cutoff_for
+from martech.simulate.defects import KINDS
+from martech.staging import accounting
 
 pytestmark = pytest.mark.integration
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from martech.campaigns import coupons as coupons_module
 from martech.campaigns.audience import AudienceSqlError, assign_arm, build_snapshot, minimum_detectable_effect
@@ -27,7 +26,6 @@ from martech.campaigns.eligibility import EMAIL_PATTERN, REASONS, email_problem
 from martech.campaigns.spec import CampaignSpec, CampaignSpecError, load_campaign, load_campaigns, load_settings
 from martech.campaigns.suppressions import Suppression, add_suppressions
 from martech.campaigns.transports import OutboxTransport
-from martech.db import make_engine, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -48,26 +46,10 @@ RESET = ("staging.contacts", "campaigns.send_ledger", "campaigns.suppressions", 
 
 
 @pytest.fixture(scope="module")
-def warehouse(warehouse_url: str) -> Iterator[Engine]:
-    url = make_url(warehouse_url)
-    name = f"{url.database}_eligibility"
-    admin = psycopg2.connect(url.set(drivername="postgresql", database="postgres")
-                             .render_as_string(hide_password=False))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'drop database if exists "{name}"')
-        cur.execute(f'create database "{name}"')
-    eng = make_engine(url.set(database=name).render_as_string(hide_password=False))
-    try:
-        migrate(eng)
-        with eng.begin() as conn:
-            conn.exec_driver_sql(CONTACTS_DDL)
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.cursor() as cur:
-            cur.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
+def warehouse(module_warehouse) -> Engine:
+    with module_warehouse.engine.begin() as conn:
+        conn.exec_driver_sql(CONTACTS_DDL)
+    return module_warehouse.engine
 
 
 @pytest.fixture()

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from martech import files, pipeline
+from martech import pipeline
+from martech.ingest import files
 from martech.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -89,7 +90,7 @@ def test_an_object_storage_path_brings_its_own_file_system(clean_warehouse, tmp_
 
 
 def test_sources_file_decides_what_feeds_raw(tmp_path, monkeypatch):
-    from martech.sources import SourcesError, load_sources, of_kind
+    from martech.ingest.sources import SourcesError, load_sources, of_kind
 
     monkeypatch.setenv("MY_EXPORTS", "s3://bucket/exports")
     good = tmp_path / "sources.yml"

@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from martech.connectors import _http, _land, hubspot
-from martech.ingest import cutoff_for
+from martech.ingest.connectors import _http, _land, hubspot
+from martech.ingest.landing import cutoff_for
 from martech.testing.fake_hubspot import FakeHubSpot, iso
 
 pytestmark = pytest.mark.integration
@@ -263,8 +263,7 @@ def test_two_pulls_of_one_stream_cannot_both_land_a_page(engine, src):
 
 
 def test_the_raw_gate_checks_a_hubspot_landing(engine, hub, src):
-    from martech import quality
-
+    from martech.quality import raw as quality
     _seed(hub, "contacts", 120)
     _pull(engine, hub, src, objects=["contacts"])
     with engine.connect() as conn:
@@ -279,8 +278,9 @@ def test_the_raw_gate_checks_a_hubspot_landing(engine, hub, src):
 
 def test_hubspot_contacts_join_the_crm_in_staging(clean_warehouse, warehouse_url, hub, src):
     """HubSpot feeds staging.contacts beside the CRM export: one contact per address, opt-outs honoured."""
-    from martech import accounting, pipeline
+    from martech import pipeline
     from martech.db import copy_rows
+    from martech.staging import accounting
 
     eng = clean_warehouse
     crm_ts = "2026-02-01T10:00:00+00:00"

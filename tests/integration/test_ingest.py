@@ -8,8 +8,9 @@ import functools
 import pytest
 import sqlalchemy as sa
 
-from martech import ingest
 from martech.db import copy_rows
+from martech.ingest import batches
+from martech.ingest import landing as ingest
 
 pytestmark = pytest.mark.integration
 
@@ -101,15 +102,15 @@ def test_crash_mid_copy_lands_nothing_and_rerun_loads_once(engine, scratch_schem
 def test_crash_after_copy_before_commit_lands_nothing(engine, scratch_schema, monkeypatch):
     _make_source(engine, scratch_schema, 30)
     src = f"crash2_{scratch_schema}"
-    real_record = ingest._record_batch
+    real_record = batches.record_batch
 
     def crash(*args, **kwargs):
         raise ConnectionError("worker killed after COPY")
 
-    monkeypatch.setattr(ingest, "_record_batch", crash)
+    monkeypatch.setattr(batches, "record_batch", crash)
     with pytest.raises(ConnectionError):
         _pull(engine, scratch_schema, D1, src, method="copy")
-    monkeypatch.setattr(ingest, "_record_batch", real_record)
+    monkeypatch.setattr(batches, "record_batch", real_record)
     assert _raw_count(engine, f"{src}.%") == 0
     assert _pull(engine, scratch_schema, D1, src, method="copy").rows_loaded == 30
     assert _raw_count(engine, f"{src}.%") == 30

@@ -15,7 +15,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from martech import ingest
+from martech.ingest import landing as ingest
 
 pytestmark = pytest.mark.integration
 

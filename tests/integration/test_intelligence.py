@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from martech import pipeline, recommend
+from martech import pipeline
+from martech.models import recommend
 
 pytestmark = pytest.mark.integration
 AS_OF = dt.date(2026, 6, 1)

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sklearn.metrics import roc_auc_score
 
-from martech import leads
+from martech.models import leads
 
 pytestmark = pytest.mark.integration
 AS_OF = dt.date(2026, 6, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
@@ -9,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from martech.db import copy_rows, run_model
+from martech.kpis.build import KpiSettings
 
 pytestmark = pytest.mark.integration
 
@@ -109,6 +111,12 @@ def test_customer_360_joins_contacts_orders_and_suppressions(shop):
     assert rows["C4"] == (0, Decimal("0"), True, None)             # a lead without orders
 
 
+def _campaign_daily(eng) -> None:
+    params = {"run_date": RUN, **dataclasses.asdict(KpiSettings())}
+    for model in ("campaigns.member_outcomes", "kpis.campaign_daily"):
+        run_model(eng, model, params)
+
+
 def test_campaign_daily_counts_arms_within_the_window(shop):
     eng, _ = shop
     send = dt.date(2026, 3, 1)
@@ -133,7 +141,7 @@ def test_campaign_daily_counts_arms_within_the_window(shop):
             "insert into staging.email_events (event_id, event, event_ts, send_id) values"
             " ('e1', 'delivered', '2026-03-01T09:00:00Z', 's1'), ('e2', 'open', '2026-03-01T10:00:00Z', 's1'),"
             " ('e3', 'open', '2026-03-01T11:00:00Z', 's1'), ('e4', 'delivered', '2026-03-01T09:00:00Z', 's2')"))
-    run_model(eng, "kpis.campaign_daily", {"run_date": RUN})
+    _campaign_daily(eng)
     rows = {r[0]: r[1:] for r in _q(
         eng, "select arm, members, sent, delivered, opened, converted, revenue, window_complete"
              " from kpis.campaign_daily where campaign_id = 'promo'")}
@@ -145,18 +153,18 @@ def test_campaign_daily_counts_arms_within_the_window(shop):
 def test_tables_and_columns_carry_comments(shop):
     eng, _ = shop
     run_model(eng, "staging.email_events", {"run_date": RUN, "run_ts": RUN_TS})
-    run_model(eng, "kpis.campaign_daily", {"run_date": RUN})
+    _campaign_daily(eng)
     with eng.connect() as conn:
         table = conn.execute(sa.text("select obj_description('kpis.campaign_daily'::regclass)")).scalar_one()
         column = conn.execute(sa.text(
             "select col_description('kpis.campaign_daily'::regclass, attnum) from pg_attribute"
             " where attrelid = 'kpis.campaign_daily'::regclass and attname = 'window_complete'")).scalar_one()
-    assert table.startswith("Grain: one row per campaign, send day and arm")
+    assert table.startswith("Grain: one row per campaign, step, variant, arm (treatment / holdout) and send day")
     assert column == "True once the whole window lies before the as-of date"
 
 
 def test_lifecycle_stages_follow_the_documented_rules(clean_warehouse):
-    from martech.lifecycle import build_lifecycle
+    from martech.models.lifecycle import build_lifecycle
 
     eng = clean_warehouse
     as_of = dt.date(2026, 1, 1)
@@ -199,8 +207,7 @@ def test_lifecycle_stages_follow_the_documented_rules(clean_warehouse):
 def test_segment_migration_counts_moves_between_snapshots(clean_warehouse):
     import pandas as pd
 
-    from martech import rfm
-
+    from martech.models import rfm
     eng = clean_warehouse
     day = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
     early = pd.DataFrame({"customer_id": [1, 2, 2, 3], "net_amount": [10.0, 50.0, 60.0, 5.0],

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from martech.db import copy_rows, migrate
 from martech.paths import data_docs_dir, home
-from martech.quality import (
+from martech.quality.raw import (
     DATE_RE,
     EMAIL_RE,
     INTEGER_RE,
@@ -359,7 +359,7 @@ def test_a_source_that_changed_its_columns_stops_the_chain(engine, scratch_schem
         check(report)
     message = str(info.value)
     assert f"{table} [expect_table_columns_to_match_set]: columns missing: total_amount" in message
-    assert "fix: the raw table's columns differ from the contract in martech.ingest" in message
+    assert "fix: the raw table's columns differ from the contract in martech.ingest.landing" in message
 
 
 def test_stale_batches_and_a_short_full_export_are_warnings(engine, raw, run_id):

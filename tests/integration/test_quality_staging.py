@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from martech.db import run_model
-from martech.quality import DataQualityError
-from martech.quality_staging import validate_staging
+from martech.quality.raw import DataQualityError
+from martech.quality.staging import validate_staging
 
 pytestmark = pytest.mark.integration
 RUN = dt.date(2026, 4, 1)

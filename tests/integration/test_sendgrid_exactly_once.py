@@ -31,17 +31,16 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-import psycopg2
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from martech.campaigns.dispatch import DispatchIncompleteError, DispatchInProgressError, dispatch, make_send_id
 from martech.campaigns.faults import ENV as KILL_ENV
 from martech.campaigns.faults import POINTS
 from martech.campaigns.sendgrid_transport import SendGridTransport
 from martech.campaigns.spec import CampaignSpec, load_campaign
-from martech.db import make_engine, migrate, run_model
+from martech.db import make_engine, run_model
 
 pytestmark = pytest.mark.integration
 
@@ -116,25 +115,8 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeServer]:
 
 
 @pytest.fixture(scope="module")
-def wh(warehouse_url: str) -> Iterator[tuple[Engine, str]]:
-    url = make_url(warehouse_url)
-    name = f"{url.database}_sendgrid"
-    admin = psycopg2.connect(url.set(drivername="postgresql", database="postgres")
-                             .render_as_string(hide_password=False))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'drop database if exists "{name}"')
-        cur.execute(f'create database "{name}"')
-    db_url = url.set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(db_url)
-    try:
-        migrate(engine)
-        yield engine, db_url
-    finally:
-        engine.dispose()
-        with admin.cursor() as cur:
-            cur.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
+def wh(module_warehouse) -> tuple[Engine, str]:
+    return module_warehouse.engine, module_warehouse.url
 
 
 def _spec(folder: Any, cid: str, window: str = "") -> CampaignSpec:

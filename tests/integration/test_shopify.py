@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from martech.connectors import _http, _land, shopify
-from martech.ingest import cutoff_for
+from martech.ingest.connectors import _http, _land, shopify
+from martech.ingest.landing import cutoff_for
 from martech.testing.fake_hubspot import FakeHubSpot
 from martech.testing.fake_shopify import FakeShopify
 
@@ -268,7 +268,7 @@ def _sources(tmp_path, text: str):
 
 
 def test_disabled_sources_pull_nothing_and_say_so(engine, warehouse_url, tmp_path, caplog):
-    from martech.connectors import run
+    from martech.ingest.connectors import run
 
     path = _sources(tmp_path, "  hubspot: {kind: hubspot, enabled: false}\n"
                               "  shopify: {kind: shopify, enabled: false}\n")
@@ -281,7 +281,7 @@ def test_disabled_sources_pull_nothing_and_say_so(engine, warehouse_url, tmp_pat
 
 
 def test_enabled_sources_resolve_their_connection_and_land(engine, warehouse_url, tmp_path):
-    from martech.connectors import run
+    from martech.ingest.connectors import run
 
     with FakeHubSpot(token="hs-secret") as hub, FakeShopify(token="shpat_secret") as shop:
         for i in range(3):

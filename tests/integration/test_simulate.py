@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from martech.ingest import CRM_CONTACT_COLUMNS, CRM_OPTIONAL_COLUMNS
+from martech.ingest.landing import CRM_CONTACT_COLUMNS, CRM_OPTIONAL_COLUMNS
 from martech.simulate import generate_sources, play_responses
 from martech.simulate.purchases import History, sample_behaviour
 
@@ -170,8 +170,8 @@ def test_carts_are_bought_or_abandoned_consistently(clean_warehouse, tmp_path):
 
 
 def test_web_sessions_and_product_views_are_ingested_and_staged(clean_warehouse, tmp_path):
-    from martech import ingest
     from martech.db import run_model
+    from martech.ingest import landing as ingest
 
     eng = clean_warehouse
     summary = generate_sources(eng, tmp_path, as_of=AS_OF, customers=600, seed=8)
@@ -209,8 +209,8 @@ def _defect_digest(engine) -> str:
 
 
 def test_dirty_sources_label_every_defect_kind_on_real_rows_and_still_ingest(clean_warehouse, tmp_path):
-    from martech import ingest
-    from martech.defects import KINDS
+    from martech.ingest import landing as ingest
+    from martech.simulate.defects import KINDS
 
     eng = clean_warehouse
     s1 = generate_sources(eng, tmp_path / "a", as_of=AS_OF, customers=800, seed=13, defect_rate=0.03)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from martech import clv
+from martech.models import clv
 
 CALIBRATION_END = dt.datetime(1997, 9, 30, 23, 59)  # end of week 39
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from martech.sources import SourcesError, load_sources
+from martech.ingest.sources import SourcesError, load_sources
 
 
 def _load(tmp_path, body: str):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from martech.connectors import _http, hubspot, shopify
+from martech.ingest.connectors import _http, hubspot, shopify
 
 
 @pytest.mark.parametrize(("header", "expected"), [("2", 2.0), ("2.0", 2.0), ("0.5", 0.5), ("-3", 0.0),

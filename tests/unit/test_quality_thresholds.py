@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from martech.quality import (
+from martech.quality.raw import (
     MAX_BAD_ROW_SHARE,
     ExpectationResult,
     ExpectationSpec,
@@ -18,7 +18,7 @@ from martech.quality import (
     with_history,
     with_threshold,
 )
-from martech.quality import _suite_name as suite_name
+from martech.quality.raw import _suite_name as suite_name
 
 
 @pytest.mark.parametrize(("value", "share"), [

@@ -7,7 +7,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from martech import recommend
+from martech.models import recommend
 
 
 def lines(baskets: dict[int, list[int]]) -> pd.DataFrame:

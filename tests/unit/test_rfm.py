@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from martech import paths
-from martech.rfm import _GRID, OUTPUT_COLUMNS, SEGMENTS, quintile_scores, score_rfm, segment_for
+from martech.models.rfm import _GRID, OUTPUT_COLUMNS, SEGMENTS, quintile_scores, score_rfm, segment_for
 
 AS_OF = dt.date(2026, 4, 1)
 UTC = dt.timezone.utc
@@ -246,12 +246,12 @@ def test_missing_columns_are_named():
 # -- writing -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.integration
+@pytest.mark.db
 def test_write_rfm_replaces_one_as_of_date(engine):
     import sqlalchemy as sa
 
     from martech.db import migrate
-    from martech.rfm import write_rfm
+    from martech.models.rfm import write_rfm
 
     migrate(engine)
     day, other = dt.date(1999, 1, 1), dt.date(1999, 1, 2)

@@ -1,4 +1,4 @@
-"""The DuckDB version of RFM used by the benchmark computes exactly what martech.rfm computes."""
+"""The DuckDB version of RFM used by the benchmark computes exactly what martech.models.rfm computes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import warnings
 
 import pandas as pd
 
-from martech.bench import rfm_duckdb, synthetic_orders
-from martech.rfm import score_rfm
+from martech.devtools.bench import rfm_duckdb, synthetic_orders
+from martech.models.rfm import score_rfm
 
 
 def test_duckdb_rfm_matches_pandas_including_ties_and_the_as_of_cut() -> None:

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from martech.defects import BY_CODE, KINDS
 from martech.simulate._common import rng_for
+from martech.simulate.defects import BY_CODE, KINDS
 from martech.simulate.dirty import LABEL_COLUMNS, _mojibake, amount_text, plant_defects
 from martech.simulate.sources import build_world, crm_csv_bytes, crm_frame
 

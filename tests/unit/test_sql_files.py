@@ -40,3 +40,24 @@ def test_every_table_is_documented_in_the_data_model():
     doc = (SQL_DIR.parent.parent / "docs" / "data-model.md").read_text(encoding="utf-8")
     missing = [f"{p.parent.name}.{p.stem}" for p in FILES if f"`{p.parent.name}.{p.stem}`" not in doc]
     assert missing == []
+
+
+FUNCTION_FILES = sorted(SQL_DIR.glob("*/functions/*.sql"))
+
+
+@pytest.mark.parametrize("path", FUNCTION_FILES, ids=lambda p: f"{p.parent.parent.name}.{p.stem}")
+def test_functions_files_hold_functions_of_their_schema_only(path: Path):
+    sf = SqlFile(path)
+    assert sf.materialized == "functions"
+    assert sf.schema == path.parent.parent.name
+    stmts = sf.statements()
+    assert stmts, "no statements"
+    for stmt in stmts:
+        body = "\n".join(line for line in stmt.splitlines() if not line.startswith("--")).strip().lower()
+        assert body.startswith(f"create or replace function {sf.schema}."), stmt[:80]
+
+
+def test_staging_parsers_live_outside_the_table_files():
+    assert [p.relative_to(SQL_DIR).as_posix() for p in FUNCTION_FILES] == ["staging/functions/accounting.sql",
+                                                                          "staging/functions/parsers.sql"]
+    assert not any("create or replace function" in p.read_text(encoding="utf-8").lower() for p in FILES)

@@ -1,3 +1,4 @@
+-- grain: one row per contact (the customer's most recently abandoned cart, as of the run's hour)
 -- Audience of the hourly abandoned-cart series: one row per contact, for the customer's most recently
 -- abandoned cart, as the shop's data stood at the run's instant %(run_ts)s.
 -- Cart and order state is read from raw (the latest version of each row updated before the run's

@@ -1,3 +1,4 @@
+-- grain: one row per contact whose birthday is the run date
 -- Audience: contacts whose birthday (month and day) is the run date.
 -- People born on 29 February are greeted on 28 February in years without a 29 February
 -- (the run date is 28 Feb and the day after it is 1 Mar).

@@ -1,3 +1,4 @@
+-- grain: one row per open lead (contact) scored A, B or C for the run date
 -- Audience: open leads scored for the run date in tiers A, B and C (marts.lead_scores).
 -- Consent, suppressions and missing emails are filtered by build_snapshot around this query.
 -- Personalization: tier, score (rounded), lead_source, first_order_code (tiers A and B only).

@@ -1,3 +1,4 @@
+-- grain: one row per contact (the customer's latest completed order placed ten days before the run date)
 -- Audience: customers with a completed order placed ten days before the run date (UTC date); when a
 -- customer has several such orders, the latest. Personalization: order_id, products (jsonb array of up
 -- to three products of that order: product_id, name, price, image_url).
@@ -34,8 +35,9 @@ products as (
         l.customer_id,
         l.order_id,
         jsonb_agg(
-            jsonb_build_object('product_id', l.product_id, 'name', l.name, 'price', l.price,
-                               'image_url', l.image_url)
+            jsonb_build_object(
+                'product_id', l.product_id, 'name', l.name, 'price', l.price, 'image_url', l.image_url
+            )
             order by l.n
         ) as products
     from lines as l

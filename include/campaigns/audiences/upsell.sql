@@ -1,3 +1,4 @@
+-- grain: one row per contact (a customer whose last completed order was 14 to 21 days before the run date)
 -- Audience: cross-sell to customers whose last completed order was 14 to 21 days before the run date
 -- (UTC dates), one row per contact.
 -- Offer, in order of preference (offer_source says which one a member got):

@@ -1,3 +1,4 @@
+-- grain: one row per contact (a customer in Champions in the latest RFM snapshot)
 -- Audience: customers whose latest RFM snapshot on or before the run date puts them in Champions.
 -- Consent, suppressions and missing emails are filtered by build_snapshot around this query.
 -- Personalization: orders (count), favourite_category (most units bought), member_since (first order date).

@@ -1,3 +1,4 @@
+-- grain: one row per contact (a shop customer who signed up in the nine days before the run date)
 -- Audience: shop customers who signed up in the nine days before the run date, with their signup time
 -- as trigger_at; build_snapshot keeps, per step, those whose signup day is delay_days + 1 days back.
 -- Consent, suppressions and missing emails are filtered by build_snapshot around this query.

@@ -1,3 +1,4 @@
+-- grain: one row per contact (a lapsed valuable customer)
 -- Audience: lapsed valuable customers (winback).
 -- One row per contact. RFM segment 'At Risk', 'Can''t Lose Them' or 'Hibernating' in the customer's
 -- latest marts.customer_rfm row as of the run date, with monetary above the median of all customers;

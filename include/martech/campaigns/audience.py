@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from martech.campaigns import eligibility
 from martech.campaigns.eligibility import CONSENTED_STATUSES, Candidate
 from martech.campaigns.render import RESERVED_NAMES
+from martech.campaigns.run_ids import as_run_date, make_send_id, run_hour, run_id_for, run_instant, step_run_id
 from martech.campaigns.spec import CampaignSettings, CampaignSpec, Variant, load_settings
 from martech.campaigns.sunset import apply_sunset
 from martech.campaigns.window import apply_send_window
@@ -185,15 +186,6 @@ class SnapshotSummary:
         }
 
 
-def as_run_date(value: date | str) -> date:
-    """A run date from a ``date`` or an ISO ``YYYY-MM-DD`` string (Airflow's ``ds``)."""
-    if isinstance(value, datetime):
-        raise TypeError(f"run_date must be a date, not a datetime ({value!r}); pass value.date()")
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(value)
-
-
 def eligible_audience_sql(audience_sql: str) -> str:
     """The audience query filtered by the contact rules alone (consent, a non-empty email, not suppressed).
 
@@ -344,39 +336,6 @@ def _power_check(spec: CampaignSpec, treatment: int, holdout: int) -> tuple[floa
     return mde, warn
 
 
-def run_hour(value: datetime) -> datetime:
-    """The hour a micro-batch run stands for: ``value`` truncated to the hour, in UTC."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"an hourly run needs a timezone-aware instant, got {value!r}")
-    return value.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-
-
-def run_instant(run: date | str | datetime) -> datetime:
-    """The instant a run sees data up to: the hour for an instant, the start (UTC) of a date."""
-    if isinstance(run, datetime):
-        return run_hour(run)
-    if isinstance(run, str) and "T" in run:
-        return run_hour(datetime.fromisoformat(run))
-    return datetime.combine(as_run_date(run), time(0), tzinfo=timezone.utc)
-
-
-def step_run_id(run_date: date | str | datetime, step: int = 1) -> str:
-    """The run id of one step of a run: the ISO date (daily) or ``<date>T<HH>`` (an instant: hourly), with
-    ``.step<n>`` appended after the first step."""
-    base = (run_hour(run_date).strftime("%Y-%m-%dT%H") if isinstance(run_date, datetime)
-            else as_run_date(run_date).isoformat())
-    return base if step == 1 else f"{base}.step{step}"
-
-
-def run_id_for(spec: CampaignSpec, run: date | str | datetime, step: int = 1) -> str:
-    """The run id of ``spec``'s run: hourly series get one per hour (a date means its 00:00 run)."""
-    if spec.hourly:
-        return step_run_id(run_instant(run), step)
-    if isinstance(run, datetime):
-        raise TypeError(f"campaign {spec.id!r} runs daily: pass its run date, not an instant ({run!r})")
-    return step_run_id(run, step)
-
-
 def _trigger_instant(c: Candidate) -> datetime | None:
     trigger = c.row.get("trigger_at")
     if trigger is None:
@@ -469,7 +428,6 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str | da
     ``<date>T<HH>[.step<n>]``, and each step is decided once per series key across all runs.
     """
     from martech.campaigns import coupons
-    from martech.campaigns.dispatch import make_send_id
 
     if spec.hourly:
         run_at = run_instant(run_date)

@@ -28,7 +28,6 @@ treatment arm, after planning are marked ``skipped`` with the reason in ``error`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -41,9 +40,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from martech.campaigns.audience import run_id_for
 from martech.campaigns.faults import checkpoint
 from martech.campaigns.render import Recipient, Renderer, RenderError
+from martech.campaigns.run_ids import make_send_id, run_id_for
 from martech.campaigns.spec import CampaignSpec
 from martech.campaigns.transports import DEFAULT_SENDER, OutboundMessage, SendResult, Transport, build_email
 from martech.campaigns.window import scheduled_for
@@ -103,14 +102,6 @@ class DispatchSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def make_send_id(campaign_id: str, run_id: str, step: int, contact_id: str) -> str:
-    """First 32 hex digits of sha256(``campaign_id|run_id|step|contact_id``).
-
-    The plan step computes the same value in SQL; a test keeps the two in step.
-    """
-    return hashlib.sha256(f"{campaign_id}|{run_id}|{step}|{contact_id}".encode()).hexdigest()[:32]
 
 
 _SEND_ID_SQL = (

@@ -104,16 +104,16 @@ def refresh_shop(url: str, run_at: dt.datetime, *, shop_url: str | None = None,
     A rerun of the hour loads nothing (its batches are complete); a later hour starts from the watermark,
     so a missed hour's rows arrive with the next pull.
     """
-    from martech.ingest import ingest_shop
-    from martech.pipeline import prepare_warehouse
-    from martech.sources import of_kind
+    from martech.db import migrate
+    from martech.ingest.landing import ingest_shop
+    from martech.ingest.sources import of_kind
 
     hour = _hour(run_at)
     tag = batch_tag(hour)
-    prepare_warehouse(url)
     eng = _engine(url)
     results = []
     try:
+        migrate(eng)
         for _name, source in of_kind("sql"):
             wanted = [t for t in tables if not source.tables or t in source.tables]
             if not wanted:
@@ -166,7 +166,7 @@ def peer_run_ids(run_id: str, days: int = PEER_DAYS) -> list[str]:
 def validate_audience(url: str, campaign_id: str, run_at: dt.datetime) -> dict[str, Any]:
     """The pre-send gate on each step's snapshot; raises DataQualityError and so blocks the send."""
     from martech.campaigns.audience import run_id_for
-    from martech.campaigns.gate import check_snapshot
+    from martech.quality.audience import check_snapshot
 
     spec = _spec(campaign_id)
     hour = _hour(run_at)
@@ -208,7 +208,7 @@ def dispatch_campaign(url: str, campaign_id: str, run_at: dt.datetime, now: dt.d
 
     from martech.campaigns.dispatch import dispatch, write_previews
     from martech.campaigns.dispatch import dry_run as _dry_run
-    from martech.pipeline import make_transport
+    from martech.campaigns.transport_factory import make_transport
 
     spec = _spec(campaign_id)
     hour = _hour(run_at)

@@ -23,6 +23,7 @@ gets the RFC 8058 one-click headers: ``List-Unsubscribe: <https://...>, <mailto:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ SHOP_URL = "https://shop.example"
 # The one-click endpoint: takes GET (a page with a button) and POST "List-Unsubscribe=One-Click"
 # (RFC 8058), verifies the token and adds the address to campaigns.suppressions.
 UNSUBSCRIBE_URL = "https://shop.example/unsubscribe"
+UNSUBSCRIBE_URL_ENV = "MARTECH_UNSUBSCRIBE_URL"
 # Mailbox for clients that only offer the mailto: variant; the token travels in the subject.
 UNSUBSCRIBE_MAILTO = "unsubscribe@shop.example"
 
@@ -185,7 +187,7 @@ class Renderer:
     """Compiles each (campaign, variant) once; renders per recipient. Not shared across threads."""
 
     def __init__(self, templates_dir: Path | None = None, *, shop_url: str = SHOP_URL,
-                 unsubscribe_secret: str | bytes | None = None, unsubscribe_base: str = UNSUBSCRIBE_URL,
+                 unsubscribe_secret: str | bytes | None = None, unsubscribe_base: str | None = None,
                  unsubscribe_address: str | None = UNSUBSCRIBE_MAILTO) -> None:
         self._templates_dir = templates_dir
         self._envs: dict[Path, jinja2.Environment] = {}
@@ -193,7 +195,8 @@ class Renderer:
         self.shop_url = shop_url
         self.compilations = 0
         self._unsubscribe_secret = unsubscribe_secret
-        self.unsubscribe_base = unsubscribe_base
+        # The one-click endpoint of `martech webhook` (its /unsubscribe), where it is deployed.
+        self.unsubscribe_base = unsubscribe_base or os.environ.get(UNSUBSCRIBE_URL_ENV) or UNSUBSCRIBE_URL
         self.unsubscribe_address = unsubscribe_address
 
     @property

@@ -4,7 +4,8 @@ DAG files call :func:`load_campaigns` while Airflow parses them (one DAG per fil
 imports only pydantic and yaml: no pandas, no SQLAlchemy, no Jinja, no database.
 
 Every problem is reported as ``<file>: <field> <what is wrong>, got <value>`` so the person who edits
-the YAML knows where to look and what to change.
+the YAML knows where to look and what to change. Numeric ranges are pydantic field constraints
+(``Field(ge=..., le=...)``); the field's ``description`` is the sentence a range error shows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args
 
 import yaml
 from pydantic import (
@@ -27,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 from martech.paths import CAMPAIGNS_DIR, PROJECT_ROOT, TEMPLATES_DIR
 
@@ -102,6 +104,12 @@ _EXAMPLES = {
 
 YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+# Errors of Field(gt=, ge=, lt=, le=) constraints: reported with the field's description.
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+
+# A window in days (conversion window, frequency cap window).
+WindowDays = Annotated[int, Field(ge=1, le=90, description="must be between 1 and 90 days")]
+
 
 class CampaignSpecError(ValueError):
     """A campaign definition that cannot be used; ``errors`` holds one actionable line per problem."""
@@ -167,7 +175,7 @@ class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     id: str
-    weight: float
+    weight: float = Field(gt=0, description="must be greater than 0 (weights are relative shares)")
     subject: str
 
     @field_validator("id")
@@ -177,13 +185,6 @@ class Variant(BaseModel):
             raise ValueError(
                 f"must be a short slug of lower-case letters, digits, '-' or '_' (e.g. 'a'), got {v!r}"
             )
-        return v
-
-    @field_validator("weight")
-    @classmethod
-    def _weight_positive(cls, v: float) -> float:
-        if not v > 0:
-            raise ValueError(f"must be greater than 0 (weights are relative shares), got {v}")
         return v
 
     @field_validator("subject")
@@ -205,24 +206,10 @@ class CouponSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    discount_percent: int
-    validity_days: int = 14
+    discount_percent: int = Field(ge=1, le=100, description="must be a whole percentage between 1 and 100")
+    validity_days: int = Field(default=14, ge=1, le=365, description="must be between 1 and 365 days")
     prefix: str
     discount_attribute: str | None = None
-
-    @field_validator("discount_percent")
-    @classmethod
-    def _percent_range(cls, v: int) -> int:
-        if not 1 <= v <= 100:
-            raise ValueError(f"must be a whole percentage between 1 and 100, got {v}")
-        return v
-
-    @field_validator("validity_days")
-    @classmethod
-    def _validity_range(cls, v: int) -> int:
-        if not 1 <= v <= 365:
-            raise ValueError(f"must be between 1 and 365 days, got {v}")
-        return v
 
     @field_validator("prefix")
     @classmethod
@@ -251,24 +238,12 @@ class Step(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    delay_days: int | None = None
-    delay_hours: int | None = None
+    delay_days: int | None = Field(default=None, ge=0, le=365,
+                                   description="must be between 0 and 365 days after the trigger")
+    delay_hours: int | None = Field(default=None, ge=0, le=24 * 30,
+                                    description="must be between 0 and 720 hours (30 days) after the trigger")
     template: str | None = None  # defaults to the campaign's template
     subject: str | None = None  # replaces every variant's subject for this step
-
-    @field_validator("delay_days")
-    @classmethod
-    def _delay_range(cls, v: int | None) -> int | None:
-        if v is not None and not 0 <= v <= 365:
-            raise ValueError(f"must be between 0 and 365 days after the trigger, got {v}")
-        return v
-
-    @field_validator("delay_hours")
-    @classmethod
-    def _delay_hours_range(cls, v: int | None) -> int | None:
-        if v is not None and not 0 <= v <= 24 * 30:
-            raise ValueError(f"must be between 0 and 720 hours (30 days) after the trigger, got {v}")
-        return v
 
     @model_validator(mode="after")
     def _one_delay(self) -> Step:
@@ -343,27 +318,34 @@ class CampaignSpec(BaseModel):
     schedule: str
     audience_sql: str
     template: str
-    holdout_share: float
+    holdout_share: float = Field(ge=0, le=MAX_HOLDOUT_SHARE,
+                                 description=f"must be between 0 and {MAX_HOLDOUT_SHARE}")
     variants: tuple[Variant, ...]
     salt: str
-    conversion_window_days: int = 7
+    conversion_window_days: WindowDays = 7
     tags: tuple[str, ...] = ()
     # Eligibility: lower number = higher priority when the frequency cap arbitrates between campaigns.
-    priority: int = DEFAULT_PRIORITY
+    priority: int = Field(default=DEFAULT_PRIORITY, ge=0, le=1000,
+                          description="must be between 0 and 1000 (lower number = higher priority)")
     # Days after a send (or a holdout membership) of this campaign during which the contact is not
     # eligible for it again; 0 = no cooldown.
-    cooldown_days: int = 0
+    cooldown_days: int = Field(default=0, ge=0, le=365, description="must be between 0 (no cooldown) and 365 days")
     # Power check: expected conversion rate without the message, and the smallest absolute uplift the
     # holdout comparison should be able to detect (alpha 0.05, power 0.8).
-    baseline_conversion: float = DEFAULT_BASELINE_CONVERSION
-    min_detectable_effect: float | None = None
+    baseline_conversion: float = Field(default=DEFAULT_BASELINE_CONVERSION, gt=0, lt=1,
+                                       description="must be a rate between 0 and 1 (e.g. 0.05 for 5%)")
+    min_detectable_effect: float | None = Field(
+        default=None, gt=0, lt=1,
+        description="must be an absolute uplift in conversion rate between 0 and 1 (e.g. 0.01 for one percentage "
+                    "point)")
     coupon: CouponSpec | None = None
     # Quiet hours: when set, each member's send_at / send_before hold the window on the run date in the
     # contact's time zone (staging.contacts.timezone, UTC when unknown).
     send_window: SendWindow | None = None
     # Sunset: after this many sends of the campaign without an open, click or order, the contact is
     # suppressed (reason sunset); None = never.
-    sunset_after: int | None = None
+    sunset_after: int | None = Field(default=None, ge=2, le=50,
+                                     description="must be between 2 and 50 unanswered sends (or left out)")
     # A series (welcome, abandoned cart, ...): one message per step, in order; empty = a single message.
     steps: tuple[Step, ...] = ()
     # Hourly series: the audience column naming one pass through the series (a cart); each step is
@@ -371,7 +353,8 @@ class CampaignSpec(BaseModel):
     series_key: str | None = Field(default=None, validate_default=True)
     # Hourly series: how many hourly runs after a step falls due may still send it (a missed hour is
     # caught up by the next run); beyond that the step is dropped as stale.
-    catch_up_hours: int = DEFAULT_CATCH_UP_HOURS
+    catch_up_hours: int = Field(default=DEFAULT_CATCH_UP_HOURS, ge=1, le=48,
+                                description="must be between 1 (only the hour a step is due) and 48 hours")
 
     _source_path: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default=CAMPAIGNS_DIR)
@@ -487,27 +470,6 @@ class CampaignSpec(BaseModel):
                              f"got {v!r}")
         return v
 
-    @field_validator("catch_up_hours")
-    @classmethod
-    def _catch_up_range(cls, v: int) -> int:
-        if not 1 <= v <= 48:
-            raise ValueError(f"must be between 1 (only the hour a step is due) and 48 hours, got {v}")
-        return v
-
-    @field_validator("sunset_after")
-    @classmethod
-    def _sunset_range(cls, v: int | None) -> int | None:
-        if v is not None and not 2 <= v <= 50:
-            raise ValueError(f"must be between 2 and 50 unanswered sends (or left out), got {v}")
-        return v
-
-    @field_validator("holdout_share")
-    @classmethod
-    def _holdout_range(cls, v: float) -> float:
-        if not 0 <= v <= MAX_HOLDOUT_SHARE:
-            raise ValueError(f"must be between 0 and {MAX_HOLDOUT_SHARE}, got {v}")
-        return float(v)
-
     @field_validator("variants")
     @classmethod
     def _variants_unique(cls, v: tuple[Variant, ...]) -> tuple[Variant, ...]:
@@ -518,42 +480,6 @@ class CampaignSpec(BaseModel):
         if duplicates:
             raise ValueError(f"must have unique ids; rename the repeated {', '.join(duplicates)}, got {ids}")
         return v
-
-    @field_validator("conversion_window_days")
-    @classmethod
-    def _window_range(cls, v: int) -> int:
-        if not 1 <= v <= 90:
-            raise ValueError(f"must be between 1 and 90 days, got {v}")
-        return v
-
-    @field_validator("priority")
-    @classmethod
-    def _priority_range(cls, v: int) -> int:
-        if not 0 <= v <= 1000:
-            raise ValueError(f"must be between 0 and 1000 (lower number = higher priority), got {v}")
-        return v
-
-    @field_validator("cooldown_days")
-    @classmethod
-    def _cooldown_range(cls, v: int) -> int:
-        if not 0 <= v <= 365:
-            raise ValueError(f"must be between 0 (no cooldown) and 365 days, got {v}")
-        return v
-
-    @field_validator("baseline_conversion")
-    @classmethod
-    def _baseline_range(cls, v: float) -> float:
-        if not 0 < v < 1:
-            raise ValueError(f"must be a rate between 0 and 1 (e.g. 0.05 for 5%), got {v}")
-        return float(v)
-
-    @field_validator("min_detectable_effect")
-    @classmethod
-    def _mde_range(cls, v: float | None) -> float | None:
-        if v is not None and not 0 < v < 1:
-            raise ValueError("must be an absolute uplift in conversion rate between 0 and 1 "
-                             f"(e.g. 0.01 for one percentage point), got {v}")
-        return None if v is None else float(v)
 
     @field_validator("tags")
     @classmethod
@@ -638,22 +564,9 @@ class FrequencyCap(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    max_emails: int | None = DEFAULT_MAX_EMAILS
-    window_days: int = DEFAULT_CAP_WINDOW_DAYS
-
-    @field_validator("max_emails")
-    @classmethod
-    def _max_positive(cls, v: int | None) -> int | None:
-        if v is not None and v < 1:
-            raise ValueError(f"must be at least 1 (or null to switch the cap off), got {v}")
-        return v
-
-    @field_validator("window_days")
-    @classmethod
-    def _window_range(cls, v: int) -> int:
-        if not 1 <= v <= 90:
-            raise ValueError(f"must be between 1 and 90 days, got {v}")
-        return v
+    max_emails: int | None = Field(default=DEFAULT_MAX_EMAILS, ge=1,
+                                   description="must be at least 1 (or null to switch the cap off)")
+    window_days: WindowDays = DEFAULT_CAP_WINDOW_DAYS
 
 
 class CampaignSettings(BaseModel):
@@ -664,17 +577,21 @@ class CampaignSettings(BaseModel):
     frequency_cap: FrequencyCap = FrequencyCap()
 
 
+def _parse_yaml(where: str, raw: bytes) -> Any:
+    try:
+        return yaml.load(raw, Loader=YAML_LOADER)
+    except yaml.YAMLError as exc:
+        detail = str(exc).replace("\n", " ")
+        raise CampaignSpecError([f"{where}: is not valid YAML: {detail}"]) from exc
+
+
 def load_settings(directory: Path | str = CAMPAIGNS_DIR) -> CampaignSettings:
     """The folder's ``_settings.yml``, or the defaults when there is none; raises :class:`CampaignSpecError`."""
     path = Path(directory) / SETTINGS_FILE
     if not path.is_file():
         return CampaignSettings()
     where = _display(path)
-    try:
-        data = yaml.load(path.read_bytes(), Loader=YAML_LOADER)
-    except yaml.YAMLError as exc:
-        detail = str(exc).replace("\n", " ")
-        raise CampaignSpecError([f"{where}: is not valid YAML: {detail}"]) from exc
+    data = _parse_yaml(where, path.read_bytes())
     if data is None:
         return CampaignSettings()
     if not isinstance(data, dict):
@@ -713,10 +630,32 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, directly or inside ``X | None`` / ``tuple[X, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for arg in get_args(annotation) if (m := _model_in(arg)) is not None), None)
+
+
+def _locate(top: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[type[BaseModel], FieldInfo | None]:
+    """The model that holds the last field of ``loc``, and that field (None when it is not one of its fields)."""
+    model, info = top, None
+    for part in (p for p in loc if isinstance(p, str)):
+        if info is not None:
+            model = _model_in(info.annotation) or model
+        info = model.model_fields.get(part)
+        if info is None:
+            break
+    return model, info
+
+
 def _format_error(where: str, err: Mapping[str, Any], top: type[BaseModel] | None = None) -> str:
     field = _field_name(err["loc"]) or "(file)"
     last = next((p for p in reversed(err["loc"]) if isinstance(p, str)), "")
     kind = err["type"]
+    model, info = _locate(top or CampaignSpec, err["loc"])
+    if kind in _RANGE_ERRORS and info is not None and info.description:
+        return f"{where}: {field} {info.description}, got {err['input']}"
     if kind == "value_error":
         message = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
         return f"{where}: {field} {message}"
@@ -724,11 +663,6 @@ def _format_error(where: str, err: Mapping[str, Any], top: type[BaseModel] | Non
         example = _EXAMPLES.get(last, "...")
         return f"{where}: {field} is required: add `{last}: {example}`"
     if kind == "extra_forbidden":
-        models: dict[Any, type[BaseModel]] = {"variants": Variant, "coupon": CouponSpec,
-                                               "frequency_cap": FrequencyCap, "steps": Step,
-                                               "send_window": SendWindow}
-        top = top or CampaignSpec
-        model = models.get(err["loc"][0], top) if len(err["loc"]) > 1 else top
         return (f"{where}: {field} is not a known field; remove it or fix its spelling "
                 f"(known fields: {', '.join(model.model_fields)})")
     hint = f" (e.g. {_EXAMPLES[last]})" if last in _EXAMPLES else ""
@@ -745,11 +679,7 @@ def load_campaign(path: Path | str, *, templates_dir: Path = TEMPLATES_DIR) -> C
         raw = path.read_bytes()
     except OSError as exc:
         raise CampaignSpecError([f"{where}: cannot read the file: {exc.strerror or exc}"]) from exc
-    try:
-        data = yaml.load(raw, Loader=YAML_LOADER)
-    except yaml.YAMLError as exc:
-        detail = str(exc).replace("\n", " ")
-        raise CampaignSpecError([f"{where}: is not valid YAML: {detail}"]) from exc
+    data = _parse_yaml(where, raw)
     if not isinstance(data, dict):
         raise CampaignSpecError(
             [f"{where}: must be a mapping of fields (id, name, owner, ...), got {type(data).__name__}"]

@@ -1,4 +1,4 @@
-"""Dirty data on purpose: every kind of :mod:`martech.defects`, planted where it occurs in real sources.
+"""Dirty data on purpose: every kind of :mod:`martech.simulate.defects`, planted where it occurs in real sources.
 
 :func:`plant_defects` takes the clean world and returns what the sources *write*: the shop's customers,
 orders and order lines (with the loose types a legacy shop has: ``orders.total_amount`` is text and the
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from martech.defects import BY_CODE, KINDS
 from martech.simulate._common import iso
+from martech.simulate.defects import BY_CODE, KINDS
 
 LABEL_COLUMNS: tuple[str, ...] = ("table_name", "row_key", "source_file", "line_no", "kind", "field",
                                   "original_value", "planted_value", "origin", "note")

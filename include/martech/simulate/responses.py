@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,14 @@ EXTRA_OPENS_MEAN = 0.6
 # True extra purchase probability within the window for treatment members, by engagement (absolute
 # percentage points on top of the baseline): receiving the mail, opening it, clicking through.
 UPLIFT_RECEIVED, UPLIFT_OPENED, UPLIFT_CLICKED = 0.03, 0.06, 0.15
+# The true effect differs by campaign (a multiple of the uplifts above); review mails cause nothing at all,
+# so the KPIs' false-positive rate can be read off them.
+EFFECT_SCALE: dict[str, float] = {"review": 0.0, "upsell": 0.5, "birthday": 0.8, "vip": 1.5, "abandoned_cart": 2.0}
 BASELINE_CANCELLED = 0.01
 
 _S_EVENTS, _S_BASELINE, _S_UPLIFT, _S_UPLIFT_ITEMS, _S_BASELINE_ITEMS = 101, 201, 301, 302, 202
+_S_ORDER_VALUE = 303
+_ORDER_VALUE_DRAWS = 400  # baskets drawn per category for the expected order value
 
 _USER_AGENTS = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
@@ -70,6 +76,7 @@ class ResponseSummary:
     uplift_orders: int = 0
     treated: int = 0  # treatment members (campaign × contact)
     holdout: int = 0
+    posted: bool = False  # events went to the event webhook instead of feed files
     treated_buyers: int = 0  # members with an order in the window
     holdout_buyers: int = 0
     seconds: float = field(default=0.0, compare=False)  # wall-clock, so not part of equality
@@ -86,7 +93,7 @@ class ResponseSummary:
         h_rate = self.holdout_buyers / self.holdout if self.holdout else 0.0
         return [
             f"emails: {self.messages:,} sent on {self.send_date} → {ev or 'no events'} "
-            f"({self.files_written} event file(s))",
+            + ("(posted, signed, to the event webhook)" if self.posted else f"({self.files_written} event file(s))"),
             f"orders: {self.orders_added:,} placed {self.send_date} .. "
             f"{self.send_date + dt.timedelta(days=self.days - 1)} ({self.baseline_orders:,} ordinary, "
             f"{self.uplift_orders:,} caused by the campaign)",
@@ -216,7 +223,7 @@ def write_event_files(folder: Path, events: list[dict[str, Any]], *, send_date: 
     """Write one ``events_<YYYYMMDD>.jsonl`` per day of the window that has events; returns those files.
 
     A file may also hold events of other runs (an overlapping window of an earlier send): those lines
-    are kept, this run's are replaced, so a rerun leaves the file byte for byte as it was.
+    are kept, this run date's (every step) are replaced, so a rerun leaves the file byte for byte as it was.
     """
     by_day: dict[dt.date, list[str]] = {}
     for ev in events:
@@ -229,7 +236,7 @@ def write_event_files(folder: Path, events: list[dict[str, Any]], *, send_date: 
         keep: list[str] = []
         if path.exists():
             keep = [ln for ln in path.read_text(encoding="utf-8").splitlines()
-                    if ln.strip() and _line_run_id(ln) != run_id]
+                    if ln.strip() and (_line_run_id(ln) or "")[:10] != run_id]
         lines = keep + by_day.get(day, [])
         if not lines:
             if path.exists():
@@ -286,15 +293,29 @@ def _orders_frame(rng: np.random.Generator, customer_idx: np.ndarray, ts: np.nda
     return orders, items
 
 
+def _expected_order_value(products: pd.DataFrame, seed: int) -> np.ndarray:
+    """Mean basket value (currency units) of an order without coupon, by customer's main category."""
+    rng = rng_for(seed, _S_ORDER_VALUE, 0)
+    values = np.zeros(len(CATEGORY_NAMES))
+    for c in range(len(CATEGORY_NAMES)):
+        items = build_items(rng, np.full(_ORDER_VALUE_DRAWS, c), products, np.zeros(_ORDER_VALUE_DRAWS, np.int64))
+        values[c] = float((items["quantity"] * items["unit_price_cents"]).sum()) / _ORDER_VALUE_DRAWS / 100
+    return values
+
+
 def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, days: int = 7, seed: int = 42,
                    schema: str = "shop", truth_schema: str = "sim_truth",
                    ledger_table: str = "campaigns.send_ledger",
-                   audience_table: str = "audiences.audience_members") -> ResponseSummary:
-    """Play recipients' reactions to the sends of run ``send_date`` over ``days`` days.
+                   audience_table: str = "audiences.audience_members",
+                   post_events: Callable[[list[dict[str, Any]]], Any] | None = None,
+                   effect_scale: Mapping[str, float] | None = None) -> ResponseSummary:
+    """Play recipients' reactions to the sends of run date ``send_date`` (every step) over ``days`` days.
 
-    Writes ``landing_dir/email_events/events_<YYYYMMDD>.jsonl`` and appends orders dated within
-    ``[send_date, send_date + days)`` to ``<schema>.orders``/``order_items``. The true effects go to
-    ``<truth_schema>.campaign_effects``. A second call with the same arguments changes nothing.
+    Events go to ``post_events`` when given (the demo posts them, signed, to the event webhook), else to
+    ``landing_dir/email_events/events_<YYYYMMDD>.jsonl``. Orders dated within ``[send_date, send_date + days)``
+    are appended to ``<schema>.orders``/``order_items``. The true effects (per campaign: ``effect_scale``,
+    default :data:`EFFECT_SCALE`, times the uplifts) go to ``<truth_schema>.campaign_effects``. A second call
+    with the same arguments changes nothing (a webhook stores reposted events once).
     """
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
@@ -309,15 +330,19 @@ def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, day
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('martech.simulate'))"))
         for ddl in truth_ddl(truth).values():
             conn.execute(sa.text(ddl))
+        conn.execute(sa.text(f"alter table {truth}.campaign_effects add column if not exists"
+                             " expected_order_value double precision"))
         ledger = (_frame(conn, f"select campaign_id::text, run_id::text, contact_id::text, email::text, "
                                f"send_id::text, message_id::text from {ledger_table} "
-                               "where run_id::text = :r and status = 'sent' "
+                               "where left(run_id::text, 10) = :r and status = 'sent' "
                                "order by campaign_id, contact_id, send_id", {"r": run_id})
                   if _exists(conn, ledger_table) else pd.DataFrame(
                       columns=["campaign_id", "run_id", "contact_id", "email", "send_id", "message_id"]))
-        members = (_frame(conn, f"select campaign_id::text, contact_id::text, arm::text from {audience_table} "
-                                "where run_id::text = :r order by campaign_id, contact_id", {"r": run_id})
-                   if _exists(conn, audience_table) else pd.DataFrame(columns=["campaign_id", "contact_id", "arm"]))
+        members = (_frame(conn, f"select campaign_id::text, run_id::text, contact_id::text, arm::text "
+                                f"from {audience_table} where left(run_id::text, 10) = :r "
+                                "order by campaign_id, run_id, contact_id", {"r": run_id})
+                   if _exists(conn, audience_table)
+                   else pd.DataFrame(columns=["campaign_id", "run_id", "contact_id", "arm"]))
         customers = _frame(conn, f"""
             select t.customer_id, t.contact_id, t.purchase_rate, t.alive_at_as_of, t.primary_category,
                    t.utc_offset_h, c.country, c.deleted_at is not null as erased
@@ -337,7 +362,7 @@ def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, day
                              f"(select order_id from {truth}.response_orders where send_date = :d)"), {"d": send_date})
         for table in ("response_orders", "response_days", "response_runs"):
             conn.execute(sa.text(f"delete from {truth}.{table} where send_date = :d"), {"d": send_date})
-        conn.execute(sa.text(f"delete from {truth}.campaign_effects where run_id = :r"), {"r": run_id})
+        conn.execute(sa.text(f"delete from {truth}.campaign_effects where left(run_id, 10) = :r"), {"r": run_id})
 
         # Ordinary buying on the window's days that no other send's window has covered already.
         taken = set(conn.execute(sa.text(f"select day from {truth}.response_days where day = any(:days)"),
@@ -367,10 +392,10 @@ def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, day
 
         # Events and engagement per sent message.
         events, engagement = simulate_events(ledger, send_date=send_date, days=days, seed=seed)
-        sent = pd.concat([ledger[["campaign_id", "contact_id"]], engagement], axis=1)
-        sent = sent.drop_duplicates(["campaign_id", "contact_id"])  # several steps: the first counts
+        sent = pd.concat([ledger[["campaign_id", "run_id", "contact_id"]], engagement], axis=1)
+        sent = sent.drop_duplicates(["campaign_id", "run_id", "contact_id"])
 
-        effects = members.merge(sent, on=["campaign_id", "contact_id"], how="left")
+        effects = members.merge(sent, on=["campaign_id", "run_id", "contact_id"], how="left")
         contact_map = dict(zip(customers["contact_id"], range(len(customers))))
         cidx = effects["contact_id"].map(contact_map)
         effects["customer_idx"] = cidx.fillna(-1).astype(int)
@@ -383,7 +408,9 @@ def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, day
         clicked = effects["click_ts"].notna().to_numpy()
         can_buy = has_customer & ~customers["erased"].to_numpy()[safe]
         treated = (effects["arm"].to_numpy() == "treatment") & received & can_buy
-        uplift = np.where(clicked, UPLIFT_CLICKED, np.where(opened, UPLIFT_OPENED, UPLIFT_RECEIVED))
+        scales = EFFECT_SCALE if effect_scale is None else effect_scale
+        scale = effects["campaign_id"].map(lambda c: scales.get(c, 1.0)).to_numpy(dtype=float)
+        uplift = scale * np.where(clicked, UPLIFT_CLICKED, np.where(opened, UPLIFT_OPENED, UPLIFT_RECEIVED))
         treated_p = np.where(treated, np.minimum(baseline_p + uplift, 0.99), baseline_p)
 
         # The campaign's extra orders: given no ordinary purchase, buy with the probability that lifts
@@ -451,10 +478,11 @@ def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, day
                      {"d": send_date, "n": days, "s": seed, "f": first_id, "o": n_new})
         load(conn, f"{truth}.campaign_effects",
              ("campaign_id", "run_id", "contact_id", "arm", "customer_id", "received", "opened", "clicked",
-              "baseline_p", "treated_p"),
-             (effects["campaign_id"], [run_id] * len(effects), effects["contact_id"], effects["arm"],
+              "baseline_p", "treated_p", "expected_order_value"),
+             (effects["campaign_id"], effects["run_id"], effects["contact_id"], effects["arm"],
               pd.Series(np.where(has_customer, cust_ids, 0)).where(has_customer).astype("Int64"),
-              received, opened, clicked, baseline_p, treated_p))
+              received, opened, clicked, baseline_p, treated_p,
+              _expected_order_value(products, seed)[customers["primary_idx"].to_numpy()[safe]]))
 
         buyers = bought | set(up_orders["customer_id"].tolist())
         is_buyer = np.asarray([has and int(c) in buyers for has, c in zip(has_customer, cust_ids)], dtype=bool)
@@ -473,7 +501,11 @@ def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, day
                      {"d": send_date, "s": seed, "p": json.dumps({"days": days, "schema": schema}),
                       "c": json.dumps(summary, sort_keys=True)})
 
-    files = write_event_files(Path(landing_dir) / "email_events", events, send_date=send_date, days=days,
-                              run_id=run_id)
+    if post_events is not None:
+        post_events(events)
+        files: list[Path] = []
+    else:
+        files = write_event_files(Path(landing_dir) / "email_events", events, send_date=send_date, days=days,
+                                  run_id=run_id)
     return ResponseSummary(send_date=send_date, days=days, run_id=run_id, files=tuple(str(p) for p in files),
-                           seconds=time.perf_counter() - t0, **summary)
+                           posted=post_events is not None, seconds=time.perf_counter() - t0, **summary)

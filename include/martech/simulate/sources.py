@@ -406,6 +406,7 @@ def truth_ddl(truth: str) -> dict[str, str]:
             campaign_id text not null, run_id text not null, contact_id text not null, arm text not null,
             customer_id bigint, received boolean not null, opened boolean not null, clicked boolean not null,
             baseline_p double precision not null, treated_p double precision not null,
+            expected_order_value double precision,
             primary key (campaign_id, run_id, contact_id))""",
         "response_orders": f"""create table if not exists {truth}.response_orders (
             order_id bigint primary key, send_date date not null, kind text not null,

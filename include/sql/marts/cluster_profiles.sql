@@ -1,6 +1,6 @@
 -- grain: one row per behavioural cluster per as-of date
 -- materialized: table
--- Written by martech.clusters.build_segments: k-means on standardized RFM and category shares, k chosen
+-- Written by martech.models.clusters.build_segments: k-means on standardized RFM and category shares, k chosen
 -- by silhouette; each cluster described in words. Method: docs/models.md.
 create table if not exists marts.cluster_profiles (
     as_of date not null, -- Orders before this date were used

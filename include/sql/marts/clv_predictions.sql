@@ -1,6 +1,6 @@
 -- grain: one row per customer per as-of date
 -- materialized: table
--- Written by martech.clv.build_clv_predictions (BG/NBD + Gamma-Gamma fitted on all customers at each
+-- Written by martech.models.clv.build_clv_predictions (BG/NBD + Gamma-Gamma fitted on all customers at each
 -- as-of date), which replaces one as_of at a time in a single transaction. Method: docs/clv.md.
 create table if not exists marts.clv_predictions (
     as_of date not null, -- Exclusive as-of date: orders placed before its midnight (UTC) are used

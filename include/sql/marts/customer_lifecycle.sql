@@ -1,6 +1,6 @@
 -- grain: one row per CRM contact per as-of date
 -- materialized: model
--- Lifecycle stage from order timing (thresholds in days come from martech.lifecycle.THRESHOLDS):
+-- Lifecycle stage from order timing (thresholds in days come from martech.models.lifecycle.THRESHOLDS):
 --   prospect     no completed order yet
 --   new          first order within new_days
 --   reactivated  last order within active_days after a gap longer than lapsed_days

@@ -1,6 +1,6 @@
 -- grain: one row per customer per as-of date
 -- materialized: table
--- Written by martech.rfm.write_rfm (pandas scoring), which replaces one as_of_date at a time in a
+-- Written by martech.models.rfm.write_rfm (pandas scoring), which replaces one as_of_date at a time in a
 -- single transaction. Readers pick a customer's latest row with as_of_date <= their run date.
 -- Scores and the segment grid are documented in docs/rfm-segments.md.
 create table if not exists marts.customer_rfm (

@@ -1,6 +1,6 @@
 -- grain: one row per customer per as-of date
 -- materialized: table
--- Written by martech.clusters.build_segments: the customer's RFM segment, lifecycle stage and behavioural
+-- Written by martech.models.clusters.build_segments: the customer's RFM segment, lifecycle stage and behavioural
 -- cluster side by side, for audiences and analysts.
 create table if not exists marts.customer_segments (
     as_of date not null, -- Orders before this date were used

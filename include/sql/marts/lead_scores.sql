@@ -1,6 +1,6 @@
 -- grain: one row per open lead per as-of date
 -- materialized: table
--- Written by martech.leads.build_lead_scores: the open leads (CRM contacts with lead properties and no
+-- Written by martech.models.leads.build_lead_scores: the open leads (CRM contacts with lead properties and no
 -- shop customer yet) scored by the model version named on each row. Method: docs/models.md.
 create table if not exists marts.lead_scores (
     as_of date not null, -- The run date the leads were scored for (data before its midnight UTC)

@@ -2,10 +2,10 @@
 -- materialized: model
 -- Association measures over customers' baskets (all completed orders of a customer form one basket):
 -- support = share of customers who bought both, confidence = P(consequent | antecedent),
--- lift = confidence / P(consequent). This model writes the category rows; martech.recommend writes
+-- lift = confidence / P(consequent). This model writes the category rows; martech.models.recommend writes
 -- the product rows (level 'product', ids as text, pairs of at least 5 customers).
 create table if not exists marts.product_affinity (
-    level text not null,  -- category (this SQL) or product (martech.recommend)
+    level text not null,  -- category (this SQL) or product (martech.models.recommend)
     antecedent text not null,
     consequent text not null,
     pair_count integer not null,  -- Customers who bought both

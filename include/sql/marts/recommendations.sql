@@ -1,6 +1,6 @@
 -- grain: one row per customer, as-of date and rank
 -- materialized: table
--- Written by martech.recommend.build_recommendations: the top products each customer has not bought,
+-- Written by martech.models.recommend.build_recommendations: the top products each customer has not bought,
 -- scored by item-to-item co-purchase (sum of P(product | bought product)), with the explanation.
 create table if not exists marts.recommendations (
     as_of date not null, -- Orders placed before this date were used

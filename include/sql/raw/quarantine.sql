@@ -9,7 +9,7 @@ create table if not exists raw.quarantine (
     received text not null,
     reason text not null, -- What is wrong and what to do about it, in words
     run_date date not null, -- Run that rejected the row (for staging rejects: the latest staging run)
-    reason_code text, -- Machine-readable reason: a martech.defects kind, or e.g. invalid_key
+    reason_code text, -- Machine-readable reason: a martech.simulate.defects kind, or e.g. invalid_key
     stage text not null default 'landing', -- landing (unreadable at load) or staging (rejected by a staging rule)
     row_key text -- Natural key of the row when it could be read
 )

@@ -5,7 +5,7 @@
 -- else 'unknown' — never mailed until the CRM export records a consent). A person in both is one contact.
 -- Every raw row ends as exactly one of: staged, quarantined (raw.quarantine), superseded by a newer
 -- version, an identical copy, or merged into the contact with the same address (staging.merged_rows).
--- Repairs are recorded in staging.corrections (kinds: martech.defects).
+-- Repairs are recorded in staging.corrections (kinds: martech.simulate.defects).
 create table if not exists staging.contacts (
     contact_id text primary key,
     email text,

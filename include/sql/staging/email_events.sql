@@ -1,5 +1,7 @@
 -- grain: one row per distinct email event (deduplicated on the ESP's event id)
 -- materialized: model
+-- Events arrive as feed files (raw.email_events) and through the webhook (raw.webhook_events, already
+-- stored once per event); an event seen by both is kept once.
 create table if not exists staging.email_events (
     event_id text primary key,
     event text not null,
@@ -10,22 +12,19 @@ create table if not exists staging.email_events (
     send_id text,
     campaign_id text,
     run_id text,
-    contact_id text
+    contact_id text,
+    machine_open boolean not null default false
 )
+;;
+alter table staging.email_events add column if not exists machine_open boolean not null default false
 ;;
 truncate staging.email_events
 ;;
 insert into staging.email_events
 with
 
-source as (
-    select * from raw.email_events
-    where _loaded_at <= %(run_ts)s
-),
-
-final as (
-    -- The ESP delivers at least once: the same event can arrive twice.
-    select distinct on (sg_event_id)
+files as (
+    select
         sg_event_id as event_id,
         lower(event) as event,
         to_timestamp(event_timestamp::double precision) as event_ts,
@@ -35,10 +34,54 @@ final as (
         send_id,
         campaign_id,
         run_id,
-        contact_id
-    from source
-    where sg_event_id is not null
-    order by sg_event_id, _loaded_at, _source_file, _line_no
+        contact_id,
+        coalesce(payload ->> 'sg_machine_open', 'false') = 'true' as machine_open,
+        _loaded_at as loaded_at,
+        _source_file || ':' || lpad(_line_no::text, 9, '0') as position
+    from raw.email_events
+    where _loaded_at <= %(run_ts)s and sg_event_id is not null
+),
+
+webhook as (
+    -- Already once per event; an event may only be dated after the run's cutoff.
+    select
+        coalesce(sg_event_id, event_key) as event_id,
+        event,
+        event_ts,
+        email,
+        sg_message_id as message_id,
+        url,
+        send_id,
+        campaign_id,
+        run_id,
+        contact_id,
+        machine_open,
+        received_at as loaded_at,
+        event_key as position
+    from raw.webhook_events
+    where event is not null and event_ts is not null and event_ts <= %(run_ts)s
+),
+
+final as (
+    -- The ESP delivers at least once: the same event can arrive twice.
+    select distinct on (event_id)
+        event_id,
+        event,
+        event_ts,
+        email,
+        message_id,
+        url,
+        send_id,
+        campaign_id,
+        run_id,
+        contact_id,
+        machine_open
+    from (
+        select * from files
+        union all
+        select * from webhook
+    ) as events
+    order by event_id, loaded_at, position
 )
 
 select * from final

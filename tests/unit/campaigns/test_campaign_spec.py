@@ -192,6 +192,13 @@ def test_shipped_audience_sql_uses_only_the_run_parameters() -> None:
         assert not text.rstrip().endswith(";"), spec.audience_sql_path
 
 
+def test_shipped_audience_sql_states_its_grain() -> None:
+    # Like the table files under include/sql: the first line says what one row is.
+    for spec in load_campaigns():
+        first = spec.audience_sql_text().splitlines()[0]
+        assert first.startswith("-- grain: one row per "), spec.audience_sql_path
+
+
 @pytest.mark.parametrize("expr", ["0 8 * * *", "*/15 0-6,22-23 1-31/2 jan-jun mon-fri", "0 0 1 */3 7",
                                   "5 4 * * SUN"])
 def test_cron_accepts(expr: str) -> None:

@@ -159,7 +159,7 @@ def test_configuration_errors_are_clear() -> None:
 
 def test_transport_is_chosen_by_configuration(monkeypatch) -> None:
     from martech.campaigns.smtp_transport import SmtpTransport
-    from martech.pipeline import make_transport
+    from martech.campaigns.transport_factory import make_transport
 
     monkeypatch.setenv("MARTECH_SENDGRID_API_KEY", "SG.env")
     monkeypatch.setenv("MARTECH_SENDGRID_HOST", "http://127.0.0.1:9")

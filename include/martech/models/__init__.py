@@ -1,0 +1,1 @@
+"""Customer intelligence: RFM, lifecycle, CLV, lead scores, clusters and recommendations."""

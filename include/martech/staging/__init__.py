@@ -1,0 +1,1 @@
+"""Staging: typed, deduplicated tables rebuilt from raw, with the row accounting that proves nothing was lost."""

@@ -1,0 +1,105 @@
+-- materialized: functions
+-- The steps every staging model shares to account for its raw rows (staging.row_accounting,
+-- staging.merged_rows, staging.corrections, raw.quarantine). Applied by martech.db.migrate after
+-- the tables they write.
+
+-- Each staging model builds a temporary table _checked with one row per raw row and its
+-- disposition (staged, quarantined, duplicate, superseded, merged); this writes the quarantine rows and
+-- the accounting row from it, so every model handles rejects the same way.
+create or replace function staging.finish_checked(
+    p_table text, p_raw_table text, p_run_date date,
+    p_run_ts timestamptz
+) returns bigint
+language plpgsql as $$
+declare
+    n_quarantined bigint := 0;
+    n bigint;
+    v_raw text;
+begin
+    -- A model fed by several raw tables says which row came from where in _checked.raw_table; the
+    -- others come from p_raw_table alone.
+    create temporary table if not exists _checked_sources (raw_table text) on commit drop;
+    truncate _checked_sources;
+    if exists (select 1 from information_schema.columns
+               where table_name = '_checked' and column_name = 'raw_table'
+                 and table_schema like 'pg_temp%') then
+        execute 'insert into _checked_sources select distinct raw_table from _checked';
+        insert into _checked_sources select p_raw_table
+        where not exists (select 1 from _checked_sources where raw_table = p_raw_table);
+    else
+        alter table _checked add column raw_table text;
+        execute format('update _checked set raw_table = %L', p_raw_table);
+        insert into _checked_sources values (p_raw_table);
+    end if;
+
+    for v_raw in select raw_table from _checked_sources order by 1 loop
+        delete from raw.quarantine where stage = 'staging' and table_name = v_raw;
+        -- The row as received is rendered for rejected rows only (found again by its physical position).
+        execute format(
+            'insert into raw.quarantine (table_name, batch_id, source_ref, received, reason, run_date, reason_code,'
+            ' stage, row_key)'
+            ' select $1, c._batch_id, c.source_ref, row_to_json(r)::text, c.reject_reason, $2, c.reject_code,'
+            ' ''staging'', c.row_key'
+            ' from _checked as c join %s as r on r.ctid = c.row_position'
+            ' where c.disposition = ''quarantined'' and c.raw_table = $1', v_raw)
+        using v_raw, p_run_date;
+        get diagnostics n = row_count;
+        n_quarantined := n_quarantined + n;
+
+        delete from staging.row_accounting
+        where run_date = p_run_date and table_name = p_table and raw_table = v_raw;
+        insert into staging.row_accounting
+        select p_run_date, p_table, v_raw, count(*),
+               count(*) filter (where c.disposition = 'staged'),
+               count(*) filter (where c.disposition = 'quarantined'),
+               count(*) filter (where c.disposition = 'duplicate'),
+               count(*) filter (where c.disposition = 'superseded'),
+               count(*) filter (where c.disposition = 'merged'),
+               (select count(*) from raw.quarantine as q
+                join raw.ingest_batches as b on b.batch_id = q.batch_id
+                where q.stage = 'landing' and q.table_name = v_raw and b.loaded_at <= p_run_ts)
+        from _checked as c
+        where c.raw_table = v_raw;
+    end loop;
+    return n_quarantined;
+end
+$$
+;;
+-- What became of one raw row, the same rule in every staging model: a rejected row is quarantined; of
+-- the accepted versions of a key the newest is staged (or merged into another identity), an identical
+-- copy of the version before it in the same batch is a duplicate, any other older version superseded.
+create or replace function staging.disposition(
+    p_reject_code text, p_version_rank bigint, p_is_copy boolean,
+    p_merged boolean default false
+) returns text
+language sql immutable parallel safe as $$
+    select case
+        when p_reject_code is not null then 'quarantined'
+        when p_version_rank > 1 and p_is_copy then 'duplicate'
+        when p_version_rank > 1 then 'superseded'
+        when p_merged then 'merged'
+        else 'staged'
+    end
+$$
+;;
+-- Identical copies are recorded in staging.merged_rows the same way for every model.
+create or replace function staging.record_duplicates(p_raw_table text, p_kind text, p_run_date date)
+returns void
+language plpgsql as $$
+begin
+    insert into staging.merged_rows (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id,
+                                match_key)
+    select p_run_date, p_raw_table, p_kind, c.row_key, c.row_key, c.source_ref, c._batch_id, c.content_hash
+    from _checked as c
+    where c.disposition = 'duplicate';
+end
+$$
+;;
+-- Clears what a model records besides its table before it records it again (reruns replace), and
+-- gives the rebuild's sorts memory for the rest of its transaction.
+create or replace function staging.begin_checked(p_raw_table text) returns void
+language sql as $$
+    select set_config('work_mem', '256MB', true);
+    delete from staging.corrections where table_name = p_raw_table;
+    delete from staging.merged_rows where table_name = p_raw_table;
+$$
