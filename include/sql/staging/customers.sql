@@ -42,7 +42,7 @@ judged as materialized (
             when s.k_customer_id is null then 'invalid_key'
             when s.updated_ts is null then 'invalid_timestamp'
             when s.deleted_at is not null and s.deleted_ts is null then 'invalid_timestamp'
-            when s.updated_ts > %(run_ts)s then 'future_timestamp'
+            when s.updated_ts >= %(run_ts)s then 'future_timestamp'
         end as reject_code,
         case
             when s.k_customer_id is null
@@ -53,8 +53,8 @@ judged as materialized (
                      || ' is not an ISO 8601 timestamp; the row cannot be ordered against its other versions'
             when s.deleted_at is not null and s.deleted_ts is null
                 then 'deleted_at ' || quote_literal(s.deleted_at) || ' is not an ISO 8601 timestamp'
-            when s.updated_ts > %(run_ts)s
-                then 'updated_at ' || quote_literal(s.updated_at) || ' is after the run''s cutoff '
+            when s.updated_ts >= %(run_ts)s
+                then 'updated_at ' || quote_literal(s.updated_at) || ' is at or after the run''s cutoff '
                      || %(run_ts)s::text || '; held and examined again by every later run: if it is a clock'
                      || ' error, fix the clock of the source system and send the row again'
         end as reject_reason,

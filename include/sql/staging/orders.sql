@@ -61,7 +61,7 @@ judged as materialized (
             when s.t_customer_id is null then 'invalid_customer_id'
             when s.order_time is null or s.updated_ts is null then 'invalid_timestamp'
             when s.order_time < timestamptz '1970-01-01 00:00:00+00' then 'pre_epoch_timestamp'
-            when s.order_time > %(run_ts)s or s.updated_ts > %(run_ts)s then 'future_timestamp'
+            when s.order_time >= %(run_ts)s or s.updated_ts >= %(run_ts)s then 'future_timestamp'
             when s.t_status is null or s.t_status not in ('completed', 'refunded', 'cancelled') then 'invalid_status'
             when s.t_currency not in (select rc.currency_code from staging.ref_currencies as rc) then 'unknown_currency'
             when s.amount is null or s.amount < 0 then 'invalid_amount'
@@ -88,7 +88,7 @@ reasons as (
             when 'pre_epoch_timestamp' then 'order_ts ' || quote_literal(j.order_ts)
                 || ' is before 1970, a placeholder for an unknown time; the order time must be set in the shop'
             when 'future_timestamp' then 'order_ts ' || quote_literal(j.order_ts) || ' / updated_at '
-                || quote_literal(j.updated_at) || ' is after the run''s cutoff ' || %(run_ts)s::text
+                || quote_literal(j.updated_at) || ' is at or after the run''s cutoff ' || %(run_ts)s::text
                 || '; held and examined again by every later run (staged once its time has come): if it is a'
                 || ' clock error, fix the clock of the source system and send the row again'
             when 'invalid_status' then 'status ' || coalesce(quote_literal(j.status), 'is empty')
