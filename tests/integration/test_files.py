@@ -35,7 +35,7 @@ def test_the_worked_example_loads_and_stages(clean_warehouse, warehouse_url, tmp
     assert all(r.skipped for r in again)  # each file once, by name and checksum
     pipeline.build_staging(warehouse_url, RUN)
     assert q(clean_warehouse, "select order_id, total_amount from staging.orders order by 1") == [
-        (1001, 20.5), (1002, 6.5)]
+        (9100001, 20.5), (9100002, 6.5)]
 
 
 def test_parquet_bad_rows_and_contract_errors(clean_warehouse, tmp_path):
