@@ -96,7 +96,9 @@ def _decode(raw: bytes) -> str:
 
 
 def _parse_csv(text: str) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(text, newline="")))
+    # strict: a quote must be followed by a delimiter or a line end, so two broken lines far apart
+    # cannot pair up into one record that happens to have the right number of fields.
+    return list(csv.reader(io.StringIO(text, newline=""), strict=True))
 
 
 def read_csv(data: bytes) -> tuple[list[str], Iterator[Record]]:

@@ -92,7 +92,7 @@ select
                         coalesce(i.surviving_customer_id <> i.k_customer_id, false)) as disposition
 from identities as i
 ;;
-select staging.record_duplicates('raw.shop_customers', 'duplicate_row', %(run_date)s)
+select staging.record_duplicates('raw.shop_customers', 'duplicate_customer_id', %(run_date)s)
 ;;
 select staging.record_conflicts('raw.shop_customers', 'k_customer_id', %(run_date)s)
 ;;
