@@ -419,12 +419,11 @@ def _crm(rng: np.random.Generator, frame: pd.DataFrame, rate: float, labels: _La
             fields = clean.split(",")
             if kind == "unterminated_quote":  # a quote opened in the last name and never closed
                 fields[ln] = '"' + fields[ln]
-                planted_bytes = ",".join(fields).encode("utf-8")
             elif kind == "nul_byte":  # a NUL byte inside the first name (a C string copied too far)
-                planted_bytes = ",".join(fields[:fn] + [fields[fn] + "\x00"] + fields[fn + 1:]).encode("utf-8")
+                fields[fn] += "\x00"
             else:  # the first name written in Windows-1252 into the UTF-8 file
-                fields[fn] = fields[fn] + "\u00e9"
-                planted_bytes = ",".join(fields).encode("cp1252", "replace")
+                fields[fn] += "\u00e9"
+            planted_bytes = ",".join(fields).encode("cp1252" if kind == "invalid_utf8" else "utf-8", "replace")
             data[r + 1] = planted_bytes
             planted = (planted_bytes.decode() if kind == "unterminated_quote"
                        else base64.b64encode(planted_bytes).decode("ascii"))
