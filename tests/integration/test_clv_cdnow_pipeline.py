@@ -13,7 +13,8 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from martech import clv, pipeline
+from martech import pipeline
+from martech.models import clv
 
 pytestmark = pytest.mark.integration
 RUN = dt.date(1997, 10, 1)
