@@ -7,6 +7,11 @@
     martech demo               run the whole chain through Airflow and summarise it
     martech webhook            serve the SendGrid event webhook and one-click unsubscribes
     martech airflow-env        print the environment of the local Airflow (for `make airflow`)
+    martech byod check DIR     what each export file under DIR would become, before anything is loaded
+    martech byod setup HOME    a separate MARTECH_HOME holding the worked "Bring your own data" example
+    martech byod run           ingest, staging and customer models on the export files, then the results
+
+    --byod (or MARTECH_BYOD=1) turns the simulator's shop database off: export files only.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="martech", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--byod", action="store_true",
+                        help="bring your own data: do not pull the simulator's shop database (MARTECH_BYOD=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     wh = sub.add_parser("warehouse", help="the embedded PostgreSQL warehouse")
@@ -56,11 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
     hook.add_argument("--port", type=_positive, default=8089)
 
     sub.add_parser("airflow-env", help="print shell exports for the local Airflow")
+
+    byod = sub.add_parser("byod", help="bring your own data: check export files, set up and run the example")
+    byod_sub = byod.add_subparsers(dest="action", required=True)
+    byod_sub.add_parser("check", help="what each export file would become").add_argument("folder")
+    byod_sub.add_parser("setup", help="a new MARTECH_HOME with the worked example").add_argument("home")
+    byod_run = byod_sub.add_parser("run", help="ingest, staging and customer models, then the result queries")
+    byod_run.add_argument("--date", type=_date, default=None, help="the run date (default: the example's)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.byod:
+        import os
+
+        os.environ["MARTECH_BYOD"] = "1"
     if args.command == "warehouse":
         from martech.warehouse import EmbeddedPostgres, resolve_url, warehouse_dir
 
@@ -103,7 +121,34 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in airflow_env.configure(resolve_url()).items():
             print(f"export {key}='{value}'")
         return 0
+    if args.command == "byod":
+        return _byod(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _byod(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from martech.ingest import byod
+
+    if args.action == "check":
+        lines, ok = byod.check(args.folder)
+        print("\n".join(lines))
+        return 0 if ok else 1
+    if args.action == "setup":
+        try:
+            steps = byod.setup(Path(args.home))
+        except FileExistsError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        print("The worked example is in place. Next:\n  " + "\n  ".join(steps))
+        return 0
+    from martech.warehouse import resolve_url
+
+    os.environ["MARTECH_BYOD"] = "1"
+    print("\n".join(byod.run(resolve_url(), args.date or byod.EXAMPLE_DATE)))
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

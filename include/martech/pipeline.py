@@ -56,18 +56,31 @@ def prepare_warehouse(url: str) -> list[str]:
 def ingest_shop(url: str, run_date: dt.date, *, shop_url: str | None = None,
                 shop_schema: str | None = None) -> dict[str, Any]:
     """Pull the shop database's tables incrementally into raw.shop_* (sources of kind sql in sources.yml)."""
+    import sqlalchemy as sa
+
+    from martech.ingest import byod
     from martech.ingest.landing import ingest_shop as _ingest
-    from martech.ingest.sources import of_kind
+    from martech.ingest.sources import SourcesError, of_kind
 
     prepare_warehouse(url)
     eng = _engine(url)
     results = []
     try:
-        for _name, source in of_kind("sql"):
+        for name, source in of_kind("sql"):
             src_url = shop_url or source.url
+            schema = shop_schema or source.schema_name
+            if not src_url and byod.enabled():
+                _say([f"source {name}: the simulator's shop database is off ({byod.VARIABLE}=1); not pulled"])
+                continue
+            if not src_url and not sa.inspect(eng).get_table_names(schema=schema):
+                raise SourcesError(
+                    f"source {name} (include/sources.yml): no shop database given (MARTECH_SHOP_URL or the Airflow"
+                    f" connection shop_db) and the warehouse has no {schema} schema the simulator would have"
+                    f" written; to load export files only, set {byod.VARIABLE}=1 (or run `martech --byod ...`),"
+                    " else run `martech simulate` or set MARTECH_SHOP_URL")
             src = _engine(src_url) if src_url else eng
             try:
-                results += _ingest(src, eng, source_schema=shop_schema or source.schema_name, run_date=run_date,
+                results += _ingest(src, eng, source_schema=schema, run_date=run_date,
                                    loaded_at=_run_ts(run_date), tables=source.tables or None)
             finally:
                 if src is not eng:
@@ -81,7 +94,7 @@ def ingest_shop(url: str, run_date: dt.date, *, shop_url: str | None = None,
 
 def ingest_crm(url: str, run_date: dt.date, *, folder: Path | None = None) -> dict[str, Any]:
     """Load new CRM contact export files into raw.crm_contacts."""
-    from martech.ingest.landing import ingest_crm_exports
+    from martech.ingest.landing import export_files, ingest_crm_exports, unrecognised_files
     from martech.ingest.sources import of_kind
 
     prepare_warehouse(url)
@@ -93,8 +106,11 @@ def ingest_crm(url: str, run_date: dt.date, *, folder: Path | None = None) -> di
         results = ingest_crm_exports(eng, folder, run_date=run_date, loaded_at=_run_ts(run_date))
     finally:
         eng.dispose()
+    not_loaded = unrecognised_files(folder, export_files(folder, "contacts", ".csv"))
     _say([r.line() for r in results] or [f"no CRM export files in {folder}"])
-    return {"run_date": run_date.isoformat(), "files": [r.source_file for r in results],
+    for sentence in not_loaded:
+        log.warning("not loaded: %s", sentence)
+    return {"run_date": run_date.isoformat(), "files": [r.source_file for r in results], "not_loaded": not_loaded,
             "rows": sum(r.rows_loaded for r in results),
             "quarantined": sum(r.rows_quarantined for r in results)}
 
@@ -119,11 +135,12 @@ def ingest_files(url: str, run_date: dt.date, *, root: Any = None) -> dict[str, 
         Path(root).mkdir(parents=True, exist_ok=True)
     eng = _engine(url)
     try:
-        results = ingest_folder(eng, root, run_date=run_date, loaded_at=_run_ts(run_date))
+        report: list[str] = []
+        results = ingest_folder(eng, root, run_date=run_date, loaded_at=_run_ts(run_date), report=report)
     finally:
         eng.dispose()
     _say([r.line() for r in results] or [f"no export files under {root}"])
-    return {"run_date": run_date.isoformat(), "files": len(results),
+    return {"run_date": run_date.isoformat(), "files": len(results), "not_loaded": report,
             "rows": sum(r.rows_loaded for r in results),
             "quarantined": sum(r.rows_quarantined for r in results)}
 
@@ -169,6 +186,7 @@ def build_staging(url: str, run_date: dt.date) -> dict[str, Any]:
     params = {"run_date": run_date, "run_ts": _run_ts(run_date)}
     try:
         migrate(eng)
+        accounting.guard_rebuild(eng, run_date, _run_ts(run_date))
         counts = {m: run_model(eng, m, params) for m in STAGING_MODELS}
         accounts = accounting.check(eng, run_date, _run_ts(run_date))
         _analyze(eng, STAGING_MODELS)

@@ -35,7 +35,7 @@ def test_the_worked_example_loads_and_stages(clean_warehouse, warehouse_url, tmp
     assert all(r.skipped for r in again)  # each file once, by name and checksum
     pipeline.build_staging(warehouse_url, RUN)
     assert q(clean_warehouse, "select order_id, total_amount from staging.orders order by 1") == [
-        (1001, 20.5), (1002, 6.5)]
+        (9100001, 20.5), (9100002, 6.5)]
 
 
 def test_parquet_bad_rows_and_contract_errors(clean_warehouse, tmp_path):
@@ -53,16 +53,25 @@ def test_parquet_bad_rows_and_contract_errors(clean_warehouse, tmp_path):
     assert (results["raw.shop_customers"].rows_loaded, results["raw.shop_customers"].rows_quarantined) == (1, 1)
     assert (results["raw.shop_orders"].rows_loaded, results["raw.shop_orders"].rows_quarantined) == (1, 2)
     reasons = sorted(r for (r,) in q(clean_warehouse, "select source_ref || ' ' || reason from raw.quarantine"))
-    assert reasons == ["o.jsonl:2 not valid JSON (Expecting property name enclosed in double quotes at column 2)",
-                       "o.jsonl:3 required field(s) order_ts empty; fill them in the export",
-                       "part-0.parquet:2 required field(s) email empty; fill them in the export"]
+    assert reasons == [
+        "o.jsonl:2 o.jsonl line 2: not valid JSON (Expecting property name enclosed in double quotes at column 2);"
+        " each line must be one complete JSON object",
+        "o.jsonl:3 o.jsonl line 3: required field(s) order_ts empty; fill them in the export",
+        "part-0.parquet:2 part-0.parquet record 2: required field(s) email empty; fill them in the export"]
     # received = loaded + quarantined, nothing dropped
     assert q(clean_warehouse, "select sum(rows_received), sum(rows_loaded) + sum(rows_quarantined)"
                               " from raw.ingest_batches")[0] == (5, 5)
+    # A file that breaks the contract is refused alone: each of its lines quarantined with the sentence.
     (root / "products").mkdir()
-    (root / "products" / "p.csv").write_text("product_id,title\n1,Tea\n")
-    with pytest.raises(files.ContractError, match="missing: name, price, updated_at; unknown: title"):
-        files.ingest_folder(clean_warehouse, str(root), run_date=RUN, loaded_at=LOADED)
+    (root / "products" / "p.csv").write_text("product_id,title\n1,Tea\n2,Cake\n")
+    report: list[str] = []
+    results = files.ingest_folder(clean_warehouse, str(root), run_date=RUN, loaded_at=LOADED, report=report)
+    refused = next(r for r in results if r.table == "raw.shop_products")
+    assert (refused.rows_loaded, refused.rows_quarantined) == (0, 2)
+    assert len(report) == 1 and "missing: name, price, updated_at; unknown: title" in report[0]
+    assert q(clean_warehouse, "select source_ref, received, reason_code from raw.quarantine"
+                              " where table_name = 'raw.shop_products' order by 1") == [
+        ("p.csv:2", "1,Tea\n", "file_refused"), ("p.csv:3", "2,Cake\n", "file_refused")]
 
 
 def test_fsspec_urls_work_too(clean_warehouse, tmp_path):

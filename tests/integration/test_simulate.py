@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import dataclasses
 import datetime as dt
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from martech.ingest.landing import CRM_CONTACT_COLUMNS, CRM_OPTIONAL_COLUMNS
 from martech.simulate import generate_sources, play_responses
+from martech.simulate.dirty import LINE_KINDS
 from martech.simulate.purchases import History, sample_behaviour
 
 pytestmark = pytest.mark.integration
@@ -243,13 +245,17 @@ def test_dirty_sources_label_every_defect_kind_on_real_rows_and_still_ingest(cle
                 assert len(found) == 2
 
     # CRM labels point at file lines: the line itself for malformed ones, else the field as written.
-    lines = data.decode("utf-8").split("\n")
+    raw_lines = data.split(b"\n")
+    lines = [line.decode("utf-8", "replace") for line in raw_lines]
     header = lines[0].split(",")
     crm = [r for r in labels if r.table_name == "crm_contacts"]
     assert all(r.source_file == name and r.line_no >= 2 for r in crm)
     for r in crm:
-        if r.kind == "malformed_csv_line":
+        if r.kind in ("malformed_csv_line", "unterminated_quote"):
             assert lines[r.line_no - 1] == r.planted_value
+            continue
+        if r.kind in LINE_KINDS:  # planted as bytes: the label holds them in base64
+            assert base64.b64encode(raw_lines[r.line_no - 1]).decode() == r.planted_value
             continue
         row = next(csv.reader([lines[r.line_no - 1]]))
         assert len(row) == len(header) and row[0] == r.row_key, r
@@ -262,8 +268,9 @@ def test_dirty_sources_label_every_defect_kind_on_real_rows_and_still_ingest(cle
     assert shop["raw.shop_orders"].rows_loaded == n_orders[0] == s1.orders + sum(
         r.kind == "duplicate_order_id" for r in labels)
     (crm_batch,) = ingest.ingest_crm_exports(eng, tmp_path / "a/crm", run_date=AS_OF, loaded_at=run_ts)
-    malformed = {f"{name}:{r.line_no}" for r in crm if r.kind == "malformed_csv_line"}
-    refs = {ref for (ref,) in _q(eng, "select source_ref from raw.quarantine where table_name = 'raw.crm_contacts'")}
+    malformed = {(f"{name}:{r.line_no}", r.kind) for r in crm if r.kind in LINE_KINDS}
+    refs = {tuple(r) for r in _q(eng, "select source_ref, reason_code from raw.quarantine"
+                                       " where table_name = 'raw.crm_contacts'")}
     assert refs == malformed
     assert crm_batch.rows_loaded + crm_batch.rows_quarantined == len([x for x in lines[1:] if x])
     # The raw table keeps each labelled CRM field exactly as planted (empty text lands as NULL).
@@ -273,6 +280,6 @@ def test_dirty_sources_label_every_defect_kind_on_real_rows_and_still_ingest(cle
     cols = ["contact_id", "email", "birthday", "first_name", "last_name", "country", "timezone", "consent_status",
             "created_at", "updated_at"]
     for r in crm:
-        if r.kind != "malformed_csv_line":
+        if r.kind not in LINE_KINDS:
             row = raw[(r.source_file, r.line_no)]
             assert row[0] == r.row_key and (row[cols.index(r.field)] or "") == r.planted_value, r

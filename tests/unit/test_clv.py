@@ -11,7 +11,7 @@ import pytest
 
 from martech.models import clv
 
-CALIBRATION_END = dt.datetime(1997, 9, 30, 23, 59)  # end of week 39
+CALIBRATION_END = dt.date(1997, 10, 1)  # a run date: the calibration ends on 1997-09-30 (week 39)
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +78,12 @@ def test_summary_merges_same_day_purchases_and_respects_the_as_of_date():
     })
     s = clv.summarize(tx, as_of=dt.date(2024, 2, 1))
     assert list(s.index) == [1, 2]
-    assert s.loc[1, "x"] == 1 and s.loc[1, "t_x"] == pytest.approx(2.0) and s.loc[1, "T"] == pytest.approx(31 / 7)
+    assert s.loc[1, "x"] == 1 and s.loc[1, "t_x"] == pytest.approx(2.0) and s.loc[1, "T"] == pytest.approx(30 / 7)
     assert s.loc[1, "m"] == pytest.approx(30.0)  # repeat purchases only; the March order is after as-of
     assert s.loc[2, "x"] == 0 and s.loc[2, "m"] == 0.0
+    # T counts to the last observed day (2024-01-31), whether as_of is that day's end or the next midnight.
+    late = clv.summarize(tx, as_of=dt.datetime(2024, 1, 31, 23, 59))
+    assert late.loc[1, "T"] == s.loc[1, "T"] and late.loc[2, "T"] == pytest.approx(23 / 7)
 
 
 def test_fits_refuse_what_they_cannot_fit():

@@ -60,7 +60,9 @@ def record_batch(conn: Connection, result: BatchResult, *, source: str, run_date
 
 
 def quarantine_rows(conn: Connection, rows: Iterable[Sequence[Any]]) -> int:
-    """Rows of (table, batch, source ref, received, reason, run date[, reason code]) into raw.quarantine."""
-    full = ((*r, "unreadable_row") if len(r) == 6 else r for r in rows)
-    return copy_rows(conn, "raw.quarantine",
-                     ("table_name", "batch_id", "source_ref", "received", "reason", "run_date", "reason_code"), full)
+    """Rows of (table, batch, source ref, received, reason, run date[, reason code[, encoding]]) into
+    raw.quarantine; ``encoding`` says how ``received`` holds the bytes: 'text' or 'base64'."""
+    defaults = ("unreadable_row", "text")
+    full = (tuple(r) + defaults[len(r) - 6:] for r in rows)
+    return copy_rows(conn, "raw.quarantine", ("table_name", "batch_id", "source_ref", "received", "reason",
+                                              "run_date", "reason_code", "received_encoding"), full)

@@ -14,10 +14,8 @@ Every batch has a deterministic id, and a rerun of a complete batch loads nothin
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
-import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -282,7 +280,7 @@ def _load_file(warehouse: Engine, path: Path, *, table: str, source: str, run_da
             return result
         good, bad = parse(path, batch_id, source, loaded_at)
         result.rows_loaded = copy_rows(conn, table, good[0], good[1])
-        rejected = [(table, batch_id, ref, received, reason, run_date, *code) for ref, received, reason, *code in bad]
+        rejected = [(table, batch_id, ref, received, reason, run_date, *extra) for ref, received, reason, *extra in bad]
         result.rows_quarantined = batches.quarantine_rows(conn, rejected) if rejected else 0
         result.rows_received = result.rows_loaded + result.rows_quarantined
         batches.record_batch(conn, result, source=source, run_date=run_date, loaded_at=loaded_at,
@@ -290,19 +288,16 @@ def _load_file(warehouse: Engine, path: Path, *, table: str, source: str, run_da
     return result
 
 
+def _bad(path: Path, rec: Any) -> tuple[str, ...]:
+    """A quarantine entry (source ref, received, reason, code, encoding) for an unreadable record."""
+    received, encoding = rec.received()
+    return (f"{path.name}:{rec.line}", received, f"{path.name} line {rec.line}: {rec.problem}", rec.code, encoding)
+
+
 def _parse_crm_csv(path: Path, batch_id: str, source: str, loaded_at: dt.datetime):
-    good: list[list[Any]] = []
-    bad: list[tuple[str, ...]] = []  # (source ref, row as received, reason[, reason code])
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        bad.append((f"{path.name}", raw[:2000].decode("latin-1"),
-                    f"file is not valid UTF-8 ({exc.reason} at byte {exc.start}); re-export it as UTF-8",
-                    "invalid_utf8_file"))
-        return (CRM_CONTACT_COLUMNS, []), bad
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in (next(reader, None) or [])]
+    from martech.ingest.exports import read_csv
+
+    header, records = read_csv(path.read_bytes())
     missing = [c for c in CRM_CONTACT_COLUMNS if c not in header]
     unknown = [c for c in header if c not in CRM_CONTACT_COLUMNS and c not in CRM_OPTIONAL_COLUMNS]
     if missing or unknown or len(set(header)) != len(header):
@@ -311,42 +306,51 @@ def _parse_crm_csv(path: Path, batch_id: str, source: str, loaded_at: dt.datetim
             f" {','.join(CRM_OPTIONAL_COLUMNS)}; missing: {','.join(missing) or '-'};"
             f" unknown: {','.join(unknown) or '-'}; got {','.join(header)}")
     columns = (*CRM_CONTACT_COLUMNS, *CRM_OPTIONAL_COLUMNS)
-    position = [header.index(c) if c in header else None for c in columns]
-    for fields in reader:
-        line_no = reader.line_num
-        if not fields:
+    good: list[list[Any]] = []
+    bad: list[tuple[str, ...]] = []
+    for rec in records:
+        if rec.fields is None:
+            bad.append(_bad(path, rec))
             continue
-        if len(fields) != len(header):
-            bad.append((f"{path.name}:{line_no}", ",".join(fields),
-                        f"expected {len(header)} fields, found {len(fields)}; "
-                        "check quoting of commas in names", "malformed_csv_line"))
-            continue
-        values = [None if i is None or fields[i] == "" else fields[i] for i in position]
-        good.append([*values, path.name, line_no, batch_id, source, loaded_at])
+        values = [rec.fields.get(c) or None for c in columns]
+        good.append([*values, path.name, rec.line, batch_id, source, loaded_at])
     cols = (*columns, "_source_file", "_line_no", "_batch_id", "_source", "_loaded_at")
     return (cols, good), bad
 
 
 def _parse_events_jsonl(path: Path, batch_id: str, source: str, loaded_at: dt.datetime):
+    from martech.ingest.exports import read_jsonl
+
     good: list[list[Any]] = []
-    bad: list[tuple[str, ...]] = []  # (source ref, row as received, reason[, reason code])
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                event = json.loads(line)
-                if not isinstance(event, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError as exc:
-                bad.append((f"{path.name}:{line_no}", line.rstrip("\n"), f"invalid JSON: {exc}", "invalid_json"))
-                continue
-            good.append([*(_text(event.get(f)) for f in EMAIL_EVENT_FIELDS),
-                         json.dumps(event, sort_keys=True), path.name, line_no, batch_id, source, loaded_at])
+    bad: list[tuple[str, ...]] = []
+    for rec in read_jsonl(path.read_bytes()):
+        if rec.fields is None:
+            bad.append(_bad(path, rec))
+            continue
+        event = rec.fields
+        good.append([*(_text(event.get(f)) for f in EMAIL_EVENT_FIELDS),
+                     json.dumps(event, sort_keys=True), path.name, rec.line, batch_id, source, loaded_at])
     cols = ("sg_event_id", "event", "email", "event_timestamp", "sg_message_id", "url", "send_id",
             "campaign_id", "run_id", "contact_id", "payload", "_source_file", "_line_no", "_batch_id",
             "_source", "_loaded_at")
     return (cols, good), bad
+
+
+def export_files(folder: Path, prefix: str, extension: str) -> list[Path]:
+    """Files in ``folder`` named ``<prefix>_*`` or ``<prefix>-*`` with ``extension``, regardless of case
+    (``Contacts_2026.CSV``), sorted by name."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == extension
+                  and p.name.lower()[:len(prefix) + 1] in (prefix + "_", prefix + "-"))
+
+
+def unrecognised_files(folder: Path, known: Sequence[Path]) -> list[str]:
+    """Sentences for files in ``folder`` that are not loaded (hidden files excepted)."""
+    if not folder.is_dir():
+        return []
+    return [f"{p.name}: not loaded; name exports like contacts_<date>.csv or events_<date>.jsonl"
+            for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".") and p not in known]
 
 
 def ingest_crm_exports(warehouse: Engine, folder: Path, *, run_date: dt.date,
@@ -355,7 +359,7 @@ def ingest_crm_exports(warehouse: Engine, folder: Path, *, run_date: dt.date,
     return [
         _load_file(warehouse, p, table="raw.crm_contacts", source="crm_export", run_date=run_date,
                    loaded_at=loaded_at, parse=_parse_crm_csv)
-        for p in sorted(folder.glob("contacts_*.csv"))
+        for p in export_files(folder, "contacts", ".csv")
     ]
 
 
@@ -365,5 +369,5 @@ def ingest_email_events(warehouse: Engine, folder: Path, *, run_date: dt.date,
     return [
         _load_file(warehouse, p, table="raw.email_events", source="esp_events", run_date=run_date,
                    loaded_at=loaded_at, parse=_parse_events_jsonl)
-        for p in sorted(folder.glob("events_*.jsonl"))
+        for p in export_files(folder, "events", ".jsonl")
     ]

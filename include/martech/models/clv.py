@@ -52,9 +52,12 @@ def summarize(transactions: pd.DataFrame, *, as_of: dt.datetime | dt.date, custo
               ts_col: str = "order_ts", amount_col: str = "amount") -> pd.DataFrame:
     """Per customer ``x`` (repeat purchase days), ``t_x``, ``T`` (weeks) and mean repeat spend ``m``.
 
-    Purchases on the same calendar day count as one (their amounts add up), as in the papers. Only
-    transactions strictly before ``as_of`` are used. ``m`` is the mean value of the *repeat* purchases
-    (0 when there are none), the quantity Gamma-Gamma models.
+    Purchases on the same calendar day count as one (their amounts add up), as in the papers: BG/NBD
+    counts purchase days, RFM counts orders (docs/clv.md). Only transactions strictly before ``as_of`` are
+    used. ``T`` runs from the first purchase day to the last observed day (the day before a midnight
+    ``as_of``, the day of any other), the same day convention as ``t_x`` and the BTYD literature, so a run
+    date of 1997-10-01 gives the CDNOW calibration period ending on 1997-09-30. ``m`` is the mean value of
+    the *repeat* purchases (0 when there are none), the quantity Gamma-Gamma models.
     """
     as_of_ts = pd.Timestamp(as_of)
     ts = pd.to_datetime(transactions[ts_col])
@@ -65,6 +68,7 @@ def summarize(transactions: pd.DataFrame, *, as_of: dt.datetime | dt.date, custo
     frame = pd.DataFrame({"customer": transactions[customer_col].to_numpy(), "day": ts.dt.floor("D"),
                           "amount": transactions[amount_col].astype(float).to_numpy()})
     frame = frame[frame["day"] < as_of_ts]
+    last_day = as_of_ts.ceil("D") - pd.Timedelta(days=1)
     daily = frame.groupby(["customer", "day"], sort=True, as_index=False)["amount"].sum()
     g = daily.groupby("customer", sort=True)
     first, last, n = g["day"].min(), g["day"].max(), g["day"].size()
@@ -73,7 +77,7 @@ def summarize(transactions: pd.DataFrame, *, as_of: dt.datetime | dt.date, custo
     out = pd.DataFrame({
         "x": x,
         "t_x": (last - first).dt.days / DAYS_PER_PERIOD,
-        "T": (as_of_ts - first).dt.days / DAYS_PER_PERIOD,
+        "T": (last_day - first).dt.days / DAYS_PER_PERIOD,
         "m": np.where(x > 0, (total - first_amount) / x.clip(lower=1), 0.0),
         "first_purchase": first,
         "last_purchase": last,

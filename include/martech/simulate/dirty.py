@@ -20,6 +20,7 @@ number (the header is line 1), which is what ``raw.crm_contacts`` (``_source_fil
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,7 +34,10 @@ LABEL_COLUMNS: tuple[str, ...] = ("table_name", "row_key", "source_file", "line_
                                   "original_value", "planted_value", "origin", "note")
 NATURAL = ("refund", "null_birthday")
 # Kinds that make staging reject an order (and so its lines).
-ORDER_REJECTS = ("future_timestamp", "pre_epoch_timestamp", "unknown_currency", "unknown_customer")
+ORDER_REJECTS = ("future_timestamp", "pre_epoch_timestamp", "unknown_currency", "unknown_customer",
+                 "amount_out_of_range")
+# CRM kinds planted into the bytes of a whole line (labels: the line as planted, base64 when not text).
+LINE_KINDS = ("malformed_csv_line", "unterminated_quote", "nul_byte", "invalid_utf8")
 ORPHAN_ORDER_BASE = 9_000_000_000  # ids of lines whose order never existed
 UNKNOWN_CUSTOMER_BASE = 500_000_000
 UNKNOWN_PRODUCT_BASE = 700_000
@@ -144,6 +148,14 @@ def _customers(rng: np.random.Generator, cust: pd.DataFrame, rate: float, labels
             labels.add("shop_customers", new, "same_person_two_ids", "customer_id", old, new,
                        note=f"same person and e-mail address as customer {old}")
         out = pd.concat([out, dup], ignore_index=True)
+    # duplicate_customer_id: the same customer row exported twice (identical); the copy is labelled.
+    rows = pick.take()
+    for r in rows:
+        cid = cust["customer_id"].iat[r]
+        labels.add("shop_customers", cid, "duplicate_customer_id", "customer_id", cid, cid,
+                   note="two identical rows with this customer_id; one is the copy")
+    if len(rows):
+        out = pd.concat([out, cust.iloc[rows]], ignore_index=True)
     return out
 
 
@@ -194,6 +206,14 @@ def _orders(rng: np.random.Generator, orders: pd.DataFrame, n_customers: int, ra
     rejected.update(ids[rows].tolist())
 
     text = out["total_text"].to_numpy().copy()
+    rows = pick.take()
+    huge = rng.integers(10**12, 10**15, size=len(rows))  # a value that fits no money column
+    for r, h in zip(rows, huge):
+        planted = f"{h}.{r % 100:02d}"
+        labels.add("shop_orders", ids[r], "amount_out_of_range", "total_amount", text[r], planted,
+                   note="a test or overflowed value in the shop's text column")
+        text[r] = planted
+    rejected.update(ids[rows].tolist())
     rows = pick.take()
     cents = out["total_cents"].to_numpy()
     delta = rng.choice([490, 500, 1000, 199, 1900], size=len(rows))  # shipping or a fee added twice
@@ -348,11 +368,12 @@ def _crm(rng: np.random.Generator, frame: pd.DataFrame, rate: float, labels: _La
     # email_case_duplicate: the person signs up again with the address in another letter case.
     src = pick.take(extra=out["updated_at"].to_numpy() < iso([end_s - 30 * 86_400])[0])
     # Lines that can be broken without leaving a half-open quote behind.
+    plain = np.zeros(n, dtype=bool)
     if pick.per_kind:
         plain = ~out.apply(lambda col: col.str.contains(r'[,"\n\r]', regex=True)).any(axis=1).to_numpy()
-        broken = pick.take(extra=plain)
-    else:
-        broken = np.array([], dtype=np.int64)
+    byte_kinds = {kind: pick.take(extra=plain) if pick.per_kind else np.array([], dtype=np.int64)
+                  for kind in LINE_KINDS}
+    broken = byte_kinds.pop("malformed_csv_line")
     if len(src):
         dup = out.iloc[src].copy()
         later = pd.to_datetime(dup["updated_at"], utc=True) + pd.to_timedelta(
@@ -376,7 +397,7 @@ def _crm(rng: np.random.Generator, frame: pd.DataFrame, rate: float, labels: _La
         labels.add("crm_contacts", all_ids[r], "null_birthday", "birthday", None, "", origin="natural", row=int(r))
 
     text = out.to_csv(index=False, lineterminator="\n")
-    if not len(broken):
+    if not len(broken) and not any(len(v) for v in byte_kinds.values()):
         return text.encode("utf-8")
     lines = text.split("\n")
     for k, r in enumerate(broken):
@@ -390,7 +411,25 @@ def _crm(rng: np.random.Generator, frame: pd.DataFrame, rate: float, labels: _La
             planted = ",".join(fields[: 3 + r % 8])
         lines[r + 1] = planted
         labels.add("crm_contacts", cid[r], "malformed_csv_line", None, clean, planted, row=int(r))
-    return "\n".join(lines).encode("utf-8")
+    data = [line.encode("utf-8") for line in lines]
+    fn, ln = out.columns.get_loc("first_name"), out.columns.get_loc("last_name")
+    for kind, rows in byte_kinds.items():
+        for r in rows:
+            clean = lines[r + 1]
+            fields = clean.split(",")
+            if kind == "unterminated_quote":  # a quote opened in the last name and never closed
+                fields[ln] = '"' + fields[ln]
+            elif kind == "nul_byte":  # a NUL byte inside the first name (a C string copied too far)
+                fields[fn] += "\x00"
+            else:  # the first name written in Windows-1252 into the UTF-8 file
+                fields[fn] += "\u00e9"
+            planted_bytes = ",".join(fields).encode("cp1252" if kind == "invalid_utf8" else "utf-8", "replace")
+            data[r + 1] = planted_bytes
+            planted = (planted_bytes.decode() if kind == "unterminated_quote"
+                       else base64.b64encode(planted_bytes).decode("ascii"))
+            labels.add("crm_contacts", cid[r], kind, None, clean, planted, row=int(r),
+                       note=None if kind == "unterminated_quote" else "planted_value: the line's bytes in base64")
+    return b"\n".join(data)
 
 
 def _case_variant(email: str, k: int) -> str:

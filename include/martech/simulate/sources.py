@@ -432,7 +432,7 @@ def _create_shop(conn: Connection, schema: str) -> None:
 def _index_shop(conn: Connection, schema: str) -> None:
     # Keys and indexes after the bulk load: building them once is much cheaper than maintaining them.
     for table, key in _SHOP_KEYS.items():
-        if table == "orders":  # a legacy table without a key constraint: it holds duplicate order ids
+        if table in ("orders", "customers"):  # legacy tables without a key constraint: they hold copies
             conn.execute(sa.text(f"create index {table}__key on {schema}.{table} ({key})"))
         else:
             conn.execute(sa.text(f"alter table {schema}.{table} add primary key ({key})"))

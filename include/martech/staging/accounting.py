@@ -109,3 +109,43 @@ def check(engine: Any, run_date: dt.date, run_ts: dt.datetime) -> list[TableAcco
         raise AccountingError("row accounting does not add up for staging run "
                               f"{run_date.isoformat()}:\n- " + "\n- ".join(problems))
     return accounts
+
+
+class RebuildRefused(RuntimeError):
+    """A staging rebuild would replace the tables with an older or much smaller picture; the message says
+    how to force it."""
+
+
+FORCE_VARIABLE = "MARTECH_FORCE_STAGING"
+SHRINK_LIMIT = 0.5  # a rebuild from under half the raw rows of the last run is refused (when that had >= 100)
+
+
+def guard_rebuild(engine: Any, run_date: dt.date, run_ts: dt.datetime) -> None:
+    """Refuse to rebuild staging for a date older than the last staging run, or from under half the raw
+    rows the last run received for a table, unless ``MARTECH_FORCE_STAGING=1``: both replace the tables
+    that the models and campaigns read with a smaller picture (a replayed example, a wrong run date)."""
+    import os
+
+    if os.environ.get(FORCE_VARIABLE, "").strip().lower() in ("1", "true", "yes"):
+        return
+    force = f"set {FORCE_VARIABLE}=1 to rebuild anyway"
+    with engine.connect() as conn:
+        if conn.execute(sa.text("select to_regclass('staging.row_accounting')")).scalar_one() is None:
+            return
+        last = conn.execute(sa.text("select max(run_date) from staging.row_accounting")).scalar_one()
+        if last is None or last == run_date:
+            return
+        if last > run_date:
+            raise RebuildRefused(
+                f"staging was last built for {last.isoformat()}; rebuilding it for the older date"
+                f" {run_date.isoformat()} would replace every staging table with what was known then. Use a"
+                f" separate MARTECH_HOME (or warehouse) for historical data, or {force}")
+        rows = conn.execute(sa.text(
+            "select raw_table, rows_received from staging.row_accounting where run_date = :d"), {"d": last}).all()
+        for raw, before in rows:
+            now = _count(conn, f"select count(*) from {raw} where _loaded_at <= :ts", ts=run_ts)
+            if before >= 100 and now < SHRINK_LIMIT * before:
+                raise RebuildRefused(
+                    f"{raw} holds {now:,} rows for {run_date.isoformat()} but the staging run of"
+                    f" {last.isoformat()} received {before:,}; rebuilding would shrink the staging tables."
+                    f" Check the warehouse and the landing folders, or {force}")

@@ -23,3 +23,6 @@ alter table raw.quarantine add column if not exists stage text not null default 
 alter table raw.quarantine add column if not exists row_key text
 ;;
 create index if not exists quarantine__table_stage on raw.quarantine (table_name, stage)
+;;
+-- How received holds the bytes of the line: 'text' (valid UTF-8 without NUL) or 'base64'.
+alter table raw.quarantine add column if not exists received_encoding text not null default 'text'

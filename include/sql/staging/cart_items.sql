@@ -41,6 +41,7 @@ judged as (
             when s.t_product_id is null then 'invalid_product_id'
             when s.t_quantity is null or s.t_quantity not between 0 and 1000000 then 'invalid_quantity'
             when s.t_price is null or s.t_price < 0 then 'invalid_price'
+            when s.t_quantity * s.t_price >= 1e9 then 'amount_out_of_range'
             when s.updated_ts is null then 'invalid_timestamp'
         end as reject_code
     from source as s
@@ -66,6 +67,10 @@ ranked as (
                 then
                     'unit_price ' || coalesce(quote_literal(j.unit_price), 'is empty')
                     || ' is not an amount >= 0 such as 12.50'
+            when 'amount_out_of_range'
+                then
+                    'unit_price ' || quote_literal(j.unit_price) || ' x quantity ' || quote_literal(j.quantity)
+                    || ' is out of range (line amount below 1,000,000,000); fix the cart line'
             when 'invalid_timestamp' then
                 'updated_at ' || coalesce(quote_literal(j.updated_at), 'is empty')
                 || ' is not an ISO 8601 timestamp'

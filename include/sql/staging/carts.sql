@@ -87,7 +87,7 @@ customers as (
         m.merged_key::bigint as customer_id,
         m.surviving_key::bigint as surviving_customer_id
     from staging.merged_rows as m
-    where m.table_name = 'raw.shop_customers'
+    where m.table_name = 'raw.shop_customers' and m.kind = 'same_person_two_ids'
 ),
 
 lines as (

@@ -182,6 +182,10 @@ select
     c.source_ref, c._batch_id, c.match_email
 from _checked as c
 where c.disposition = 'merged'
+union all
+select %(run_date)s, c.raw_table, 'duplicate_row', c.row_key as merged_key, c.row_key as surviving_key, c.source_ref, c._batch_id, c.content_hash
+from _checked as c
+where c.disposition = 'duplicate'
 ;;
 insert into staging.corrections
     (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)

@@ -42,6 +42,7 @@ judged as materialized (
             when s.k_customer_id is null then 'invalid_key'
             when s.updated_ts is null then 'invalid_timestamp'
             when s.deleted_at is not null and s.deleted_ts is null then 'invalid_timestamp'
+            when s.updated_ts >= %(run_ts)s then 'future_timestamp'
         end as reject_code,
         case
             when s.k_customer_id is null
@@ -52,6 +53,10 @@ judged as materialized (
                      || ' is not an ISO 8601 timestamp; the row cannot be ordered against its other versions'
             when s.deleted_at is not null and s.deleted_ts is null
                 then 'deleted_at ' || quote_literal(s.deleted_at) || ' is not an ISO 8601 timestamp'
+            when s.updated_ts >= %(run_ts)s
+                then 'updated_at ' || quote_literal(s.updated_at) || ' is at or after the run''s cutoff '
+                     || %(run_ts)s::text || '; held and examined again by every later run: if it is a clock'
+                     || ' error, fix the clock of the source system and send the row again'
         end as reject_reason,
         md5(concat_ws('|', s.customer_id, s.email, s.first_name, s.last_name, s.country, s.created_at,
                       s.updated_at, s.deleted_at)) as content_hash
@@ -86,6 +91,10 @@ select
     staging.disposition(i.reject_code, i.version_rank, i.is_copy,
                         coalesce(i.surviving_customer_id <> i.k_customer_id, false)) as disposition
 from identities as i
+;;
+select staging.record_duplicates('raw.shop_customers', 'duplicate_customer_id', %(run_date)s)
+;;
+select staging.record_conflicts('raw.shop_customers', 'k_customer_id', %(run_date)s)
 ;;
 insert into staging.merged_rows (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
 select

@@ -57,6 +57,7 @@ judged as materialized (
             when s.t_quantity < 0 then 'negative_quantity'
             when s.t_price is null then 'invalid_price'
             when s.t_price < 0 then 'negative_price'
+            when s.t_price >= 1e10 or s.t_quantity * s.t_price >= 1e12 then 'amount_out_of_range'
             when s.updated_ts is null then 'invalid_timestamp'
             when o.order_id is null then 'orphan_order_item'
             when p.product_id is null then 'unknown_product'
@@ -96,6 +97,11 @@ ranked as (
                     'unit_price ' || coalesce(quote_literal(j.unit_price), 'is empty')
                     || ' is not a plain number such as 12.50'
             when 'negative_price' then 'unit_price ' || quote_literal(j.unit_price) || ' is below zero'
+            when 'amount_out_of_range'
+                then
+                    'unit_price ' || quote_literal(j.unit_price) || ' x quantity ' || quote_literal(j.quantity)
+                    || ' is out of range (unit price below 10,000,000,000, line amount below'
+                    || ' 1,000,000,000,000); fix the line in the shop'
             when 'invalid_timestamp'
                 then
                     'updated_at ' || coalesce(quote_literal(j.updated_at), 'is empty')

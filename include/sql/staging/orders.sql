@@ -1,7 +1,7 @@
 -- grain: one row per order (latest version received)
 -- materialized: model
 -- Rejected (raw.quarantine, reason_code): unreadable keys, amounts or times, order times before 1970
--- or after the load, unknown statuses or currencies, customers that no customer row has. Corrected
+-- or order / update times after the run's cutoff (held: every later run examines them again), unknown statuses or currencies, customers that no customer row has. Corrected
 -- (staging.corrections): amounts written as text, totals that disagree with their lines, refunds
 -- (no revenue). Identical copies of an order in one batch are counted in staging.merged_rows.
 create table if not exists staging.orders (
@@ -32,7 +32,7 @@ customers as (
         m.merged_key::bigint,
         m.surviving_key::bigint
     from staging.merged_rows as m
-    where m.table_name = 'raw.shop_customers'
+    where m.table_name = 'raw.shop_customers' and m.kind = 'same_person_two_ids'
 ),
 
 source as materialized (
@@ -61,10 +61,11 @@ judged as materialized (
             when s.t_customer_id is null then 'invalid_customer_id'
             when s.order_time is null or s.updated_ts is null then 'invalid_timestamp'
             when s.order_time < timestamptz '1970-01-01 00:00:00+00' then 'pre_epoch_timestamp'
-            when s.order_time > s._loaded_at then 'future_timestamp'
+            when s.order_time >= %(run_ts)s or s.updated_ts >= %(run_ts)s then 'future_timestamp'
             when s.t_status is null or s.t_status not in ('completed', 'refunded', 'cancelled') then 'invalid_status'
             when s.t_currency not in (select rc.currency_code from staging.ref_currencies as rc) then 'unknown_currency'
             when s.amount is null or s.amount < 0 then 'invalid_amount'
+            when s.amount >= 1e12 then 'amount_out_of_range'
             when cust.surviving_customer_id is null then 'unknown_customer'
         end as reject_code,
         md5(concat_ws('|', s.order_id, s.customer_id, s.order_ts, s.status, s.currency, s.total_amount,
@@ -86,14 +87,18 @@ reasons as (
                 || ': both must be ISO 8601 timestamps'
             when 'pre_epoch_timestamp' then 'order_ts ' || quote_literal(j.order_ts)
                 || ' is before 1970, a placeholder for an unknown time; the order time must be set in the shop'
-            when 'future_timestamp' then 'order_ts ' || quote_literal(j.order_ts) || ' is after the load at '
-                || j._loaded_at::text || '; fix the clock of the source system'
+            when 'future_timestamp' then 'order_ts ' || quote_literal(j.order_ts) || ' / updated_at '
+                || quote_literal(j.updated_at) || ' is at or after the run''s cutoff ' || %(run_ts)s::text
+                || '; held and examined again by every later run (staged once its time has come): if it is a'
+                || ' clock error, fix the clock of the source system and send the row again'
             when 'invalid_status' then 'status ' || coalesce(quote_literal(j.status), 'is empty')
                 || ' is not one of completed, refunded, cancelled; map it in the extract'
             when 'unknown_currency' then 'currency ' || quote_literal(j.currency)
                 || ' is not an ISO 4217 currency (staging.ref_currencies); fix the order in the shop'
             when 'invalid_amount' then 'total_amount ' || coalesce(quote_literal(j.total_amount), 'is empty')
                 || ' is not an amount >= 0'
+            when 'amount_out_of_range' then 'total_amount ' || quote_literal(j.total_amount)
+                || ' is out of range (below 1,000,000,000,000); fix the order in the shop'
             when 'unknown_customer' then 'customer ' || j.t_customer_id::text
                 || ' is in no customer row received so far; the order is staged once its customer arrives'
         end as reject_reason
@@ -117,7 +122,8 @@ line_totals as (
     select
         l.order_id,
         sum(l.quantity * l.unit_price) as lines_amount,
-        bool_and(coalesce(l.quantity >= 0 and l.unit_price > 0, false)) as comparable
+        bool_and(coalesce(l.quantity between 0 and 1000000 and l.unit_price > 0 and l.unit_price < 1e10, false))
+        and sum(l.quantity * l.unit_price) < 1e12 as comparable
     from (
         select distinct on (staging.try_bigint(i.order_id), staging.try_bigint(i.line_no))
             staging.try_bigint(i.order_id) as order_id,
@@ -140,6 +146,8 @@ from ranked as k
 left join line_totals as lt on k.k_order_id = lt.order_id
 ;;
 select staging.record_duplicates('raw.shop_orders', 'duplicate_order_id', %(run_date)s)
+;;
+select staging.record_conflicts('raw.shop_orders', 'k_order_id', %(run_date)s)
 ;;
 insert into staging.corrections
     (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)

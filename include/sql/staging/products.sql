@@ -42,6 +42,7 @@ judged as (
             when s.k_product_id is null then 'invalid_key'
             when s.price is not null and s.t_price is null then 'invalid_price'
             when s.t_price < 0 then 'negative_price'
+            when s.t_price >= 1e10 then 'amount_out_of_range'
             when s.updated_ts is null or (s.created_at is not null and s.created_ts is null) then 'invalid_timestamp'
         end as reject_code
     from source as s
@@ -57,6 +58,8 @@ ranked as (
                     || ': the shop must send a whole-number product id'
             when 'invalid_price' then 'price ' || quote_literal(j.price) || ' is not a plain number such as 12.50'
             when 'negative_price' then 'price ' || quote_literal(j.price) || ' is below zero'
+            when 'amount_out_of_range' then 'price ' || quote_literal(j.price)
+                || ' is out of range (below 10,000,000,000); fix the product in the shop'
             when 'invalid_timestamp' then
                 'created_at / updated_at ' || coalesce(quote_literal(j.created_at), 'empty')
                 || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'

@@ -103,3 +103,21 @@ language sql as $$
     delete from staging.corrections where table_name = p_raw_table;
     delete from staging.merged_rows where table_name = p_raw_table;
 $$
+;;
+-- Two versions of one key with the same updated_at and different content: staging keeps one (the first
+-- received) and records the other here, kind conflicting_version, so the conflict is never silent.
+create or replace function staging.record_conflicts(p_raw_table text, p_key text, p_run_date date)
+returns void
+language plpgsql as $$
+begin
+    execute format(
+        'insert into staging.corrections (run_date, table_name, row_key, source_ref, batch_id, kind, field,'
+        ' original_value, corrected_value)'
+        ' select $1, $2, c.row_key, c.source_ref, c._batch_id, ''conflicting_version'', ''updated_at'','
+        ' c.updated_at, ''kept the version received first ('' || s._batch_id || '')'''
+        ' from _checked as c join _checked as s on s.%1$I = c.%1$I and s.disposition in (''staged'', ''merged'')'
+        ' where c.disposition = ''superseded'' and s.updated_ts = c.updated_ts and s.content_hash <> c.content_hash',
+        p_key)
+    using p_run_date, p_raw_table;
+end
+$$

@@ -1,0 +1,179 @@
+"""Export files the simulator would never write: every line accounted for, one bad value never stops a run."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from martech import pipeline
+from martech.ingest import files
+from martech.ingest.landing import ingest_crm_exports
+from martech.staging import accounting
+
+pytestmark = pytest.mark.integration
+RUN = dt.date(2026, 5, 2)
+LOADED = dt.datetime(2026, 5, 2, tzinfo=dt.timezone.utc)
+TS = "2026-04-01T10:00:00Z"
+CUSTOMERS = "customer_id,email,first_name,updated_at\n"
+ORDERS = "order_id,customer_id,order_ts,status,total_amount,updated_at\n"
+
+
+def q(eng, sql, **params):
+    with eng.connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+def write(path: Path, data: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    return path
+
+
+def quarantined(eng, table):
+    return q(eng, "select source_ref, reason_code, received, received_encoding, reason from raw.quarantine"
+                  " where table_name = :t and stage = 'landing' order by source_ref", t=table)
+
+
+def test_folder_names_match_regardless_of_case_and_plural_and_the_rest_is_reported(clean_warehouse, tmp_path):
+    write(tmp_path / "customer" / "c.csv", CUSTOMERS + f"1,a@example.com,Ann,{TS}\n")
+    write(tmp_path / "Orders" / "o.CSV", ORDERS + f"10,1,{TS},completed,5.00,{TS}\n")
+    write(tmp_path / "Order-Items" / "i.jsonl", '{"order_id": 10, "line_no": 1, "product_id": 3, "quantity": 1,'
+                                                f' "unit_price": 5, "updated_at": "{TS}"}}\n')
+    write(tmp_path / "refunds" / "r.csv", "refund_id\n1\n")
+    write(tmp_path / "customer" / "c.csv.gz", b"\x1f\x8b")
+    write(tmp_path / "stray.csv", "a\n")
+    report: list[str] = []
+    results = files.ingest_folder(clean_warehouse, str(tmp_path), run_date=RUN, loaded_at=LOADED, report=report)
+    assert {r.table: r.rows_loaded for r in results} == {
+        "raw.shop_customers": 1, "raw.shop_orders": 1, "raw.shop_order_items": 1}
+    assert sorted(s.split(":")[0] for s in report) == ["customer/c.csv.gz", "refunds/", "stray.csv"]
+    # Two folders for one entity: the exact name wins, the other is reported.
+    write(tmp_path / "orders" / "o2.csv", ORDERS + f"11,1,{TS},completed,5.00,{TS}\n")
+    plan = files.scan(*__import__("fsspec").core.url_to_fs(str(tmp_path)))
+    assert [e for _, e in plan.files].count("orders") == 1
+    assert any(s.startswith("Orders/: several folders look like orders") for s in plan.unrecognised)
+
+
+def test_crm_export_names_regardless_of_case(clean_warehouse, tmp_path):
+    from martech.ingest.landing import CRM_CONTACT_COLUMNS, export_files, unrecognised_files
+
+    header = ",".join(CRM_CONTACT_COLUMNS) + "\n"
+    row = "{id},c{id}@example.com,A,B,1990-01-01,DE,Europe/Berlin,opted_in,{ts},lead,,{ts},{ts}\n"
+    for name, cid in (("Contacts_2026-05-01.csv", 1), ("contacts-2026-05-02.CSV", 2)):
+        write(tmp_path / name, header + row.format(id=cid, ts=TS))
+    write(tmp_path / "export.csv", header)
+    loaded = ingest_crm_exports(clean_warehouse, tmp_path, run_date=RUN, loaded_at=LOADED)
+    assert sorted((r.source_file, r.rows_loaded) for r in loaded) == [
+        ("Contacts_2026-05-01.csv", 1), ("contacts-2026-05-02.CSV", 1)]
+    assert [s.split(":")[0] for s in unrecognised_files(tmp_path, export_files(tmp_path, "contacts", ".csv"))] == [
+        "export.csv"]
+
+
+def test_an_unterminated_quote_costs_its_own_line_only(clean_warehouse, tmp_path):
+    lines = [f'{i},c{i}@example.com,"Name {i}",{TS}\n' for i in range(1, 42)]
+    lines[4] = f'5,c5@example.com,"Broken,{TS}\n'  # the quote never closes
+    lines[9] = f'10,c10@example.com,"Two\nlines",{TS}\n'  # a real embedded line break still works
+    lines[14] = f"15,c15@example.com,Trailing,{TS},\n"  # a trailing delimiter
+    write(tmp_path / "customers" / "c.csv", CUSTOMERS + "".join(lines))
+    (result,) = files.ingest_folder(clean_warehouse, str(tmp_path), run_date=RUN, loaded_at=LOADED)
+    assert (result.rows_loaded, result.rows_quarantined) == (39, 2)
+    bad = quarantined(clean_warehouse, "raw.shop_customers")
+    assert [(ref, code, received) for ref, code, received, _enc, _why in bad] == [
+        ("c.csv:17", "malformed_csv_line", f"15,c15@example.com,Trailing,{TS},\n"),
+        ("c.csv:6", "unterminated_quote", f'5,c5@example.com,"Broken,{TS}\n')]
+    assert "c.csv line 6: a quote opened on this line is never closed" in bad[1][4]
+    assert q(clean_warehouse, "select first_name from raw.shop_customers where customer_id = '10'") == [
+        ("Two\nlines",)]
+
+
+def test_nul_bytes_huge_fields_and_windows_1252_quarantine_their_row_only(clean_warehouse, tmp_path):
+    write(tmp_path / "customers" / "c.csv", (CUSTOMERS + f"1,a@example.com,A\x00nn,{TS}\n"
+                                             f"2,b@example.com,{'x' * 10_000_000},{TS}\n"
+                                             f"3,c@example.com,Cy,{TS}\n").encode())
+    write(tmp_path / "customers" / "c.jsonl", f'{{"customer_id": 4, "email": "d@example.com", "first_name":'
+                                              f' "Ren\u00e9", "updated_at": "{TS}"}}\n'.encode("cp1252")
+          + f'{{"customer_id": 5, "email": "e@example.com", "updated_at": "{TS}"}}\n'.encode("cp1252"))
+    results = files.ingest_folder(clean_warehouse, str(tmp_path), run_date=RUN, loaded_at=LOADED)
+    assert sum(r.rows_loaded for r in results) == 2 and sum(r.rows_quarantined for r in results) == 3
+    bad = {ref: (code, received, enc, why) for ref, code, received, enc, why in
+           quarantined(clean_warehouse, "raw.shop_customers")}
+    assert bad["c.csv:2"][:3] == ("nul_byte", base64.b64encode(f"1,a@example.com,A\x00nn,{TS}\n".encode()).decode(),
+                                  "base64")
+    assert "field first_name holds a NUL byte" in bad["c.csv:2"][3]
+    assert bad["c.csv:3"][0] == "field_too_large" and len(bad["c.csv:3"][1]) > 10_000_000
+    assert "c.csv line 3: field first_name is 10,000,000 bytes, over the limit" in bad["c.csv:3"][3]
+    code, received, enc, why = bad["c.jsonl:1"]
+    assert (code, enc) == ("invalid_utf8", "base64") and base64.b64decode(received).decode("cp1252").startswith(
+        '{"customer_id": 4')
+    assert why.startswith("c.jsonl line 1: field first_name is not valid UTF-8 (byte 0xE9")
+    assert "re-export the file as UTF-8" in why
+
+
+def test_a_truncated_parquet_file_is_refused_alone(clean_warehouse, tmp_path):
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.table({"customer_id": [1], "email": ["a@example.com"], "updated_at": [TS]}), buf)
+    write(tmp_path / "customers" / "broken.parquet", buf.getvalue().to_pybytes()[:40])
+    write(tmp_path / "customers" / "good.csv", CUSTOMERS + f"2,b@example.com,Bo,{TS}\n")
+    write(tmp_path / "products" / "extra.csv", "product_id,name,price,updated_at,colour\n1,Tea,2,2026-01-01,red\n")
+    report: list[str] = []
+    results = files.ingest_folder(clean_warehouse, str(tmp_path), run_date=RUN, loaded_at=LOADED, report=report)
+    assert sorted((r.source_file, r.rows_loaded, r.rows_quarantined) for r in results) == [
+        ("broken.parquet", 0, 1), ("extra.csv", 0, 1), ("good.csv", 1, 0)]
+    assert any(s.startswith("broken.parquet: not a readable Parquet file") and "export it again" in s
+               for s in report)
+    assert any(s.startswith("extra.csv: columns must follow the products contract") and "unknown: colour" in s
+               for s in report)
+
+
+def test_out_of_range_values_duplicates_and_conflicts_never_stop_staging(clean_warehouse, warehouse_url, tmp_path):
+    write(tmp_path / "customers" / "c.csv", CUSTOMERS + f"1,a@example.com,Ann,{TS}\n" * 2
+          + f"2,b@example.com,Bo,{TS}\n2,b@example.com,Bob,{TS}\n")
+    write(tmp_path / "products" / "p.csv", f"product_id,name,price,updated_at\n3,Tea,9999999.99,{TS}\n")
+    write(tmp_path / "orders" / "o.csv", ORDERS + f"10,1,{TS},completed,123456789012345.00,{TS}\n"
+          f"11,1,{TS},completed,5.00,{TS}\n")
+    write(tmp_path / "order_items" / "i.csv", "order_id,line_no,product_id,quantity,unit_price,updated_at\n"
+          f"11,1,3,1000000,9999999.99,{TS}\n11,2,3,1,5.00,{TS}\n")
+    files.ingest_folder(clean_warehouse, str(tmp_path), run_date=RUN, loaded_at=LOADED)
+    pipeline.build_staging(warehouse_url, RUN)
+    codes = q(clean_warehouse, "select table_name, row_key, reason_code from raw.quarantine where stage = 'staging'"
+                               " order by 1, 2")
+    assert codes == [("raw.shop_order_items", "11:1", "amount_out_of_range"),
+                     ("raw.shop_orders", "10", "amount_out_of_range")]
+    assert q(clean_warehouse, "select order_id, total_amount from staging.orders") == [(11, 5)]
+    accounts = {a.table: a for a in accounting.check(clean_warehouse, RUN, LOADED)}
+    assert (accounts["staging.customers"].staged, accounts["staging.customers"].duplicate,
+            accounts["staging.customers"].superseded) == (2, 1, 1)
+    assert q(clean_warehouse, "select row_key, kind from staging.corrections where kind = 'conflicting_version'") == [
+        ("2", "conflicting_version")]
+
+
+def test_future_dated_rows_are_held_and_staged_when_their_time_comes(clean_warehouse, warehouse_url, tmp_path):
+    write(tmp_path / "customers" / "c.csv", CUSTOMERS + f"1,a@example.com,Ann,{TS}\n"
+          "2,b@example.com,Bo,2099-01-01T00:00:00Z\n")
+    write(tmp_path / "orders" / "o.csv", ORDERS + f"10,1,{TS},completed,5.00,{TS}\n"
+          "11,1,2026-05-20T09:00:00Z,completed,7.00,2026-05-20T09:00:00Z\n")
+    files.ingest_folder(clean_warehouse, str(tmp_path), run_date=RUN, loaded_at=LOADED)
+    pipeline.build_staging(warehouse_url, RUN)
+    held = q(clean_warehouse, "select table_name, row_key, reason_code from raw.quarantine where stage = 'staging'"
+                              " order by 1, 2")
+    assert held == [("raw.shop_customers", "2", "future_timestamp"), ("raw.shop_orders", "11", "future_timestamp")]
+    # The file counts as loaded, yet a later run examines the held rows again: the order's time has come.
+    later = dt.date(2026, 6, 1)
+    pipeline.build_staging(warehouse_url, later)
+    assert q(clean_warehouse, "select order_id from staging.orders order by 1") == [(10,), (11,)]
+    # The 2099 clock error stays held, and the corrected row the source sends next is staged.
+    write(tmp_path / "customers" / "c2.csv", CUSTOMERS + "2,b@example.com,Bob,2026-05-25T00:00:00Z\n")
+    files.ingest_folder(clean_warehouse, str(tmp_path), run_date=later,
+                        loaded_at=dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc))
+    pipeline.build_staging(warehouse_url, later)
+    assert q(clean_warehouse, "select customer_id, first_name from staging.customers order by 1") == [
+        (1, "Ann"), (2, "Bob")]
+    assert q(clean_warehouse, "select row_key from raw.quarantine where reason_code = 'future_timestamp'") == [("2",)]
