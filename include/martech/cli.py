@@ -7,6 +7,7 @@
     martech demo               run the whole chain through Airflow and summarise it
     martech webhook            serve the SendGrid event webhook and one-click unsubscribes
     martech airflow-env        print the environment of the local Airflow (for `make airflow`)
+    martech report [--open]    write the KPI report to a file (and open it)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from pathlib import Path
 
 
 def _date(text: str) -> dt.date:
@@ -56,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     hook.add_argument("--port", type=_positive, default=8089)
 
     sub.add_parser("airflow-env", help="print shell exports for the local Airflow")
+
+    rep = sub.add_parser("report", help="write the KPI report (the one the Airflow plugin serves) to a file")
+    rep.add_argument("--date", type=_date, default=None, help="data before this date (default: tomorrow, UTC)")
+    rep.add_argument("--out", type=Path, default=None, help="default: MARTECH_HOME/reports/report.html")
+    rep.add_argument("--open", action="store_true", help="open it in the default browser")
     return parser
 
 
@@ -102,6 +109,19 @@ def main(argv: list[str] | None = None) -> int:
 
         for key, value in airflow_env.configure(resolve_url()).items():
             print(f"export {key}='{value}'")
+        return 0
+    if args.command == "report":
+        import webbrowser
+
+        from martech.db import make_engine
+        from martech.kpis.report import write_report
+        from martech.warehouse import resolve_url
+
+        run_date = args.date or dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
+        path = write_report(make_engine(resolve_url()), run_date, args.out)
+        print(path)
+        if args.open:
+            webbrowser.open(path.as_uri())
         return 0
     return 2  # pragma: no cover - argparse rejects unknown commands
 
