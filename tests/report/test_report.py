@@ -10,7 +10,6 @@ from fastapi.testclient import TestClient
 
 from martech.kpis.report import FIGURES, build_report, write_report
 from martech.kpis.report.app import PREFIX, create_app
-
 from martech.testing.report_data import D2, RUN_DATE
 
 pytestmark = pytest.mark.integration
