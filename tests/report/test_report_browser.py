@@ -87,7 +87,7 @@ def api_server(report_warehouse, tmp_path_factory):
         os.environ.pop("MARTECH_HOME") if previous is None else os.environ.update(MARTECH_HOME=previous)
     port = _free_port()
     log = (base / "api-server.log").open("w")
-    proc = subprocess.Popen(airflow + ["api-server", "--port", str(port), "--host", "127.0.0.1"], env=env,
+    proc = subprocess.Popen([*airflow, "api-server", "--port", str(port), "--host", "127.0.0.1"], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -173,9 +173,10 @@ def test_report_and_campaign_page_in_the_ui(api_server, browser, tmp_path):
     browser.switch_to.default_content()
     _shot(browser, shots, "01-report-in-navigation.png")
     browser.switch_to.frame(frame)
-    browser.find_element(By.CSS_SELECTOR, "figure[data-figure=uplift_forest]").location_once_scrolled_into_view
+    browser.execute_script("arguments[0].scrollIntoView()",
+                           browser.find_element(By.CSS_SELECTOR, "figure[data-figure=ab_variants]"))
     browser.switch_to.default_content()
-    _shot(browser, shots, "02-report-uplift.png")
+    _shot(browser, shots, "02-report-variants-rfm.png")
 
     # The campaign page, from the campaign DAG's own tab.
     browser.get(api_server + "/dags/campaign_winback")
