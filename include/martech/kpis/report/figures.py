@@ -46,21 +46,25 @@ def _empty(message: str) -> str:
     return _svg(fig)
 
 
+def _grouped_bars(data: pd.DataFrame, xlabel: str, *, log: bool = False) -> str:
+    """One group of horizontal bars per row, one bar per column."""
+    fig, ax = _figure(height=max(2.2, 0.5 * len(data) + 1.4))
+    width = 0.8 / len(data.columns)
+    for i, col in enumerate(data.columns):
+        ax.barh([j + i * width for j in range(len(data))], data[col].fillna(0), height=width, label=col)
+    ax.set_yticks([j + 0.4 - width / 2 for j in range(len(data))], data.index)
+    ax.invert_yaxis()
+    if log:
+        ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel(xlabel)
+    ax.legend(ncol=len(data.columns), fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    return _svg(fig)
+
+
 def funnel(data: pd.DataFrame) -> str:
     if data.empty:
         return _empty("No campaign runs yet")
-    fig, ax = _figure(height=max(2.4, 0.5 * len(data) + 1.4))
-    stages = list(data.columns)
-    width = 0.8 / len(stages)
-    for i, stage in enumerate(stages):
-        ys = [j + i * width for j in range(len(data))]
-        ax.barh(ys, data[stage], height=width, label=stage)
-    ax.set_yticks([j + 0.4 - width / 2 for j in range(len(data))], data.index)
-    ax.invert_yaxis()
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("contacts (log scale)")
-    ax.legend(ncol=len(stages), fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    return _svg(fig)
+    return _grouped_bars(data, "contacts (log scale)", log=True)
 
 
 def uplift_forest(data: pd.DataFrame) -> str:
@@ -81,16 +85,7 @@ def uplift_forest(data: pd.DataFrame) -> str:
 def revenue_by_arm(data: pd.DataFrame) -> str:
     if data.empty:
         return _empty("No campaign runs yet")
-    fig, ax = _figure(height=max(2.2, 0.45 * len(data) + 1.2))
-    arms = list(data.columns)
-    width = 0.8 / len(arms)
-    for i, arm in enumerate(arms):
-        ax.barh([j + i * width for j in range(len(data))], data[arm].fillna(0), height=width, label=arm)
-    ax.set_yticks([j + 0.4 - width / 2 for j in range(len(data))], data.index)
-    ax.invert_yaxis()
-    ax.set_xlabel("revenue per member within the attribution window")
-    ax.legend(frameon=False, fontsize=8)
-    return _svg(fig)
+    return _grouped_bars(data, "revenue per member within the attribution window")
 
 
 def ab_variants(data: pd.DataFrame) -> str:
