@@ -15,6 +15,13 @@ _PALETTE = ["#3b6ea5", "#e08a2c", "#4c9a5b", "#c4493f", "#7d5ba6", "#8c6d4f", "#
             "#b5b33a", "#3ab5c4"]
 
 
+def _colour(i: int) -> Any:
+    """The palette, then tab20 when there are more series than palette colours (RFM has 11 segments)."""
+    import matplotlib
+
+    return _PALETTE[i] if i < len(_PALETTE) else matplotlib.colormaps["tab20"](i % 20)
+
+
 def _figure(width: float = 7.5, height: float = 3.4) -> tuple[Any, Any]:
     import matplotlib
 
@@ -109,7 +116,7 @@ def rfm_sizes(data: pd.DataFrame) -> str:
         return _empty("No RFM snapshot yet")
     fig, ax = _figure()
     ax.stackplot(pd.to_datetime(data.index), data.T.to_numpy(), labels=list(data.columns),
-                 colors=_PALETTE[: len(data.columns)] * 2)
+                 colors=[_colour(i) for i in range(len(data.columns))])
     ax.set_ylabel("customers")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.autofmt_xdate()
@@ -136,19 +143,19 @@ def migration_matrix(data: pd.DataFrame) -> str:
 
 def _lines(data: pd.DataFrame, ylabel: str, *, percent: bool) -> str:
     fig, ax = _figure()
-    x = pd.to_datetime(data.index)
+    x = [str(d) for d in data.index]  # one category per send day: a single day still reads as a point on its date
     for col in data.columns:
         ax.plot(x, data[col] * (100 if percent else 1), marker="o", ms=3, label=col.replace("_", " "))
     ax.set_ylabel(ylabel)
     ax.legend(frameon=False, fontsize=8)
-    fig.autofmt_xdate()
+    ax.tick_params(axis="x", rotation=40)
     return _svg(fig)
 
 
 def engagement_trend(data: pd.DataFrame) -> str:
     if data.empty:
         return _empty("No sends yet")
-    return _lines(data, "% (opens, clicks of delivered; conversions of members)", percent=True)
+    return _lines(data, "%", percent=True)
 
 
 def data_quality_trend(data: pd.DataFrame) -> str:
