@@ -10,7 +10,8 @@ Reads: `campaigns.campaign_runs`, `audiences.audience_members`, `audiences.exclu
 `audiences.snapshots`, `campaigns.send_ledger`, `staging.email_events`, `staging.orders`,
 `staging.contacts`. Writes: `campaigns.member_outcomes`, `kpis.campaign_daily`,
 `kpis.campaign_exclusions`, `kpis.campaign_uplift`.
-Emits `martech://warehouse/kpis`.
+Emits `martech://warehouse/kpis`. Then writes the daily report (`MARTECH_HOME/reports/report.html`,
+served in the UI by the martech plugin) from those tables and the model marts: docs/report.md.
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ def kpis():
         dagkit.publish(context, KPIS, summary)
         return summary
 
-    build_kpis()
+    @task
+    def build_report(**context):
+        from martech import dagkit
+        from martech.db import make_engine
+        from martech.kpis.report import write_report
+
+        return str(write_report(make_engine(dagkit.warehouse_url()), dagkit.run_date_of(context)))
+
+    build_kpis() >> build_report()
 
 
 kpis()

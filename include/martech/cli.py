@@ -10,6 +10,7 @@
     martech byod check DIR     what each export file under DIR would become, before anything is loaded
     martech byod setup HOME    a separate MARTECH_HOME holding the worked "Bring your own data" example
     martech byod run           ingest, staging and customer models on the export files, then the results
+    martech report [--open]    write the KPI report to a file (and open it)
 
     --byod (or MARTECH_BYOD=1) turns the simulator's shop database off: export files only.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from pathlib import Path
 
 
 def _date(text: str) -> dt.date:
@@ -70,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     byod_sub.add_parser("setup", help="a new MARTECH_HOME with the worked example").add_argument("home")
     byod_run = byod_sub.add_parser("run", help="ingest, staging and customer models, then the result queries")
     byod_run.add_argument("--date", type=_date, default=None, help="the run date (default: the example's)")
+
+    rep = sub.add_parser("report", help="write the KPI report (the one the Airflow plugin serves) to a file")
+    rep.add_argument("--date", type=_date, default=None, help="data before this date (default: tomorrow, UTC)")
+    rep.add_argument("--out", type=Path, default=None, help="default: MARTECH_HOME/reports/report.html")
+    rep.add_argument("--open", action="store_true", help="open it in the default browser")
     return parser
 
 
@@ -123,6 +130,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "byod":
         return _byod(args)
+    if args.command == "report":
+        import webbrowser
+
+        from martech.db import make_engine
+        from martech.kpis.report import write_report
+        from martech.warehouse import resolve_url
+
+        run_date = args.date or dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
+        path = write_report(make_engine(resolve_url()), run_date, args.out)
+        print(path)
+        if args.open:
+            webbrowser.open(path.as_uri())
+        return 0
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

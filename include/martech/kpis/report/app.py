@@ -1,0 +1,80 @@
+"""The report's web app, mounted in the Airflow API server by ``plugins/martech_report.py``.
+
+Airflow does not authenticate plugin apps, so every route depends on ``user``: the API server's own
+``get_user`` (the JWT from the UI's session cookie or an ``Authorization: Bearer`` header), which refuses
+an anonymous request with 401. ``create_app(user=...)`` lets a test swap in another dependency.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PREFIX", "create_app"]
+
+PREFIX = "/martech"
+_CAMPAIGN_DAG_PREFIX = "campaign_"
+
+
+def _airflow_user() -> Callable[..., Any]:
+    from airflow.api_fastapi.core_api.security import get_user
+
+    return get_user
+
+
+@functools.cache
+def _engine() -> Any:
+    from martech.db import make_engine
+    from martech.warehouse import resolve_url
+
+    return make_engine(resolve_url())
+
+
+def create_app(*, user: Callable[..., Any] | None = None, engine: Callable[[], Any] = _engine,
+               report_file: Callable[[], Path] | None = None, previews_dir: Callable[[], Path] | None = None) -> Any:
+    from fastapi import Depends, FastAPI, HTTPException
+    from fastapi.responses import HTMLResponse, RedirectResponse
+
+    from martech import paths
+    from martech.kpis import report
+    from martech.kpis.report import previews
+
+    report_file = report_file or report.report_path
+    previews_dir = previews_dir or (lambda: paths.outbox_dir() / "previews")
+    app = FastAPI(title="martech report", dependencies=[Depends(user or _airflow_user())],
+                  docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> RedirectResponse:
+        return RedirectResponse(f"{PREFIX}/report")
+
+    @app.get("/report", response_class=HTMLResponse)
+    def daily_report() -> HTMLResponse:
+        """The report the ``kpis`` DAG wrote last; rendered now when it has not run yet."""
+        path = report_file()
+        if path.is_file():
+            return HTMLResponse(path.read_text(encoding="utf-8"))
+        tomorrow = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
+        return HTMLResponse(report.build_report(engine(), tomorrow))
+
+    @app.get("/campaigns/{dag_id}", response_class=HTMLResponse)
+    def campaign(dag_id: str) -> HTMLResponse:
+        """A campaign's page, at its DAG's id (``campaign_<id>``): the tab Airflow shows on every DAG."""
+        if not dag_id.startswith(_CAMPAIGN_DAG_PREFIX):
+            return HTMLResponse("<!doctype html><p>Not a campaign DAG: campaign pages are on the campaign_&lt;id&gt;"
+                                " DAGs.</p>", status_code=404)
+        campaign_id = dag_id.removeprefix(_CAMPAIGN_DAG_PREFIX)
+        found = previews.list_previews(previews_dir(), campaign_id)
+        return HTMLResponse(report.campaign_page(engine(), campaign_id, found, base=PREFIX))
+
+    @app.get("/previews/{campaign_id}/{run_id}/{name}", response_class=HTMLResponse)
+    def preview(campaign_id: str, run_id: str, name: str) -> HTMLResponse:
+        body = previews.preview_html(previews_dir(), campaign_id, run_id, name)
+        if body is None:
+            raise HTTPException(status_code=404, detail="no such preview")
+        return HTMLResponse(body, headers=previews.HEADERS)
+
+    return app
