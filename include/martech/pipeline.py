@@ -331,7 +331,9 @@ def dispatch_campaign(url: str, campaign_id: str, run_date: dt.date, now: dt.dat
                       *, dry_run: bool = False) -> dict[str, Any]:
     """Send the run's treatment arm exactly once and record the run.
 
-    Before a real send, a preview per variant (real members' data) is written to
+    A real send first passes the freshness gate (:func:`martech.campaigns.freshness.require_fresh`: the
+    marts it reads and the suppressions as of the run date, else it raises). Before a real send, a
+    preview per variant (real members' data) is written to
     ``<outbox>/previews/<campaign>/<run>/``. ``dry_run`` renders everything and records what would be
     sent in ``campaigns.dry_runs`` (with the change against the previous run's audience), sending nothing.
     """
@@ -347,10 +349,13 @@ def dispatch_campaign(url: str, campaign_id: str, run_date: dt.date, now: dt.dat
             eng.dispose()
         _say([f"{campaign_id} DRY RUN for {run_date}: {results}"])
         return {"run_date": run_date.isoformat(), "dry_run": True, **_per_step(results)}
+    from martech.campaigns.freshness import require_fresh
+
     settings = dict(transport_settings or {})
     transport = transport or make_transport(settings.pop("name", None), settings)
     eng = _engine(url)
     try:
+        require_fresh(eng, spec, run_date)
         outs = {step: _dispatch_step(eng, spec, run_date, step, transport, now) for step in spec.step_numbers}
     finally:
         eng.dispose()
@@ -397,6 +402,7 @@ def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None,
 
     With the SendGrid transport configured, SendGrid's own suppression lists are merged too.
     """
+    from martech.campaigns.freshness import record_suppression_refresh
     from martech.db import run_model
     from martech.ingest.landing import ingest_email_events
 
@@ -417,6 +423,8 @@ def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None,
                 from_sendgrid = sendgrid_suppressions.merge(conn, sg._client, asm_group_id=sg.asm_group_id)
             _say([f"campaigns.suppressions: {from_sendgrid} new from SendGrid's suppression lists"])
             suppressed += from_sendgrid
+        with eng.begin() as conn:
+            record_suppression_refresh(conn, run_date, suppressed, _run_ts(run_date))
     finally:
         eng.dispose()
     _say([r.line() for r in results] + [f"staging.email_events: {staged} rows",

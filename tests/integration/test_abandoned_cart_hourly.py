@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from martech.campaigns import hourly
 from martech.campaigns.audience import assign_arm
+from martech.campaigns.freshness import record_suppression_refresh
 from martech.campaigns.spec import load_campaigns
 from martech.campaigns.transports import OutboxTransport
 
@@ -107,6 +108,9 @@ class Shop:
 def shop(clean_warehouse: Engine, warehouse_url: str, tmp_path: Path) -> Shop:
     with clean_warehouse.begin() as conn:
         conn.exec_driver_sql(SHOP_DDL)
+        # The daily email-events stage ran every day of the test's week: the freshness gate lets the hours send.
+        for offset in range(7):
+            record_suppression_refresh(conn, DAY + dt.timedelta(days=offset), 0, at(offset, 0))
     return Shop(clean_warehouse, warehouse_url, tmp_path / "outbox")
 
 

@@ -208,6 +208,7 @@ def dispatch_campaign(url: str, campaign_id: str, run_at: dt.datetime, now: dt.d
 
     from martech.campaigns.dispatch import dispatch, write_previews
     from martech.campaigns.dispatch import dry_run as _dry_run
+    from martech.campaigns.freshness import require_fresh
     from martech.campaigns.transport_factory import make_transport
 
     spec = _spec(campaign_id)
@@ -218,6 +219,7 @@ def dispatch_campaign(url: str, campaign_id: str, run_at: dt.datetime, now: dt.d
             outs = {step: _dry_run(eng, spec, hour, now=now, step=step) for step in spec.step_numbers}
             return {"run_date": hour.date().isoformat(), "run_ts": hour.isoformat(), "dry_run": True,
                     "steps": {str(k): v for k, v in outs.items()}}
+        require_fresh(eng, spec, hour.date())
         settings = dict(transport_settings or {})
         transport = transport or make_transport(settings.pop("name", None), settings)
         steps: dict[str, Any] = {}

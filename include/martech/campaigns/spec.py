@@ -47,8 +47,8 @@ __all__ = [
     "fires_every_hour",
     "load_campaign",
     "load_campaigns",
-    "scan_campaigns",
     "load_settings",
+    "scan_campaigns",
     "validate_cron",
 ]
 
