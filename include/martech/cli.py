@@ -7,6 +7,10 @@
     martech demo               run the whole chain through Airflow and summarise it
     martech webhook            serve the SendGrid event webhook and one-click unsubscribes
     martech airflow-env        print the environment of the local Airflow (for `make airflow`)
+    martech campaigns validate check every campaign file; exit 1 and list every problem if any
+    martech campaigns preview ID [--contact N]
+                               render N members per variant of the campaign's latest audience
+                               snapshot to the outbox's previews folder, sending nothing
 """
 
 from __future__ import annotations
@@ -56,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     hook.add_argument("--port", type=_positive, default=8089)
 
     sub.add_parser("airflow-env", help="print shell exports for the local Airflow")
+
+    camp = sub.add_parser("campaigns", help="check and preview campaign files")
+    camp_sub = camp.add_subparsers(dest="action", required=True)
+    camp_sub.add_parser("validate", help="check every campaign file, list every problem")
+    prev = camp_sub.add_parser("preview", help="render a campaign's latest audience to the outbox, send nothing")
+    prev.add_argument("campaign_id")
+    prev.add_argument("--contact", type=_positive, default=1, metavar="N", help="members rendered per variant")
     return parser
 
 
@@ -103,7 +114,34 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in airflow_env.configure(resolve_url()).items():
             print(f"export {key}='{value}'")
         return 0
+    if args.command == "campaigns":
+        return _campaigns(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _campaigns(args: argparse.Namespace) -> int:
+    from martech.campaigns import preview
+
+    if args.action == "validate":
+        valid, problems = preview.validate()
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"{valid} campaign file(s) valid, {len(problems)} problem(s)")
+        return 1 if problems else 0
+    from martech.campaigns.spec import CampaignSpecError
+    from martech.db import make_engine
+    from martech.warehouse import resolve_url
+
+    eng = make_engine(resolve_url())
+    try:
+        written = preview.preview(eng, args.campaign_id, contacts=args.contact)
+    except (CampaignSpecError, LookupError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    finally:
+        eng.dispose()
+    print("\n".join(str(p) for p in written) or "the latest snapshot has no treatment members to render")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
