@@ -43,45 +43,40 @@ def build_campaign_dag(spec):
         @task
         def refresh_shop(**context):
             from martech import dagkit
-            from martech.campaigns import hourly as run
+            from martech.campaigns import hourly as pull
 
-            return run.refresh_shop(dagkit.warehouse_url(), dagkit.run_hour_of(context), shop_url=dagkit.shop_url())
+            return pull.refresh_shop(dagkit.warehouse_url(), dagkit.run_of(context, hourly=True),
+                                     shop_url=dagkit.shop_url())
 
         @task
         def build_audience(**context):
-            from martech import dagkit, pipeline
-            from martech.campaigns import hourly as run
+            from martech import dagkit
+            from martech.campaigns import runner
 
-            if hourly:
-                return run.build_audience(dagkit.warehouse_url(), spec.id, dagkit.run_hour_of(context))
-            return pipeline.build_audience(dagkit.warehouse_url(), spec.id, dagkit.run_date_of(context))
+            return runner.build_audience(dagkit.warehouse_url(), spec.id, dagkit.run_of(context, hourly=hourly))
 
         @task
         def validate_audience(**context):
-            from martech import dagkit, pipeline
-            from martech.campaigns import hourly as run
+            from martech import dagkit
+            from martech.campaigns import runner
 
-            if hourly:
-                return run.validate_audience(dagkit.warehouse_url(), spec.id, dagkit.run_hour_of(context))
-            return pipeline.validate_audience(dagkit.warehouse_url(), spec.id, dagkit.run_date_of(context))
+            return runner.validate_audience(dagkit.warehouse_url(), spec.id, dagkit.run_of(context, hourly=hourly))
 
         @task(outlets=[SENDS])
         def dispatch(**context):
-            from martech import dagkit, pipeline
-            from martech.campaigns import hourly as run
+            from martech import dagkit
+            from martech.campaigns import runner
 
-            send = run.dispatch_campaign if hourly else pipeline.dispatch_campaign
-            when = dagkit.run_hour_of(context) if hourly else dagkit.run_date_of(context)
-            summary = send(dagkit.warehouse_url(), spec.id, when, dagkit.run_time_of(context),
-                           transport_settings=dagkit.transport_settings(),
-                           dry_run=bool((context.get("params") or {}).get("dry_run")))
+            summary = runner.dispatch(dagkit.warehouse_url(), spec.id, dagkit.run_of(context, hourly=hourly),
+                                      dagkit.run_time_of(context), transport_settings=dagkit.transport_settings(),
+                                      dry_run=bool((context.get("params") or {}).get("dry_run")))
             if not summary.get("dry_run"):
                 dagkit.publish(context, SENDS, summary)
             return summary
 
         audience = build_audience()
         audience >> validate_audience() >> dispatch()
-        if hourly:
+        if hourly:  # an hourly series first pulls the shop's newest carts and orders
             refresh_shop() >> audience
 
     return campaign()

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from martech import pipeline
+from martech.campaigns import runner
 from martech.campaigns.freshness import (
     StaleInputsError,
     marts_read_by,
@@ -19,6 +20,7 @@ from martech.campaigns.freshness import (
 )
 from martech.campaigns.spec import load_campaigns
 from martech.campaigns.transports import OutboxTransport
+from martech.runs import Run
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +72,7 @@ def test_a_stale_run_refuses_before_sending_anything(clean_warehouse, warehouse_
         _rfm_as_of(conn, RUN - dt.timedelta(days=1))
         record_suppression_refresh(conn, RUN, 0, NOW)
     with pytest.raises(StaleInputsError) as caught:
-        pipeline.dispatch_campaign(warehouse_url, "vip", RUN, NOW, transport=OutboxTransport(tmp_path))
+        runner.dispatch(warehouse_url, "vip", Run.daily(RUN), NOW, transport=OutboxTransport(tmp_path))
     assert str(caught.value) == ("campaign 'vip' does not send for 2026-11-02: marts.customer_rfm is as of"
                                  " 2026-11-01, older than the run date 2026-11-02; run customer_models for"
                                  " 2026-11-02 first.")

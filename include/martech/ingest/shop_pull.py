@@ -1,0 +1,42 @@
+"""Pull the shop database's tables for one run: the daily ingest (every table) and the hourly pull of
+an hourly series (the tables its audience reads) share this loop over the SQL sources of sources.yml."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from martech.runs import Run
+
+__all__ = ["pull_shop"]
+
+
+def pull_shop(warehouse: Any, run: Run, *, shop_url: str | None = None, shop_schema: str | None = None,
+              tables: Sequence[str] | None = None) -> list[Any]:
+    """Land the shop rows updated before ``run``'s cutoff into ``raw.shop_*``, per enabled SQL source.
+
+    ``tables`` limits the pull (else each source's own list, else every shop table). An hourly run's
+    batches carry its batch tag and the run date of the daily run that first covers them.
+    """
+    from martech.db import make_engine
+    from martech.ingest.landing import ingest_shop
+    from martech.ingest.sources import of_kind
+
+    results: list[Any] = []
+    for _name, source in of_kind("sql"):
+        wanted: Sequence[str] | None = source.tables or None
+        if tables is not None:
+            wanted = [t for t in tables if not source.tables or t in source.tables]
+            if not wanted:
+                continue
+        src_url = shop_url or source.url
+        src = make_engine(src_url) if src_url else warehouse
+        try:
+            results += ingest_shop(src, warehouse, source_schema=shop_schema or source.schema_name,
+                                   run_date=run.batch_run_date, loaded_at=run.cutoff, tables=wanted,
+                                   cutoff=run.cutoff,
+                                   batch_tag=run.batch_tag if run.hourly else None)
+        finally:
+            if src is not warehouse:
+                src.dispose()
+    return results
