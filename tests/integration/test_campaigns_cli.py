@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from martech import cli, paths
+from martech.testing.campaigns import write_promo_campaign
 
 pytestmark = pytest.mark.integration
 
@@ -40,14 +41,7 @@ def test_validate_lists_every_problem_of_every_file_and_exits_1(tmp_path: Path, 
 
 @pytest.fixture()
 def promo_dir(tmp_path: Path, monkeypatch, warehouse_url: str) -> Path:
-    folder = tmp_path / "campaigns"
-    (folder / "audiences").mkdir(parents=True)
-    (folder / "audiences" / "promo.sql").write_text("select contact_id, email, first_name from staging.contacts\n")
-    (folder / "promo.yml").write_text(
-        "id: promo\nname: Promo\nowner: test\ndescription: test\nschedule: '0 8 * * *'\n"
-        "audience_sql: audiences/promo.sql\ntemplate: birthday\nholdout_share: 0.2\n"
-        "variants:\n  - {id: a, weight: 1, subject: 'Hi {{ first_name }}'}\n"
-        "  - {id: b, weight: 1, subject: 'Hello {{ first_name }}'}\n")
+    folder = write_promo_campaign(tmp_path / "campaigns").parent
     monkeypatch.setenv("MARTECH_CAMPAIGNS_DIR", str(folder))
     monkeypatch.setenv("MARTECH_WAREHOUSE_URL", warehouse_url)
     monkeypatch.setenv("MARTECH_OUTBOX_DIR", str(tmp_path / "outbox"))

@@ -34,6 +34,7 @@ from martech.campaigns.faults import POINTS
 from martech.campaigns.sendgrid_transport import SendGridTransport
 from martech.campaigns.spec import CampaignSpec, load_campaign
 from martech.db import make_engine
+from martech.testing.campaigns import write_promo_campaign
 
 pytestmark = pytest.mark.integration
 
@@ -89,15 +90,7 @@ def wh(module_warehouse) -> tuple[Engine, str]:
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> CampaignSpec:
-    folder = tmp_path_factory.mktemp("campaigns")
-    (folder / "audiences").mkdir()
-    (folder / "audiences" / "promo.sql").write_text("select contact_id, email, first_name from staging.contacts\n")
-    (folder / "promo.yml").write_text(
-        "id: promo\nname: Promo\nowner: test\ndescription: test\nschedule: '0 8 * * *'\n"
-        "audience_sql: audiences/promo.sql\ntemplate: birthday\nholdout_share: 0.2\n"
-        "variants:\n  - {id: a, weight: 1, subject: 'Hi {{ first_name }}'}\n"
-        "  - {id: b, weight: 1, subject: 'Hello {{ first_name }}'}\n")
-    return load_campaign(folder / "promo.yml")
+    return load_campaign(write_promo_campaign(tmp_path_factory.mktemp("campaigns")))
 
 
 def _plant_audience(engine: Engine, run: date, n: int) -> list[str]:
