@@ -1,7 +1,11 @@
 """
-### campaign_<id> — one DAG per campaign file in `include/campaigns/`
+### `campaign_<id>` — one DAG per campaign file in `include/campaigns/`
 
-Generated from the YAML definitions (validated by a schema; no database access while parsing).
+Generated from the YAML definitions (validated by a schema; no database access while parsing). A file
+that does not validate gets no DAG and is reported as the import error of `campaign_spec_errors.py`;
+the other campaigns keep theirs. Campaign DAGs are created paused: nothing is sent until someone
+unpauses one, and a run dispatches only when the marts it reads and the suppressions are as of its
+run date (`martech.campaigns.freshness`).
 Each run snapshots the audience (holdout and A/B variant by a stable hash of campaign and contact),
 validates it (Great Expectations: consent, suppressions, duplicate or invalid addresses, size against
 the trailing runs; a failure stops the run before anything is sent), then dispatches to the treatment
@@ -22,7 +26,8 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from martech.campaigns.spec import load_campaigns
+from martech import paths
+from martech.campaigns.spec import scan_campaigns
 from martech.dagkit import CAMPAIGN_PARAMS, DEFAULT_ARGS, HOURLY_CAMPAIGN_PARAMS, SENDS, START_DATE
 
 
@@ -32,55 +37,51 @@ def build_campaign_dag(spec):
     @dag(dag_id=f"campaign_{spec.id}", schedule=spec.schedule, start_date=START_DATE, catchup=False,
          default_args={**DEFAULT_ARGS, "owner": spec.owner}, tags=["martech", "campaign", *spec.tags],
          doc_md=f"{__doc__}\n\n#### {spec.name}\n\n{spec.description}",
-         params=HOURLY_CAMPAIGN_PARAMS if hourly else CAMPAIGN_PARAMS, max_active_runs=1)
+         params=HOURLY_CAMPAIGN_PARAMS if hourly else CAMPAIGN_PARAMS, max_active_runs=1,
+         is_paused_upon_creation=True)
     def campaign():
         @task
         def refresh_shop(**context):
             from martech import dagkit
-            from martech.campaigns import hourly as run
+            from martech.campaigns import hourly as pull
 
-            return run.refresh_shop(dagkit.warehouse_url(), dagkit.run_hour_of(context), shop_url=dagkit.shop_url())
+            return pull.refresh_shop(dagkit.warehouse_url(), dagkit.run_of(context, hourly=True),
+                                     shop_url=dagkit.shop_url())
 
         @task
         def build_audience(**context):
-            from martech import dagkit, pipeline
-            from martech.campaigns import hourly as run
+            from martech import dagkit
+            from martech.campaigns import runner
 
-            if hourly:
-                return run.build_audience(dagkit.warehouse_url(), spec.id, dagkit.run_hour_of(context))
-            return pipeline.build_audience(dagkit.warehouse_url(), spec.id, dagkit.run_date_of(context))
+            return runner.build_audience(dagkit.warehouse_url(), spec.id, dagkit.run_of(context, hourly=hourly))
 
         @task
         def validate_audience(**context):
-            from martech import dagkit, pipeline
-            from martech.campaigns import hourly as run
+            from martech import dagkit
+            from martech.campaigns import runner
 
-            if hourly:
-                return run.validate_audience(dagkit.warehouse_url(), spec.id, dagkit.run_hour_of(context))
-            return pipeline.validate_audience(dagkit.warehouse_url(), spec.id, dagkit.run_date_of(context))
+            return runner.validate_audience(dagkit.warehouse_url(), spec.id, dagkit.run_of(context, hourly=hourly))
 
         @task(outlets=[SENDS])
         def dispatch(**context):
-            from martech import dagkit, pipeline
-            from martech.campaigns import hourly as run
+            from martech import dagkit
+            from martech.campaigns import runner
 
-            send = run.dispatch_campaign if hourly else pipeline.dispatch_campaign
-            when = dagkit.run_hour_of(context) if hourly else dagkit.run_date_of(context)
-            summary = send(dagkit.warehouse_url(), spec.id, when, dagkit.run_time_of(context),
-                           transport_settings=dagkit.transport_settings(),
-                           dry_run=bool((context.get("params") or {}).get("dry_run")))
+            summary = runner.dispatch(dagkit.warehouse_url(), spec.id, dagkit.run_of(context, hourly=hourly),
+                                      dagkit.run_time_of(context), transport_settings=dagkit.transport_settings(),
+                                      dry_run=bool((context.get("params") or {}).get("dry_run")))
             if not summary.get("dry_run"):
                 dagkit.publish(context, SENDS, summary)
             return summary
 
         audience = build_audience()
         audience >> validate_audience() >> dispatch()
-        if hourly:
+        if hourly:  # an hourly series first pulls the shop's newest carts and orders
             refresh_shop() >> audience
 
     return campaign()
 
 
-for _spec in load_campaigns():
+for _spec in scan_campaigns(paths.campaigns_dir())[0]:
     if _spec.enabled:
         globals()[f"campaign_{_spec.id}"] = build_campaign_dag(_spec)

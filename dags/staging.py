@@ -6,9 +6,13 @@ loaded up to the run (the latest version of each key wins), in one transaction p
 them with Great Expectations (keys, values, references, freshness, row-count drift): a critical failure
 stops here, before any customer model or send; the asset outlet sits on the check.
 
-Reads: `raw.shop_customers`, `raw.shop_products`, `raw.shop_orders`, `raw.shop_order_items`,
-`raw.crm_contacts`. Writes: `staging.customers`, `staging.products`, `staging.orders`,
-`staging.order_items`, `staging.contacts`. Emits `martech://warehouse/staging`.
+Reads: `raw.shop_*` (customers, products, orders, order items, carts, cart items, web sessions,
+product views), `raw.crm_contacts`, `raw.email_events`. Writes the ten tables of
+`martech.pipeline.STAGING_MODELS`: `staging.customers`, `staging.products`, `staging.orders`,
+`staging.order_items`, `staging.contacts`, `staging.cart_items`, `staging.carts`,
+`staging.web_sessions`, `staging.product_views`, `staging.email_events` (rebuilt again by
+`email_events`), plus `raw.quarantine`, `staging.corrections`, `staging.merged_rows` and
+`staging.row_accounting`. Emits `martech://warehouse/staging`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@
     martech byod setup HOME    a separate MARTECH_HOME holding the worked "Bring your own data" example
     martech byod run           ingest, staging and customer models on the export files, then the results
     martech report [--open]    write the KPI report to a file (and open it)
+    martech campaigns validate check every campaign file; exit 1 and list every problem if any
+    martech campaigns preview ID [--contact N]
+                               render N members per variant of the campaign's latest audience
+                               snapshot to the outbox's previews folder, sending nothing
 
     --byod (or MARTECH_BYOD=1) turns the simulator's shop database off: export files only.
 """
@@ -77,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--date", type=_date, default=None, help="data before this date (default: tomorrow, UTC)")
     rep.add_argument("--out", type=Path, default=None, help="default: MARTECH_HOME/reports/report.html")
     rep.add_argument("--open", action="store_true", help="open it in the default browser")
+
+    camp = sub.add_parser("campaigns", help="check and preview campaign files")
+    camp_sub = camp.add_subparsers(dest="action", required=True)
+    camp_sub.add_parser("validate", help="check every campaign file, list every problem")
+    prev = camp_sub.add_parser("preview", help="render a campaign's latest audience to the outbox, send nothing")
+    prev.add_argument("campaign_id")
+    prev.add_argument("--contact", type=_positive, default=1, metavar="N", help="members rendered per variant")
     return parser
 
 
@@ -143,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.open:
             webbrowser.open(path.as_uri())
         return 0
+    if args.command == "campaigns":
+        return _campaigns(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
@@ -168,6 +181,31 @@ def _byod(args: argparse.Namespace) -> int:
 
     os.environ["MARTECH_BYOD"] = "1"
     print("\n".join(byod.run(resolve_url(), args.date or byod.EXAMPLE_DATE)))
+    return 0
+
+
+def _campaigns(args: argparse.Namespace) -> int:
+    from martech.campaigns import preview
+
+    if args.action == "validate":
+        valid, problems = preview.validate()
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"{valid} campaign file(s) valid, {len(problems)} problem(s)")
+        return 1 if problems else 0
+    from martech.campaigns.spec import CampaignSpecError
+    from martech.db import make_engine
+    from martech.warehouse import resolve_url
+
+    eng = make_engine(resolve_url())
+    try:
+        written = preview.preview(eng, args.campaign_id, contacts=args.contact)
+    except (CampaignSpecError, LookupError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    finally:
+        eng.dispose()
+    print("\n".join(str(p) for p in written) or "the latest snapshot has no treatment members to render")
     return 0
 
 

@@ -130,6 +130,13 @@ def run_date_of(context: Mapping[str, Any]) -> dt.date:
     return when.date()
 
 
+def run_of(context: Mapping[str, Any], *, hourly: bool = False) -> Any:
+    """The :class:`martech.runs.Run` a task works for: its hour (an hourly series) or its run date."""
+    from martech.runs import Run
+
+    return Run.hour(run_hour_of(context)) if hourly else Run.daily(run_date_of(context))
+
+
 def run_time_of(context: Mapping[str, Any]) -> dt.datetime:
     """The run's timestamp (logical date, or when it was due), used instead of the wall clock."""
     when = context.get("logical_date") or context["dag_run"].run_after

@@ -26,6 +26,11 @@ def home() -> Path:
     return path
 
 
+def campaigns_dir() -> Path:
+    """Where the campaign YAML files are (``MARTECH_CAMPAIGNS_DIR``, else ``include/campaigns``)."""
+    return Path(os.environ.get("MARTECH_CAMPAIGNS_DIR") or CAMPAIGNS_DIR)
+
+
 def landing_dir() -> Path:
     """Where file sources land (CRM exports, email-event feeds)."""
     return Path(os.environ.get("MARTECH_LANDING_DIR") or home() / "landing")

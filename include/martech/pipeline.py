@@ -56,35 +56,13 @@ def prepare_warehouse(url: str) -> list[str]:
 def ingest_shop(url: str, run_date: dt.date, *, shop_url: str | None = None,
                 shop_schema: str | None = None) -> dict[str, Any]:
     """Pull the shop database's tables incrementally into raw.shop_* (sources of kind sql in sources.yml)."""
-    import sqlalchemy as sa
-
-    from martech.ingest import byod
-    from martech.ingest.landing import ingest_shop as _ingest
-    from martech.ingest.sources import SourcesError, of_kind
+    from martech.ingest.shop_pull import pull_shop
+    from martech.runs import Run
 
     prepare_warehouse(url)
     eng = _engine(url)
-    results = []
     try:
-        for name, source in of_kind("sql"):
-            src_url = shop_url or source.url
-            schema = shop_schema or source.schema_name
-            if not src_url and byod.enabled():
-                _say([f"source {name}: the simulator's shop database is off ({byod.VARIABLE}=1); not pulled"])
-                continue
-            if not src_url and not sa.inspect(eng).get_table_names(schema=schema):
-                raise SourcesError(
-                    f"source {name} (include/sources.yml): no shop database given (MARTECH_SHOP_URL or the Airflow"
-                    f" connection shop_db) and the warehouse has no {schema} schema the simulator would have"
-                    f" written; to load export files only, set {byod.VARIABLE}=1 (or run `martech --byod ...`),"
-                    " else run `martech simulate` or set MARTECH_SHOP_URL")
-            src = _engine(src_url) if src_url else eng
-            try:
-                results += _ingest(src, eng, source_schema=schema, run_date=run_date,
-                                   loaded_at=_run_ts(run_date), tables=source.tables or None)
-            finally:
-                if src is not eng:
-                    src.dispose()
+        results = pull_shop(eng, Run.daily(run_date), shop_url=shop_url, shop_schema=shop_schema)
     finally:
         eng.dispose()
     _say([r.line() for r in results])
@@ -293,128 +271,13 @@ def _build_clusters(eng, run_date: dt.date) -> int:
     return int(result["customers"])
 
 
-def _daily_spec(spec: Any) -> Any:
-    """The spec of a campaign run by date; hourly series have run ids per hour and their own entry points."""
-    if spec.hourly:
-        raise ValueError(f"campaign {spec.id!r} is an hourly series: run it for an hour through"
-                         " martech.campaigns.hourly (its DAG does), not for a date")
-    return spec
-
-
-def build_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str, Any]:
-    """Snapshot the campaign's audience for the run, with holdout and variant assignment."""
-    from martech.campaigns.audience import build_snapshot
-    from martech.campaigns.spec import load_campaign
-
-    spec = _daily_spec(load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml"))
-    eng = _engine(url)
-    try:
-        outs = {step: _as_dict(build_snapshot(eng, spec, run_date, step=step)) for step in spec.step_numbers}
-    finally:
-        eng.dispose()
-    for step, out in outs.items():
-        _say([f"{campaign_id} audience for {run_date} step {step}: {out}"])
-    return {"run_date": run_date.isoformat(), **_per_step(outs)}
-
-
-def _per_step(outs: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
-    """One step: its summary as is; a series: the summaries by step."""
-    if list(outs) == [1]:
-        return dict(outs[1])
-    return {"steps": {str(k): dict(v) for k, v in outs.items()}}
-
-
-def validate_audience(url: str, campaign_id: str, run_date: dt.date) -> dict[str, Any]:
-    """The pre-send gate on the run's snapshot (GX); raises DataQualityError and so blocks the send."""
-    from martech.campaigns.audience import step_run_id
-    from martech.campaigns.spec import load_campaign
-    from martech.quality.audience import check_snapshot
-
-    spec = load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml")
-    eng = _engine(url)
-    results = warnings = 0
-    try:
-        for step in spec.step_numbers:
-            report = check_snapshot(eng, campaign_id, step_run_id(run_date, step), run_date)
-            _say(report.summary_lines())
-            results += len(report.results)
-            warnings += len(report.warnings)
-    finally:
-        eng.dispose()
-    return {"run_date": run_date.isoformat(), "expectations": results, "warnings": warnings}
-
-
-def dispatch_campaign(url: str, campaign_id: str, run_date: dt.date, now: dt.datetime,
-                      transport: Any = None, transport_settings: Mapping[str, Any] | None = None,
-                      *, dry_run: bool = False) -> dict[str, Any]:
-    """Send the run's treatment arm exactly once and record the run.
-
-    Before a real send, a preview per variant (real members' data) is written to
-    ``<outbox>/previews/<campaign>/<run>/``. ``dry_run`` renders everything and records what would be
-    sent in ``campaigns.dry_runs`` (with the change against the previous run's audience), sending nothing.
-    """
-    from martech.campaigns.dispatch import dry_run as _dry_run
-    from martech.campaigns.spec import load_campaign
-
-    spec = _daily_spec(load_campaign(paths.CAMPAIGNS_DIR / f"{campaign_id}.yml"))
-    if dry_run:
-        eng = _engine(url)
-        try:
-            results = {step: _dry_run(eng, spec, run_date, now=now, step=step) for step in spec.step_numbers}
-        finally:
-            eng.dispose()
-        _say([f"{campaign_id} DRY RUN for {run_date}: {results}"])
-        return {"run_date": run_date.isoformat(), "dry_run": True, **_per_step(results)}
-    settings = dict(transport_settings or {})
-    transport = transport or make_transport(settings.pop("name", None), settings)
-    eng = _engine(url)
-    try:
-        outs = {step: _dispatch_step(eng, spec, run_date, step, transport, now) for step in spec.step_numbers}
-    finally:
-        eng.dispose()
-    for step, out in outs.items():
-        _say([f"{campaign_id} dispatch for {run_date} step {step}: {out}"])
-    return {"run_date": run_date.isoformat(), **_per_step(outs)}
-
-
-def _dispatch_step(eng, spec, run_date: dt.date, step: int, transport: Any, now: dt.datetime) -> dict[str, Any]:
-    import sqlalchemy as sa
-
-    from martech.campaigns.audience import step_run_id
-    from martech.campaigns.dispatch import dispatch, write_previews
-
-    run_id = step_run_id(run_date, step)
-    previews = write_previews(eng, spec, run_date, paths.outbox_dir() / "previews", now=now, step=step)
-    _say([f"{spec.id} previews: {', '.join(str(p) for p in previews) or 'none (empty treatment arm)'}"])
-    out = _as_dict(dispatch(eng, spec, run_date, transport, now=now, step=step))
-    with eng.begin() as conn:
-        counts = conn.execute(sa.text(
-            "select count(*), count(*) filter (where arm = 'treatment'),"
-            " count(*) filter (where arm = 'holdout') from audiences.audience_members"
-            " where campaign_id = :c and run_id = :r"), {"c": spec.id, "r": run_id}).one()
-        sent = conn.execute(sa.text(
-            "select count(*) from campaigns.send_ledger where campaign_id = :c and run_id = :r"
-            " and status = 'sent'"), {"c": spec.id, "r": run_id}).scalar_one()
-        conn.execute(sa.text(
-            "insert into campaigns.campaign_runs (campaign_id, run_id, run_date, definition_hash,"
-            " conversion_window_days, members, treatment, holdout, sent, transport)"
-            " values (:c, :r, :d, :h, :w, :m, :t, :ho, :s, :tr)"
-            " on conflict (campaign_id, run_id) do update set definition_hash = excluded.definition_hash,"
-            " conversion_window_days = excluded.conversion_window_days, members = excluded.members,"
-            " treatment = excluded.treatment, holdout = excluded.holdout, sent = excluded.sent,"
-            " transport = excluded.transport"),
-            {"c": spec.id, "r": run_id, "d": run_date, "h": spec.definition_hash,
-             "w": spec.conversion_window_days, "m": counts[0], "t": counts[1], "ho": counts[2],
-             "s": sent, "tr": transport.name})
-    return out
-
-
 def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None,
                   transport_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Load email-event feed files into raw.email_events and rebuild staging.email_events.
 
     With the SendGrid transport configured, SendGrid's own suppression lists are merged too.
     """
+    from martech.campaigns.freshness import record_suppression_refresh
     from martech.db import run_model
     from martech.ingest.landing import ingest_email_events
 
@@ -435,6 +298,8 @@ def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None,
                 from_sendgrid = sendgrid_suppressions.merge(conn, sg._client, asm_group_id=sg.asm_group_id)
             _say([f"campaigns.suppressions: {from_sendgrid} new from SendGrid's suppression lists"])
             suppressed += from_sendgrid
+        with eng.begin() as conn:
+            record_suppression_refresh(conn, run_date, suppressed, _run_ts(run_date))
     finally:
         eng.dispose()
     _say([r.line() for r in results] + [f"staging.email_events: {staged} rows",
@@ -471,16 +336,3 @@ def build_kpis(url: str, run_date: dt.date) -> dict[str, Any]:
         eng.dispose()
     _say([f"{name}: {n} rows" for name, n in counts.items()])
     return {"run_date": run_date.isoformat(), "rows": counts}
-
-
-def _as_dict(summary: Any) -> dict[str, Any]:
-    import dataclasses
-
-    if dataclasses.is_dataclass(summary) and not isinstance(summary, type):
-        data = dataclasses.asdict(summary)
-    elif isinstance(summary, dict):
-        data = dict(summary)
-    else:
-        data = dict(vars(summary))
-    return {k: (v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v) for k, v in data.items()
-            if isinstance(v, (int, float, str, bool, dt.date, type(None)))}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -46,6 +48,8 @@ _PROBE = textwrap.dedent(
         dags[dag_id] = {
             "tags": sorted(dag.tags),
             "doc_md": bool(dag.doc_md and dag.doc_md.strip()),
+            "doc": dag.doc_md or "",
+            "paused_upon_creation": bool(dag.is_paused_upon_creation),
             "tasks": {t.task_id: {"owner": t.owner, "retries": t.retries} for t in dag.tasks},
             "schedule": type(dag.timetable).__name__,
         }
@@ -55,13 +59,17 @@ _PROBE = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def parsed() -> dict:
-    env = dict(os.environ)
+def _parse(**env_extra: str) -> dict:
+    env = {**os.environ, **env_extra}
     out = subprocess.run([sys.executable, "-c", _PROBE, str(paths.DAGS_DIR)], capture_output=True, text=True,
                          env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def parsed() -> dict:
+    return _parse()
 
 
 def test_no_import_errors(parsed):
@@ -103,3 +111,30 @@ def test_every_dag_follows_policy(parsed, policy):
 def test_dag_files_are_thin():
     for path in paths.DAGS_DIR.glob("*.py"):
         assert len(path.read_text().splitlines()) <= 100, f"{path.name}: move logic into include/martech"
+
+
+def test_campaign_dags_are_created_paused_and_data_dags_are_not(parsed):
+    paused = {dag_id for dag_id, dag in parsed["dags"].items() if dag["paused_upon_creation"]}
+    assert paused == {d for d in parsed["dags"] if d.startswith("campaign_")}
+    assert paused and not paused & EXPECTED_STAGE_DAGS
+
+
+def test_dag_docs_have_no_raw_html_outside_code(parsed):
+    for dag_id, dag in parsed["dags"].items():
+        prose = re.sub(r"`[^`]*`", "", dag["doc"])
+        assert not re.search(r"<[A-Za-z/]", prose), f"{dag_id}: a '<...>' outside backticks renders as HTML"
+    assert "`campaign_<id>`" in parsed["dags"]["campaign_vip"]["doc"]
+
+
+def test_a_broken_campaign_file_is_an_import_error_naming_it_and_the_others_keep_their_dags(tmp_path):
+    folder = tmp_path / "campaigns"
+    shutil.copytree(paths.CAMPAIGNS_DIR, folder)
+    vip = folder / "vip.yml"
+    vip.write_text(vip.read_text().replace("holdout_share:", "holdout_shar:", 1))
+    parsed = _parse(MARTECH_CAMPAIGNS_DIR=str(folder))
+    assert "campaign_vip" not in parsed["dags"]
+    assert {"campaign_birthday", "campaign_winback", "campaign_abandoned_cart"} <= set(parsed["dags"])
+    assert set(parsed["dags"]) >= EXPECTED_STAGE_DAGS
+    [(where, message)] = parsed["errors"].items()
+    assert where.endswith("campaign_spec_errors.py")
+    assert "vip.yml" in message and "holdout_shar" in message

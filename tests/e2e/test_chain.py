@@ -12,7 +12,7 @@ import sqlalchemy as sa
 pytestmark = pytest.mark.e2e
 
 SEND_DAY = dt.date(2026, 5, 4)
-DAY1 = ["ingest", "staging", "customer_models"]
+DAY1 = ["ingest", "staging", "customer_models", "email_events"]  # campaigns send on fresh suppressions
 DAY2 = ["ingest", "staging", "customer_models", "email_events", "kpis"]
 SCHEMAS = ("raw", "staging", "marts", "audiences", "campaigns", "kpis")
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from martech.campaigns.dispatch import dry_run, write_previews
 from martech.campaigns.spec import load_campaign
+from martech.testing.campaigns import write_promo_campaign
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime(2026, 5, 4, 9, tzinfo=dt.timezone.utc)
@@ -19,14 +20,7 @@ NOW = dt.datetime(2026, 5, 4, 9, tzinfo=dt.timezone.utc)
 
 @pytest.fixture()
 def spec(tmp_path):
-    (tmp_path / "audiences").mkdir()
-    (tmp_path / "audiences" / "promo.sql").write_text("select contact_id, email, first_name from staging.contacts\n")
-    (tmp_path / "promo.yml").write_text(
-        "id: promo\nname: Promo\nowner: test\ndescription: test\nschedule: '0 8 * * *'\n"
-        "audience_sql: audiences/promo.sql\ntemplate: birthday\nholdout_share: 0.2\n"
-        "variants:\n  - {id: a, weight: 1, subject: 'Hi {{ first_name }}'}\n"
-        "  - {id: b, weight: 1, subject: 'Hello {{ first_name }}'}\n")
-    return load_campaign(tmp_path / "promo.yml")
+    return load_campaign(write_promo_campaign(tmp_path))
 
 
 def plant(eng, run: dt.date, ids: list[int]) -> None:

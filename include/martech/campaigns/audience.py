@@ -32,11 +32,20 @@ from sqlalchemy.engine import Connection, Engine
 from martech.campaigns import eligibility
 from martech.campaigns.eligibility import CONSENTED_STATUSES, Candidate
 from martech.campaigns.render import RESERVED_NAMES
-from martech.campaigns.run_ids import as_run_date, make_send_id, run_hour, run_id_for, run_instant, step_run_id
+from martech.campaigns.run_ids import (
+    as_run_date,
+    make_send_id,
+    run_hour,
+    run_id_for,
+    run_instant,
+    run_of,
+    step_run_id,
+)
 from martech.campaigns.spec import CampaignSettings, CampaignSpec, Variant, load_settings
 from martech.campaigns.sunset import apply_sunset
 from martech.campaigns.window import apply_send_window
 from martech.db import copy_rows
+from martech.runs import Run
 
 __all__ = [
     "CONSENTED_STATUSES",
@@ -410,7 +419,7 @@ def _decided_elsewhere(conn: Connection, spec: CampaignSpec, step: int, run_id: 
     return {contact_id: how for contact_id, how in rows}
 
 
-def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime, *,
+def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: Run | date | str | datetime, *,
                    settings: CampaignSettings | None = None, coupon_secret: str | None = None,
                    step: int = 1) -> SnapshotSummary:
     """Snapshot the audience of ``spec`` for ``run_date``; returns what it holds.
@@ -429,16 +438,9 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str | da
     """
     from martech.campaigns import coupons
 
-    if spec.hourly:
-        run_at = run_instant(run_date)
-        day = run_at.date()
-    else:
-        if isinstance(run_date, datetime):
-            raise TypeError(f"campaign {spec.id!r} runs daily: pass its run date, not an instant ({run_date!r})")
-        day = as_run_date(run_date)
-        run_at = run_instant(day)
-    run_date = day
-    run_id = run_id_for(spec, run_at if spec.hourly else day, step)
+    run = run_of(spec, run_date)
+    run_at, day = run.cutoff, run.date
+    run_id = run.run_id(step)
     spec.for_step(step)  # validates the step number
     settings = settings or load_settings(spec.campaigns_dir)
     already_decided = 0
@@ -485,7 +487,7 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str | da
             requests = [coupons.CouponRequest(c.contact_id, make_send_id(spec.id, run_id, step, c.contact_id),
                                               _discount(spec, c)) for c, _, _ in assigned]
             issued = coupons.issue_coupons(
-                conn, campaign_id=spec.id, run_id=run_id, run_date=run_date, prefix=spec.coupon.prefix,
+                conn, campaign_id=spec.id, run_id=run_id, run_date=day, prefix=spec.coupon.prefix,
                 validity_days=spec.coupon.validity_days, requests=requests,
                 secret=coupon_secret or coupons.secret_from_env())
 
@@ -496,7 +498,7 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str | da
             if c.contact_id in issued:
                 attributes["coupon"] = issued[c.contact_id].as_attribute()
             members.append((
-                spec.id, run_id, run_date.isoformat(), c.contact_id, c.email, c.row["first_name"], arm, variant,
+                spec.id, run_id, day.isoformat(), c.contact_id, c.email, c.row["first_name"], arm, variant,
                 definition_hash, json.dumps(attributes, sort_keys=True, ensure_ascii=False), step,
                 keys.get(c.contact_id),
             ))
@@ -517,7 +519,7 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str | da
         cap = settings.frequency_cap
         conn.execute(sa.text("delete from audiences.snapshots where campaign_id = :c and run_id = :r"), run_key)
         conn.execute(_INSERT_SNAPSHOT, {
-            "campaign_id": spec.id, "run_id": run_id, "run_date": run_date,
+            "campaign_id": spec.id, "run_id": run_id, "run_date": day,
             "definition_hash": spec.definition_hash, "priority": spec.priority,
             "cooldown_days": spec.cooldown_days, "frequency_cap": cap.max_emails,
             "frequency_cap_window_days": cap.window_days, "candidates": len(candidates),
@@ -530,7 +532,7 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: date | str | da
         })
 
     summary = SnapshotSummary(
-        campaign_id=spec.id, run_id=run_id, run_date=run_date, definition_hash=spec.definition_hash,
+        campaign_id=spec.id, run_id=run_id, run_date=day, definition_hash=spec.definition_hash,
         members=len(members), treatment=counts["treatment"], holdout=counts["holdout"],
         variants=dict(sorted(variants.items())), duplicate_emails_dropped=reason_counts.get("duplicate_email", 0),
         candidates=len(candidates), excluded=result.excluded_contacts, exclusions=reason_counts,

@@ -48,6 +48,7 @@ __all__ = [
     "load_campaign",
     "load_campaigns",
     "load_settings",
+    "scan_campaigns",
     "validate_cron",
 ]
 
@@ -696,14 +697,15 @@ def load_campaign(path: Path | str, *, templates_dir: Path = TEMPLATES_DIR) -> C
     return spec
 
 
-def load_campaigns(directory: Path | str = CAMPAIGNS_DIR, *,
-                   templates_dir: Path = TEMPLATES_DIR) -> list[CampaignSpec]:
-    """Every ``*.yml`` in ``directory`` (files starting with ``_`` are ignored), sorted by id.
+def scan_campaigns(directory: Path | str = CAMPAIGNS_DIR, *,
+                   templates_dir: Path = TEMPLATES_DIR) -> tuple[list[CampaignSpec], dict[Path, list[str]]]:
+    """Every ``*.yml`` in ``directory`` (files starting with ``_`` are ignored), each loaded on its own.
 
-    Problems in all files are collected and raised together as one :class:`CampaignSpecError`.
+    Returns the valid specs sorted by id and, per broken file, its problems: one bad file costs only
+    itself (the DAG file builds the others' DAGs; ``martech campaigns validate`` prints every problem).
     """
     specs: list[CampaignSpec] = []
-    errors: list[str] = []
+    errors: dict[Path, list[str]] = {}
     seen: dict[str, Path] = {}
     for path in sorted(Path(directory).glob("*.yml")):
         if path.name.startswith("_"):
@@ -711,14 +713,22 @@ def load_campaigns(directory: Path | str = CAMPAIGNS_DIR, *,
         try:
             spec = load_campaign(path, templates_dir=templates_dir)
         except CampaignSpecError as exc:
-            errors.extend(exc.errors)
+            errors[path] = list(exc.errors)
             continue
         if spec.id in seen:
-            errors.append(f"{_display(path)}: id {spec.id!r} is already used by {_display(seen[spec.id])}; "
-                          "give each campaign its own id")
+            errors[path] = [f"{_display(path)}: id {spec.id!r} is already used by {_display(seen[spec.id])}; "
+                            "give each campaign its own id"]
             continue
         seen[spec.id] = path
         specs.append(spec)
+    return sorted(specs, key=lambda s: s.id), errors
+
+
+def load_campaigns(directory: Path | str = CAMPAIGNS_DIR, *,
+                   templates_dir: Path = TEMPLATES_DIR) -> list[CampaignSpec]:
+    """Every campaign in ``directory``, sorted by id; problems in all files are raised together as one
+    :class:`CampaignSpecError`."""
+    specs, errors = scan_campaigns(directory, templates_dir=templates_dir)
     if errors:
-        raise CampaignSpecError(errors)
-    return sorted(specs, key=lambda s: s.id)
+        raise CampaignSpecError([line for lines in errors.values() for line in lines])
+    return specs

@@ -1,7 +1,8 @@
 """``martech demo``: the whole chain through Airflow, for a send day and a day one attribution
 window later, then a summary of what happened.
 
-Day 1 (the send day): ingest → staging → customer_models → every enabled campaign_<id>. Then the
+Day 1 (the send day): ingest → staging → customer_models → email_events (the suppressions a campaign
+needs as of its run date) → every enabled campaign_<id>. Then the
 simulator plays the recipients (deliveries, opens, clicks and the orders that follow, with a true
 effect in the treatment arm). Day 2 (send day + 7): ingest → staging → customer_models →
 email_events → kpis, so conversions and revenue are observed.
@@ -139,7 +140,7 @@ def run(*, run_date: dt.date = DEMO_DATE, customers: int = 20_000, seed: int = 4
         campaign_dags = sorted(d for d in dags if d.startswith("campaign_"))
         _quiet_airflow_console()
 
-        day1 = ["ingest", "staging", "customer_models", *campaign_dags]
+        day1 = ["ingest", "staging", "customer_models", "email_events", *campaign_dags]
         _print(f"[3/5] send day {run_date}: {' → '.join(day1)}")
         for dag_id in day1:
             took = _run_dag(dags, dag_id, run_date, 2, log_file)

@@ -84,7 +84,9 @@ EMAIL_EVENT_FIELDS: tuple[str, ...] = (
 
 def cutoff_for(run_date: dt.date) -> dt.datetime:
     """Rows updated before the start of the run date (UTC) belong to that run."""
-    return dt.datetime.combine(run_date, dt.time(0), tzinfo=dt.timezone.utc)
+    from martech.runs import Run
+
+    return Run.daily(run_date).cutoff
 
 
 def _text(value: Any) -> str | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +148,31 @@ class Checkpointer:
         batches.record_batch(conn, orphan, source=self.source, run_date=run_date, loaded_at=self.loaded_at)
         log.warning("%s: batch %s was interrupted and not rerun; recorded its %d landed rows as complete",
                     self.raw_table, batch_id, orphan.rows_loaded)
+
+
+def land_streams(engine: Engine, streams: Mapping[str, Any], *, source_name: str, run_date: dt.date,
+                 loaded_at: dt.datetime, batch_tag: str | None,
+                 pages: Callable[[Any, Watermark], Iterable[tuple[list[Any], Any]]],
+                 row: Callable[[Any, dict[str, Any]], tuple[Sequence[Any], Any]]) -> list[BatchResult]:
+    """Land each stream (a name and its object, with ``raw_table`` and ``columns``) as one batch.
+
+    A stream whose batch is already complete is skipped; otherwise ``pages(obj, watermark)`` yields
+    (records, watermark) pages from the saved watermark on, each committed with its checkpoint, and
+    ``row(obj, record)`` makes a record a raw row. HubSpot and Shopify share this loop.
+    """
+    results = []
+    for name, obj in streams.items():
+        cp = Checkpointer(engine, source=source_name, stream=name, raw_table=obj.raw_table,
+                          columns=[c for c, _ in obj.columns], run_date=run_date, loaded_at=loaded_at,
+                          batch_tag=batch_tag)
+        done = cp.begin()
+        if done is not None:
+            results.append(done)
+            continue
+        for records, wm in pages(obj, cp.watermark):
+            cp.commit([row(obj, r) for r in records], wm)
+        results.append(cp.finish())
+    return results
 
 
 def dig(obj: Any, path: str) -> Any:

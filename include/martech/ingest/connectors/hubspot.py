@@ -50,7 +50,7 @@ from sqlalchemy.engine import Engine
 
 from martech.ingest.batches import BatchResult
 from martech.ingest.connectors._http import HttpClient, RetryPolicy, _default_sleep
-from martech.ingest.connectors._land import Checkpointer, Watermark, as_text, dig
+from martech.ingest.connectors._land import Watermark, as_text, dig, land_streams
 from martech.ingest.landing import cutoff_for
 
 API_URL = "https://api.hubapi.com"
@@ -199,18 +199,7 @@ def pull_hubspot(engine: Engine, token: str, *, run_date: dt.date, loaded_at: dt
                                 " 'token') and its crm.objects.*.read scopes",
                       policy=policy or RetryPolicy(), sleep=sleep or _default_sleep)
     cutoff = cutoff or cutoff_for(run_date)
-    results = []
-    for name in objects:
-        obj = OBJECTS[name]
-        cp = Checkpointer(engine, source=source_name, stream=name, raw_table=obj.raw_table,
-                          columns=[c for c, _ in obj.columns], run_date=run_date, loaded_at=loaded_at,
-                          batch_tag=batch_tag)
-        done = cp.begin()
-        if done is not None:
-            results.append(done)
-            continue
-        puller = _Puller(http, obj, cutoff, page_size=page_size, min_interval_s=min_interval_s)
-        for records, wm in puller.pages(cp.watermark):
-            cp.commit([_row(obj, r) for r in records], wm)
-        results.append(cp.finish())
-    return results
+    return land_streams(
+        engine, {name: OBJECTS[name] for name in objects}, source_name=source_name, run_date=run_date,
+        loaded_at=loaded_at, batch_tag=batch_tag, row=_row,
+        pages=lambda obj, wm: _Puller(http, obj, cutoff, page_size=page_size, min_interval_s=min_interval_s).pages(wm))

@@ -51,7 +51,7 @@ from sqlalchemy.engine import Engine
 
 from martech.ingest.batches import BatchResult
 from martech.ingest.connectors._http import HttpClient, Response, RetryPolicy, _default_sleep
-from martech.ingest.connectors._land import Checkpointer, Watermark, as_text, dig
+from martech.ingest.connectors._land import Watermark, as_text, dig, land_streams
 from martech.ingest.landing import cutoff_for
 
 PAGE_LIMIT = 250
@@ -190,17 +190,7 @@ def pull_shopify(engine: Engine, token: str, *, shop: str, run_date: dt.date, lo
                                 " read_orders scopes", policy=policy or RetryPolicy(), sleep=sleep or _default_sleep)
     bucket = _Bucket(http, headroom)
     cutoff = cutoff or cutoff_for(run_date)
-    results = []
-    for name in objects:
-        res = RESOURCES[name]
-        cp = Checkpointer(engine, source=source_name, stream=name, raw_table=res.raw_table,
-                          columns=[c for c, _ in res.columns], run_date=run_date, loaded_at=loaded_at,
-                          batch_tag=batch_tag)
-        done = cp.begin()
-        if done is not None:
-            results.append(done)
-            continue
-        for records, wm in _pages(http, bucket, res, cp.watermark, cutoff, page_size):
-            cp.commit([_row(res, r) for r in records], wm)
-        results.append(cp.finish())
-    return results
+    return land_streams(
+        engine, {name: RESOURCES[name] for name in objects}, source_name=source_name, run_date=run_date,
+        loaded_at=loaded_at, batch_tag=batch_tag, row=_row,
+        pages=lambda res, wm: _pages(http, bucket, res, wm, cutoff, page_size))
