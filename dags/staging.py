@@ -13,9 +13,9 @@ Reads: `raw.shop_customers`, `raw.shop_products`, `raw.shop_orders`, `raw.shop_o
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
-from martech.dagkit import DEFAULT_ARGS, RAW_CHECKED, RUN_PARAMS, STAGING, START_DATE
+from martech.dagkit import DEFAULT_ARGS, RAW_CHECKED, RUN_PARAMS, STAGING, START_DATE, task
 
 
 @dag(schedule=[RAW_CHECKED], start_date=START_DATE, catchup=False, default_args=DEFAULT_ARGS,
