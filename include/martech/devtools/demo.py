@@ -116,6 +116,7 @@ def run(*, run_date: dt.date = DEMO_DATE, customers: int = 20_000, seed: int = 4
     root.addHandler(handler)
     root.setLevel(logging.INFO)
 
+    airflow_used = False
     try:
         if fresh:
             reset(url)
@@ -134,6 +135,7 @@ def run(*, run_date: dt.date = DEMO_DATE, customers: int = 20_000, seed: int = 4
         _print("[2/5] starting Airflow (SQLite metadata, this project's DAGs) ...")
         airflow_env.configure(url)
         airflow_env.migrate_metadata(log_file)
+        airflow_used = True
         with _output_to(log_file):
             dags = _load_dags()
         campaign_dags = sorted(d for d in dags if d.startswith("campaign_"))
@@ -183,6 +185,10 @@ def run(*, run_date: dt.date = DEMO_DATE, customers: int = 20_000, seed: int = 4
         _tail(log_file)
         return 1
     finally:
+        if airflow_used:
+            # The demo ran the DAGs itself: a scheduler started later (make airflow) must not run them
+            # again from the asset events the demo's runs left queued.
+            airflow_env.clear_asset_queue()
         root.removeHandler(handler)
 
 
