@@ -1,5 +1,6 @@
-"""The demo's ``dag.test()`` runs leave asset events queued for the DAGs scheduled on them; the demo
-clears that queue, so a scheduler started afterwards (``make airflow``) replays nothing."""
+"""What the demo's ``dag.test()`` runs leave in Airflow's metadata: asset events queued for the DAGs
+scheduled on them, which the demo clears, so a scheduler started afterwards (``make airflow``) replays
+nothing; and runs that carry their real start and end times."""
 
 from __future__ import annotations
 
@@ -31,7 +32,17 @@ def test_the_queue_the_demo_runs_leave_is_cleared(clean_warehouse, warehouse_url
     generate_sources(clean_warehouse, paths.landing_dir(), as_of=DAY, customers=60, seed=3, defect_rate=0)
     dags = demo._load_dags()
     airflow_env.clear_asset_queue()
-    demo._run_dag(dags, "ingest", DAY, 2, tmp_path / "airflow.log")
+    before = dt.datetime.now(dt.timezone.utc)
+    took = demo._run_dag(dags, "ingest", DAY, 2, tmp_path / "airflow.log")
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.scalars(select(DagRun).where(DagRun.dag_id == "ingest")
+                              .order_by(DagRun.id.desc()).limit(1)).one()
+        assert run.start_date >= before and run.end_date >= run.start_date
+        assert (run.end_date - run.start_date).total_seconds() <= took + 5  # not weeks
     assert _queued() >= 1  # staging is scheduled on the checked raw asset
     assert airflow_env.clear_asset_queue() >= 1
     assert _queued() == 0
