@@ -120,22 +120,18 @@ def test_fail_fast_turns_contract_errors_into_airflow_failures():
 
 
 @pytest.mark.e2e
-def test_ingest_with_a_file_missing_a_column_fails_in_one_try(clean_warehouse, warehouse_url, tmp_path,
-                                                                monkeypatch):
+def test_ingest_with_a_config_error_fails_in_one_try(clean_warehouse, warehouse_url):
+    """No shop database configured and none simulated: a SourcesError no retry can fix."""
     from martech.devtools import airflow_env, demo
 
     airflow_env.configure(warehouse_url)
     airflow_env.migrate_metadata()
-    exports = tmp_path / "exports"
-    (exports / "products").mkdir(parents=True)
-    (exports / "products" / "p.csv").write_text("product_id,title\n1,Tea\n")
-    monkeypatch.setenv("MARTECH_FILES_URL", str(exports))
     dag = demo._load_dags()["ingest"]
     run = dt.date(2026, 5, 4)
     dr = dag.test(logical_date=dt.datetime(2026, 5, 4, 2, tzinfo=dt.timezone.utc),
                   run_conf={"run_date": run.isoformat()})
     tis = {ti.task_id: ti for ti in dr.get_task_instances()}
     assert str(dr.state).endswith("failed")
-    assert str(tis["ingest_files"].state).endswith("failed")
-    assert tis["ingest_files"].try_number == 1
+    assert str(tis["ingest_shop"].state).endswith("failed")
+    assert tis["ingest_shop"].try_number == 1
     assert str(tis["validate_raw"].state).endswith("upstream_failed")
