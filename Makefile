@@ -37,9 +37,11 @@ test: $(STAMP) ## Run the test suite (embedded PostgreSQL; MARTECH_TEST_DATABASE
 test-fast: $(STAMP) ## Unit and DAG tests (under a minute; PYTEST_ARGS="-m 'not db'" runs no database)
 	@$(BIN)/pytest -q -p no:cacheprovider --timeout=300 tests/unit tests/dags $(PYTEST_ARGS)
 
-airflow: $(STAMP) ## Airflow standalone (UI on :8080) with these DAGs on the same warehouse
+PORT ?= 8080
+airflow: $(STAMP) ## Airflow standalone (UI on :8080, PORT=... for another) with these DAGs on the same warehouse
 	@eval "$$($(BIN)/martech airflow-env)" && export PATH="$(abspath $(BIN)):$$PATH" && \
-	  echo "Airflow UI: http://localhost:8080  user: admin  password: printed below and in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" && \
+	  export AIRFLOW__API__PORT=$(PORT) AIRFLOW__API__BASE_URL=http://localhost:$(PORT) && \
+	  echo "Airflow UI: http://localhost:$(PORT)  user: admin  password: printed below and in $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" && \
 	  $(BIN)/airflow standalone
 
 celery-demo: $(STAMP) ## CeleryExecutor here: two workers on Redis :6379 and PostgreSQL :5432, the daily chain

@@ -24,11 +24,11 @@ also `raw.shop_carts`, `raw.shop_cart_items`, `raw.shop_orders`). Emits
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
 from martech import paths
 from martech.campaigns.spec import scan_campaigns
-from martech.dagkit import CAMPAIGN_PARAMS, DEFAULT_ARGS, HOURLY_CAMPAIGN_PARAMS, SENDS, START_DATE
+from martech.dagkit import CAMPAIGN_PARAMS, DEFAULT_ARGS, HOURLY_CAMPAIGN_PARAMS, SENDS, START_DATE, task
 
 
 def build_campaign_dag(spec):

@@ -12,9 +12,9 @@ Reads: `staging.orders`, `staging.order_items`, `staging.products`, `staging.con
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
-from martech.dagkit import DEFAULT_ARGS, MARTS, RUN_PARAMS, STAGING, START_DATE
+from martech.dagkit import DEFAULT_ARGS, MARTS, RUN_PARAMS, STAGING, START_DATE, task
 
 
 @dag(schedule=[STAGING], start_date=START_DATE, catchup=False, default_args=DEFAULT_ARGS,

@@ -10,9 +10,9 @@ Reads: the email-event landing folder. Writes: `raw.email_events`, `raw.ingest_b
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
-from martech.dagkit import DEFAULT_ARGS, EMAIL_EVENTS, RUN_PARAMS, START_DATE
+from martech.dagkit import DEFAULT_ARGS, EMAIL_EVENTS, RUN_PARAMS, START_DATE, task
 
 
 @dag(schedule="0 3 * * *", start_date=START_DATE, catchup=False, default_args=DEFAULT_ARGS,

@@ -17,9 +17,9 @@ Writes: `raw.shop_*`, `raw.crm_contacts`, `raw.hubspot_*`, `raw.shopify_*`, `raw
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
-from martech.dagkit import DEFAULT_ARGS, RAW_CHECKED, RUN_PARAMS, START_DATE
+from martech.dagkit import DEFAULT_ARGS, RAW_CHECKED, RUN_PARAMS, START_DATE, task
 
 TAGS = ["martech", "ingest"]
 

@@ -16,9 +16,9 @@ served in the UI by the martech plugin) from those tables and the model marts: d
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
-from martech.dagkit import DEFAULT_ARGS, EMAIL_EVENTS, KPIS, MARTS, RUN_PARAMS, START_DATE
+from martech.dagkit import DEFAULT_ARGS, EMAIL_EVENTS, KPIS, MARTS, RUN_PARAMS, START_DATE, task
 
 
 @dag(schedule=(EMAIL_EVENTS & MARTS), start_date=START_DATE, catchup=False, default_args=DEFAULT_ARGS,

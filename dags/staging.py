@@ -17,9 +17,9 @@ product views), `raw.crm_contacts`, `raw.email_events`. Writes the ten tables of
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
-from martech.dagkit import DEFAULT_ARGS, RAW_CHECKED, RUN_PARAMS, STAGING, START_DATE
+from martech.dagkit import DEFAULT_ARGS, RAW_CHECKED, RUN_PARAMS, STAGING, START_DATE, task
 
 
 @dag(schedule=[RAW_CHECKED], start_date=START_DATE, catchup=False, default_args=DEFAULT_ARGS,

@@ -92,16 +92,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from martech.warehouse import WarehouseError
+
     args = build_parser().parse_args(argv)
     if args.byod:
         import os
 
         os.environ["MARTECH_BYOD"] = "1"
-    if args.command == "warehouse":
-        from martech.warehouse import EmbeddedPostgres, resolve_url, warehouse_dir
+    try:
+        return _run(args)
+    except WarehouseError as exc:
+        print(f"martech: {exc}", file=sys.stderr)
+        return 2
 
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "warehouse":
+        import os
+
+        from martech.warehouse import EmbeddedPostgres, check_url, resolve_url, warehouse_dir
+
+        if args.action in ("url", "status"):
+            url = resolve_url()
+            check_url(url, connect=True, name="MARTECH_WAREHOUSE_URL" if os.environ.get("MARTECH_WAREHOUSE_URL")
+                      else "the embedded warehouse's URL")
         if args.action == "url":
-            print(resolve_url())
+            print(url)
         elif args.action == "stop":
             stopped = EmbeddedPostgres(warehouse_dir()).stop()
             print("stopped" if stopped else "the embedded warehouse was not running")
@@ -109,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             from martech.db import make_engine
             from martech.devtools.summaries import table_counts
 
-            eng = make_engine(resolve_url())
+            eng = make_engine(url)
             for name, n in table_counts(eng).items():
                 print(f"{name:<30} {'-' if n is None else n}")
         return 0
@@ -163,6 +179,7 @@ def _byod(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    from martech.devtools import byod_example
     from martech.ingest import byod
 
     if args.action == "check":
@@ -171,7 +188,7 @@ def _byod(args: argparse.Namespace) -> int:
         return 0 if ok else 1
     if args.action == "setup":
         try:
-            steps = byod.setup(Path(args.home))
+            steps = byod_example.setup(Path(args.home))
         except FileExistsError as exc:
             print(exc, file=sys.stderr)
             return 1
@@ -180,7 +197,7 @@ def _byod(args: argparse.Namespace) -> int:
     from martech.warehouse import resolve_url
 
     os.environ["MARTECH_BYOD"] = "1"
-    print("\n".join(byod.run(resolve_url(), args.date or byod.EXAMPLE_DATE)))
+    print("\n".join(byod_example.run(resolve_url(), args.date or byod_example.EXAMPLE_DATE)))
     return 0
 
 

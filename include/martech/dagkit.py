@@ -1,5 +1,5 @@
-"""What every martech DAG shares: default arguments, the assets that chain the stages, and how a task
-finds its warehouse and its run date.
+"""What every martech DAG shares: default arguments, the assets that chain the stages, how a task
+finds its warehouse and its run date, and which errors are worth a retry.
 
 Only this module and ``dags/`` know about Airflow; the rest of the package is plain Python. It is
 imported at DAG parse time, so it imports nothing heavy and touches no database or connection at
@@ -9,8 +9,9 @@ module level.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from airflow.sdk import Asset, Param
@@ -37,6 +38,83 @@ MARTS = Asset("martech://warehouse/marts")
 SENDS = Asset("martech://warehouse/campaigns/send_ledger")
 EMAIL_EVENTS = Asset("martech://warehouse/staging/email_events")
 KPIS = Asset("martech://warehouse/kpis")
+
+# SQLSTATEs a later try can get past: 40 transaction rollback (serialization failure, deadlock),
+# 08 connection, 53 insufficient resources, 55P03 lock not available (lock_timeout), 57014 statement
+# timeout, 57P01-57P03 server shutting down or starting.
+_TRANSIENT_SQLSTATE_PREFIXES = ("40", "08", "53", "55P03", "57014", "57P0")
+# Errors of the package that mean "someone else holds it right now".
+_TRANSIENT_NAMES = frozenset({"ConcurrentPullError", "DispatchInProgressError"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a retry may succeed: network trouble, a 5xx or 429, a lock timeout, a serialization
+    failure, a deadlock, a lost connection. Anything else (a contract, spec, config or quality-gate
+    error, a bug) fails the same way on every try.
+
+    Looks through the exception's causes, and through SQLAlchemy's wrapper to the driver's error.
+    """
+    import http.client
+    import socket
+    import urllib.error
+
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        code = getattr(err, "pgcode", None)
+        if code:
+            if str(code).startswith(_TRANSIENT_SQLSTATE_PREFIXES):
+                return True
+        elif type(err).__name__ == "OperationalError" and type(err).__module__.startswith("psycopg"):
+            return True  # no SQLSTATE: the connection failed or was lost
+        if isinstance(err, urllib.error.HTTPError):
+            if err.code == 429 or err.code >= 500:
+                return True
+        elif isinstance(err, (ConnectionError, TimeoutError, socket.gaierror, urllib.error.URLError,
+                              http.client.HTTPException)):
+            return True
+        if type(err).__name__ in _TRANSIENT_NAMES:
+            return True
+        if type(err).__name__ == "ApiError":  # an API client's error: retries ran out, or 5xx / 429
+            status = getattr(err, "status", None)
+            if status is None or status == 429 or status >= 500:
+                return True
+        todo.extend([getattr(err, "orig", None), err.__cause__, err.__context__])
+    return False
+
+
+def fail_fast(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Let only transient errors reach Airflow's retries; any other error fails the task at once
+    (AirflowFailException with the error's own message, the original chained for the traceback)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if type(exc).__module__.startswith("airflow") or is_transient(exc):
+                raise  # Airflow's own signals (skip, fail, defer) and what a retry may fix
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{type(exc).__name__}: {exc} (not retried: a retry would fail "
+                                       "the same way)") from exc
+
+    run.fails_fast = True  # type: ignore[attr-defined]
+    return run
+
+
+def task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+    """``airflow.sdk.task`` for martech DAGs: the same arguments, with the fail-fast rule applied."""
+    from airflow.sdk import task as airflow_task
+
+    if python_callable is not None:
+        return airflow_task(fail_fast(python_callable), **kwargs)
+    return lambda fn: airflow_task(fail_fast(fn), **kwargs)
+
 
 RUN_PARAMS = {
     "run_date": Param(None, type=["null", "string"], format="date",

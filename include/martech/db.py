@@ -17,6 +17,7 @@ never need parsing. Model files receive named parameters in psycopg2's ``%(name)
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -109,25 +110,68 @@ def _execute_file(conn: Connection, sf: SqlFile, params: Mapping[str, Any] | Non
             cur.execute(f"comment on column {sf.qualified_name}.{column} is %s", (text,))
 
 
+MIGRATIONS_TABLE = "public.martech_schema_migrations"
+
+
+def schema_version(sql_dir: Path = SQL_DIR) -> str:
+    """The schema's version: a digest of every landing-table and functions file, in apply order."""
+    digest = hashlib.sha256()
+    for path in _landing_files(sql_dir) + _function_files(sql_dir):
+        digest.update(str(path.relative_to(sql_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _landing_files(sql_dir: Path) -> list[Path]:
+    return [p for p in sorted(sql_dir.glob("*/*.sql")) if SqlFile(p).materialized == "table"]
+
+
+def _function_files(sql_dir: Path) -> list[Path]:
+    return sorted(sql_dir.glob(f"*/{FUNCTIONS}/*.sql"))
+
+
+def _is_current(conn: Connection, version: str, tables: Sequence[str]) -> bool:
+    """This version recorded and every landing table present; name lookups only, no lock on any table."""
+    if conn.execute(sa.text("select to_regclass(:t)"), {"t": MIGRATIONS_TABLE}).scalar() is None:
+        return False
+    return bool(conn.execute(sa.text(
+        f"select exists (select 1 from {MIGRATIONS_TABLE} where version = :v)"
+        " and (select count(to_regclass(t)) from unnest(cast(:tables as text[])) as t) = :n"),
+        {"v": version, "tables": list(tables), "n": len(tables)}).scalar())
+
+
 def migrate(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
-    """Create the schemas, every landing table (``materialized: table``), then the shared functions. Idempotent."""
-    applied = []
+    """Bring the warehouse to the schema of ``sql_dir``: the schemas, every landing table
+    (``materialized: table``), then the shared functions; returns the landing tables applied.
+
+    Runs once per schema version (recorded in ``public.martech_schema_migrations``): a warehouse that
+    is current returns at once, without DDL and without waiting on any lock, so tasks running in
+    parallel never queue behind each other's migration. Otherwise one process applies it (advisory
+    lock) while the others wait and then find it current.
+    """
+    version = schema_version(sql_dir)
+    landing = [SqlFile(p) for p in _landing_files(sql_dir)]
+    names = [sf.qualified_name for sf in landing]
+    with engine.connect() as conn:
+        if _is_current(conn, version, names):
+            return []
     with engine.begin() as conn:
-        # One migration at a time across processes (parallel Airflow tasks may all call this).
         conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('martech.migrate'))"))
+        if _is_current(conn, version, names):
+            return []
         for schema in SCHEMAS:
             conn.execute(sa.text(f"create schema if not exists {schema}"))
-        for path in sorted(sql_dir.glob("*/*.sql")):
-            sf = SqlFile(path)
-            if sf.materialized == "table":
-                _execute_file(conn, sf, None)
-                applied.append(sf.qualified_name)
-        for path in sorted(sql_dir.glob(f"*/{FUNCTIONS}/*.sql")):
+        for sf in landing:
+            _execute_file(conn, sf, None)
+        for path in _function_files(sql_dir):
             sf = SqlFile(path)
             if sf.materialized != FUNCTIONS:
                 raise ValueError(f"{path}: a file under {FUNCTIONS}/ must state '-- materialized: {FUNCTIONS}'")
             _execute_file(conn, sf, None)
-    return applied
+        conn.execute(sa.text(f"create table if not exists {MIGRATIONS_TABLE} ("
+                             " version text primary key, applied_at timestamptz not null default now())"))
+        conn.execute(sa.text(f"insert into {MIGRATIONS_TABLE} (version) values (:v) on conflict do nothing"),
+                     {"v": version})
+    return names
 
 
 def run_model(engine: Engine, qualified_name: str, params: Mapping[str, Any] | None = None,

@@ -248,6 +248,9 @@ def _build_lead_scores(eng, run_date: dt.date) -> int:
     from martech.models.leads import build_lead_scores
 
     result = build_lead_scores(eng, run_date, paths.models_dir())
+    if result["model_version"] is None:
+        _say([f"lead scores: no open leads as of {run_date}; nothing scored"])
+        return 0
     metrics = ", ".join(f"{k} {v:.3f}" for k, v in (result.get("metrics") or {}).items())
     _say([f"lead scores: {result['model_version']} ({result['method']}) {metrics}"])
     return int(result["rows"])

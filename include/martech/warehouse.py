@@ -45,8 +45,40 @@ def resolve_url(url: str | None = None) -> str:
         return url
     env = os.environ.get("MARTECH_WAREHOUSE_URL")
     if env:
+        check_url(env)
         return env
     return EmbeddedPostgres(warehouse_dir()).ensure_running()
+
+
+def check_url(url: str, *, connect: bool = False, name: str = "MARTECH_WAREHOUSE_URL") -> None:
+    """Raise WarehouseError with one sentence naming the URL's variable and what is wrong with it.
+
+    Always checks the form (a ``postgresql://`` URL naming a database); ``connect`` also opens a
+    connection (5 s timeout) and reports the server's answer.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise WarehouseError(f"{name} {url!r} is not a URL; expected "
+                             "postgresql://user[:password]@host[:port]/database") from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
+        raise WarehouseError(f"{name} {shown} is not a PostgreSQL URL; it must start "
+                             "with postgresql://")
+    if not parsed.database:
+        raise WarehouseError(f"{name} {shown} names no database; add /<database> at the end")
+    if connect:
+        import psycopg2
+
+        try:
+            psycopg2.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False),
+                             connect_timeout=5).close()
+        except psycopg2.Error as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise WarehouseError(f"{name} {shown} does not answer: {reason}") from None
 
 
 class EmbeddedPostgres:

@@ -50,7 +50,9 @@ _PROBE = textwrap.dedent(
             "doc_md": bool(dag.doc_md and dag.doc_md.strip()),
             "doc": dag.doc_md or "",
             "paused_upon_creation": bool(dag.is_paused_upon_creation),
-            "tasks": {t.task_id: {"owner": t.owner, "retries": t.retries} for t in dag.tasks},
+            "tasks": {t.task_id: {"owner": t.owner, "retries": t.retries,
+                                  "fails_fast": getattr(getattr(t, "python_callable", None), "fails_fast", False)}
+                      for t in dag.tasks},
             "schedule": type(dag.timetable).__name__,
         }
     print(json.dumps({"errors": {k: v for k, v in bag.import_errors.items()}, "new_modules": new,
@@ -93,7 +95,7 @@ def test_parse_touches_no_database_or_connection(parsed):
     assert parsed["calls"] == []
 
 
-@pytest.mark.parametrize("policy", ["owner", "tags", "retries", "doc_md"])
+@pytest.mark.parametrize("policy", ["owner", "tags", "retries", "fails_fast", "doc_md"])
 def test_every_dag_follows_policy(parsed, policy):
     for dag_id, dag in parsed["dags"].items():
         if policy == "tags":
@@ -104,6 +106,8 @@ def test_every_dag_follows_policy(parsed, policy):
             for task_id, t in dag["tasks"].items():
                 if policy == "owner":
                     assert t["owner"] and t["owner"] != "airflow", f"{dag_id}.{task_id}"
+                elif policy == "fails_fast":  # retries only for transient errors (dagkit.task)
+                    assert t["fails_fast"], f"{dag_id}.{task_id}"
                 else:
                     assert t["retries"] >= 2, f"{dag_id}.{task_id}"
 

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from martech import cli, pipeline
-from martech.ingest import byod
+from martech.devtools import byod_example
 from martech.ingest.sources import SourcesError
 from martech.paths import PROJECT_ROOT
 from martech.staging import accounting
@@ -56,7 +56,7 @@ def test_the_worked_example_runs_in_its_own_home_and_shows_its_result(clean_ware
     assert f"export MARTECH_HOME={home}" in capsys.readouterr().out
     assert cli.main(["byod", "setup", str(home)]) == 0  # no warehouse yet: setting up again is harmless
     monkeypatch.setenv("MARTECH_HOME", str(home))
-    lines = byod.run(warehouse_url, byod.EXAMPLE_DATE)
+    lines = byod_example.run(warehouse_url, byod_example.EXAMPLE_DATE)
     rows = "\n".join(lines)
     assert "9100001 | 9000001 | 2026-04-02 | 20.50" in rows
     assert "X0000001 | 9000001 | ana@example.com | True" in rows

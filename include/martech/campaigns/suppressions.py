@@ -52,7 +52,9 @@ def add_suppressions(conn: Connection, suppressions: Iterable[Suppression]) -> i
         rows.setdefault(email, s)  # the first reason per address wins here as in the table
     if not rows:
         return 0
-    values = list(rows.items())
+    # In address order: concurrent writers (sunset, events, operators) then take the row locks of
+    # the addresses they share in one order and cannot deadlock.
+    values = sorted(rows.items())
     result = conn.execute(_INSERT, {
         "emails": [e for e, _ in values],
         "contact_ids": [s.contact_id for _, s in values],

@@ -52,3 +52,19 @@ def migrate_metadata(log_file: Path | None = None) -> None:
     if res.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed ({res.returncode}): {res.stderr.strip()[-2000:]}")
     marker.write_text("ok\n")
+
+
+def clear_asset_queue() -> int:
+    """Forget the asset events no scheduler has acted on yet; returns how many queued triggers went.
+
+    ``dag.test()`` runs (the demo's) record their asset events, and each queues a run of every DAG
+    scheduled on that asset, although the demo already ran those DAGs itself. Left queued, the first
+    scheduler started on this metadata database would replay them. The events stay, as history.
+    """
+    from airflow.models.asset import AssetDagRunQueue
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    with create_session() as session:
+        result = session.execute(delete(AssetDagRunQueue))
+        return int(getattr(result, "rowcount", 0) or 0)

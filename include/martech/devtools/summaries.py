@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from textwrap import shorten
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -86,7 +88,7 @@ def quality_lines(conn) -> list[str]:
             " group by 1, 2 order by 1, 3 desc")).all()
         if rows:
             out.append("quarantine (table, reason: rows; first reason in words):")
-            out += [f"  {r[0]:<22} {r[1]:<20} {r[2]:>6,}  {r[3][:70]}" for r in rows]
+            out += [f"  {r[0]:<22} {r[1]:<20} {r[2]:>6,}  {shorten(r[3], 70)}" for r in rows]
     if exists("staging.corrections"):
         rows = conn.execute(sa.text(
             "select kind, count(distinct (table_name, source_ref)) from staging.corrections"

@@ -13,11 +13,21 @@ create table if not exists campaigns.suppressions (
     constraint suppressions_reason_check check (reason in ('unsubscribe', 'bounce', 'spamreport', 'manual', 'sunset'))
 )
 ;;
-alter table campaigns.suppressions drop constraint if exists suppressions_reason_check
-;;
-alter table campaigns.suppressions add constraint suppressions_reason_check check (
-    reason in ('unsubscribe', 'bounce', 'spamreport', 'manual', 'sunset')
-)
+-- Warehouses created before 'sunset' existed get the wider check once (a no-op afterwards).
+do $$
+begin
+    if not exists (
+        select 1 from pg_constraint
+        where conrelid = 'campaigns.suppressions'::regclass and conname = 'suppressions_reason_check'
+            and position('sunset' in pg_get_constraintdef(oid)) > 0
+    ) then
+        alter table campaigns.suppressions drop constraint if exists suppressions_reason_check;
+        alter table campaigns.suppressions add constraint suppressions_reason_check check (
+            reason in ('unsubscribe', 'bounce', 'spamreport', 'manual', 'sunset')
+        );
+    end if;
+end
+$$
 ;;
 create index if not exists suppressions__contact_id on campaigns.suppressions (contact_id)
 ;;
