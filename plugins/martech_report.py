@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from airflow.api_fastapi.core_api.security import get_user
 from airflow.plugins_manager import AirflowPlugin
 
 from martech.kpis.report.app import PREFIX, create_app
@@ -15,7 +16,8 @@ from martech.kpis.report.app import PREFIX, create_app
 
 class MartechReportPlugin(AirflowPlugin):
     name = "martech_report"
-    fastapi_apps: ClassVar[list[Any]] = [{"app": create_app(), "url_prefix": PREFIX, "name": "martech report"}]
+    fastapi_apps: ClassVar[list[Any]] = [
+        {"app": create_app(user=get_user), "url_prefix": PREFIX, "name": "martech report"}]
     external_views: ClassVar[list[Any]] = [
         {"name": "Marketing report", "href": f"{PREFIX}/report", "destination": "nav", "category": "browse",
          "url_route": "martech-report"},

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def _client(report_warehouse, previews, tmp_path, *, anonymous: bool = False) -> TestClient:
     from airflow.api_fastapi.core_api.security import get_user
 
-    app = create_app(engine=lambda: report_warehouse.engine, report_file=lambda: tmp_path / "none.html",
+    app = create_app(user=get_user, engine=lambda: report_warehouse.engine, report_file=lambda: tmp_path / "none.html",
                      previews_dir=lambda: previews)
     if not anonymous:
         app.dependency_overrides[get_user] = lambda: "tester"

@@ -2,7 +2,7 @@
 
 Airflow does not authenticate plugin apps, so every route depends on ``user``: the API server's own
 ``get_user`` (the JWT from the UI's session cookie or an ``Authorization: Bearer`` header), which refuses
-an anonymous request with 401. ``create_app(user=...)`` lets a test swap in another dependency.
+an anonymous request with 401. The plugin passes it in, so this module never imports Airflow.
 """
 
 from __future__ import annotations
@@ -19,12 +19,6 @@ PREFIX = "/martech"
 _CAMPAIGN_DAG_PREFIX = "campaign_"
 
 
-def _airflow_user() -> Callable[..., Any]:
-    from airflow.api_fastapi.core_api.security import get_user
-
-    return get_user
-
-
 @functools.cache
 def _engine() -> Any:
     from martech.db import make_engine
@@ -33,7 +27,7 @@ def _engine() -> Any:
     return make_engine(resolve_url())
 
 
-def create_app(*, user: Callable[..., Any] | None = None, engine: Callable[[], Any] = _engine,
+def create_app(*, user: Callable[..., Any], engine: Callable[[], Any] = _engine,
                report_file: Callable[[], Path] | None = None, previews_dir: Callable[[], Path] | None = None) -> Any:
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.responses import HTMLResponse, RedirectResponse
@@ -44,7 +38,7 @@ def create_app(*, user: Callable[..., Any] | None = None, engine: Callable[[], A
 
     report_file = report_file or report.report_path
     previews_dir = previews_dir or (lambda: paths.outbox_dir() / "previews")
-    app = FastAPI(title="martech report", dependencies=[Depends(user or _airflow_user())],
+    app = FastAPI(title="martech report", dependencies=[Depends(user)],
                   docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/", include_in_schema=False)
