@@ -3,7 +3,8 @@
 Starts an api-server, a scheduler, a dag-processor and two ``airflow celery worker`` processes with
 their own hostnames, on a Redis broker and a PostgreSQL server (a throwaway metadata database and a
 throwaway warehouse, both dropped afterwards). Simulates a small shop, then runs the daily chain of one
-run date through the scheduler — ingest, staging, customer_models, then every campaign DAG — and
+run date through the scheduler — ingest, staging, customer_models, email_events (the campaigns send only on
+suppressions refreshed for their run date), then every campaign DAG — and
 reports which worker ran how many task instances (``task_instance.hostname``).
 
     make celery-demo                      # or: .venv/bin/python docker/celery_local.py --customers 300
@@ -49,7 +50,7 @@ BIN = Path(sys.executable).parent
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 RUN_DATE = dt.date(2026, 11, 2)
-STAGES = ("ingest", "staging", "customer_models")
+STAGES = ("ingest", "staging", "customer_models", "email_events")
 WORKERS = ("worker-1", "worker-2")
 
 
