@@ -43,12 +43,15 @@ def _say(lines: list[str]) -> None:
 
 
 def prepare_warehouse(url: str) -> list[str]:
-    """Create schemas and landing tables (idempotent)."""
+    """Create schemas and landing tables, and the analyst's read-only access (idempotent)."""
     from martech.db import migrate
+    from martech.privacy.access import grant_analyst_access
 
     eng = _engine(url)
     try:
-        return migrate(eng)
+        applied = migrate(eng)
+        grant_analyst_access(eng)
+        return applied
     finally:
         eng.dispose()
 
@@ -230,6 +233,7 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
     from martech.db import run_model
     from martech.models import rfm
     from martech.models.lifecycle import build_lifecycle
+    from martech.privacy.access import grant_analyst_access
 
     eng = _engine(url)
     params = {"run_date": run_date}
@@ -244,6 +248,7 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
         counts = {"marts.customer_rfm": rfm.write_rfm(eng, scores, run_date)}
         for model in ("marts.segment_migration", "marts.product_affinity", "marts.customer_360"):
             counts[model] = run_model(eng, model, params)
+        grant_analyst_access(eng)  # the customer 360's address and name columns, once it exists
         counts["marts.customer_lifecycle"] = build_lifecycle(eng, run_date)
         counts["marts.clv_predictions"] = _build_clv(eng, run_date)
         counts["marts.lead_scores"] = _build_lead_scores(eng, run_date)
