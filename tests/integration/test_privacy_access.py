@@ -162,3 +162,40 @@ def test_documented_query_runs_as_analyst(filled, analyst, index):
         cur.execute(query)
         rows = cur.fetchall()
     assert rows, f"query {index + 1} of {DOCS.name} returned no rows on the simulated day:\n{query}"
+
+
+def test_sendgrid_send_refuses_dev_secrets_and_carries_ids_only(filled, warehouse_url, monkeypatch):
+    from martech.campaigns.sendgrid_transport import SendGridTransport
+    from martech.privacy.secrets import DevelopmentSecretError
+    from martech.testing.fake_sendgrid import FakeSendGrid
+
+    bodies: list[dict] = []
+
+    class Recording(SendGridTransport):
+        def request_body(self, messages, attempt_ref):
+            body = super().request_body(messages, attempt_ref)
+            bodies.append(body)
+            return body
+
+    now = dt.datetime.combine(AS_OF, dt.time(9), tzinfo=dt.timezone.utc)
+    monkeypatch.setenv("MARTECH_TRANSPORT", "sendgrid")
+    monkeypatch.delenv("MARTECH_UNSUBSCRIBE_SECRET", raising=False)
+    with FakeSendGrid() as sg:
+        transport = Recording("SG.test", host=sg.url, clock=lambda: now, sleep=lambda s: None)
+        pipeline.build_audience(warehouse_url, "upsell", AS_OF)
+        with pytest.raises(DevelopmentSecretError, match="MARTECH_UNSUBSCRIBE_SECRET"):
+            pipeline.dispatch_campaign(warehouse_url, "upsell", AS_OF, now, transport)
+        assert bodies == []
+        monkeypatch.setenv("MARTECH_UNSUBSCRIBE_SECRET", "u" * 48)
+        monkeypatch.setenv("MARTECH_COUPON_SECRET", "c" * 48)
+        pipeline.dispatch_campaign(warehouse_url, "upsell", AS_OF, now, transport)
+    args = [p["custom_args"] for b in bodies for p in b["personalizations"]]
+    assert args, "the upsell campaign sent nothing on the simulated day"
+    with filled.connect() as conn:
+        ids = {r.send_id: r for r in conn.execute(sa.text(
+            "select send_id, campaign_id, run_id, contact_id, variant, step::text as step"
+            " from campaigns.send_ledger where campaign_id = 'upsell'"))}
+    for custom in args:
+        row = ids[custom["send_id"]]
+        assert custom == {"send_id": row.send_id, "campaign_id": row.campaign_id, "run_id": row.run_id,
+                          "contact_id": row.contact_id, "variant": row.variant, "step": row.step}
