@@ -478,6 +478,20 @@ def build_kpis(url: str, run_date: dt.date) -> dict[str, Any]:
     return {"run_date": run_date.isoformat(), "rows": counts}
 
 
+def apply_retention(url: str, run_date: dt.date) -> dict[str, Any]:
+    """Remove raw events, quarantined rows, landed files, outbox and previews past their retention."""
+    from martech.privacy.retention import apply_retention as _apply
+
+    eng = _engine(url)
+    try:
+        prepare_warehouse(url)
+        removed = _apply(eng, run_date, landing=paths.landing_dir(), outbox=paths.outbox_dir())
+    finally:
+        eng.dispose()
+    _say([f"retention: {n} {kind} removed" for kind, n in removed.items()])
+    return {"run_date": run_date.isoformat(), "removed": removed}
+
+
 def _as_dict(summary: Any) -> dict[str, Any]:
     import dataclasses
 
