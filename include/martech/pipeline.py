@@ -492,6 +492,22 @@ def apply_retention(url: str, run_date: dt.date) -> dict[str, Any]:
     return {"run_date": run_date.isoformat(), "removed": removed}
 
 
+def erase_person(url: str, run_date: dt.date, *, request_id: str, contact_id: str | None = None,
+                 email: str | None = None) -> dict[str, Any]:
+    """Erase one person everywhere the project writes (see martech.privacy.erase); returns counts only."""
+    from martech.privacy.erase import erase_person as _erase
+
+    prepare_warehouse(url)
+    eng = _engine(url)
+    try:
+        counts = _erase(eng, request_id=request_id, run_date=run_date, home=paths.home(),
+                        contact_id=contact_id or None, email=email or None)
+    finally:
+        eng.dispose()
+    _say([f"erasure {request_id}: {n} in {where}" for where, n in counts.items()])
+    return {"run_date": run_date.isoformat(), "request_id": request_id, "counts": counts}
+
+
 def _as_dict(summary: Any) -> dict[str, Any]:
     import dataclasses
 
