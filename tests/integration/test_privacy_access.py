@@ -197,5 +197,8 @@ def test_sendgrid_send_refuses_dev_secrets_and_carries_ids_only(filled, warehous
             " from campaigns.send_ledger where campaign_id = 'upsell'"))}
     for custom in args:
         row = ids[custom["send_id"]]
+        # The attempt token (exactly-once delivery) is an opaque random id; everything else is a ledger id.
+        attempt = custom.pop("attempt", None)
+        assert attempt is None or re.fullmatch(r"[0-9a-f]{32}", attempt)
         assert custom == {"send_id": row.send_id, "campaign_id": row.campaign_id, "run_id": row.run_id,
                           "contact_id": row.contact_id, "variant": row.variant, "step": row.step}

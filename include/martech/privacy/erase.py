@@ -260,17 +260,15 @@ def _erase_files(conn: Connection, home: Path, person: Person) -> dict[str, int]
         rel = path.relative_to(home)
         if not path.is_file() or rel.parts[0] in _SKIP_DIRS:
             continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
+        # Exports may hold bytes that are not UTF-8 (a wrongly encoded line): kept as they are.
+        text = path.read_bytes().decode("utf-8", errors="surrogateescape")
         if not _mentions(text, tokens):
             continue
         kind = f"files:{rel.parts[0]}"
         if rel.parts[0] == "landing":
             old = hashlib.sha256(path.read_bytes()).hexdigest()
             kept = "".join(line for line in text.splitlines(keepends=True) if not _mentions(line, tokens))
-            path.write_text(kept, encoding="utf-8")
+            path.write_bytes(kept.encode("utf-8", errors="surrogateescape"))
             _rename_batch(conn, path.name, old, hashlib.sha256(path.read_bytes()).hexdigest())
         else:
             path.unlink()
