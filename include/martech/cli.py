@@ -1,6 +1,7 @@
 """The ``martech`` command line: a thin layer over the library.
 
     martech warehouse url      start the embedded warehouse if needed and print its URL
+                               (--analyst: the read-only analyst's URL, access created if missing)
     martech warehouse stop     stop the embedded warehouse
     martech warehouse status   rows per public table
     martech simulate           generate the simulated shop database and CRM export
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     wh = sub.add_parser("warehouse", help="the embedded PostgreSQL warehouse")
     wh.add_argument("action", choices=["url", "stop", "status"])
+    wh.add_argument("--analyst", action="store_true",
+                    help="with url: the read-only analyst role's URL (marts, kpis and analyst views only)")
 
     sim = sub.add_parser("simulate", help="generate the simulated shop and CRM sources")
     sim.add_argument("--customers", type=_positive, default=20_000)
@@ -116,7 +119,13 @@ def _run(args: argparse.Namespace) -> int:
             url = resolve_url()
             check_url(url, connect=True, name="MARTECH_WAREHOUSE_URL" if os.environ.get("MARTECH_WAREHOUSE_URL")
                       else "the embedded warehouse's URL")
-        if args.action == "url":
+        if args.action == "url" and args.analyst:
+            from martech.pipeline import prepare_warehouse
+            from martech.privacy.access import analyst_url
+
+            prepare_warehouse(url)
+            print(analyst_url(url))
+        elif args.action == "url":
             print(url)
         elif args.action == "stop":
             stopped = EmbeddedPostgres(warehouse_dir()).stop()

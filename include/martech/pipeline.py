@@ -43,12 +43,15 @@ def _say(lines: list[str]) -> None:
 
 
 def prepare_warehouse(url: str) -> list[str]:
-    """Create schemas and landing tables (idempotent)."""
+    """Create schemas and landing tables, and the analyst's read-only access (idempotent)."""
     from martech.db import migrate
+    from martech.privacy.access import grant_analyst_access
 
     eng = _engine(url)
     try:
-        return migrate(eng)
+        applied = migrate(eng)
+        grant_analyst_access(eng)
+        return applied
     finally:
         eng.dispose()
 
@@ -208,6 +211,7 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
     from martech.db import run_model
     from martech.models import rfm
     from martech.models.lifecycle import build_lifecycle
+    from martech.privacy.access import grant_analyst_access
 
     eng = _engine(url)
     params = {"run_date": run_date}
@@ -222,6 +226,7 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
         counts = {"marts.customer_rfm": rfm.write_rfm(eng, scores, run_date)}
         for model in ("marts.segment_migration", "marts.product_affinity", "marts.customer_360"):
             counts[model] = run_model(eng, model, params)
+        grant_analyst_access(eng)  # the customer 360's address and name columns, once it exists
         counts["marts.customer_lifecycle"] = build_lifecycle(eng, run_date)
         counts["marts.clv_predictions"] = _build_clv(eng, run_date)
         counts["marts.lead_scores"] = _build_lead_scores(eng, run_date)
@@ -339,3 +344,34 @@ def build_kpis(url: str, run_date: dt.date) -> dict[str, Any]:
         eng.dispose()
     _say([f"{name}: {n} rows" for name, n in counts.items()])
     return {"run_date": run_date.isoformat(), "rows": counts}
+
+
+def apply_retention(url: str, run_date: dt.date) -> dict[str, Any]:
+    """Remove raw events, quarantined rows, landed files, outbox and previews past their retention."""
+    from martech.privacy.retention import apply_retention as _apply
+
+    eng = _engine(url)
+    try:
+        prepare_warehouse(url)
+        removed = _apply(eng, run_date, landing=paths.landing_dir(), outbox=paths.outbox_dir())
+    finally:
+        eng.dispose()
+    _say([f"retention: {n} {kind} removed" for kind, n in removed.items()])
+    return {"run_date": run_date.isoformat(), "removed": removed}
+
+
+def erase_person(url: str, run_date: dt.date, *, request_id: str, contact_id: str | None = None,
+                 email: str | None = None) -> dict[str, Any]:
+    """Erase one person everywhere the project writes (see martech.privacy.erase); returns counts only."""
+    from martech.privacy.erase import erase_person as _erase
+
+    prepare_warehouse(url)
+    eng = _engine(url)
+    try:
+        counts = _erase(eng, request_id=request_id, run_date=run_date, home=paths.home(),
+                        contact_id=contact_id or None, email=email or None)
+    finally:
+        eng.dispose()
+    _say([f"erasure {request_id}: {n} in {where}" for where, n in counts.items()])
+    return {"run_date": run_date.isoformat(), "request_id": request_id, "counts": counts}
+

@@ -45,6 +45,7 @@ from martech.campaigns.spec import CampaignSettings, CampaignSpec, Variant, load
 from martech.campaigns.sunset import apply_sunset
 from martech.campaigns.window import apply_send_window
 from martech.db import copy_rows
+from martech.privacy.erase import do_not_contact
 from martech.runs import Run
 
 __all__ = [
@@ -264,9 +265,12 @@ def _read_candidates(conn: Connection, spec: CampaignSpec, run_date: date,
 
     candidates = []
     seen: set[str] = set()
+    erased = do_not_contact(conn)
     for values in rows:
         row = dict(zip(own, values[:-n], strict=True))
         consent, known, suppression = values[-n:]
+        if row["email"] and erased(str(row["email"])):
+            suppression = suppression or "erased: on the do-not-contact list"
         if row["contact_id"] is None:
             raise AudienceSqlError(f"{where}: contact_id must not be null")
         contact_id = str(row["contact_id"])

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from martech.db import copy_rows
+from martech.privacy.secrets import refuse_development_secret
 
 __all__ = [
     "ALPHABET",
@@ -68,6 +69,7 @@ def secret_from_env(environ: Mapping[str, str] | None = None) -> str:
     global _warned
     environ = os.environ if environ is None else environ
     value = (environ.get(SECRET_ENV) or "").strip()
+    refuse_development_secret(SECRET_ENV, value, DEV_SECRET, environ)
     if value:
         return value
     if not _warned:

@@ -28,6 +28,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from martech.privacy.secrets import refuse_development_secret
+
 __all__ = [
     "DEV_SECRET",
     "SECRET_ENV",
@@ -71,6 +73,7 @@ def secret_from_env(environ: Mapping[str, str] | None = None) -> str:
     global _warned
     environ = os.environ if environ is None else environ
     value = (environ.get(SECRET_ENV) or "").strip()
+    refuse_development_secret(SECRET_ENV, value, DEV_SECRET, environ)
     if value:
         if len(value) < MIN_SECRET_LENGTH and not _warned:
             _warned = True

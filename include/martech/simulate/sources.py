@@ -424,6 +424,8 @@ def truth_ddl(truth: str) -> dict[str, str]:
 
 def _create_shop(conn: Connection, schema: str) -> None:
     conn.execute(sa.text(f"create schema if not exists {schema}"))
+    conn.execute(sa.text(f"comment on schema {schema} is 'Simulated shop database written by martech simulate: "
+                         "the development source the pipeline ingests, not a pipeline schema'"))
     for table, ddl in _shop_ddl(schema).items():
         conn.execute(sa.text(f"drop table if exists {schema}.{table} cascade"))
         conn.execute(sa.text(ddl))
@@ -442,6 +444,8 @@ def _index_shop(conn: Connection, schema: str) -> None:
 
 def _create_truth(conn: Connection, truth: str) -> None:
     conn.execute(sa.text(f"create schema if not exists {truth}"))
+    conn.execute(sa.text(f"comment on schema {truth} is 'Simulator ground truth (planted defects, true "
+                         "parameters) for evaluations only, not a pipeline schema'"))
     for table, ddl in truth_ddl(truth).items():
         conn.execute(sa.text(f"drop table if exists {truth}.{table} cascade"))
         conn.execute(sa.text(ddl))
