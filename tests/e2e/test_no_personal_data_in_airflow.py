@@ -44,7 +44,7 @@ def test_airflow_keeps_no_address_or_name(engine, warehouse_url, tmp_path, capfd
     migrate(engine)
     generate_sources(engine, paths.landing_dir(), as_of=DAY, customers=200, seed=13)
     log = tmp_path / "airflow.log"
-    for dag_id in ("ingest", "staging", "customer_models", "campaign_winback"):
+    for dag_id in ("ingest", "staging", "customer_models", "email_events", "campaign_winback"):
         demo._run_dag(dags, dag_id, DAY, 2, log)
 
     with engine.connect() as conn:

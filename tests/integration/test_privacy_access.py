@@ -13,7 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from martech import pipeline
+from martech.campaigns import runner
 from martech.privacy.access import PERSONAL_COLUMNS, ROLE, analyst_url
+from martech.runs import Run
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +32,11 @@ def filled(simulated_staging, warehouse_url):
     engine = simulated_staging(AS_OF, customers=400, seed=5)
     pipeline.validate_raw(warehouse_url, AS_OF)
     pipeline.build_customer_models(warehouse_url, AS_OF)
+    pipeline.ingest_events(warehouse_url, AS_OF)  # the campaigns send only on suppressions refreshed for the day
     now = dt.datetime.combine(AS_OF, dt.time(9), tzinfo=dt.timezone.utc)
     for campaign in ("winback", "vip"):
-        pipeline.build_audience(warehouse_url, campaign, AS_OF)
-        pipeline.dispatch_campaign(warehouse_url, campaign, AS_OF, now)
+        runner.build_audience(warehouse_url, campaign, Run.daily(AS_OF))
+        runner.dispatch(warehouse_url, campaign, Run.daily(AS_OF), now)
     pipeline.build_kpis(warehouse_url, AS_OF + dt.timedelta(days=1))
     pipeline.prepare_warehouse(warehouse_url)
     with engine.connect() as conn:
@@ -182,13 +185,13 @@ def test_sendgrid_send_refuses_dev_secrets_and_carries_ids_only(filled, warehous
     monkeypatch.delenv("MARTECH_UNSUBSCRIBE_SECRET", raising=False)
     with FakeSendGrid() as sg:
         transport = Recording("SG.test", host=sg.url, clock=lambda: now, sleep=lambda s: None)
-        pipeline.build_audience(warehouse_url, "upsell", AS_OF)
+        runner.build_audience(warehouse_url, "upsell", Run.daily(AS_OF))
         with pytest.raises(DevelopmentSecretError, match="MARTECH_UNSUBSCRIBE_SECRET"):
-            pipeline.dispatch_campaign(warehouse_url, "upsell", AS_OF, now, transport)
+            runner.dispatch(warehouse_url, "upsell", Run.daily(AS_OF), now, transport)
         assert bodies == []
         monkeypatch.setenv("MARTECH_UNSUBSCRIBE_SECRET", "u" * 48)
         monkeypatch.setenv("MARTECH_COUPON_SECRET", "c" * 48)
-        pipeline.dispatch_campaign(warehouse_url, "upsell", AS_OF, now, transport)
+        runner.dispatch(warehouse_url, "upsell", Run.daily(AS_OF), now, transport)
     args = [p["custom_args"] for b in bodies for p in b["personalizations"]]
     assert args, "the upsell campaign sent nothing on the simulated day"
     with filled.connect() as conn:

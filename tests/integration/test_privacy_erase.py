@@ -11,6 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from martech import paths, pipeline
+from martech.campaigns import runner
+from martech.runs import Run
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +29,11 @@ def _day(url: str, day: dt.date) -> None:
     pipeline.validate_raw(url, day)
     pipeline.build_staging(url, day)
     pipeline.build_customer_models(url, day)
+    pipeline.ingest_events(url, day)  # the campaigns send only on suppressions refreshed for the day
     now = dt.datetime.combine(day, dt.time(9), tzinfo=dt.timezone.utc)
     for campaign in CAMPAIGNS:
-        pipeline.build_audience(url, campaign, day)
-        pipeline.dispatch_campaign(url, campaign, day, now)
+        runner.build_audience(url, campaign, Run.daily(day))
+        runner.dispatch(url, campaign, Run.daily(day), now)
     pipeline.build_kpis(url, day)
 
 

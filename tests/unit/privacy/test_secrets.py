@@ -50,8 +50,9 @@ def _findings(text: str) -> list[tuple[str, str]]:
     for kind, pattern in _PATTERNS.items():
         for match in pattern.finditer(text):
             secret = match.group(1) if pattern.groups else match.group(0)
-            # A URL assembled from template fields (f-strings, Jinja) is code, not a stored credential.
-            if not _PLACEHOLDERS.match(secret) and "{" not in match.group(0):
+            # A URL assembled from template fields (f-strings, Jinja) is code, not a stored credential; a
+            # placeholder may be written in brackets (user[:password]@host).
+            if not _PLACEHOLDERS.match(secret.strip("[]")) and "{" not in match.group(0):
                 found.append((kind, match.group(0)))
     return found
 
