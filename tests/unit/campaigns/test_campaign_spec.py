@@ -213,19 +213,18 @@ def test_cron_rejects(expr: str) -> None:
 
 
 def test_loading_imports_neither_pandas_nor_sqlalchemy_nor_jinja() -> None:
+    # What is imported is the check; how long loading takes belongs in `make bench`, not in a test.
     code = (
-        "import sys, time\n"
-        "t = time.perf_counter()\n"
+        "import sys\n"
         "from martech.campaigns import load_campaigns\n"
         "specs = load_campaigns()\n"
-        "elapsed = time.perf_counter() - t\n"
         "heavy = [m for m in ('pandas', 'sqlalchemy', 'jinja2', 'psycopg2') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-        "assert len(specs) >= 3\n"
-        "print(elapsed)\n"
+        "print(len(specs), ' '.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert float(out.stdout) < 2.0
+    count, _, heavy = out.stdout.strip().partition(" ")
+    assert heavy == ""
+    assert int(count) >= 3
 
 
 def test_steps_are_validated(campaigns_dir: Path) -> None:
