@@ -21,9 +21,10 @@ The protocol, per (campaign, run, step) — the full argument, crash point by cr
 ``failed`` rows are retried by later runs with exponential back-off (``next_attempt_at``; SendGrid's
 ``Retry-After`` when longer) until ``retry_deadline`` after their first attempt; after that they are
 reported as given up. A run that ends with rows in doubt, waiting for a retry or newly given up records
-that in ``campaigns.campaign_runs`` and raises :class:`DispatchIncompleteError` (the Airflow task fails;
-its retry, or the next run, settles them). Rows whose contact was suppressed, or left the snapshot's
-treatment arm, after planning are marked ``skipped`` with the reason in ``error``.
+that in ``campaigns.campaign_runs`` (through :mod:`martech.campaigns.run_ledger`) and raises
+:class:`DispatchIncompleteError` (the Airflow task fails; its retry, or the next run, settles them).
+Rows whose contact was suppressed, or left the snapshot's treatment arm, after planning are marked
+``skipped`` with the reason in ``error``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 from martech.campaigns.faults import checkpoint
 from martech.campaigns.render import Recipient, Renderer, RenderError
 from martech.campaigns.run_ids import make_send_id, run_id_for
+from martech.campaigns.run_ledger import RunOutcome, record_outcome
 from martech.campaigns.spec import CampaignSpec
 from martech.campaigns.transports import DEFAULT_SENDER, OutboundMessage, SendResult, Transport, build_email
 from martech.campaigns.window import scheduled_for
@@ -202,17 +204,6 @@ select
     min(next_attempt_at) filter (where status in ('pending', 'failed')) as next_attempt_at
 from campaigns.send_ledger
 where campaign_id = :campaign_id and run_id = :run_id and step = :step
-""")
-
-_RECORD_RUN = sa.text("""
-insert into campaigns.campaign_runs (campaign_id, run_id, run_date, definition_hash, conversion_window_days,
-    members, treatment, holdout, sent, transport, dispatch_state, in_doubt, retrying, abandoned,
-    next_attempt_at)
-values (:campaign_id, :run_id, :run_date, :definition_hash, :window, :members, :treatment, :holdout, :sent,
-    :transport, :state, :in_doubt, :retrying, :abandoned, :next_attempt_at)
-on conflict (campaign_id, run_id) do update set sent = excluded.sent, transport = excluded.transport,
-    dispatch_state = excluded.dispatch_state, in_doubt = excluded.in_doubt, retrying = excluded.retrying,
-    abandoned = excluded.abandoned, next_attempt_at = excluded.next_attempt_at
 """)
 
 _MARK_SENT = sa.text("""
@@ -402,14 +393,12 @@ def _record_outcome(engine: Engine, spec: CampaignSpec, run_date: date | str | d
             retrying=int(outcome.retrying) + max(0, int(held_back)), abandoned=int(outcome.abandoned),
             next_attempt_at=outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else None, **figures)
         day = run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date)[:10])
-        conn.execute(_RECORD_RUN, {
-            **key, "run_date": day.date() if isinstance(day, datetime) else day,
-            "definition_hash": spec.definition_hash, "window": spec.conversion_window_days,
-            "members": summary.members, "treatment": summary.treatment, "holdout": summary.holdout,
-            "sent": int(outcome.sent), "transport": transport.name,
-            "state": "incomplete" if summary.incomplete else "complete", "in_doubt": summary.uncertain,
-            "retrying": summary.retrying, "abandoned": summary.abandoned,
-            "next_attempt_at": outcome.next_attempt_at})
+        record_outcome(conn, spec, key["run_id"], day.date() if isinstance(day, datetime) else day,
+                       transport.name, RunOutcome(
+                           members=summary.members, treatment=summary.treatment, holdout=summary.holdout,
+                           sent=int(outcome.sent), complete=not summary.incomplete, in_doubt=summary.uncertain,
+                           retrying=summary.retrying, abandoned=summary.abandoned,
+                           next_attempt_at=outcome.next_attempt_at))
     return summary
 
 

@@ -9,7 +9,7 @@ campaign, in order:
    step at the same hour on earlier days);
 3. :func:`dispatch` passes the freshness gate, writes the previews, sends through the ledger, for an
    hourly series also re-dispatches earlier hours' unsent rows, and records every run it touched in
-   ``campaigns.campaign_runs`` (this module is its only writer).
+   ``campaigns.campaign_runs`` (through :mod:`martech.campaigns.run_ledger`, the table's one writer).
 
 Every function takes the warehouse URL and the run explicitly; none reads the clock.
 """
@@ -174,28 +174,10 @@ def dispatch(url: str, campaign_id: str, run: Run, now: dt.datetime, transport: 
     return _summary(run, outs, **({"earlier": earlier} if run.hourly else {}))
 
 
-_RECORD_RUN = """
-insert into campaigns.campaign_runs (campaign_id, run_id, run_date, definition_hash, conversion_window_days,
-    members, treatment, holdout, sent, transport)
-select :c, :r, :d, :h, :w,
-    (select count(*) from audiences.audience_members where campaign_id = :c and run_id = :r),
-    (select count(*) from audiences.audience_members where campaign_id = :c and run_id = :r and arm = 'treatment'),
-    (select count(*) from audiences.audience_members where campaign_id = :c and run_id = :r and arm = 'holdout'),
-    (select count(*) from campaigns.send_ledger where campaign_id = :c and run_id = :r and status = 'sent'),
-    :tr
-on conflict (campaign_id, run_id) do update set definition_hash = excluded.definition_hash,
-    conversion_window_days = excluded.conversion_window_days, members = excluded.members,
-    treatment = excluded.treatment, holdout = excluded.holdout, sent = excluded.sent,
-    transport = excluded.transport
-"""
-
-
 def _record_runs(eng: Any, spec: Any, runs: Sequence[tuple[Run, int]], transport_name: str) -> None:
     """One ``campaigns.campaign_runs`` row per (run, step), counted from the snapshot and the ledger."""
-    import sqlalchemy as sa
+    from martech.campaigns.run_ledger import record_counts
 
     with eng.begin() as conn:
         for run, step in runs:
-            conn.execute(sa.text(_RECORD_RUN), {
-                "c": spec.id, "r": run.run_id(step), "d": run.date, "h": spec.definition_hash,
-                "w": spec.conversion_window_days, "tr": transport_name})
+            record_counts(conn, spec, run.run_id(step), run.date, transport_name)
