@@ -45,31 +45,34 @@ def build_campaign_dag(spec):
             from martech import dagkit
             from martech.campaigns import hourly as pull
 
-            return pull.refresh_shop(dagkit.warehouse_url(), dagkit.run_of(context, hourly=True),
-                                     shop_url=dagkit.shop_url())
+            with dagkit.warehouse(shop_url=dagkit.shop_url()) as wh:
+                return pull.refresh_shop(wh, dagkit.run_of(context, hourly=True))
 
         @task
         def build_audience(**context):
             from martech import dagkit
             from martech.campaigns import runner
 
-            return runner.build_audience(dagkit.warehouse_url(), spec.id, dagkit.run_of(context, hourly=hourly))
+            with dagkit.warehouse() as wh:
+                return runner.build_audience(wh, spec.id, dagkit.run_of(context, hourly=hourly))
 
         @task
         def validate_audience(**context):
             from martech import dagkit
             from martech.campaigns import runner
 
-            return runner.validate_audience(dagkit.warehouse_url(), spec.id, dagkit.run_of(context, hourly=hourly))
+            with dagkit.warehouse() as wh:
+                return runner.validate_audience(wh, spec.id, dagkit.run_of(context, hourly=hourly))
 
         @task(outlets=[SENDS])
         def dispatch(**context):
             from martech import dagkit
             from martech.campaigns import runner
 
-            summary = runner.dispatch(dagkit.warehouse_url(), spec.id, dagkit.run_of(context, hourly=hourly),
-                                      dagkit.run_time_of(context), transport_settings=dagkit.transport_settings(),
-                                      dry_run=bool((context.get("params") or {}).get("dry_run")))
+            with dagkit.warehouse(transport_settings=dagkit.transport_settings()) as wh:
+                summary = runner.dispatch(wh, spec.id, dagkit.run_of(context, hourly=hourly),
+                                          dagkit.run_time_of(context),
+                                          dry_run=bool((context.get("params") or {}).get("dry_run")))
             if not summary.get("dry_run"):
                 dagkit.publish(context, SENDS, summary)
             return summary

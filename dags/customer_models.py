@@ -24,7 +24,8 @@ def customer_models():
     def build_customer_models(**context):
         from martech import dagkit, pipeline
 
-        summary = pipeline.build_customer_models(dagkit.warehouse_url(), dagkit.run_date_of(context))
+        with dagkit.warehouse() as wh:
+            summary = pipeline.build_customer_models(wh, dagkit.run_date_of(context))
         dagkit.publish(context, MARTS, summary)
         return summary
 

@@ -22,8 +22,8 @@ def email_events():
     def ingest_email_events(**context):
         from martech import dagkit, pipeline
 
-        summary = pipeline.ingest_events(dagkit.warehouse_url(), dagkit.run_date_of(context),
-                                         transport_settings=dagkit.transport_settings())
+        with dagkit.warehouse(transport_settings=dagkit.transport_settings()) as wh:
+            summary = pipeline.ingest_events(wh, dagkit.run_date_of(context))
         dagkit.publish(context, EMAIL_EVENTS, summary)
         return summary
 

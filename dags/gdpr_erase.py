@@ -35,9 +35,9 @@ def gdpr_erase():
 
         p = context["params"]
         # Only counts are returned: the XCom and the task log must not repeat the person's identifiers.
-        return pipeline.erase_person(dagkit.warehouse_url(), dagkit.run_date_of(context),
-                                     request_id=p["request_id"], contact_id=p.get("contact_id"),
-                                     email=p.get("email"))
+        with dagkit.warehouse() as wh:
+            return pipeline.erase_person(wh, dagkit.run_date_of(context), request_id=p["request_id"],
+                                         contact_id=p.get("contact_id"), email=p.get("email"))
 
     erase()
 

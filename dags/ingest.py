@@ -31,42 +31,45 @@ def ingest():
     def ingest_shop(**context):
         from martech import dagkit, pipeline
 
-        return pipeline.ingest_shop(dagkit.warehouse_url(), dagkit.run_date_of(context),
-                                    shop_url=dagkit.shop_url())
+        with dagkit.warehouse(shop_url=dagkit.shop_url()) as wh:
+            return pipeline.ingest_shop(wh, dagkit.run_date_of(context))
 
     @task
     def ingest_crm(**context):
         from martech import dagkit, pipeline
 
-        return pipeline.ingest_crm(dagkit.warehouse_url(), dagkit.run_date_of(context))
+        with dagkit.warehouse() as wh:
+            return pipeline.ingest_crm(wh, dagkit.run_date_of(context))
 
     @task
     def ingest_files(**context):
         from martech import dagkit, pipeline
 
-        return pipeline.ingest_files(dagkit.warehouse_url(), dagkit.run_date_of(context), root=dagkit.files_root())
+        with dagkit.warehouse() as wh:
+            return pipeline.ingest_files(wh, dagkit.run_date_of(context), root=dagkit.files_root())
 
     @task
     def ingest_hubspot(**context):
         from martech import dagkit
         from martech.ingest.connectors import run
 
-        return run.ingest_hubspot(dagkit.warehouse_url(), dagkit.run_date_of(context),
-                                  credentials=dagkit.saas_credentials)
+        with dagkit.warehouse() as wh:
+            return run.ingest_hubspot(wh, dagkit.run_date_of(context), credentials=dagkit.saas_credentials)
 
     @task
     def ingest_shopify(**context):
         from martech import dagkit
         from martech.ingest.connectors import run
 
-        return run.ingest_shopify(dagkit.warehouse_url(), dagkit.run_date_of(context),
-                                  credentials=dagkit.saas_credentials)
+        with dagkit.warehouse() as wh:
+            return run.ingest_shopify(wh, dagkit.run_date_of(context), credentials=dagkit.saas_credentials)
 
     @task(outlets=[RAW_CHECKED])
     def validate_raw(**context):
         from martech import dagkit, pipeline
 
-        summary = pipeline.validate_raw(dagkit.warehouse_url(), dagkit.run_date_of(context))
+        with dagkit.warehouse() as wh:
+            summary = pipeline.validate_raw(wh, dagkit.run_date_of(context))
         dagkit.publish(context, RAW_CHECKED, summary)
         return summary
 

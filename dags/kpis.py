@@ -28,17 +28,18 @@ def kpis():
     def build_kpis(**context):
         from martech import dagkit, pipeline
 
-        summary = pipeline.build_kpis(dagkit.warehouse_url(), dagkit.run_date_of(context))
+        with dagkit.warehouse() as wh:
+            summary = pipeline.build_kpis(wh, dagkit.run_date_of(context))
         dagkit.publish(context, KPIS, summary)
         return summary
 
     @task
     def build_report(**context):
         from martech import dagkit
-        from martech.db import make_engine
         from martech.kpis.report import write_report
 
-        return str(write_report(make_engine(dagkit.warehouse_url()), dagkit.run_date_of(context)))
+        with dagkit.warehouse() as wh:
+            return str(write_report(wh.engine, dagkit.run_date_of(context)))
 
     build_kpis() >> build_report()
 

@@ -23,7 +23,8 @@ def retention():
     def apply_retention(**context):
         from martech import dagkit, pipeline
 
-        return pipeline.apply_retention(dagkit.warehouse_url(), dagkit.run_date_of(context))
+        with dagkit.warehouse() as wh:
+            return pipeline.apply_retention(wh, dagkit.run_date_of(context))
 
     apply_retention()
 

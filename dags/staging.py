@@ -29,13 +29,15 @@ def staging():
     def build_staging(**context):
         from martech import dagkit, pipeline
 
-        return pipeline.build_staging(dagkit.warehouse_url(), dagkit.run_date_of(context))
+        with dagkit.warehouse() as wh:
+            return pipeline.build_staging(wh, dagkit.run_date_of(context))
 
     @task(outlets=[STAGING])
     def validate_staging(built, **context):
         from martech import dagkit, pipeline
 
-        checked = pipeline.validate_staging(dagkit.warehouse_url(), dagkit.run_date_of(context))
+        with dagkit.warehouse() as wh:
+            checked = pipeline.validate_staging(wh, dagkit.run_date_of(context))
         summary = {**built, "quality": {k: v for k, v in checked.items() if k != "rows"}}
         dagkit.publish(context, STAGING, summary)
         return summary

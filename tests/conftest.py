@@ -98,6 +98,15 @@ def engine(warehouse_url: str):
     eng.dispose()
 
 
+@pytest.fixture(scope="session")
+def warehouse(warehouse_url: str):
+    """The session database as the stages take it: one :class:`martech.warehouse.Warehouse` (one engine)."""
+    from martech.warehouse import Warehouse
+
+    with Warehouse(warehouse_url) as wh:
+        yield wh
+
+
 class ModuleWarehouse(NamedTuple):
     engine: Any
     url: str
@@ -175,7 +184,7 @@ def clean_warehouse(engine):
 
 
 @pytest.fixture(scope="module")
-def simulated_staging(engine, warehouse_url, tmp_path_factory):
+def simulated_staging(engine, warehouse, tmp_path_factory):
     """A factory: a fresh warehouse holding a simulated shop, ingested and staged for ``as_of``."""
     import sqlalchemy as sa
 
@@ -190,9 +199,9 @@ def simulated_staging(engine, warehouse_url, tmp_path_factory):
         migrate(engine)
         landing = tmp_path_factory.mktemp("landing")
         generate_sources(engine, landing, as_of=as_of, customers=customers, seed=seed)
-        pipeline.ingest_shop(warehouse_url, as_of)
-        pipeline.ingest_crm(warehouse_url, as_of, folder=landing / "crm")
-        pipeline.build_staging(warehouse_url, as_of)
+        pipeline.ingest_shop(warehouse, as_of)
+        pipeline.ingest_crm(warehouse, as_of, folder=landing / "crm")
+        pipeline.build_staging(warehouse, as_of)
         return engine
 
     return build

@@ -122,8 +122,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.action == "url" and args.analyst:
             from martech.pipeline import prepare_warehouse
             from martech.privacy.access import analyst_url
+            from martech.warehouse import Warehouse
 
-            prepare_warehouse(url)
+            with Warehouse(url) as wh:
+                prepare_warehouse(wh)
             print(analyst_url(url))
         elif args.action == "url":
             print(url)
@@ -131,22 +133,21 @@ def _run(args: argparse.Namespace) -> int:
             stopped = EmbeddedPostgres(warehouse_dir()).stop()
             print("stopped" if stopped else "the embedded warehouse was not running")
         else:
-            from martech.db import make_engine
             from martech.devtools.summaries import table_counts
+            from martech.warehouse import Warehouse
 
-            eng = make_engine(url)
-            for name, n in table_counts(eng).items():
-                print(f"{name:<30} {'-' if n is None else n}")
+            with Warehouse(url) as wh:
+                for name, n in table_counts(wh.engine).items():
+                    print(f"{name:<30} {'-' if n is None else n}")
         return 0
     if args.command == "simulate":
         from martech import paths
-        from martech.db import make_engine
         from martech.simulate import generate_sources
-        from martech.warehouse import resolve_url
+        from martech.warehouse import Warehouse
 
-        eng = make_engine(resolve_url())
-        summary = generate_sources(eng, paths.landing_dir(), as_of=args.as_of, customers=args.customers,
-                                   seed=args.seed)
+        with Warehouse.resolve() as wh:
+            summary = generate_sources(wh.engine, paths.landing_dir(), as_of=args.as_of, customers=args.customers,
+                                       seed=args.seed)
         print("\n".join(summary.lines()))
         return 0
     if args.command == "demo":
@@ -169,12 +170,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "report":
         import webbrowser
 
-        from martech.db import make_engine
         from martech.kpis.report import write_report
-        from martech.warehouse import resolve_url
+        from martech.warehouse import Warehouse
 
         run_date = args.date or dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
-        path = write_report(make_engine(resolve_url()), run_date, args.out)
+        with Warehouse.resolve() as wh:
+            path = write_report(wh.engine, run_date, args.out)
         print(path)
         if args.open:
             webbrowser.open(path.as_uri())
@@ -203,10 +204,11 @@ def _byod(args: argparse.Namespace) -> int:
             return 1
         print("The worked example is in place. Next:\n  " + "\n  ".join(steps))
         return 0
-    from martech.warehouse import resolve_url
+    from martech.warehouse import Warehouse
 
     os.environ["MARTECH_BYOD"] = "1"
-    print("\n".join(byod_example.run(resolve_url(), args.date or byod_example.EXAMPLE_DATE)))
+    with Warehouse.resolve() as wh:
+        print("\n".join(byod_example.run(wh, args.date or byod_example.EXAMPLE_DATE)))
     return 0
 
 
@@ -220,17 +222,14 @@ def _campaigns(args: argparse.Namespace) -> int:
         print(f"{valid} campaign file(s) valid, {len(problems)} problem(s)")
         return 1 if problems else 0
     from martech.campaigns.spec import CampaignSpecError
-    from martech.db import make_engine
-    from martech.warehouse import resolve_url
+    from martech.warehouse import Warehouse
 
-    eng = make_engine(resolve_url())
-    try:
-        written = preview.preview(eng, args.campaign_id, contacts=args.contact)
-    except (CampaignSpecError, LookupError) as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    finally:
-        eng.dispose()
+    with Warehouse.resolve() as wh:
+        try:
+            written = preview.preview(wh.engine, args.campaign_id, contacts=args.contact)
+        except (CampaignSpecError, LookupError) as exc:
+            print(exc, file=sys.stderr)
+            return 1
     print("\n".join(str(p) for p in written) or "the latest snapshot has no treatment members to render")
     return 0
 

@@ -12,9 +12,12 @@ import datetime as dt
 import functools
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, Param
+
+if TYPE_CHECKING:
+    from martech.warehouse import Warehouse
 
 OWNER = "data-team"
 WAREHOUSE_CONN_ID = "warehouse"
@@ -141,6 +144,16 @@ def warehouse_url() -> str:
         except Exception:
             pass
     return resolve_url()
+
+
+def warehouse(**settings: Any) -> Warehouse:
+    """The warehouse a task hands to the library, opened once: ``with dagkit.warehouse() as wh: ...``.
+
+    ``settings``: what the task's stage reads besides the warehouse (``shop_url``, ``transport_settings``).
+    """
+    from martech.warehouse import Warehouse
+
+    return Warehouse(warehouse_url(), **settings)
 
 
 def shop_url() -> str | None:

@@ -1,6 +1,7 @@
 """One function per pipeline step: what each Airflow task calls, and what tests and the demo call.
 
-Every step takes the warehouse URL and the run date explicitly (never the wall clock), logs
+Every step takes the warehouse (:class:`martech.warehouse.Warehouse`, opened once by the caller) and
+the run date explicitly (never the wall clock), logs
 readable progress, and returns a small JSON-serialisable summary that becomes the task's XCom and
 its asset event's metadata. Heavy imports stay inside the functions.
 """
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from martech import paths
 from martech.campaigns.transport_factory import make_transport
+
+if TYPE_CHECKING:
+    from martech.warehouse import Warehouse
 
 log = logging.getLogger("martech")
 
@@ -23,12 +27,6 @@ STAGING_MODELS = ("staging.customers", "staging.products", "staging.orders", "st
                   "staging.product_views",
                   # rebuilt again by the email-events stage; here so that campaigns can always read it
                   "staging.email_events")
-
-
-def _engine(url: str):
-    from martech.db import make_engine
-
-    return make_engine(url)
 
 
 def _run_ts(run_date: dt.date) -> dt.datetime:
@@ -42,51 +40,41 @@ def _say(lines: list[str]) -> None:
         log.info(line)
 
 
-def prepare_warehouse(url: str) -> list[str]:
+def prepare_warehouse(wh: Warehouse) -> list[str]:
     """Create schemas and landing tables, and the analyst's read-only access (idempotent)."""
     from martech.db import migrate
     from martech.privacy.access import grant_analyst_access
 
-    eng = _engine(url)
-    try:
-        applied = migrate(eng)
-        grant_analyst_access(eng)
-        return applied
-    finally:
-        eng.dispose()
+    eng = wh.engine
+    applied = migrate(eng)
+    grant_analyst_access(eng)
+    return applied
 
 
-def ingest_shop(url: str, run_date: dt.date, *, shop_url: str | None = None,
-                shop_schema: str | None = None) -> dict[str, Any]:
+def ingest_shop(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     """Pull the shop database's tables incrementally into raw.shop_* (sources of kind sql in sources.yml)."""
     from martech.ingest.shop_pull import pull_shop
     from martech.runs import Run
 
-    prepare_warehouse(url)
-    eng = _engine(url)
-    try:
-        results = pull_shop(eng, Run.daily(run_date), shop_url=shop_url, shop_schema=shop_schema)
-    finally:
-        eng.dispose()
+    prepare_warehouse(wh)
+    eng = wh.engine
+    results = pull_shop(eng, Run.daily(run_date), shop_url=wh.shop_url, shop_schema=wh.shop_schema)
     _say([r.line() for r in results])
     return {"run_date": run_date.isoformat(), "batches": {r.table: r.batch_id for r in results},
             "rows": {r.table: r.rows_loaded for r in results}}
 
 
-def ingest_crm(url: str, run_date: dt.date, *, folder: Path | None = None) -> dict[str, Any]:
+def ingest_crm(wh: Warehouse, run_date: dt.date, *, folder: Path | None = None) -> dict[str, Any]:
     """Load new CRM contact export files into raw.crm_contacts."""
     from martech.ingest.landing import export_files, ingest_crm_exports, unrecognised_files
     from martech.ingest.sources import of_kind
 
-    prepare_warehouse(url)
+    prepare_warehouse(wh)
     configured = [s.path for _, s in of_kind("crm_files") if s.path]
     folder = folder or (Path(configured[0]) if configured else paths.landing_dir() / "crm")
     folder.mkdir(parents=True, exist_ok=True)
-    eng = _engine(url)
-    try:
-        results = ingest_crm_exports(eng, folder, run_date=run_date, loaded_at=_run_ts(run_date))
-    finally:
-        eng.dispose()
+    eng = wh.engine
+    results = ingest_crm_exports(eng, folder, run_date=run_date, loaded_at=_run_ts(run_date))
     not_loaded = unrecognised_files(folder, export_files(folder, "contacts", ".csv"))
     _say([r.line() for r in results] or [f"no CRM export files in {folder}"])
     for sentence in not_loaded:
@@ -96,7 +84,7 @@ def ingest_crm(url: str, run_date: dt.date, *, folder: Path | None = None) -> di
             "quarantined": sum(r.rows_quarantined for r in results)}
 
 
-def ingest_files(url: str, run_date: dt.date, *, root: Any = None) -> dict[str, Any]:
+def ingest_files(wh: Warehouse, run_date: dt.date, *, root: Any = None) -> dict[str, Any]:
     """Load shop export files (CSV / JSON Lines / Parquet) from MARTECH_FILES_URL or the landing folder.
 
     ``root``: a folder, an fsspec URL or a path object with its own file system (the DAG task passes an
@@ -106,7 +94,7 @@ def ingest_files(url: str, run_date: dt.date, *, root: Any = None) -> dict[str, 
     from martech.ingest.files import ingest_folder
     from martech.ingest.sources import of_kind
 
-    prepare_warehouse(url)
+    prepare_warehouse(wh)
     configured = of_kind("files")
     if not configured and root is None:
         _say(["no enabled source of kind files in sources.yml"])
@@ -114,19 +102,16 @@ def ingest_files(url: str, run_date: dt.date, *, root: Any = None) -> dict[str, 
     root = root or next((s.path for _, s in configured if s.path), None) or str(paths.landing_dir() / "files")
     if isinstance(root, str) and "://" not in root:
         Path(root).mkdir(parents=True, exist_ok=True)
-    eng = _engine(url)
-    try:
-        report: list[str] = []
-        results = ingest_folder(eng, root, run_date=run_date, loaded_at=_run_ts(run_date), report=report)
-    finally:
-        eng.dispose()
+    eng = wh.engine
+    report: list[str] = []
+    results = ingest_folder(eng, root, run_date=run_date, loaded_at=_run_ts(run_date), report=report)
     _say([r.line() for r in results] or [f"no export files under {root}"])
     return {"run_date": run_date.isoformat(), "files": len(results), "not_loaded": report,
             "rows": sum(r.rows_loaded for r in results),
             "quarantined": sum(r.rows_quarantined for r in results)}
 
 
-def validate_raw(url: str, run_date: dt.date) -> dict[str, Any]:
+def validate_raw(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     """Great Expectations on the raw rows landed for this run date; raise on a critical failure.
 
     Results are keyed by the run date (not Airflow's run id), so a rerun of the date replaces them.
@@ -134,26 +119,23 @@ def validate_raw(url: str, run_date: dt.date) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from martech.quality import raw as quality
-    eng = _engine(url)
-    try:
-        with eng.connect() as conn:
-            rows = conn.execute(sa.text(
-                "select table_name, batch_id from raw.ingest_batches where run_date = :d"
-                " and table_name <> 'raw.email_events' order by batch_id"), {"d": run_date}).all()
-        batch_ids: dict[str, list[str]] = {}
-        for table, batch in rows:
-            batch_ids.setdefault(table, []).append(batch)
-        report = quality.validate_raw(eng, batch_ids, run_id=f"raw:{run_date.isoformat()}", run_date=run_date)
-        quality.record_results(eng, report, run_date)
-    finally:
-        eng.dispose()
+    eng = wh.engine
+    with eng.connect() as conn:
+        rows = conn.execute(sa.text(
+            "select table_name, batch_id from raw.ingest_batches where run_date = :d"
+            " and table_name <> 'raw.email_events' order by batch_id"), {"d": run_date}).all()
+    batch_ids: dict[str, list[str]] = {}
+    for table, batch in rows:
+        batch_ids.setdefault(table, []).append(batch)
+    report = quality.validate_raw(eng, batch_ids, run_id=f"raw:{run_date.isoformat()}", run_date=run_date)
+    quality.record_results(eng, report, run_date)
     _say(report.summary_lines())
     quality.check(report)
     return {"run_date": run_date.isoformat(), "expectations": len(report.results),
             "warnings": len(report.warnings)}
 
 
-def build_staging(url: str, run_date: dt.date) -> dict[str, Any]:
+def build_staging(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     """Rebuild the typed, deduplicated staging tables from raw, then prove no row went missing.
 
     Rows staging cannot use land in raw.quarantine, repairs in staging.corrections, folded duplicates
@@ -163,16 +145,13 @@ def build_staging(url: str, run_date: dt.date) -> dict[str, Any]:
     from martech.db import migrate, run_model
     from martech.staging import accounting
 
-    eng = _engine(url)
+    eng = wh.engine
     params = {"run_date": run_date, "run_ts": _run_ts(run_date)}
-    try:
-        migrate(eng)
-        accounting.guard_rebuild(eng, run_date, _run_ts(run_date))
-        counts = {m: run_model(eng, m, params) for m in STAGING_MODELS}
-        accounts = accounting.check(eng, run_date, _run_ts(run_date))
-        _analyze(eng, STAGING_MODELS)
-    finally:
-        eng.dispose()
+    migrate(eng)
+    accounting.guard_rebuild(eng, run_date, _run_ts(run_date))
+    counts = {m: run_model(eng, m, params) for m in STAGING_MODELS}
+    accounts = accounting.check(eng, run_date, _run_ts(run_date))
+    _analyze(eng, STAGING_MODELS)
     _say([f"{m}: {n} rows" for m, n in counts.items()] + [a.line() for a in accounts])
     return {"run_date": run_date.isoformat(), "rows": counts,
             "quarantined": {a.table: a.quarantined for a in accounts if a.quarantined},
@@ -186,24 +165,21 @@ def _analyze(eng: Any, tables: Sequence[str]) -> None:
             conn.exec_driver_sql(f"analyze {table}")
 
 
-def validate_staging(url: str, run_date: dt.date) -> dict[str, Any]:
+def validate_staging(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     """Great Expectations on the staging tables (keys, values, references, freshness, row-count drift).
 
     Raises DataQualityError on a critical failure, so customer models and sends never read bad staging.
     """
     from martech.quality.staging import validate_staging as _validate
 
-    eng = _engine(url)
-    try:
-        report = _validate(eng, run_date)
-    finally:
-        eng.dispose()
+    eng = wh.engine
+    report = _validate(eng, run_date)
     _say(report.summary_lines())
     return {"run_date": run_date.isoformat(), "expectations": len(report.results),
             "warnings": len(report.warnings), "rows": report.rows}
 
 
-def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
+def build_customer_models(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     """RFM scores and segments (pandas), category affinity and the customer 360 (SQL)."""
     import pandas as pd
     import sqlalchemy as sa
@@ -213,27 +189,24 @@ def build_customer_models(url: str, run_date: dt.date) -> dict[str, Any]:
     from martech.models.lifecycle import build_lifecycle
     from martech.privacy.access import grant_analyst_access
 
-    eng = _engine(url)
+    eng = wh.engine
     params = {"run_date": run_date}
-    try:
-        with eng.connect() as conn:
-            orders = pd.read_sql_query(
-                sa.text("select customer_id, order_ts, net_amount from staging.orders"
-                        " where status <> 'cancelled' and order_ts < :d"),
-                conn, params={"d": run_date})
-        orders["net_amount"] = orders["net_amount"].astype(float)
-        scores = rfm.score_rfm(orders, as_of=run_date)
-        counts = {"marts.customer_rfm": rfm.write_rfm(eng, scores, run_date)}
-        for model in ("marts.segment_migration", "marts.product_affinity", "marts.customer_360"):
-            counts[model] = run_model(eng, model, params)
-        grant_analyst_access(eng)  # the customer 360's address and name columns, once it exists
-        counts["marts.customer_lifecycle"] = build_lifecycle(eng, run_date)
-        counts["marts.clv_predictions"] = _build_clv(eng, run_date)
-        counts["marts.lead_scores"] = _build_lead_scores(eng, run_date)
-        counts.update(_build_recommendations(eng, run_date))
-        counts["marts.customer_segments"] = _build_clusters(eng, run_date)
-    finally:
-        eng.dispose()
+    with eng.connect() as conn:
+        orders = pd.read_sql_query(
+            sa.text("select customer_id, order_ts, net_amount from staging.orders"
+                    " where status <> 'cancelled' and order_ts < :d"),
+            conn, params={"d": run_date})
+    orders["net_amount"] = orders["net_amount"].astype(float)
+    scores = rfm.score_rfm(orders, as_of=run_date)
+    counts = {"marts.customer_rfm": rfm.write_rfm(eng, scores, run_date)}
+    for model in ("marts.segment_migration", "marts.product_affinity", "marts.customer_360"):
+        counts[model] = run_model(eng, model, params)
+    grant_analyst_access(eng)  # the customer 360's address and name columns, once it exists
+    counts["marts.customer_lifecycle"] = build_lifecycle(eng, run_date)
+    counts["marts.clv_predictions"] = _build_clv(eng, run_date)
+    counts["marts.lead_scores"] = _build_lead_scores(eng, run_date)
+    counts.update(_build_recommendations(eng, run_date))
+    counts["marts.customer_segments"] = _build_clusters(eng, run_date)
     segments = scores["segment"].value_counts().to_dict() if len(scores) else {}
     _say([f"{m}: {n} rows" for m, n in counts.items()]
          + [f"  segment {k}: {v}" for k, v in sorted(segments.items(), key=lambda kv: -kv[1])])
@@ -279,8 +252,7 @@ def _build_clusters(eng, run_date: dt.date) -> int:
     return int(result["customers"])
 
 
-def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None,
-                  transport_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def ingest_events(wh: Warehouse, run_date: dt.date, *, folder: Path | None = None) -> dict[str, Any]:
     """Load email-event feed files into raw.email_events and rebuild staging.email_events.
 
     With the SendGrid transport configured, SendGrid's own suppression lists are merged too.
@@ -289,27 +261,24 @@ def ingest_events(url: str, run_date: dt.date, *, folder: Path | None = None,
     from martech.db import run_model
     from martech.ingest.landing import ingest_email_events
 
-    prepare_warehouse(url)
+    prepare_warehouse(wh)
     folder = folder or paths.landing_dir() / "email_events"
     folder.mkdir(parents=True, exist_ok=True)
-    eng = _engine(url)
-    try:
-        results = ingest_email_events(eng, folder, run_date=run_date, loaded_at=_run_ts(run_date))
-        staged = run_model(eng, "staging.email_events", {"run_date": run_date, "run_ts": _run_ts(run_date)})
-        suppressed = _suppress_from_events(eng)
-        settings = dict(transport_settings or {})
-        if settings.pop("name", None) == "sendgrid":
-            from martech.campaigns import sendgrid_suppressions
+    eng = wh.engine
+    results = ingest_email_events(eng, folder, run_date=run_date, loaded_at=_run_ts(run_date))
+    staged = run_model(eng, "staging.email_events", {"run_date": run_date, "run_ts": _run_ts(run_date)})
+    suppressed = _suppress_from_events(eng)
+    settings = dict(wh.transport_settings)
+    if settings.pop("name", None) == "sendgrid":
+        from martech.campaigns import sendgrid_suppressions
 
-            sg = make_transport("sendgrid", settings)
-            with eng.begin() as conn:
-                from_sendgrid = sendgrid_suppressions.merge(conn, sg._client, asm_group_id=sg.asm_group_id)
-            _say([f"campaigns.suppressions: {from_sendgrid} new from SendGrid's suppression lists"])
-            suppressed += from_sendgrid
+        sg = make_transport("sendgrid", settings)
         with eng.begin() as conn:
-            record_suppression_refresh(conn, run_date, suppressed, _run_ts(run_date))
-    finally:
-        eng.dispose()
+            from_sendgrid = sendgrid_suppressions.merge(conn, sg._client, asm_group_id=sg.asm_group_id)
+        _say([f"campaigns.suppressions: {from_sendgrid} new from SendGrid's suppression lists"])
+        suppressed += from_sendgrid
+    with eng.begin() as conn:
+        record_suppression_refresh(conn, run_date, suppressed, _run_ts(run_date))
     _say([r.line() for r in results] + [f"staging.email_events: {staged} rows",
                                         f"campaigns.suppressions: {suppressed} new from events"])
     return {"run_date": run_date.isoformat(), "files": len(results),
@@ -333,45 +302,36 @@ def _suppress_from_events(eng) -> int:
         return int(result.rowcount or 0)
 
 
-def build_kpis(url: str, run_date: dt.date) -> dict[str, Any]:
+def build_kpis(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     """Rebuild the kpis tables as of the run date (``martech.kpis.build``)."""
     from martech.kpis.build import build_kpis as _build
 
-    eng = _engine(url)
-    try:
-        counts = _build(eng, run_date)
-    finally:
-        eng.dispose()
+    eng = wh.engine
+    counts = _build(eng, run_date)
     _say([f"{name}: {n} rows" for name, n in counts.items()])
     return {"run_date": run_date.isoformat(), "rows": counts}
 
 
-def apply_retention(url: str, run_date: dt.date) -> dict[str, Any]:
+def apply_retention(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     """Remove raw events, quarantined rows, landed files, outbox and previews past their retention."""
     from martech.privacy.retention import apply_retention as _apply
 
-    eng = _engine(url)
-    try:
-        prepare_warehouse(url)
-        removed = _apply(eng, run_date, landing=paths.landing_dir(), outbox=paths.outbox_dir())
-    finally:
-        eng.dispose()
+    eng = wh.engine
+    prepare_warehouse(wh)
+    removed = _apply(eng, run_date, landing=paths.landing_dir(), outbox=paths.outbox_dir())
     _say([f"retention: {n} {kind} removed" for kind, n in removed.items()])
     return {"run_date": run_date.isoformat(), "removed": removed}
 
 
-def erase_person(url: str, run_date: dt.date, *, request_id: str, contact_id: str | None = None,
+def erase_person(wh: Warehouse, run_date: dt.date, *, request_id: str, contact_id: str | None = None,
                  email: str | None = None) -> dict[str, Any]:
     """Erase one person everywhere the project writes (see martech.privacy.erase); returns counts only."""
     from martech.privacy.erase import erase_person as _erase
 
-    prepare_warehouse(url)
-    eng = _engine(url)
-    try:
-        counts = _erase(eng, request_id=request_id, run_date=run_date, home=paths.home(),
-                        contact_id=contact_id or None, email=email or None)
-    finally:
-        eng.dispose()
+    prepare_warehouse(wh)
+    eng = wh.engine
+    counts = _erase(eng, request_id=request_id, run_date=run_date, home=paths.home(),
+                    contact_id=contact_id or None, email=email or None)
     _say([f"erasure {request_id}: {n} in {where}" for where, n in counts.items()])
     return {"run_date": run_date.isoformat(), "request_id": request_id, "counts": counts}
 

@@ -11,6 +11,10 @@ The embedded server is a real PostgreSQL 16 from the ``pgserver`` wheel. It list
 its own folder and on 127.0.0.1 at a port chosen once and kept in ``.martech/warehouse/port``, so the
 URL an analyst pastes into psql or a BI tool stays the same across restarts. It keeps running after
 the process that started it exits (later runs reuse it) until ``martech warehouse stop``.
+
+:class:`Warehouse` is what the stages are handed: the URL, one engine per process opened on first use,
+and the few settings the stages read (the shop database, the email transport).
+A DAG task, the CLI or a test builds it once and passes it down, the way Dagster injects a resource.
 """
 
 from __future__ import annotations
@@ -21,11 +25,16 @@ import socket
 import subprocess
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from martech.paths import home
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 DATABASE = "martech"
 _PORT_RANGE = range(54330, 54430)
@@ -33,6 +42,54 @@ _PORT_RANGE = range(54330, 54430)
 
 class WarehouseError(RuntimeError):
     pass
+
+
+@dataclass
+class Warehouse:
+    """The warehouse as one resource: its URL, a lazily opened engine, and the settings the stages read.
+
+    ``shop_url`` / ``shop_schema``: the shop's operational database (None: the ``shop`` schema of the
+    warehouse); ``transport_settings``: the email transport's name and settings (``name`` is one of
+    ``outbox``, ``smtp``, ``sendgrid``; empty: ``MARTECH_TRANSPORT`` and its variables).
+    """
+
+    url: str
+    shop_url: str | None = None
+    shop_schema: str | None = None
+    transport_settings: Mapping[str, Any] = field(default_factory=dict)
+    _engine: Engine | None = field(default=None, init=False, repr=False, compare=False)
+    _pid: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def resolve(cls, url: str | None = None, **settings: Any) -> Warehouse:
+        """The warehouse named by ``url``, else ``MARTECH_WAREHOUSE_URL``, else the embedded one."""
+        return cls(resolve_url(url), **settings)
+
+    @property
+    def engine(self) -> Engine:
+        """One engine per process: a forked worker opens its own instead of sharing the parent's sockets."""
+        if self._engine is None or self._pid != os.getpid():
+            from martech.db import make_engine
+
+            self._engine, self._pid = make_engine(self.url), os.getpid()
+        return self._engine
+
+    def dispose(self) -> None:
+        """Close the pooled connections; the next use of :attr:`engine` opens a new engine."""
+        if self._engine is not None and self._pid == os.getpid():
+            self._engine.dispose()
+        self._engine = self._pid = None
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
+    def __repr__(self) -> str:
+        from sqlalchemy.engine import make_url
+
+        return f"Warehouse({make_url(self.url).render_as_string(hide_password=True)!r})"
 
 
 def warehouse_dir() -> Path:

@@ -25,6 +25,7 @@ from martech.campaigns.freshness import record_suppression_refresh
 from martech.campaigns.spec import load_campaigns
 from martech.campaigns.transports import OutboxTransport
 from martech.runs import Run
+from martech.warehouse import Warehouse
 
 pytestmark = pytest.mark.integration
 UTC = dt.timezone.utc
@@ -61,8 +62,8 @@ def treated_ids(n: int) -> list[str]:
 class Shop:
     """The shop's operational tables, changed as time passes, plus the campaign's hourly runs."""
 
-    def __init__(self, engine: Engine, url: str, outbox: Path) -> None:
-        self.engine, self.url, self.outbox = engine, url, outbox
+    def __init__(self, engine: Engine, warehouse: Warehouse, outbox: Path) -> None:
+        self.engine, self.warehouse, self.outbox = engine, warehouse, outbox
 
     def contact(self, contact_id: str, customer_id: int, tz: str = "UTC") -> None:
         with self.engine.begin() as conn:
@@ -87,11 +88,11 @@ class Shop:
     def run(self, when: dt.datetime, *, gate: bool = False) -> dict[str, Any]:
         """One hourly DAG run's tasks, in order (the gate is slow with Great Expectations: on request)."""
         run = Run.hour(when)
-        hourly.refresh_shop(self.url, run)
-        built = runner.build_audience(self.url, SPEC.id, run)
+        hourly.refresh_shop(self.warehouse, run)
+        built = runner.build_audience(self.warehouse, SPEC.id, run)
         if gate:
-            runner.validate_audience(self.url, SPEC.id, run)
-        runner.dispatch(self.url, SPEC.id, run, when, transport=OutboxTransport(self.outbox))
+            runner.validate_audience(self.warehouse, SPEC.id, run)
+        runner.dispatch(self.warehouse, SPEC.id, run, when, transport=OutboxTransport(self.outbox))
         return built
 
     def sends(self) -> list[tuple[str, int, str]]:
@@ -107,13 +108,13 @@ class Shop:
 
 
 @pytest.fixture()
-def shop(clean_warehouse: Engine, warehouse_url: str, tmp_path: Path) -> Shop:
+def shop(clean_warehouse: Engine, warehouse: Warehouse, tmp_path: Path) -> Shop:
     with clean_warehouse.begin() as conn:
         conn.exec_driver_sql(SHOP_DDL)
         # The daily email-events stage ran every day of the test's week: the freshness gate lets the hours send.
         for offset in range(7):
             record_suppression_refresh(conn, DAY + dt.timedelta(days=offset), 0, at(offset, 0))
-    return Shop(clean_warehouse, warehouse_url, tmp_path / "outbox")
+    return Shop(clean_warehouse, warehouse, tmp_path / "outbox")
 
 
 def test_each_step_reaches_each_cart_once_at_its_hour_and_buying_ends_the_series(shop: Shop) -> None:

@@ -40,23 +40,23 @@ def test_check_says_what_each_file_would_become_before_loading(tmp_path, capsys)
     assert cli.main(["byod", "check", str(root)]) == 0
 
 
-def test_the_shop_database_is_off_in_byod_mode_and_said_missing_otherwise(clean_warehouse, warehouse_url,
+def test_the_shop_database_is_off_in_byod_mode_and_said_missing_otherwise(clean_warehouse, warehouse,
                                                                          monkeypatch):
     monkeypatch.delenv("MARTECH_SHOP_URL", raising=False)
     with pytest.raises(SourcesError, match="set MARTECH_BYOD=1"):
-        pipeline.ingest_shop(warehouse_url, dt.date(2026, 5, 2))
+        pipeline.ingest_shop(warehouse, dt.date(2026, 5, 2))
     monkeypatch.setenv("MARTECH_BYOD", "1")
-    assert pipeline.ingest_shop(warehouse_url, dt.date(2026, 5, 2))["batches"] == {}
+    assert pipeline.ingest_shop(warehouse, dt.date(2026, 5, 2))["batches"] == {}
 
 
-def test_the_worked_example_runs_in_its_own_home_and_shows_its_result(clean_warehouse, warehouse_url, tmp_path,
+def test_the_worked_example_runs_in_its_own_home_and_shows_its_result(clean_warehouse, warehouse, tmp_path,
                                                                      monkeypatch, capsys):
     home = tmp_path / "byod-home"
     assert cli.main(["byod", "setup", str(home)]) == 0
     assert f"export MARTECH_HOME={home}" in capsys.readouterr().out
     assert cli.main(["byod", "setup", str(home)]) == 0  # no warehouse yet: setting up again is harmless
     monkeypatch.setenv("MARTECH_HOME", str(home))
-    lines = byod_example.run(warehouse_url, byod_example.EXAMPLE_DATE)
+    lines = byod_example.run(warehouse, byod_example.EXAMPLE_DATE)
     rows = "\n".join(lines)
     assert "9100001 | 9000001 | 2026-04-02 | 20.50" in rows
     assert "X0000001 | 9000001 | ana@example.com | True" in rows
@@ -64,20 +64,20 @@ def test_the_worked_example_runs_in_its_own_home_and_shows_its_result(clean_ware
         assert conn.execute(sa.text("select count(*) from marts.customer_rfm")).scalar_one() == 2
 
 
-def test_staging_refuses_an_older_date_or_a_much_smaller_input_unless_forced(clean_warehouse, warehouse_url,
+def test_staging_refuses_an_older_date_or_a_much_smaller_input_unless_forced(clean_warehouse, warehouse,
                                                                             tmp_path, monkeypatch):
     root = tmp_path / "exports"
     (root / "customers").mkdir(parents=True)
     (root / "customers" / "c.csv").write_text("customer_id,email,updated_at\n" + "".join(
         f"{i},c{i}@example.com,2026-04-01T00:00:00Z\n" for i in range(1, 201)))
-    pipeline.ingest_files(warehouse_url, dt.date(2026, 5, 2), root=str(root))
-    pipeline.build_staging(warehouse_url, dt.date(2026, 5, 2))
+    pipeline.ingest_files(warehouse, dt.date(2026, 5, 2), root=str(root))
+    pipeline.build_staging(warehouse, dt.date(2026, 5, 2))
     with pytest.raises(accounting.RebuildRefused, match=r"older date 2026-05-01.*MARTECH_FORCE_STAGING=1"):
-        pipeline.build_staging(warehouse_url, dt.date(2026, 5, 1))
+        pipeline.build_staging(warehouse, dt.date(2026, 5, 1))
     with clean_warehouse.begin() as conn:  # the raw rows vanish (a reset landing, a wrong warehouse)
         conn.execute(sa.text("delete from raw.shop_customers where customer_id::int > 20"))
     with pytest.raises(accounting.RebuildRefused, match=r"holds 20 rows .* received 200"):
-        pipeline.build_staging(warehouse_url, dt.date(2026, 5, 3))
+        pipeline.build_staging(warehouse, dt.date(2026, 5, 3))
     monkeypatch.setenv("MARTECH_FORCE_STAGING", "1")
     with pytest.raises(accounting.AccountingError):  # forced: rebuilt, and the accounting notices the loss
-        pipeline.build_staging(warehouse_url, dt.date(2026, 5, 3))
+        pipeline.build_staging(warehouse, dt.date(2026, 5, 3))

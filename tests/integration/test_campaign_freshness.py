@@ -67,12 +67,12 @@ def test_fresh_inputs_pass_and_an_hourly_series_accepts_yesterdays_suppressions(
                                     " order by run_date")).all() == [(RUN - dt.timedelta(days=1), 0), (RUN, 2)]
 
 
-def test_a_stale_run_refuses_before_sending_anything(clean_warehouse, warehouse_url: str, tmp_path: Path) -> None:
+def test_a_stale_run_refuses_before_sending_anything(clean_warehouse, warehouse, tmp_path: Path) -> None:
     with clean_warehouse.begin() as conn:
         _rfm_as_of(conn, RUN - dt.timedelta(days=1))
         record_suppression_refresh(conn, RUN, 0, NOW)
     with pytest.raises(StaleInputsError) as caught:
-        runner.dispatch(warehouse_url, "vip", Run.daily(RUN), NOW, transport=OutboxTransport(tmp_path))
+        runner.dispatch(warehouse, "vip", Run.daily(RUN), NOW, transport=OutboxTransport(tmp_path))
     assert str(caught.value) == ("campaign 'vip' does not send for 2026-11-02: marts.customer_rfm is as of"
                                  " 2026-11-01, older than the run date 2026-11-02; run customer_models for"
                                  " 2026-11-02 first.")
@@ -81,8 +81,8 @@ def test_a_stale_run_refuses_before_sending_anything(clean_warehouse, warehouse_
     assert not list(tmp_path.rglob("*.eml"))
 
 
-def test_the_email_events_stage_records_its_refresh(clean_warehouse, warehouse_url: str, tmp_path: Path) -> None:
-    pipeline.ingest_events(warehouse_url, RUN, folder=tmp_path)
+def test_the_email_events_stage_records_its_refresh(clean_warehouse, warehouse, tmp_path: Path) -> None:
+    pipeline.ingest_events(warehouse, RUN, folder=tmp_path)
     with clean_warehouse.connect() as conn:
         assert conn.execute(sa.text("select run_date, refreshed_at from campaigns.suppression_refreshes")).one() == (
             RUN, dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc))

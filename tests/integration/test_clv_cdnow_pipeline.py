@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 RUN = dt.date(1997, 10, 1)
 
 
-def test_cdnow_bgnbd_parameters_through_the_pipeline(clean_warehouse, warehouse_url, tmp_path):
+def test_cdnow_bgnbd_parameters_through_the_pipeline(clean_warehouse, warehouse, tmp_path):
     tx = clv.load_cdnow_sample().sort_values(["customer_id", "order_ts"], kind="stable")
     (tmp_path / "customers").mkdir()
     (tmp_path / "orders").mkdir()
@@ -31,14 +31,14 @@ def test_cdnow_bgnbd_parameters_through_the_pipeline(clean_warehouse, warehouse_
         "order_id,customer_id,order_ts,status,currency,total_amount,updated_at\n" + "".join(
             f"{n},{r.customer_id},{r.order_ts:%Y-%m-%d},completed,USD,{r.amount:.2f},{r.order_ts:%Y-%m-%d}\n"
             for n, r in enumerate(tx.itertuples(index=False), start=1)))
-    pipeline.ingest_files(warehouse_url, RUN, root=str(tmp_path))
-    staged = pipeline.build_staging(warehouse_url, RUN)
+    pipeline.ingest_files(warehouse, RUN, root=str(tmp_path))
+    staged = pipeline.build_staging(warehouse, RUN)
     assert staged["rows"]["staging.customers"] == 2357
     with clean_warehouse.connect() as conn:
         held = conn.execute(sa.text("select count(*) from raw.quarantine where reason_code = 'future_timestamp'"
                                     " and table_name = 'raw.shop_orders'")).scalar_one()
     assert held == int((tx["order_ts"] >= "1997-10-01").sum())  # after the run date: held, not lost
-    pipeline.build_customer_models(warehouse_url, RUN)
+    pipeline.build_customer_models(warehouse, RUN)
     with clean_warehouse.connect() as conn:
         version, n = conn.execute(sa.text("select min(model_version), count(*) from marts.clv_predictions"
                                           " where as_of = :d"), {"d": RUN}).one()

@@ -24,12 +24,12 @@ def _auc(score: np.ndarray, label: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def test_clv_predictions_follow_the_true_purchase_process(clean_warehouse, warehouse_url, tmp_path):
+def test_clv_predictions_follow_the_true_purchase_process(clean_warehouse, warehouse, tmp_path):
     eng = clean_warehouse
     generate_sources(eng, tmp_path, as_of=AS_OF, customers=1500, seed=5)
-    pipeline.ingest_shop(warehouse_url, AS_OF)
-    pipeline.ingest_crm(warehouse_url, AS_OF, folder=tmp_path / "crm")
-    pipeline.build_staging(warehouse_url, AS_OF)
+    pipeline.ingest_shop(warehouse, AS_OF)
+    pipeline.ingest_crm(warehouse, AS_OF, folder=tmp_path / "crm")
+    pipeline.build_staging(warehouse, AS_OF)
 
     first = clv.build_clv_predictions(eng, AS_OF)
     assert first["rows"] > 1000

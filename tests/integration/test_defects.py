@@ -25,7 +25,7 @@ AS_OF = dt.date(2026, 6, 1)
 
 
 @pytest.fixture(scope="module")
-def dirty(engine, warehouse_url, tmp_path_factory):
+def dirty(engine, warehouse, tmp_path_factory):
     from martech.db import migrate
     from martech.simulate import generate_sources
 
@@ -35,9 +35,9 @@ def dirty(engine, warehouse_url, tmp_path_factory):
     migrate(engine)
     landing = tmp_path_factory.mktemp("landing")
     generate_sources(engine, landing, as_of=AS_OF, customers=1_500, seed=11, defect_rate=0.03)
-    pipeline.ingest_shop(warehouse_url, AS_OF)
-    pipeline.ingest_crm(warehouse_url, AS_OF, folder=landing / "crm")
-    summary = pipeline.build_staging(warehouse_url, AS_OF)
+    pipeline.ingest_shop(warehouse, AS_OF)
+    pipeline.ingest_crm(warehouse, AS_OF, folder=landing / "crm")
+    summary = pipeline.build_staging(warehouse, AS_OF)
     return engine, summary
 
 
@@ -97,7 +97,7 @@ def test_identity_merge_keeps_the_strictest_recent_consent(dirty):
     assert merged and all(m not in staged_ids and s in staged_ids for m, s in merged)
 
 
-def test_a_rerun_replaces_what_staging_recorded(dirty, warehouse_url):
+def test_a_rerun_replaces_what_staging_recorded(dirty, warehouse):
     eng, _ = dirty
 
     def snapshot():
@@ -109,14 +109,14 @@ def test_a_rerun_replaces_what_staging_recorded(dirty, warehouse_url):
                 "select * from staging.row_accounting order by table_name")]
 
     before = snapshot()
-    pipeline.build_staging(warehouse_url, AS_OF)
+    pipeline.build_staging(warehouse, AS_OF)
     assert snapshot() == before
 
 
-def test_a_lost_row_fails_the_accounting(dirty, warehouse_url):
+def test_a_lost_row_fails_the_accounting(dirty, warehouse):
     eng, _ = dirty
     with eng.begin() as conn:
         conn.execute(sa.text("delete from staging.order_items where ctid = (select min(ctid) from staging.order_items)"))
     with pytest.raises(accounting.AccountingError, match=r"staging.order_items: staged \(rows in the table\)"):
         accounting.check(eng, AS_OF, cutoff_for(AS_OF))
-    pipeline.build_staging(warehouse_url, AS_OF)  # rebuilt whole again
+    pipeline.build_staging(warehouse, AS_OF)  # rebuilt whole again

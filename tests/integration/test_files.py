@@ -25,7 +25,7 @@ def q(eng, sql):
         return conn.execute(sa.text(sql)).all()
 
 
-def test_the_worked_example_loads_and_stages(clean_warehouse, warehouse_url, tmp_path):
+def test_the_worked_example_loads_and_stages(clean_warehouse, warehouse, tmp_path):
     root = tmp_path / "byod"
     shutil.copytree(PROJECT_ROOT / "examples" / "byod", root)
     results = files.ingest_folder(clean_warehouse, str(root), run_date=RUN, loaded_at=LOADED)
@@ -33,7 +33,7 @@ def test_the_worked_example_loads_and_stages(clean_warehouse, warehouse_url, tmp
         "raw.shop_customers": 3, "raw.shop_products": 2, "raw.shop_orders": 2, "raw.shop_order_items": 3}
     again = files.ingest_folder(clean_warehouse, str(root), run_date=RUN, loaded_at=LOADED)
     assert all(r.skipped for r in again)  # each file once, by name and checksum
-    pipeline.build_staging(warehouse_url, RUN)
+    pipeline.build_staging(warehouse, RUN)
     assert q(clean_warehouse, "select order_id, total_amount from staging.orders order by 1") == [
         (9100001, 20.5), (9100002, 6.5)]
 

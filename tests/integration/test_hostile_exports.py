@@ -133,7 +133,7 @@ def test_a_truncated_parquet_file_is_refused_alone(clean_warehouse, tmp_path):
                for s in report)
 
 
-def test_out_of_range_values_duplicates_and_conflicts_never_stop_staging(clean_warehouse, warehouse_url, tmp_path):
+def test_out_of_range_values_duplicates_and_conflicts_never_stop_staging(clean_warehouse, warehouse, tmp_path):
     write(tmp_path / "customers" / "c.csv", CUSTOMERS + f"1,a@example.com,Ann,{TS}\n" * 2
           + f"2,b@example.com,Bo,{TS}\n2,b@example.com,Bob,{TS}\n")
     write(tmp_path / "products" / "p.csv", f"product_id,name,price,updated_at\n3,Tea,9999999.99,{TS}\n")
@@ -142,7 +142,7 @@ def test_out_of_range_values_duplicates_and_conflicts_never_stop_staging(clean_w
     write(tmp_path / "order_items" / "i.csv", "order_id,line_no,product_id,quantity,unit_price,updated_at\n"
           f"11,1,3,1000000,9999999.99,{TS}\n11,2,3,1,5.00,{TS}\n")
     files.ingest_folder(clean_warehouse, str(tmp_path), run_date=RUN, loaded_at=LOADED)
-    pipeline.build_staging(warehouse_url, RUN)
+    pipeline.build_staging(warehouse, RUN)
     codes = q(clean_warehouse, "select table_name, row_key, reason_code from raw.quarantine where stage = 'staging'"
                                " order by 1, 2")
     assert codes == [("raw.shop_order_items", "11:1", "amount_out_of_range"),
@@ -155,25 +155,25 @@ def test_out_of_range_values_duplicates_and_conflicts_never_stop_staging(clean_w
         ("2", "conflicting_version")]
 
 
-def test_future_dated_rows_are_held_and_staged_when_their_time_comes(clean_warehouse, warehouse_url, tmp_path):
+def test_future_dated_rows_are_held_and_staged_when_their_time_comes(clean_warehouse, warehouse, tmp_path):
     write(tmp_path / "customers" / "c.csv", CUSTOMERS + f"1,a@example.com,Ann,{TS}\n"
           "2,b@example.com,Bo,2099-01-01T00:00:00Z\n")
     write(tmp_path / "orders" / "o.csv", ORDERS + f"10,1,{TS},completed,5.00,{TS}\n"
           "11,1,2026-05-20T09:00:00Z,completed,7.00,2026-05-20T09:00:00Z\n")
     files.ingest_folder(clean_warehouse, str(tmp_path), run_date=RUN, loaded_at=LOADED)
-    pipeline.build_staging(warehouse_url, RUN)
+    pipeline.build_staging(warehouse, RUN)
     held = q(clean_warehouse, "select table_name, row_key, reason_code from raw.quarantine where stage = 'staging'"
                               " order by 1, 2")
     assert held == [("raw.shop_customers", "2", "future_timestamp"), ("raw.shop_orders", "11", "future_timestamp")]
     # The file counts as loaded, yet a later run examines the held rows again: the order's time has come.
     later = dt.date(2026, 6, 1)
-    pipeline.build_staging(warehouse_url, later)
+    pipeline.build_staging(warehouse, later)
     assert q(clean_warehouse, "select order_id from staging.orders order by 1") == [(10,), (11,)]
     # The 2099 clock error stays held, and the corrected row the source sends next is staged.
     write(tmp_path / "customers" / "c2.csv", CUSTOMERS + "2,b@example.com,Bob,2026-05-25T00:00:00Z\n")
     files.ingest_folder(clean_warehouse, str(tmp_path), run_date=later,
                         loaded_at=dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc))
-    pipeline.build_staging(warehouse_url, later)
+    pipeline.build_staging(warehouse, later)
     assert q(clean_warehouse, "select customer_id, first_name from staging.customers order by 1") == [
         (1, "Ann"), (2, "Bob")]
     assert q(clean_warehouse, "select row_key from raw.quarantine where reason_code = 'future_timestamp'") == [("2",)]

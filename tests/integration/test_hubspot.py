@@ -276,7 +276,7 @@ def test_the_raw_gate_checks_a_hubspot_landing(engine, hub, src):
     assert report.failed_critical == []
 
 
-def test_hubspot_contacts_join_the_crm_in_staging(clean_warehouse, warehouse_url, hub, src):
+def test_hubspot_contacts_join_the_crm_in_staging(clean_warehouse, warehouse, hub, src):
     """HubSpot feeds staging.contacts beside the CRM export: one contact per address, opt-outs honoured."""
     from martech import pipeline
     from martech.db import copy_rows
@@ -297,7 +297,7 @@ def test_hubspot_contacts_join_the_crm_in_staging(clean_warehouse, warehouse_url
     hub.put("contacts", 502, BASE, email="cy@example.com", firstname="Cy", hs_email_optout="false",
             lifecyclestage="marketingqualifiedlead")
     _pull(eng, hub, src, objects=["contacts"])
-    pipeline.build_staging(warehouse_url, D1)
+    pipeline.build_staging(warehouse, D1)
 
     with eng.connect() as conn:
         contacts = {r.contact_id: r for r in conn.execute(sa.text(

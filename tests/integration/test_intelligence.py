@@ -16,9 +16,9 @@ AS_OF = dt.date(2026, 6, 1)
 
 
 @pytest.fixture(scope="module")
-def modelled(simulated_staging, warehouse_url):
+def modelled(simulated_staging, warehouse):
     engine = simulated_staging(AS_OF, customers=2500, seed=31)
-    return engine, pipeline.build_customer_models(warehouse_url, AS_OF)
+    return engine, pipeline.build_customer_models(warehouse, AS_OF)
 
 
 def q(engine, sql, **params):

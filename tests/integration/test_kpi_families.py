@@ -20,9 +20,9 @@ AS_OF = dt.date(2026, 6, 1)
 
 
 @pytest.fixture(scope="module")
-def kpis(simulated_staging, warehouse_url):
+def kpis(simulated_staging, warehouse):
     eng = simulated_staging(AS_OF, customers=600, seed=9)
-    pipeline.build_customer_models(warehouse_url, AS_OF)
+    pipeline.build_customer_models(warehouse, AS_OF)
     counts = build_kpis(eng, AS_OF)
     return eng, counts
 

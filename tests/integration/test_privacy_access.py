@@ -27,18 +27,18 @@ _ADDRESS = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 @pytest.fixture(scope="module")
-def filled(simulated_staging, warehouse_url):
+def filled(simulated_staging, warehouse):
     """One pipeline day: staging and its checks, customer models, a campaign sent to the outbox, the KPIs."""
     engine = simulated_staging(AS_OF, customers=400, seed=5)
-    pipeline.validate_raw(warehouse_url, AS_OF)
-    pipeline.build_customer_models(warehouse_url, AS_OF)
-    pipeline.ingest_events(warehouse_url, AS_OF)  # the campaigns send only on suppressions refreshed for the day
+    pipeline.validate_raw(warehouse, AS_OF)
+    pipeline.build_customer_models(warehouse, AS_OF)
+    pipeline.ingest_events(warehouse, AS_OF)  # the campaigns send only on suppressions refreshed for the day
     now = dt.datetime.combine(AS_OF, dt.time(9), tzinfo=dt.timezone.utc)
     for campaign in ("winback", "vip"):
-        runner.build_audience(warehouse_url, campaign, Run.daily(AS_OF))
-        runner.dispatch(warehouse_url, campaign, Run.daily(AS_OF), now)
-    pipeline.build_kpis(warehouse_url, AS_OF + dt.timedelta(days=1))
-    pipeline.prepare_warehouse(warehouse_url)
+        runner.build_audience(warehouse, campaign, Run.daily(AS_OF))
+        runner.dispatch(warehouse, campaign, Run.daily(AS_OF), now)
+    pipeline.build_kpis(warehouse, AS_OF + dt.timedelta(days=1))
+    pipeline.prepare_warehouse(warehouse)
     with engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from campaigns.send_ledger")).scalar_one() > 0
     return engine
@@ -119,7 +119,7 @@ def test_analyst_sees_no_address_or_name(filled, analyst):
     assert seen > 100
 
 
-def test_analyst_is_read_only_and_future_tables_are_readable(filled, analyst, warehouse_url):
+def test_analyst_is_read_only_and_future_tables_are_readable(filled, analyst, warehouse):
     with analyst.cursor() as cur, pytest.raises(psycopg2.errors.ReadOnlySqlTransaction):
         cur.execute("create temporary table scratch (x int)")
     with filled.begin() as conn:
@@ -135,7 +135,7 @@ def test_analyst_is_read_only_and_future_tables_are_readable(filled, analyst, wa
     finally:
         with filled.begin() as conn:
             conn.execute(sa.text("drop table marts.t_future_table"))
-    pipeline.prepare_warehouse(warehouse_url)  # a second time: idempotent
+    pipeline.prepare_warehouse(warehouse)  # a second time: idempotent
 
 
 def test_cli_prints_the_analyst_url(filled, warehouse_url, capsys):
@@ -167,7 +167,7 @@ def test_documented_query_runs_as_analyst(filled, analyst, index):
     assert rows, f"query {index + 1} of {DOCS.name} returned no rows on the simulated day:\n{query}"
 
 
-def test_sendgrid_send_refuses_dev_secrets_and_carries_ids_only(filled, warehouse_url, monkeypatch):
+def test_sendgrid_send_refuses_dev_secrets_and_carries_ids_only(filled, warehouse, monkeypatch):
     from martech.campaigns.sendgrid_transport import SendGridTransport
     from martech.privacy.secrets import DevelopmentSecretError
     from martech.testing.fake_sendgrid import FakeSendGrid
@@ -185,13 +185,13 @@ def test_sendgrid_send_refuses_dev_secrets_and_carries_ids_only(filled, warehous
     monkeypatch.delenv("MARTECH_UNSUBSCRIBE_SECRET", raising=False)
     with FakeSendGrid() as sg:
         transport = Recording("SG.test", host=sg.url, clock=lambda: now, sleep=lambda s: None)
-        runner.build_audience(warehouse_url, "upsell", Run.daily(AS_OF))
+        runner.build_audience(warehouse, "upsell", Run.daily(AS_OF))
         with pytest.raises(DevelopmentSecretError, match="MARTECH_UNSUBSCRIBE_SECRET"):
-            runner.dispatch(warehouse_url, "upsell", Run.daily(AS_OF), now, transport)
+            runner.dispatch(warehouse, "upsell", Run.daily(AS_OF), now, transport)
         assert bodies == []
         monkeypatch.setenv("MARTECH_UNSUBSCRIBE_SECRET", "u" * 48)
         monkeypatch.setenv("MARTECH_COUPON_SECRET", "c" * 48)
-        runner.dispatch(warehouse_url, "upsell", Run.daily(AS_OF), now, transport)
+        runner.dispatch(warehouse, "upsell", Run.daily(AS_OF), now, transport)
     args = [p["custom_args"] for b in bodies for p in b["personalizations"]]
     assert args, "the upsell campaign sent nothing on the simulated day"
     with filled.connect() as conn:

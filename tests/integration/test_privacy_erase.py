@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from martech import paths, pipeline
 from martech.campaigns import runner
 from martech.runs import Run
+from martech.warehouse import Warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -23,22 +24,22 @@ SCHEMAS = ("raw", "staging", "marts", "audiences", "campaigns", "kpis")
 PIPELINE_SCHEMAS = ("shop", "sim_truth", *SCHEMAS)
 
 
-def _day(url: str, day: dt.date) -> None:
-    pipeline.ingest_shop(url, day)
-    pipeline.ingest_crm(url, day)
-    pipeline.validate_raw(url, day)
-    pipeline.build_staging(url, day)
-    pipeline.build_customer_models(url, day)
-    pipeline.ingest_events(url, day)  # the campaigns send only on suppressions refreshed for the day
+def _day(wh: Warehouse, day: dt.date) -> None:
+    pipeline.ingest_shop(wh, day)
+    pipeline.ingest_crm(wh, day)
+    pipeline.validate_raw(wh, day)
+    pipeline.build_staging(wh, day)
+    pipeline.build_customer_models(wh, day)
+    pipeline.ingest_events(wh, day)  # the campaigns send only on suppressions refreshed for the day
     now = dt.datetime.combine(day, dt.time(9), tzinfo=dt.timezone.utc)
     for campaign in CAMPAIGNS:
-        runner.build_audience(url, campaign, Run.daily(day))
-        runner.dispatch(url, campaign, Run.daily(day), now)
-    pipeline.build_kpis(url, day)
+        runner.build_audience(wh, campaign, Run.daily(day))
+        runner.dispatch(wh, campaign, Run.daily(day), now)
+    pipeline.build_kpis(wh, day)
 
 
 @pytest.fixture(scope="module")
-def planted(engine, warehouse_url):
+def planted(engine, warehouse):
     from martech.db import migrate
     from martech.simulate import generate_sources
 
@@ -48,7 +49,7 @@ def planted(engine, warehouse_url):
     migrate(engine)
     # Landed under MARTECH_HOME, where the erasure looks for files.
     generate_sources(engine, paths.landing_dir(), as_of=AS_OF, customers=400, seed=17, defect_rate=0.02)
-    _day(warehouse_url, AS_OF)
+    _day(warehouse, AS_OF)
     with engine.connect() as conn:
         person = conn.execute(sa.text(
             "select c.contact_id, c.email, c.first_name, c.last_name, c.customer_id::text as customer_id"
@@ -106,7 +107,7 @@ def _hits(engine, person) -> dict[str, int]:
     return hits
 
 
-def test_erase_leaves_no_trace_and_the_person_is_never_mailed_again(planted, engine, warehouse_url, tmp_path):
+def test_erase_leaves_no_trace_and_the_person_is_never_mailed_again(planted, engine, warehouse, tmp_path):
     person, crm = planted
     before = _hits(engine, person)
     print("before the erasure:", before)
@@ -117,7 +118,7 @@ def test_erase_leaves_no_trace_and_the_person_is_never_mailed_again(planted, eng
         ledger_rows = conn.execute(sa.text("select count(*) from campaigns.send_ledger")).scalar_one()
         sent_kpi = conn.execute(sa.text("select sum(sent) from kpis.campaign_daily")).scalar_one()
 
-    summary = pipeline.erase_person(warehouse_url, AS_OF, request_id="REQ-0001", contact_id=person["contact_id"])
+    summary = pipeline.erase_person(warehouse, AS_OF, request_id="REQ-0001", contact_id=person["contact_id"])
     print("erasure counts:", summary["counts"])
     assert _hits(engine, person) == {}
     with engine.connect() as conn:
@@ -127,11 +128,11 @@ def test_erase_leaves_no_trace_and_the_person_is_never_mailed_again(planted, eng
         assert conn.execute(sa.text("select count(*) from campaigns.do_not_contact")).scalar_one() == 1
     assert audit.identified_by == "contact_id" and audit.counts == summary["counts"]
     assert audit.counts["campaigns.send_ledger"] > 0 and audit.counts["files:outbox"] > 0
-    pipeline.build_kpis(warehouse_url, AS_OF)
+    pipeline.build_kpis(warehouse, AS_OF)
     with engine.connect() as conn:
         assert conn.execute(sa.text("select sum(sent) from kpis.campaign_daily")).scalar_one() == sent_kpi
     # A second run of the same request finds nothing more.
-    assert pipeline.erase_person(warehouse_url, AS_OF, request_id="REQ-0001",
+    assert pipeline.erase_person(warehouse, AS_OF, request_id="REQ-0001",
                                  email=person["email"].upper())["counts"]["campaigns.do_not_contact"] == 1
     assert _hits(engine, person) == {}
 
@@ -142,7 +143,7 @@ def test_erase_leaves_no_trace_and_the_person_is_never_mailed_again(planted, eng
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows({k: row[k] for k in fields} for row in crm)
-    _day(warehouse_url, LATER)
+    _day(warehouse, LATER)
     with engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from staging.contacts where contact_id = :c"),
                             {"c": person["contact_id"]}).scalar_one() == 1

@@ -82,13 +82,13 @@ def test_periods_come_from_the_environment():
         RetentionPolicy.from_env({"MARTECH_RETENTION_LANDING_DAYS": "-1"})
 
 
-def test_retention_through_the_pipeline_step(clean_warehouse, warehouse_url, monkeypatch, tmp_path):
+def test_retention_through_the_pipeline_step(clean_warehouse, warehouse, monkeypatch, tmp_path):
     from martech import pipeline
 
     landing, outbox = tmp_path / "landing", tmp_path / "outbox"
     _plant(clean_warehouse, landing, outbox)
     monkeypatch.setenv("MARTECH_LANDING_DIR", str(landing))
     monkeypatch.setenv("MARTECH_OUTBOX_DIR", str(outbox))
-    summary = pipeline.apply_retention(warehouse_url, RUN)
+    summary = pipeline.apply_retention(warehouse, RUN)
     # Defaults: events 400 days (both kept), landing, outbox and previews 30, quarantine 90.
     assert summary["removed"] == {"raw_events": 0, "landing": 1, "quarantine": 1, "outbox": 1, "previews": 1}

@@ -267,7 +267,7 @@ def _sources(tmp_path, text: str):
     return path
 
 
-def test_disabled_sources_pull_nothing_and_say_so(engine, warehouse_url, tmp_path, caplog):
+def test_disabled_sources_pull_nothing_and_say_so(engine, warehouse, tmp_path, caplog):
     from martech.ingest.connectors import run
 
     path = _sources(tmp_path, "  hubspot: {kind: hubspot, enabled: false}\n"
@@ -275,12 +275,12 @@ def test_disabled_sources_pull_nothing_and_say_so(engine, warehouse_url, tmp_pat
     asked: list[str] = []
     with caplog.at_level("INFO", logger="martech"):
         for entry in (run.ingest_hubspot, run.ingest_shopify):
-            out = entry(warehouse_url, D1, credentials=lambda c: asked.append(c) or {}, sources_path=path)
+            out = entry(warehouse, D1, credentials=lambda c: asked.append(c) or {}, sources_path=path)
             assert (out["enabled"], out["rows"]) == (False, 0)
     assert asked == [] and "no enabled source of kind hubspot" in caplog.text
 
 
-def test_enabled_sources_resolve_their_connection_and_land(engine, warehouse_url, tmp_path):
+def test_enabled_sources_resolve_their_connection_and_land(engine, warehouse, tmp_path):
     from martech.ingest.connectors import run
 
     with FakeHubSpot(token="hs-secret") as hub, FakeShopify(token="shpat_secret") as shop:
@@ -298,8 +298,8 @@ def test_enabled_sources_resolve_their_connection_and_land(engine, warehouse_url
             return creds[conn_id]
 
         run_date = dt.date(2031, 1, 1)  # batch ids of their own in the shared raw tables
-        h = run.ingest_hubspot(warehouse_url, run_date, credentials=credentials, sources_path=path)
-        s = run.ingest_shopify(warehouse_url, run_date, credentials=credentials, sources_path=path)
+        h = run.ingest_hubspot(warehouse, run_date, credentials=credentials, sources_path=path)
+        s = run.ingest_shopify(warehouse, run_date, credentials=credentials, sources_path=path)
     assert asked == ["hs_test", "shop_test"]
     assert h["tables"] == {"raw.hubspot_contacts": 3} and s["tables"] == {"raw.shopify_customers": 3}
     assert h["batches"]["raw.hubspot_contacts"] == "hubspot.contacts:2031-01-01"

@@ -55,7 +55,7 @@ def _run(conn, campaign: str, day: dt.date, contacts: list[tuple[str, str]], rng
 
 
 @pytest.fixture(scope="module")
-def replicated(simulated_staging, warehouse_url, tmp_path_factory):
+def replicated(simulated_staging, warehouse, tmp_path_factory):
     eng = simulated_staging(START, customers=1500, seed=3)
     with eng.connect() as conn:
         contacts = [tuple(r) for r in conn.execute(sa.text(
@@ -73,8 +73,8 @@ def replicated(simulated_staging, warehouse_url, tmp_path_factory):
         play_responses(eng, landing, send_date=day, days=WINDOW, seed=100 + k, post_events=poster,
                        effect_scale=SCALES)
     as_of = days[-1] + dt.timedelta(days=WINDOW)
-    pipeline.ingest_shop(warehouse_url, as_of)
-    pipeline.build_staging(warehouse_url, as_of)
+    pipeline.ingest_shop(warehouse, as_of)
+    pipeline.build_staging(warehouse, as_of)
     build_kpis(eng, as_of)
     with eng.connect() as conn:
         truth = {(r.campaign_id, r.run_id): (r.conversions, r.revenue) for r in conn.execute(sa.text(

@@ -13,9 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from martech.runs import Run
+
+if TYPE_CHECKING:
+    from martech.warehouse import Warehouse
 
 __all__ = ["HOURLY_TABLES", "batch_tag", "daily_run_date", "parse_run_id", "refresh_shop"]
 
@@ -48,23 +51,19 @@ def parse_run_id(run_id: str) -> tuple[dt.datetime, int] | None:
     return (run.cutoff, step) if run.hourly else None
 
 
-def refresh_shop(url: str, run: Run | dt.datetime, *, shop_url: str | None = None,
-                 shop_schema: str | None = None, tables: Sequence[str] = HOURLY_TABLES) -> dict[str, Any]:
+def refresh_shop(wh: Warehouse, run: Run | dt.datetime, *,
+                 tables: Sequence[str] = HOURLY_TABLES) -> dict[str, Any]:
     """Pull ``tables`` of every enabled SQL source incrementally, up to the run's hour.
 
     A rerun of the hour loads nothing (its batches are complete); a later hour starts from the watermark,
     so a missed hour's rows arrive with the next pull.
     """
-    from martech.db import make_engine, migrate
+    from martech.db import migrate
     from martech.ingest.shop_pull import pull_shop
 
     run = Run.hour(run.cutoff if isinstance(run, Run) else run)
-    eng = make_engine(url)
-    try:
-        migrate(eng)
-        results = pull_shop(eng, run, shop_url=shop_url, shop_schema=shop_schema, tables=tables)
-    finally:
-        eng.dispose()
+    migrate(wh.engine)
+    results = pull_shop(wh.engine, run, shop_url=wh.shop_url, shop_schema=wh.shop_schema, tables=tables)
     for r in results:
         log.info(r.line())
     return {"run_ts": run.cutoff.isoformat(), "batch_tag": run.batch_tag,

@@ -11,7 +11,8 @@ campaign, in order:
    hourly series also re-dispatches earlier hours' unsent rows, and records every run it touched in
    ``campaigns.campaign_runs`` (through :mod:`martech.campaigns.run_ledger`, the table's one writer).
 
-Every function takes the warehouse URL and the run explicitly; none reads the clock.
+Every function takes the warehouse (:class:`martech.warehouse.Warehouse`) and the run explicitly; none
+reads the clock.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from martech import paths
 from martech.runs import Run
+
+if TYPE_CHECKING:
+    from martech.warehouse import Warehouse
 
 __all__ = ["build_audience", "dispatch", "validate_audience"]
 
@@ -36,13 +40,12 @@ PEER_DAYS = 7
 MIN_UPPER_BOUND = 25
 
 
-def _open(url: str, campaign_id: str, run: Run | Any) -> tuple[Any, Any, Run]:
+def _open(wh: Warehouse, campaign_id: str, run: Run | Any) -> tuple[Any, Any, Run]:
     from martech.campaigns.run_ids import run_of
     from martech.campaigns.spec import load_campaign
-    from martech.db import make_engine
 
     spec = load_campaign(paths.campaigns_dir() / f"{campaign_id}.yml")
-    return spec, make_engine(url), run_of(spec, run)
+    return spec, wh.engine, run_of(spec, run)
 
 
 def _head(run: Run) -> dict[str, Any]:
@@ -57,15 +60,12 @@ def _summary(run: Run, outs: Mapping[int, Any], **extra: Any) -> dict[str, Any]:
     return {**head, **extra, "steps": {str(k): dict(v) for k, v in outs.items()}}
 
 
-def build_audience(url: str, campaign_id: str, run: Run) -> dict[str, Any]:
+def build_audience(wh: Warehouse, campaign_id: str, run: Run) -> dict[str, Any]:
     """Snapshot every step of the campaign's audience for the run."""
     from martech.campaigns.audience import build_snapshot
 
-    spec, eng, run = _open(url, campaign_id, run)
-    try:
-        outs = {step: build_snapshot(eng, spec, run.value, step=step).as_dict() for step in spec.step_numbers}
-    finally:
-        eng.dispose()
+    spec, eng, run = _open(wh, campaign_id, run)
+    outs = {step: build_snapshot(eng, spec, run.value, step=step).as_dict() for step in spec.step_numbers}
     for step, out in outs.items():
         log.info("%s audience for %s step %d: %s", campaign_id, run, step, out)
     return _summary(run, outs)
@@ -79,25 +79,22 @@ def peer_run_ids(run_id: str, days: int = PEER_DAYS) -> list[str]:
     return [run.days_before(d).run_id(step) for d in range(1, days + 1)]
 
 
-def validate_audience(url: str, campaign_id: str, run: Run) -> dict[str, Any]:
+def validate_audience(wh: Warehouse, campaign_id: str, run: Run) -> dict[str, Any]:
     """The pre-send gate on each step's snapshot; raises DataQualityError and so blocks the send."""
     from martech.quality.audience import check_snapshot
 
-    spec, eng, run = _open(url, campaign_id, run)
+    spec, eng, run = _open(wh, campaign_id, run)
     results = warnings = 0
-    try:
-        for step in spec.step_numbers:
-            run_id = run.run_id(step)
-            # an hourly arm is compared with the same step and hour on earlier days, a daily one with its last runs
-            report = check_snapshot(eng, campaign_id, run_id, run.date,
-                                    peers=peer_run_ids(run_id) if run.hourly else None,
-                                    min_upper=MIN_UPPER_BOUND if run.hourly else 1)
-            for line in report.summary_lines():
-                log.info(line)
-            results += len(report.results)
-            warnings += len(report.warnings)
-    finally:
-        eng.dispose()
+    for step in spec.step_numbers:
+        run_id = run.run_id(step)
+        # an hourly arm is compared with the same step and hour on earlier days, a daily one with its last runs
+        report = check_snapshot(eng, campaign_id, run_id, run.date,
+                                peers=peer_run_ids(run_id) if run.hourly else None,
+                                min_upper=MIN_UPPER_BOUND if run.hourly else 1)
+        for line in report.summary_lines():
+            log.info(line)
+        results += len(report.results)
+        warnings += len(report.warnings)
     return {**_head(run), "expectations": results, "warnings": warnings}
 
 
@@ -110,11 +107,12 @@ order by l.run_id, l.step
 """
 
 
-def dispatch(url: str, campaign_id: str, run: Run, now: dt.datetime, transport: Any = None,
-             transport_settings: Mapping[str, Any] | None = None, *, dry_run: bool = False) -> dict[str, Any]:
+def dispatch(wh: Warehouse, campaign_id: str, run: Run, now: dt.datetime, transport: Any = None, *,
+             dry_run: bool = False) -> dict[str, Any]:
     """Send the run's treatment arm exactly once per step and record the runs.
 
-    ``now`` is the run's timestamp (ledger ``created_at`` / ``sent_at``). A real send first passes the
+    ``now`` is the run's timestamp (ledger ``created_at`` / ``sent_at``); ``transport`` defaults to the one
+    the warehouse's ``transport_settings`` name. A real send first passes the
     freshness gate (:func:`martech.campaigns.freshness.require_fresh`) and writes a preview per variant
     to ``<outbox>/previews/<campaign>/<run>/``. ``dry_run`` renders everything and records what would be
     sent in ``campaigns.dry_runs`` (with the change against the previous run's audience), sending nothing
@@ -128,47 +126,44 @@ def dispatch(url: str, campaign_id: str, run: Run, now: dt.datetime, transport: 
     from martech.campaigns.freshness import require_fresh
     from martech.campaigns.transport_factory import make_transport
 
-    spec, eng, run = _open(url, campaign_id, run)
-    try:
-        outs: dict[int, Any]
-        if dry_run:
-            outs = {step: _dry_run(eng, spec, run.value, now=now, step=step) for step in spec.step_numbers}
-            log.info("%s DRY RUN for %s: %s", campaign_id, run, outs)
-            return _summary(run, outs, dry_run=True)
-        require_fresh(eng, spec, run.date)
-        settings = dict(transport_settings or {})
-        transport = transport or make_transport(settings.pop("name", None), settings)
-        outs = {}
-        incomplete: list[Any] = []
-        for step in spec.step_numbers:
-            previews = write_previews(eng, spec, run.value, paths.outbox_dir() / "previews", now=now, step=step)
-            log.info("%s previews: %s", campaign_id,
-                     ", ".join(str(p) for p in previews) or "none (empty treatment arm)")
-            sent = send(eng, spec, run.value, transport, now=now, step=step, strict=False)
-            incomplete += [sent] if sent.incomplete else []
-            outs[step] = sent.as_dict()
-        touched = [(run, step) for step in spec.step_numbers]
-        earlier: dict[str, Any] = {}
-        if run.hourly:
-            with eng.connect() as conn:
-                unsent = conn.execute(sa.text(_UNSENT_RUNS), {
-                    "campaign_id": spec.id, "since": run.cutoff - dt.timedelta(hours=SWEEP_HOURS),
-                    "hour": run.cutoff}).all()
-            for run_id, step in unsent:
-                before, _ = Run.parse(run_id)
-                if before.hourly and before < run:
-                    again = send(eng, spec, before.value, transport, now=now, step=step, strict=False)
-                    incomplete += [again] if again.incomplete else []
-                    earlier[run_id] = again.as_dict()
-                    touched.append((before, step))
-        _record_runs(eng, spec, touched, transport.name)
-        # Every step (and earlier hour) had its turn; the task fails if any of them ended incomplete.
-        if incomplete:
-            raise DispatchIncompleteError(incomplete[0]) if len(incomplete) == 1 else RuntimeError(
-                f"{campaign_id} dispatch incomplete (recorded in campaigns.campaign_runs; the next run settles"
-                f" them): {'; '.join(s.describe() for s in incomplete)}")
-    finally:
-        eng.dispose()
+    spec, eng, run = _open(wh, campaign_id, run)
+    outs: dict[int, Any]
+    if dry_run:
+        outs = {step: _dry_run(eng, spec, run.value, now=now, step=step) for step in spec.step_numbers}
+        log.info("%s DRY RUN for %s: %s", campaign_id, run, outs)
+        return _summary(run, outs, dry_run=True)
+    require_fresh(eng, spec, run.date)
+    settings = dict(wh.transport_settings)
+    transport = transport or make_transport(settings.pop("name", None), settings)
+    outs = {}
+    incomplete: list[Any] = []
+    for step in spec.step_numbers:
+        previews = write_previews(eng, spec, run.value, paths.outbox_dir() / "previews", now=now, step=step)
+        log.info("%s previews: %s", campaign_id,
+                 ", ".join(str(p) for p in previews) or "none (empty treatment arm)")
+        sent = send(eng, spec, run.value, transport, now=now, step=step, strict=False)
+        incomplete += [sent] if sent.incomplete else []
+        outs[step] = sent.as_dict()
+    touched = [(run, step) for step in spec.step_numbers]
+    earlier: dict[str, Any] = {}
+    if run.hourly:
+        with eng.connect() as conn:
+            unsent = conn.execute(sa.text(_UNSENT_RUNS), {
+                "campaign_id": spec.id, "since": run.cutoff - dt.timedelta(hours=SWEEP_HOURS),
+                "hour": run.cutoff}).all()
+        for run_id, step in unsent:
+            before, _ = Run.parse(run_id)
+            if before.hourly and before < run:
+                again = send(eng, spec, before.value, transport, now=now, step=step, strict=False)
+                incomplete += [again] if again.incomplete else []
+                earlier[run_id] = again.as_dict()
+                touched.append((before, step))
+    _record_runs(eng, spec, touched, transport.name)
+    # Every step (and earlier hour) had its turn; the task fails if any of them ended incomplete.
+    if incomplete:
+        raise DispatchIncompleteError(incomplete[0]) if len(incomplete) == 1 else RuntimeError(
+            f"{campaign_id} dispatch incomplete (recorded in campaigns.campaign_runs; the next run settles"
+            f" them): {'; '.join(s.describe() for s in incomplete)}")
     for key, out in {**{run.run_id(k): v for k, v in outs.items()}, **earlier}.items():
         log.info("%s dispatch %s: %s", campaign_id, key, out)
     return _summary(run, outs, **({"earlier": earlier} if run.hourly else {}))

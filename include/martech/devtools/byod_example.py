@@ -9,8 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from martech import paths
+
+if TYPE_CHECKING:
+    from martech.warehouse import Warehouse
 
 EXAMPLE_DATE = dt.date(2026, 5, 2)
 
@@ -37,26 +41,21 @@ RESULT_QUERIES = (
 )
 
 
-def run(url: str, run_date: dt.date) -> list[str]:
+def run(wh: Warehouse, run_date: dt.date) -> list[str]:
     """Ingest (files and CRM exports), staging and the customer models for ``run_date``; then the result
     queries and their rows."""
     import sqlalchemy as sa
 
     from martech import pipeline
-    from martech.db import make_engine
 
-    pipeline.prepare_warehouse(url)
-    pipeline.ingest_files(url, run_date, root=str(paths.landing_dir() / "files"))
-    pipeline.ingest_crm(url, run_date, folder=paths.landing_dir() / "crm")
-    pipeline.build_staging(url, run_date)
-    pipeline.build_customer_models(url, run_date)
+    pipeline.prepare_warehouse(wh)
+    pipeline.ingest_files(wh, run_date, root=str(paths.landing_dir() / "files"))
+    pipeline.ingest_crm(wh, run_date, folder=paths.landing_dir() / "crm")
+    pipeline.build_staging(wh, run_date)
+    pipeline.build_customer_models(wh, run_date)
     lines: list[str] = []
-    eng = make_engine(url)
-    try:
-        with eng.connect() as conn:
-            for query in RESULT_QUERIES:
-                lines.append(f"{query};")
-                lines += ["  " + " | ".join(str(v) for v in row) for row in conn.execute(sa.text(query))]
-    finally:
-        eng.dispose()
+    with wh.engine.connect() as conn:
+        for query in RESULT_QUERIES:
+            lines.append(f"{query};")
+            lines += ["  " + " | ".join(str(v) for v in row) for row in conn.execute(sa.text(query))]
     return lines

@@ -112,12 +112,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from martech import pipeline
-    from martech.db import make_engine, migrate
+    from martech.db import migrate
     from martech.ingest.landing import cutoff_for
     from martech.simulate import generate_sources
     from martech.staging import accounting
+    from martech.warehouse import Warehouse
 
-    engine = make_engine(args.url)
+    wh = Warehouse(args.url)
+    engine = wh.engine
     with engine.begin() as conn:
         for schema in ("shop", "sim_truth", "raw", "staging", "marts", "audiences", "campaigns", "kpis"):
             conn.execute(sa.text(f"drop schema if exists {schema} cascade"))
@@ -126,10 +128,10 @@ def main(argv: list[str] | None = None) -> None:
         generate_sources(engine, Path(landing), as_of=args.as_of, customers=args.customers, seed=args.seed,
                          defect_rate=args.rate)
         t0 = time.perf_counter()
-        pipeline.ingest_shop(args.url, args.as_of)
-        pipeline.ingest_crm(args.url, args.as_of, folder=Path(landing) / "crm")
+        pipeline.ingest_shop(wh, args.as_of)
+        pipeline.ingest_crm(wh, args.as_of, folder=Path(landing) / "crm")
         t1 = time.perf_counter()
-        pipeline.build_staging(args.url, args.as_of)
+        pipeline.build_staging(wh, args.as_of)
         t2 = time.perf_counter()
     print(f"customers={args.customers} defect_rate={args.rate} seed={args.seed} ingest={t1 - t0:.1f}s"
           f" staging={t2 - t1:.1f}s")
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown_table(score(conn)))
     for account in accounting.check(engine, args.as_of, cutoff_for(args.as_of)):
         print(account.line())
-    engine.dispose()
+    wh.dispose()
 
 
 if __name__ == "__main__":

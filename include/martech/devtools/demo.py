@@ -138,6 +138,7 @@ def run(*, run_date: dt.date = DEMO_DATE, customers: int = 20_000, seed: int = 4
         _print(f"[1/5] simulating a shop and CRM: {customers} customers, 2 years to {run_date} ...")
         from martech.pipeline import prepare_warehouse
         from martech.simulate import generate_sources
+        from martech.warehouse import Warehouse
 
         eng = _engine(url)
         # A little dirt, so quarantine and quality have work; MARTECH_DEFECT_RATE=0 gives clean sources.
@@ -145,7 +146,8 @@ def run(*, run_date: dt.date = DEMO_DATE, customers: int = 20_000, seed: int = 4
                                    defect_rate=float(os.environ.get("MARTECH_DEFECT_RATE", "0.01")))
         for line in summary.lines():
             _print(f"      {line}")
-        prepare_warehouse(url)
+        with Warehouse(url) as wh:
+            prepare_warehouse(wh)
 
         _print("[2/5] starting Airflow (SQLite metadata, this project's DAGs) ...")
         airflow_env.configure(url)

@@ -12,10 +12,13 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from martech.ingest.batches import BatchResult
 from martech.ingest.sources import SOURCES_FILE, Source, of_kind
+
+if TYPE_CHECKING:
+    from martech.warehouse import Warehouse
 
 log = logging.getLogger("martech")
 
@@ -31,26 +34,22 @@ def _summary(run_date: dt.date, results: list[BatchResult], *, enabled: bool) ->
             "rows": sum(r.rows_loaded for r in results)}
 
 
-def _run(kind: str, url: str, run_date: dt.date, credentials: Credentials, sources_path: Path,
+def _run(kind: str, wh: Warehouse, run_date: dt.date, credentials: Credentials, sources_path: Path,
          pull: Callable[[Any, Source, Mapping[str, Any]], list[BatchResult]]) -> dict[str, Any]:
     sources = of_kind(kind, sources_path)
     if not sources:
         log.info("no enabled source of kind %s in %s (set enabled: true to pull it)", kind, sources_path)
         return _summary(run_date, [], enabled=False)
-    from martech.db import make_engine, migrate
+    from martech.db import migrate
 
-    eng = make_engine(url)
+    migrate(wh.engine)
     results: list[BatchResult] = []
-    try:
-        migrate(eng)
-        for _name, source in sources:
-            results += pull(eng, source, credentials(source.conn_id or kind))
-    finally:
-        eng.dispose()
+    for _name, source in sources:
+        results += pull(wh.engine, source, credentials(source.conn_id or kind))
     return _summary(run_date, results, enabled=True)
 
 
-def ingest_hubspot(url: str, run_date: dt.date, *, credentials: Credentials,
+def ingest_hubspot(wh: Warehouse, run_date: dt.date, *, credentials: Credentials,
                    sources_path: Path = SOURCES_FILE) -> dict[str, Any]:
     """Pull HubSpot contacts and deals into raw.hubspot_* (sources of kind hubspot)."""
     from martech.ingest.connectors.hubspot import API_URL, pull_hubspot
@@ -61,10 +60,10 @@ def ingest_hubspot(url: str, run_date: dt.date, *, credentials: Credentials,
                             objects=source.objects, base_url=source.url or API_URL,
                             conn_id=source.conn_id or "hubspot")
 
-    return _run("hubspot", url, run_date, credentials, sources_path, pull)
+    return _run("hubspot", wh, run_date, credentials, sources_path, pull)
 
 
-def ingest_shopify(url: str, run_date: dt.date, *, credentials: Credentials,
+def ingest_shopify(wh: Warehouse, run_date: dt.date, *, credentials: Credentials,
                    sources_path: Path = SOURCES_FILE) -> dict[str, Any]:
     """Pull Shopify customers, orders and abandoned checkouts into raw.shopify_* (sources of kind shopify)."""
     from martech.ingest.connectors.shopify import pull_shopify
@@ -76,4 +75,4 @@ def ingest_shopify(url: str, run_date: dt.date, *, credentials: Credentials,
                             loaded_at=cutoff_for(run_date), objects=source.objects, api_version=source.api_version,
                             base_url=source.url, conn_id=source.conn_id or "shopify")
 
-    return _run("shopify", url, run_date, credentials, sources_path, pull)
+    return _run("shopify", wh, run_date, credentials, sources_path, pull)
