@@ -119,6 +119,7 @@ def validate_raw(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from martech.quality import raw as quality
+    from martech.quality.results import check, record_results
     eng = wh.engine
     with eng.connect() as conn:
         rows = conn.execute(sa.text(
@@ -128,9 +129,9 @@ def validate_raw(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     for table, batch in rows:
         batch_ids.setdefault(table, []).append(batch)
     report = quality.validate_raw(eng, batch_ids, run_id=f"raw:{run_date.isoformat()}", run_date=run_date)
-    quality.record_results(eng, report, run_date)
+    record_results(eng, report, run_date)
     _say(report.summary_lines())
-    quality.check(report)
+    check(report)
     return {"run_date": run_date.isoformat(), "expectations": len(report.results),
             "warnings": len(report.warnings)}
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from martech.db import run_model
 from martech.quality.audience import check_snapshot, size_bounds
-from martech.quality.raw import DataQualityError
+from martech.quality.results import DataQualityError
 
 pytestmark = pytest.mark.integration
 RUN = dt.date(2026, 5, 4)

@@ -74,7 +74,7 @@ def test_contract_and_network_errors():
     from martech.ingest.connectors._http import ApiError, AuthError
     from martech.ingest.files import ContractError
     from martech.ingest.sources import SourcesError
-    from martech.quality.raw import DataQualityError
+    from martech.quality.results import DataQualityError
 
     for err in (ContractError("products/p.csv: missing: price"), CampaignSpecError("vip: bad field"),
                 SourcesError("sources.yml: shop_db: unknown kind"), DataQualityError("raw gate failed"),

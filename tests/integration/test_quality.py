@@ -16,21 +16,17 @@ import sqlalchemy as sa
 
 from martech.db import copy_rows, migrate
 from martech.paths import data_docs_dir, home
-from martech.quality.raw import (
+from martech.quality.expectations import (
     DATE_RE,
     EMAIL_RE,
     INTEGER_RE,
     MAX_BAD_ROW_SHARE,
     NON_NEGATIVE_NUMBER_RE,
     TIMESTAMP_RE,
-    DataQualityError,
-    check,
     one_of_re,
-    raw_columns,
-    record_results,
-    suites,
-    validate_raw,
 )
+from martech.quality.raw import raw_columns, suites, validate_raw
+from martech.quality.results import DataQualityError, check, record_results
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from martech.db import run_model
-from martech.quality.raw import DataQualityError
+from martech.quality.results import DataQualityError
 from martech.quality.staging import validate_staging
 
 pytestmark = pytest.mark.integration

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from martech.quality.raw import (
+from martech.quality.expectations import (
     MAX_BAD_ROW_SHARE,
-    ExpectationResult,
     ExpectationSpec,
     batch_size_drift,
     columns_are,
@@ -18,7 +17,8 @@ from martech.quality.raw import (
     with_history,
     with_threshold,
 )
-from martech.quality.raw import _suite_name as suite_name
+from martech.quality.gx_runner import suite_name
+from martech.quality.results import ExpectationResult
 
 
 @pytest.mark.parametrize(("value", "share"), [

@@ -22,7 +22,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from martech.campaigns.eligibility import CONSENTED_STATUSES
-from martech.quality import raw as quality
+from martech.quality.expectations import EMAIL_RE, ExpectationSpec
+from martech.quality.gx_runner import validate_frames
+from martech.quality.results import QualityReport, check, record_results
 
 TABLE = "audiences.audience_members"
 TRAILING_RUNS = 5
@@ -70,19 +72,19 @@ def size_bounds(history: list[int], *, min_upper: int = 1) -> tuple[int, int] | 
     return int(mean * SIZE_BOUNDS[0]), max(int(mean * SIZE_BOUNDS[1]) + 1, min_upper)
 
 
-def expectations(bounds: tuple[int, int] | None) -> list[quality.ExpectationSpec]:
+def expectations(bounds: tuple[int, int] | None) -> list[ExpectationSpec]:
     specs = [
-        quality.ExpectationSpec("expect_column_values_to_be_in_set", "consented", {"value_set": [True]},
+        ExpectationSpec("expect_column_values_to_be_in_set", "consented", {"value_set": [True]},
                                 fix="a member without consent: check the audience SQL and staging.contacts"),
-        quality.ExpectationSpec("expect_column_values_to_be_in_set", "suppressed", {"value_set": [False]},
+        ExpectationSpec("expect_column_values_to_be_in_set", "suppressed", {"value_set": [False]},
                                 fix="a suppressed address reached the snapshot: rebuild the audience"),
-        quality.ExpectationSpec("expect_column_values_to_be_unique", "email",
+        ExpectationSpec("expect_column_values_to_be_unique", "email",
                                 fix="one address on two contacts: merge them in the CRM or staging"),
-        quality.ExpectationSpec("expect_column_values_to_match_regex", "email", {"regex": quality.EMAIL_RE},
+        ExpectationSpec("expect_column_values_to_match_regex", "email", {"regex": EMAIL_RE},
                                 fix="fix the address in the CRM; invalid addresses bounce"),
     ]
     low, high = bounds if bounds else (0, 10**12)
-    specs.append(quality.ExpectationSpec(
+    specs.append(ExpectationSpec(
         "expect_table_row_count_to_be_between", None, {"min_value": low, "max_value": high},
         critical=bounds is not None,
         fix=f"the audience is far from its usual size (allowed {low}..{high}): check the audience SQL and"
@@ -91,7 +93,7 @@ def expectations(bounds: tuple[int, int] | None) -> list[quality.ExpectationSpec
 
 
 def check_snapshot(engine: Any, campaign_id: str, run_id: str, run_date: dt.date, *,
-                   peers: list[str] | None = None, min_upper: int = 1) -> quality.QualityReport:
+                   peers: list[str] | None = None, min_upper: int = 1) -> QualityReport:
     """Validate the run's treatment arm, record the results, raise DataQualityError on a critical failure.
 
     The size is compared with the previous ``TRAILING_RUNS`` snapshots, or with the snapshots of the run
@@ -108,8 +110,8 @@ def check_snapshot(engine: Any, campaign_id: str, run_id: str, run_date: dt.date
             found = conn.execute(_PEER_HISTORY, {"campaign_id": campaign_id, "peers": peers})
         history = [int(n) for (n,) in found]
     bounds = size_bounds(history, min_upper=min_upper)
-    report = quality.validate_frames({TABLE: frame}, {TABLE: expectations(bounds)},
+    report = validate_frames({TABLE: frame}, {TABLE: expectations(bounds)},
                                      f"audience:{campaign_id}:{run_id}", run_date)
-    quality.record_results(engine, report, run_date)
-    quality.check(report)
+    record_results(engine, report, run_date)
+    check(report)
     return report

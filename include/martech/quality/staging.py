@@ -1,6 +1,6 @@
 """The data-quality gate on the staging tables (Great Expectations), between staging and the models.
 
-Raw batches are checked as they land (``martech.quality.raw.suites``); this gate checks what staging made of
+Raw batches are checked as they land (:func:`martech.quality.raw.suites`); this gate checks what staging made of
 them, table by table, before any customer model or send reads it:
 
 * keys: not null and unique (critical); one contact per address and one live (not deleted) customer per
@@ -26,8 +26,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from martech.quality import raw as quality
-from martech.quality.raw import ExpectationSpec as E
+from martech.quality.expectations import CONSENT_STATUSES, COUNTRY_RE, CURRENCY_RE, EMAIL_RE, ORDER_STATUSES
+from martech.quality.expectations import ExpectationSpec as E
+from martech.quality.gx_runner import validate_frames
+from martech.quality.results import QualityReport, check, record_results
 
 TRAILING_RUNS = 5
 MIN_HISTORY = 3
@@ -76,6 +78,11 @@ def _min(column: str, low: float, fix: str) -> E:
     return E("expect_column_values_to_be_between", column, {"min_value": low}, critical=True, fix=fix)
 
 
+def _line_amounts(quantity_fix: str) -> list[E]:
+    """An order or cart line's quantity and unit price are not negative."""
+    return [_min("quantity", 0, quantity_fix), _min("unit_price", 0, "a negative price is a source error")]
+
+
 def suites(history: dict[str, list[int]]) -> dict[str, list[E]]:
     """Expectations per staging table; ``history`` holds each table's previous row counts, newest first."""
     def key(*cols: str) -> list[E]:
@@ -88,9 +95,9 @@ def suites(history: dict[str, list[int]]) -> dict[str, list[E]]:
                            fix="staging must keep one row per key"))
         return specs
 
-    email = E("expect_column_values_to_match_regex", "email", {"regex": quality.EMAIL_RE}, critical=False,
+    email = E("expect_column_values_to_match_regex", "email", {"regex": EMAIL_RE}, critical=False,
               fix="invalid addresses cannot be mailed; fix them at the source")
-    country = E("expect_column_values_to_match_regex", "country", {"regex": quality.COUNTRY_RE}, critical=False,
+    country = E("expect_column_values_to_match_regex", "country", {"regex": COUNTRY_RE}, critical=False,
                 fix="country must be an ISO-3166 alpha-2 code")
     out = {
         "staging.customers": [
@@ -101,9 +108,9 @@ def suites(history: dict[str, list[int]]) -> dict[str, list[E]]:
         "staging.products": [*key("product_id"), _min("price", 0, "a negative price is a source error")],
         "staging.orders": [
             *key("order_id"),
-            E("expect_column_values_to_be_in_set", "status", {"value_set": list(quality.ORDER_STATUSES)},
+            E("expect_column_values_to_be_in_set", "status", {"value_set": list(ORDER_STATUSES)},
               fix="unknown order status: map it in staging.orders"),
-            E("expect_column_values_to_match_regex", "currency", {"regex": quality.CURRENCY_RE}, critical=False,
+            E("expect_column_values_to_match_regex", "currency", {"regex": CURRENCY_RE}, critical=False,
               fix="currency must be an ISO-4217 code"),
             _min("total_amount", 0, "negative order totals are refunds booked wrongly at the source"),
             _true("not_in_future", critical=True, fix="orders after the run's cutoff: check the source's clock"),
@@ -112,8 +119,7 @@ def suites(history: dict[str, list[int]]) -> dict[str, list[E]]:
         ],
         "staging.order_items": [
             *key("order_id", "line_no"),
-            _min("quantity", 0, "negative quantities: returns belong in refunds"),
-            _min("unit_price", 0, "a negative price is a source error"),
+            *_line_amounts("negative quantities: returns belong in refunds"),
             _true("order_known", critical=True, fix="order lines without their order: reload the orders"),
             _true("product_known", critical=True, fix="order lines of unknown products: reload the catalogue"),
         ],
@@ -121,7 +127,7 @@ def suites(history: dict[str, list[int]]) -> dict[str, list[E]]:
             *key("contact_id"), email, country,
             E("expect_column_values_to_be_unique", "email", {"column": "email_key"},
               fix="two contacts share an address (lower(trim(email))): identity resolution must merge them"),
-            E("expect_column_values_to_be_in_set", "consent_status", {"value_set": list(quality.CONSENT_STATUSES)},
+            E("expect_column_values_to_be_in_set", "consent_status", {"value_set": list(CONSENT_STATUSES)},
               fix="unknown consent status: contacts without a known opt-in are never mailed"),
         ],
         "staging.carts": [
@@ -134,8 +140,7 @@ def suites(history: dict[str, list[int]]) -> dict[str, list[E]]:
         ],
         "staging.cart_items": [
             *key("cart_id", "line_no"),
-            _min("quantity", 0, "negative quantities in a cart are a source error"),
-            _min("unit_price", 0, "a negative price is a source error"),
+            *_line_amounts("negative quantities in a cart are a source error"),
             _true("cart_known", critical=False, fix="cart lines whose cart is not staged: reload the carts"),
         ],
         "staging.web_sessions": [
@@ -169,7 +174,7 @@ def _history(conn: Any, run_id: str) -> dict[str, list[int]]:
     return out
 
 
-def validate_staging(engine: Any, run_date: dt.date) -> quality.QualityReport:
+def validate_staging(engine: Any, run_date: dt.date) -> QualityReport:
     """Check the staging tables for the run, record the results, raise on a critical failure."""
     import pandas as pd
 
@@ -185,7 +190,7 @@ def validate_staging(engine: Any, run_date: dt.date) -> quality.QualityReport:
     declared = suites(history)
     stale = f"no order in the {FRESHNESS_DAYS} days before the run: is the shop extract stale?"
     declared["staging.orders"].append(_true("fresh", critical=False, fix=stale))
-    report = quality.validate_frames(frames, declared, run_id, run_date)
-    quality.record_results(engine, report, run_date)
-    quality.check(report)
+    report = validate_frames(frames, declared, run_id, run_date)
+    record_results(engine, report, run_date)
+    check(report)
     return report
