@@ -119,29 +119,18 @@ def module_warehouse(request: pytest.FixtureRequest, warehouse_url: str) -> Iter
     For modules that create their own minimal source tables (staging.*, marts.*) which must not collide
     with the real ones other tests build. Named after the module; dropped after its last test.
     """
-    import psycopg2
     from sqlalchemy.engine import make_url
 
-    from martech.db import make_engine, migrate
+    from martech.db import make_engine, migrate, scratch_database
 
-    url = make_url(warehouse_url)
-    name = f"{url.database}_{request.module.__name__.rpartition('.')[2].removeprefix('test_')}"
-    admin = psycopg2.connect(url.set(drivername="postgresql", database="postgres")
-                             .render_as_string(hide_password=False))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'drop database if exists "{name}"')
-        cur.execute(f'create database "{name}"')
-    db_url = url.set(database=name).render_as_string(hide_password=False)
-    eng = make_engine(db_url)
-    try:
-        migrate(eng)
-        yield ModuleWarehouse(eng, db_url)
-    finally:
-        eng.dispose()
-        with admin.cursor() as cur:
-            cur.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
+    name = f"{make_url(warehouse_url).database}_{request.module.__name__.rpartition('.')[2].removeprefix('test_')}"
+    with scratch_database(warehouse_url, name) as db_url:
+        eng = make_engine(db_url)
+        try:
+            migrate(eng)
+            yield ModuleWarehouse(eng, db_url)
+        finally:
+            eng.dispose()
 
 
 @pytest.fixture()
@@ -205,3 +194,13 @@ def simulated_staging(engine, warehouse, tmp_path_factory):
         return engine
 
     return build
+
+
+@pytest.fixture()
+def fast_http_retries() -> Iterator[None]:
+    """The SaaS connectors' HTTP client retries without waiting (its testing switch), for one test."""
+    from martech.ingest.connectors import _http
+
+    _http.set_testing(True)
+    yield
+    _http.set_testing(False)

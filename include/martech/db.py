@@ -45,6 +45,28 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return sa.create_engine(url, **kwargs)
 
 
+@contextmanager
+def scratch_database(url: str, name: str) -> Iterator[str]:
+    """An empty database ``name`` on the server of ``url`` (a leftover of that name is dropped first),
+    dropped with its connections afterwards; yields its URL. For tests and benchmarks."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    admin = psycopg2.connect(parsed.set(drivername="postgresql", database="postgres")
+                             .render_as_string(hide_password=False))
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'drop database if exists "{name}"')
+            cur.execute(f'create database "{name}"')
+        yield parsed.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
+
+
 class SqlFile:
     """One table's (or one functions file's) SQL with its parsed header."""
 

@@ -16,20 +16,13 @@ from martech.ingest.connectors import _http, _land, hubspot
 from martech.ingest.landing import cutoff_for
 from martech.testing.fake_hubspot import FakeHubSpot, iso
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fast_http_retries")]
 
 UTC = dt.timezone.utc
 D1 = dt.date(2026, 3, 10)
 BASE = dt.datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 TABLE = {"contacts": ("raw.hubspot_contacts", "contact_id", "lastmodifieddate"),
          "deals": ("raw.hubspot_deals", "deal_id", "hs_lastmodifieddate")}
-
-
-@pytest.fixture(autouse=True)
-def _fast_retries():
-    _http.set_testing(True)
-    yield
-    _http.set_testing(False)
 
 
 @pytest.fixture()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import threading
 
-import psycopg2
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -57,26 +56,19 @@ def test_a_current_schema_is_left_alone(engine, warehouse_url):
 
 @pytest.fixture()
 def two_databases(warehouse_url):
-    url = make_url(warehouse_url)
-    admin = psycopg2.connect(url.set(drivername="postgresql", database="postgres")
-                             .render_as_string(hide_password=False))
-    admin.autocommit = True
-    names = [f"{url.database}_old_layout", f"{url.database}_fresh"]
-    engines = []
-    try:
-        with admin.cursor() as cur:
-            for name in names:
-                cur.execute(f'drop database if exists "{name}"')
-                cur.execute(f'create database "{name}"')
-        engines = [make_engine(url.set(database=n).render_as_string(hide_password=False)) for n in names]
-        yield engines
-    finally:
-        for eng in engines:
-            eng.dispose()
-        with admin.cursor() as cur:
-            for name in names:
-                cur.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
+    from contextlib import ExitStack
+
+    from martech.db import scratch_database
+
+    base = make_url(warehouse_url).database
+    with ExitStack() as stack:
+        urls = [stack.enter_context(scratch_database(warehouse_url, f"{base}_{n}")) for n in ("old_layout", "fresh")]
+        engines = [make_engine(u) for u in urls]
+        try:
+            yield engines
+        finally:
+            for eng in engines:
+                eng.dispose()
 
 
 def _schema(engine) -> dict[str, list]:

@@ -17,7 +17,7 @@ from martech.ingest.landing import cutoff_for
 from martech.testing.fake_hubspot import FakeHubSpot
 from martech.testing.fake_shopify import FakeShopify
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fast_http_retries")]
 
 UTC = dt.timezone.utc
 D1 = dt.date(2026, 3, 10)
@@ -25,13 +25,6 @@ BASE = dt.datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 TABLE = {"customers": ("raw.shopify_customers", "customer_id"), "orders": ("raw.shopify_orders", "order_id"),
          "abandoned_checkouts": ("raw.shopify_abandoned_checkouts", "checkout_id")}
 ENDPOINT = {"customers": "customers", "orders": "orders", "abandoned_checkouts": "checkouts"}
-
-
-@pytest.fixture(autouse=True)
-def _fast_retries():
-    _http.set_testing(True)
-    yield
-    _http.set_testing(False)
 
 
 @pytest.fixture()

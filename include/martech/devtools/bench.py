@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from martech.db import make_engine, migrate
+from martech.db import make_engine, migrate, scratch_database
 from martech.ingest import landing as ingest
 from martech.warehouse import resolve_url
 
@@ -158,66 +158,53 @@ def bench_dispatch(recipients: int, *, validate: bool = True) -> dict[str, float
     import tempfile
     from pathlib import Path
 
-    import psycopg2
-    from sqlalchemy.engine import make_url
-
     from martech.campaigns.dispatch import dispatch
     from martech.campaigns.sendgrid_transport import SendGridTransport
     from martech.campaigns.spec import load_campaign
     from martech.campaigns.transports import OutboxTransport
     from martech.testing.fake_sendgrid import FakeSendGrid
 
-    url = make_url(resolve_url())
-    name = "martech_bench_dispatch"
-    admin = psycopg2.connect(url.set(drivername="postgresql", database="postgres")
-                             .render_as_string(hide_password=False))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'drop database if exists "{name}"')
-        cur.execute(f'create database "{name}"')
-    engine = make_engine(url.set(database=name).render_as_string(hide_password=False))
     now = dt.datetime(2026, 1, 5, 9, tzinfo=dt.timezone.utc)
     figures: dict[str, float] = {"recipients": recipients}
-    try:
-        migrate(engine)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            (folder / "audiences").mkdir()
-            (folder / "audiences" / "bench.sql").write_text(
-                "select contact_id, email, first_name from staging.contacts\n")
-            (folder / "bench.yml").write_text(
-                "id: bench\nname: Bench\nowner: bench\ndescription: dispatch benchmark\nschedule: '0 8 * * *'\n"
-                "audience_sql: audiences/bench.sql\ntemplate: birthday\nholdout_share: 0.1\n"
-                "variants:\n  - {id: a, weight: 1, subject: 'Hi {{ first_name }}'}\n"
-                "  - {id: b, weight: 1, subject: 'Hello {{ first_name }}'}\n")
-            spec = load_campaign(folder / "bench.yml")
-            with engine.begin() as conn:
-                for run in ("2026-01-05", "2026-01-06"):
-                    conn.execute(sa.text(
-                        "insert into audiences.audience_members (campaign_id, run_id, run_date, contact_id, email,"
-                        " first_name, arm, variant, definition_hash, attributes)"
-                        " select 'bench', :r, cast(:r as date), 'C' || lpad(g::text, 7, '0'),"
-                        " 'user' || g || '@example.com', 'Name' || g, 'treatment', case when g % 2 = 0 then 'a'"
-                        " else 'b' end, 'h', '{\"is_customer\": true}' from generate_series(1, :n) g"),
-                        {"r": run, "n": recipients})
-            with FakeSendGrid() as fake:
-                if not validate:
-                    fake.state.validator = _NoValidation()
-                transport = SendGridTransport("SG.bench", host=fake.url)
+    with scratch_database(resolve_url(), "martech_bench_dispatch") as url:
+        engine = make_engine(url)
+        try:
+            migrate(engine)
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                (folder / "audiences").mkdir()
+                (folder / "audiences" / "bench.sql").write_text(
+                    "select contact_id, email, first_name from staging.contacts\n")
+                (folder / "bench.yml").write_text(
+                    "id: bench\nname: Bench\nowner: bench\ndescription: dispatch benchmark\nschedule: '0 8 * * *'\n"
+                    "audience_sql: audiences/bench.sql\ntemplate: birthday\nholdout_share: 0.1\n"
+                    "variants:\n  - {id: a, weight: 1, subject: 'Hi {{ first_name }}'}\n"
+                    "  - {id: b, weight: 1, subject: 'Hello {{ first_name }}'}\n")
+                spec = load_campaign(folder / "bench.yml")
+                with engine.begin() as conn:
+                    for run in ("2026-01-05", "2026-01-06"):
+                        conn.execute(sa.text(
+                            "insert into audiences.audience_members (campaign_id, run_id, run_date, contact_id, email,"
+                            " first_name, arm, variant, definition_hash, attributes)"
+                            " select 'bench', :r, cast(:r as date), 'C' || lpad(g::text, 7, '0'),"
+                            " 'user' || g || '@example.com', 'Name' || g, 'treatment', case when g % 2 = 0 then 'a'"
+                            " else 'b' end, 'h', '{\"is_customer\": true}' from generate_series(1, :n) g"),
+                            {"r": run, "n": recipients})
+                with FakeSendGrid() as fake:
+                    if not validate:
+                        fake.state.validator = _NoValidation()
+                    transport = SendGridTransport("SG.bench", host=fake.url)
+                    t0 = time.perf_counter()
+                    sg_summary = dispatch(engine, spec, "2026-01-05", transport, now=now)
+                    sg_s = time.perf_counter() - t0
+                    fake.settle()  # past every scheduled send time: what SendGrid would have delivered
+                    delivered = sum(fake.state.deliveries().values())
+                    sent_bytes = sum(r["bytes"] for r in fake.state.accepted)
                 t0 = time.perf_counter()
-                sg_summary = dispatch(engine, spec, "2026-01-05", transport, now=now)
-                sg_s = time.perf_counter() - t0
-                fake.settle()  # past every scheduled send time: what SendGrid would have delivered
-                delivered = sum(fake.state.deliveries().values())
-                sent_bytes = sum(r["bytes"] for r in fake.state.accepted)
-            t0 = time.perf_counter()
-            ob_summary = dispatch(engine, spec, "2026-01-06", OutboxTransport(folder / "outbox"), now=now)
-            ob_s = time.perf_counter() - t0
-    finally:
-        engine.dispose()
-        with admin.cursor() as cur:
-            cur.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
+                ob_summary = dispatch(engine, spec, "2026-01-06", OutboxTransport(folder / "outbox"), now=now)
+                ob_s = time.perf_counter() - t0
+        finally:
+            engine.dispose()
     figures.update({
         "sendgrid_s": sg_s, "sendgrid_msgs_per_s": sg_summary.sent_now / sg_s, "delivered": delivered,
         "requests_per_1000": transport.requests / recipients * 1000,

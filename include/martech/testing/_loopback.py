@@ -11,9 +11,25 @@ import json
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-F = TypeVar("F", bound="LoopbackFake")
+F = TypeVar("F", bound="LoopbackFake[Any]")
+S = TypeVar("S")
+
+
+class BadRequest(ValueError):
+    """A request the real API would refuse with 400."""
+
+
+class LoopbackState:
+    """What every fake's state holds: a lock, the token it accepts, queued faults, what it answered."""
+
+    def __init__(self, token: str) -> None:
+        self.lock = threading.Lock()
+        self.token = token
+        self.faults: list[str] = []
+        self.statuses: list[int] = []  # every status sent, in order
+        self.answered = 0
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -50,10 +66,10 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class LoopbackFake:
-    """A fake API in a background thread: ``with Fake(...) as fake: ... fake.url``."""
+class LoopbackFake(Generic[S]):
+    """A fake API in a background thread: ``with Fake(...) as fake: ... fake.url``; ``S`` is its state's type."""
 
-    def __init__(self, server_cls: type[QuietServer], handler: type[JsonHandler], state: Any) -> None:
+    def __init__(self, server_cls: type[QuietServer], handler: type[BaseHTTPRequestHandler], state: S) -> None:
         self.server = server_cls(("127.0.0.1", 0), handler)
         self.server.state = state
         self.server.fake = self
@@ -64,8 +80,8 @@ class LoopbackFake:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     @property
-    def state(self) -> Any:
-        return self.server.state
+    def state(self) -> S:
+        return self.server.state  # type: ignore[no-any-return]
 
     @property
     def fail_after(self) -> int | None:
@@ -77,8 +93,9 @@ class LoopbackFake:
 
     def fault(self, *faults: str) -> None:
         """Queue faults the next requests answer with (names are the fake's own)."""
-        with self.state.lock:
-            self.state.faults.extend(faults)
+        state: Any = self.state
+        with state.lock:
+            state.faults.extend(faults)
 
     def __enter__(self: F) -> F:
         self.thread.start()

@@ -27,12 +27,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from martech.testing._loopback import JsonHandler, LoopbackFake, QuietServer
+from martech.testing._loopback import BadRequest, JsonHandler, LoopbackFake, LoopbackState, QuietServer
 
 MODIFIED = {"contacts": "lastmodifieddate", "deals": "hs_lastmodifieddate"}
 DEFAULT_PROPERTIES = {"contacts": ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate",
@@ -60,19 +59,11 @@ def _ms(value: Any) -> int:
     return (ts - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
-class BadRequest(ValueError):
-    pass
-
-
-class State:
+class State(LoopbackState):
     def __init__(self, token: str) -> None:
-        self.lock = threading.Lock()
-        self.token = token
+        super().__init__(token)
         self.records: dict[str, dict[str, dict[str, Any]]] = {"contacts": {}, "deals": {}}
-        self.faults: list[str] = []
         self.searches: list[dict[str, Any]] = []   # every accepted search body, in order
-        self.answered = 0
-        self.statuses: list[int] = []
 
 
 class _Handler(JsonHandler):
@@ -120,7 +111,7 @@ class _Handler(JsonHandler):
             st.searches.append({"object": obj, **body})
             st.answered += 1
         self._send(200, page)
-        hook = self.server.on_search
+        hook = self.server.fake.on_search
         if hook is not None:
             hook(self.server.fake, st.answered)
 
@@ -256,28 +247,16 @@ class _Server(QuietServer):
     state: State
     fake: FakeHubSpot
     max_results: int = MAX_RESULTS  # a test may lower HubSpot's 10,000 cap to reach it with fewer records
-    on_search: Callable[[FakeHubSpot, int], None] | None = None
 
 
-class FakeHubSpot(LoopbackFake):
+class FakeHubSpot(LoopbackFake[State]):
     """The fake in a background thread: ``with FakeHubSpot(token="t") as hs: hs.add(...); ... hs.url``."""
 
     server: _Server
+    on_search: Callable[[FakeHubSpot, int], None] | None = None
 
     def __init__(self, token: str = "test-token") -> None:
         super().__init__(_Server, _Handler, State(token))
-
-    @property
-    def state(self) -> State:
-        return self.server.state
-
-    @property
-    def on_search(self) -> Callable[[FakeHubSpot, int], None] | None:
-        return self.server.on_search
-
-    @on_search.setter
-    def on_search(self, hook: Callable[[FakeHubSpot, int], None] | None) -> None:
-        self.server.on_search = hook
 
     def put(self, obj: str, record_id: int | str, modified: dt.datetime, **properties: Any) -> None:
         """Create or modify a record: its last-modified property becomes ``modified``."""

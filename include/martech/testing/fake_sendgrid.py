@@ -58,10 +58,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from martech.testing._loopback import LoopbackFake, QuietServer
 
 # SendGrid's published OpenAPI documents (MIT, see LICENSE there), vendored for the contract tests.
 CONTRACTS = Path(__file__).resolve().parents[3] / "tests" / "contracts" / "sendgrid"
@@ -405,38 +407,22 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(202, None, {"X-Message-Id": message_id})
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(QuietServer):
     state: State
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
 
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return  # the client gave up (timeout) or was killed: expected in fault tests
-        super().handle_error(request, client_address)
-
-
-class FakeSendGrid:
+class FakeSendGrid(LoopbackFake[State]):
     """The fake in a background thread: ``with FakeSendGrid() as sg: ... sg.url ...``."""
 
+    server: _Server
+
     def __init__(self, validator: Any = None) -> None:
-        self.server = _Server(("127.0.0.1", 0), _Handler)
-        self.server.state = State(validator or mail_send_validator())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    @property
-    def state(self) -> State:
-        return self.server.state
+        super().__init__(_Server, _Handler, State(validator or mail_send_validator()))
 
     def fault(self, *faults: str, slow_s: float | None = None) -> None:
-        with self.state.lock:
-            self.state.faults.extend(faults)
-            if slow_s is not None:
+        super().fault(*faults)
+        if slow_s is not None:
+            with self.state.lock:
                 self.state.slow_s = slow_s
 
     def burst(self, seconds: float, *, status: int = 500, retry_after: int | None = None,
@@ -460,13 +446,6 @@ class FakeSendGrid:
         with self.state.lock:
             self.state.settle()
 
-    def __enter__(self) -> FakeSendGrid:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,12 +29,11 @@ import base64
 import datetime as dt
 import json
 import re
-import threading
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from martech.testing._loopback import JsonHandler, LoopbackFake, QuietServer
+from martech.testing._loopback import BadRequest, JsonHandler, LoopbackFake, LoopbackState, QuietServer
 
 RESOURCES = ("customers", "orders", "checkouts")
 SHOP_TZ = dt.timezone(dt.timedelta(hours=-5))
@@ -52,19 +51,11 @@ def _parse(value: str) -> dt.datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=SHOP_TZ)
 
 
-class BadRequest(ValueError):
-    pass
-
-
-class State:
+class State(LoopbackState):
     def __init__(self, token: str) -> None:
-        self.lock = threading.Lock()
-        self.token = token
+        super().__init__(token)
         self.records: dict[str, dict[int, dict[str, Any]]] = {r: {} for r in RESOURCES}
-        self.faults: list[str] = []
         self.requests: list[dict[str, str]] = []   # query of every answered list request
-        self.statuses: list[int] = []
-        self.answered = 0
         self.clock = 0.0          # virtual seconds
         self.bucket = 0.0         # slots in use
         self.bucket_at = 0.0
@@ -124,8 +115,9 @@ class _Handler(JsonHandler):
         if links:
             limit_header["Link"] = ", ".join(f'<{u}>; rel="{rel}"' for rel, u in links)
         self._send(200, {resource: page}, limit_header)
-        if self.server.on_request is not None:
-            self.server.on_request(self.server.fake, st.answered)
+        hook = self.server.fake.on_request
+        if hook is not None:
+            hook(self.server.fake, st.answered)
 
     def _list(self, version: str, resource: str, query: dict[str, str]) -> tuple[list[Any], list[tuple[str, str]]]:
         limit_text = query.get("limit", "50")
@@ -216,28 +208,16 @@ class _Handler(JsonHandler):
 class _Server(QuietServer):
     state: State
     fake: FakeShopify
-    on_request: Callable[[FakeShopify, int], None] | None = None
 
 
-class FakeShopify(LoopbackFake):
+class FakeShopify(LoopbackFake[State]):
     """The fake in a background thread: ``with FakeShopify(token="t") as shop: shop.put(...); shop.url``."""
 
     server: _Server
+    on_request: Callable[[FakeShopify, int], None] | None = None
 
     def __init__(self, token: str = "test-token") -> None:
         super().__init__(_Server, _Handler, State(token))
-
-    @property
-    def state(self) -> State:
-        return self.server.state
-
-    @property
-    def on_request(self) -> Callable[[FakeShopify, int], None] | None:
-        return self.server.on_request
-
-    @on_request.setter
-    def on_request(self, hook: Callable[[FakeShopify, int], None] | None) -> None:
-        self.server.on_request = hook
 
     def advance(self, seconds: float) -> None:
         """Let virtual time pass (the bucket leaks); usable as a client's ``sleep``."""
