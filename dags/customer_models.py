@@ -24,10 +24,7 @@ def customer_models():
     def build_customer_models(**context):
         from martech import dagkit, pipeline
 
-        with dagkit.warehouse() as wh:
-            summary = pipeline.build_customer_models(wh, dagkit.run_date_of(context))
-        dagkit.publish(context, MARTS, summary)
-        return summary
+        return dagkit.run_step(context, pipeline.build_customer_models, publish_to=MARTS)
 
     build_customer_models()
 

@@ -22,10 +22,8 @@ def email_events():
     def ingest_email_events(**context):
         from martech import dagkit, pipeline
 
-        with dagkit.warehouse(transport_settings=dagkit.transport_settings()) as wh:
-            summary = pipeline.ingest_events(wh, dagkit.run_date_of(context))
-        dagkit.publish(context, EMAIL_EVENTS, summary)
-        return summary
+        return dagkit.run_step(context, pipeline.ingest_events, publish_to=EMAIL_EVENTS,
+                               settings={"transport_settings": dagkit.transport_settings()})
 
     ingest_email_events()
 

@@ -35,9 +35,8 @@ def gdpr_erase():
 
         p = context["params"]
         # Only counts are returned: the XCom and the task log must not repeat the person's identifiers.
-        with dagkit.warehouse() as wh:
-            return pipeline.erase_person(wh, dagkit.run_date_of(context), request_id=p["request_id"],
-                                         contact_id=p.get("contact_id"), email=p.get("email"))
+        return dagkit.run_step(context, pipeline.erase_person, request_id=p["request_id"],
+                               contact_id=p.get("contact_id"), email=p.get("email"))
 
     erase()
 

@@ -31,47 +31,39 @@ def ingest():
     def ingest_shop(**context):
         from martech import dagkit, pipeline
 
-        with dagkit.warehouse(shop_url=dagkit.shop_url()) as wh:
-            return pipeline.ingest_shop(wh, dagkit.run_date_of(context))
+        return dagkit.run_step(context, pipeline.ingest_shop, settings={"shop_url": dagkit.shop_url()})
 
     @task
     def ingest_crm(**context):
         from martech import dagkit, pipeline
 
-        with dagkit.warehouse() as wh:
-            return pipeline.ingest_crm(wh, dagkit.run_date_of(context))
+        return dagkit.run_step(context, pipeline.ingest_crm)
 
     @task
     def ingest_files(**context):
         from martech import dagkit, pipeline
 
-        with dagkit.warehouse() as wh:
-            return pipeline.ingest_files(wh, dagkit.run_date_of(context), root=dagkit.files_root())
+        return dagkit.run_step(context, pipeline.ingest_files, root=dagkit.files_root())
 
     @task
     def ingest_hubspot(**context):
         from martech import dagkit
         from martech.ingest.connectors import run
 
-        with dagkit.warehouse() as wh:
-            return run.ingest_hubspot(wh, dagkit.run_date_of(context), credentials=dagkit.saas_credentials)
+        return dagkit.run_step(context, run.ingest_hubspot, credentials=dagkit.saas_credentials)
 
     @task
     def ingest_shopify(**context):
         from martech import dagkit
         from martech.ingest.connectors import run
 
-        with dagkit.warehouse() as wh:
-            return run.ingest_shopify(wh, dagkit.run_date_of(context), credentials=dagkit.saas_credentials)
+        return dagkit.run_step(context, run.ingest_shopify, credentials=dagkit.saas_credentials)
 
     @task(outlets=[RAW_CHECKED])
     def validate_raw(**context):
         from martech import dagkit, pipeline
 
-        with dagkit.warehouse() as wh:
-            summary = pipeline.validate_raw(wh, dagkit.run_date_of(context))
-        dagkit.publish(context, RAW_CHECKED, summary)
-        return summary
+        return dagkit.run_step(context, pipeline.validate_raw, publish_to=RAW_CHECKED)
 
     [ingest_shop(), ingest_crm(), ingest_files(), ingest_hubspot(), ingest_shopify()] >> validate_raw()
 

@@ -28,10 +28,7 @@ def kpis():
     def build_kpis(**context):
         from martech import dagkit, pipeline
 
-        with dagkit.warehouse() as wh:
-            summary = pipeline.build_kpis(wh, dagkit.run_date_of(context))
-        dagkit.publish(context, KPIS, summary)
-        return summary
+        return dagkit.run_step(context, pipeline.build_kpis, publish_to=KPIS)
 
     @task
     def build_report(**context):

@@ -23,8 +23,7 @@ def retention():
     def apply_retention(**context):
         from martech import dagkit, pipeline
 
-        with dagkit.warehouse() as wh:
-            return pipeline.apply_retention(wh, dagkit.run_date_of(context))
+        return dagkit.run_step(context, pipeline.apply_retention)
 
     apply_retention()
 

@@ -29,15 +29,13 @@ def staging():
     def build_staging(**context):
         from martech import dagkit, pipeline
 
-        with dagkit.warehouse() as wh:
-            return pipeline.build_staging(wh, dagkit.run_date_of(context))
+        return dagkit.run_step(context, pipeline.build_staging)
 
     @task(outlets=[STAGING])
     def validate_staging(built, **context):
         from martech import dagkit, pipeline
 
-        with dagkit.warehouse() as wh:
-            checked = pipeline.validate_staging(wh, dagkit.run_date_of(context))
+        checked = dagkit.run_step(context, pipeline.validate_staging)
         summary = {**built, "quality": {k: v for k, v in checked.items() if k != "rows"}}
         dagkit.publish(context, STAGING, summary)
         return summary

@@ -242,6 +242,20 @@ def publish(context: Mapping[str, Any], asset: Asset, summary: Mapping[str, Any]
     context["outlet_events"][asset].extra = extra
 
 
+def run_step(context: Mapping[str, Any], step: Callable[..., Any], *args: Any, publish_to: Asset | None = None,
+             settings: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+    """A task body: ``step(warehouse, run_date, *args, **kwargs)`` for the task's run, the warehouse opened
+    once for the call (``settings``: what the stage reads besides it, see :func:`warehouse`).
+
+    With ``publish_to`` the summary also becomes that asset's event metadata (:func:`publish`).
+    """
+    with warehouse(**(settings or {})) as wh:
+        summary = step(wh, run_date_of(context), *args, **kwargs)
+    if publish_to is not None:
+        publish(context, publish_to, summary)
+    return summary
+
+
 def saas_credentials(conn_id: str) -> dict[str, Any]:
     """Token and host of a SaaS API's Airflow connection (``hubspot``, ``shopify``); call inside a task only.
 

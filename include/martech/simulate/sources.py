@@ -422,13 +422,18 @@ def truth_ddl(truth: str) -> dict[str, str]:
     }
 
 
-def _create_shop(conn: Connection, schema: str) -> None:
+def _create_schema(conn: Connection, schema: str, comment: str, tables: dict[str, str]) -> None:
+    """The schema with its comment, and each of its tables created afresh from its DDL."""
     conn.execute(sa.text(f"create schema if not exists {schema}"))
-    conn.execute(sa.text(f"comment on schema {schema} is 'Simulated shop database written by martech simulate: "
-                         "the development source the pipeline ingests, not a pipeline schema'"))
-    for table, ddl in _shop_ddl(schema).items():
+    conn.execute(sa.text(f"comment on schema {schema} is '{comment}'"))
+    for table, ddl in tables.items():
         conn.execute(sa.text(f"drop table if exists {schema}.{table} cascade"))
         conn.execute(sa.text(ddl))
+
+
+def _create_shop(conn: Connection, schema: str) -> None:
+    _create_schema(conn, schema, "Simulated shop database written by martech simulate: the development source"
+                   " the pipeline ingests, not a pipeline schema", _shop_ddl(schema))
 
 
 def _index_shop(conn: Connection, schema: str) -> None:
@@ -443,12 +448,8 @@ def _index_shop(conn: Connection, schema: str) -> None:
 
 
 def _create_truth(conn: Connection, truth: str) -> None:
-    conn.execute(sa.text(f"create schema if not exists {truth}"))
-    conn.execute(sa.text(f"comment on schema {truth} is 'Simulator ground truth (planted defects, true "
-                         "parameters) for evaluations only, not a pipeline schema'"))
-    for table, ddl in truth_ddl(truth).items():
-        conn.execute(sa.text(f"drop table if exists {truth}.{table} cascade"))
-        conn.execute(sa.text(ddl))
+    _create_schema(conn, truth, "Simulator ground truth (planted defects, true parameters) for evaluations only,"
+                   " not a pipeline schema", truth_ddl(truth))
 
 
 def _load_world(conn: Connection, world: World, written: Written, schema: str, truth: str) -> None:

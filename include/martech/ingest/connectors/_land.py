@@ -150,6 +150,15 @@ class Checkpointer:
                     self.raw_table, batch_id, orphan.rows_loaded)
 
 
+def check_pull(service: str, objects: Sequence[str], known: Mapping[str, Any], page_size: int, limit: int) -> None:
+    """Raise ValueError naming the bad argument of a pull: a page size outside 1..limit, an unknown object."""
+    if not 1 <= page_size <= limit:
+        raise ValueError(f"page_size must be between 1 and {limit}, got {page_size}")
+    unknown = [o for o in objects if o not in known]
+    if unknown:
+        raise ValueError(f"unknown {service} object(s) {', '.join(unknown)}; known: {', '.join(known)}")
+
+
 def land_streams(engine: Engine, streams: Mapping[str, Any], *, source_name: str, run_date: dt.date,
                  loaded_at: dt.datetime, batch_tag: str | None,
                  pages: Callable[[Any, Watermark], Iterable[tuple[list[Any], Any]]],

@@ -50,7 +50,7 @@ from sqlalchemy.engine import Engine
 
 from martech.ingest.batches import BatchResult
 from martech.ingest.connectors._http import HttpClient, RetryPolicy, _default_sleep
-from martech.ingest.connectors._land import Watermark, as_text, dig, land_streams
+from martech.ingest.connectors._land import Watermark, as_text, check_pull, dig, land_streams
 from martech.ingest.landing import cutoff_for
 
 API_URL = "https://api.hubapi.com"
@@ -189,11 +189,7 @@ def pull_hubspot(engine: Engine, token: str, *, run_date: dt.date, loaded_at: dt
     if not token:
         raise ValueError(f"no HubSpot token: set the password (or extra 'token') of the Airflow connection"
                          f" {conn_id!r}")
-    if not 1 <= page_size <= PAGE_LIMIT:
-        raise ValueError(f"page_size must be between 1 and {PAGE_LIMIT}, got {page_size}")
-    unknown = [o for o in objects if o not in OBJECTS]
-    if unknown:
-        raise ValueError(f"unknown HubSpot object(s) {', '.join(unknown)}; known: {', '.join(OBJECTS)}")
+    check_pull("HubSpot", objects, OBJECTS, page_size, PAGE_LIMIT)
     http = HttpClient(base_url, {"Authorization": f"Bearer {token}"}, service="HubSpot",
                       auth_hint=f"check the token in the Airflow connection {conn_id!r} (password or extra"
                                 " 'token') and its crm.objects.*.read scopes",

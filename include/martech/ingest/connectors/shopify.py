@@ -51,7 +51,7 @@ from sqlalchemy.engine import Engine
 
 from martech.ingest.batches import BatchResult
 from martech.ingest.connectors._http import HttpClient, Response, RetryPolicy, _default_sleep
-from martech.ingest.connectors._land import Watermark, as_text, dig, land_streams
+from martech.ingest.connectors._land import Watermark, as_text, check_pull, dig, land_streams
 from martech.ingest.landing import cutoff_for
 
 PAGE_LIMIT = 250
@@ -179,11 +179,7 @@ def pull_shopify(engine: Engine, token: str, *, shop: str, run_date: dt.date, lo
     if not shop and not base_url:
         raise ValueError(f"no Shopify shop domain: set 'shop' in include/sources.yml or the host of the"
                          f" connection {conn_id!r}")
-    if not 1 <= page_size <= PAGE_LIMIT:
-        raise ValueError(f"page_size must be between 1 and {PAGE_LIMIT}, got {page_size}")
-    unknown = [o for o in objects if o not in RESOURCES]
-    if unknown:
-        raise ValueError(f"unknown Shopify object(s) {', '.join(unknown)}; known: {', '.join(RESOURCES)}")
+    check_pull("Shopify", objects, RESOURCES, page_size, PAGE_LIMIT)
     root = (base_url or f"https://{shop}").rstrip("/") + f"/admin/api/{api_version}"
     http = HttpClient(root, {"X-Shopify-Access-Token": token}, service="Shopify",
                       auth_hint=f"check the access token in the Airflow connection {conn_id!r} and its read_customers,"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Callable
@@ -10,6 +11,8 @@ from typing import Any
 import pandas as pd
 
 __all__ = ["DRAW"]
+
+_Draw = Callable[["pd.DataFrame"], str]
 
 _PALETTE = ["#3b6ea5", "#e08a2c", "#4c9a5b", "#c4493f", "#7d5ba6", "#8c6d4f", "#d17fb8", "#7f7f7f",
             "#b5b33a", "#3ab5c4"]
@@ -53,6 +56,16 @@ def _empty(message: str) -> str:
     return _svg(fig)
 
 
+def _unless_empty(message: str) -> Callable[[_Draw], _Draw]:
+    """The figure, or ``message`` drawn in its place when the data has no rows."""
+    def wrap(draw: _Draw) -> _Draw:
+        @functools.wraps(draw)
+        def figure(data: pd.DataFrame) -> str:
+            return _empty(message) if data.empty else draw(data)
+        return figure
+    return wrap
+
+
 def _grouped_bars(data: pd.DataFrame, xlabel: str, *, log: bool = False) -> str:
     """One group of horizontal bars per row, one bar per column."""
     fig, ax = _figure(height=max(2.2, 0.5 * len(data) + 1.4))
@@ -68,15 +81,13 @@ def _grouped_bars(data: pd.DataFrame, xlabel: str, *, log: bool = False) -> str:
     return _svg(fig)
 
 
+@_unless_empty("No campaign runs yet")
 def funnel(data: pd.DataFrame) -> str:
-    if data.empty:
-        return _empty("No campaign runs yet")
     return _grouped_bars(data, "contacts (log scale)", log=True)
 
 
+@_unless_empty("No campaign with a holdout yet")
 def uplift_forest(data: pd.DataFrame) -> str:
-    if data.empty:
-        return _empty("No campaign with a holdout yet")
     fig, ax = _figure(height=max(2.0, 0.4 * len(data) + 1.0))
     ys = list(range(len(data)))
     pts = data["uplift"] * 100
@@ -89,15 +100,13 @@ def uplift_forest(data: pd.DataFrame) -> str:
     return _svg(fig)
 
 
+@_unless_empty("No campaign runs yet")
 def revenue_by_arm(data: pd.DataFrame) -> str:
-    if data.empty:
-        return _empty("No campaign runs yet")
     return _grouped_bars(data, "revenue per member within the attribution window")
 
 
+@_unless_empty("No campaign tests more than one variant")
 def ab_variants(data: pd.DataFrame) -> str:
-    if data.empty:
-        return _empty("No campaign tests more than one variant")
     fig, ax = _figure(height=max(2.0, 0.35 * len(data) + 1.0))
     labels = data["label"] + " / " + data["variant"]
     ys = list(range(len(data)))
@@ -111,9 +120,8 @@ def ab_variants(data: pd.DataFrame) -> str:
     return _svg(fig)
 
 
+@_unless_empty("No RFM snapshot yet")
 def rfm_sizes(data: pd.DataFrame) -> str:
-    if data.empty:
-        return _empty("No RFM snapshot yet")
     fig, ax = _figure()
     ax.stackplot(pd.to_datetime(data.index), data.T.to_numpy(), labels=list(data.columns),
                  colors=[_colour(i) for i in range(len(data.columns))])
@@ -123,9 +131,8 @@ def rfm_sizes(data: pd.DataFrame) -> str:
     return _svg(fig)
 
 
+@_unless_empty("Fewer than two RFM snapshots")
 def migration_matrix(data: pd.DataFrame) -> str:
-    if data.empty:
-        return _empty("Fewer than two RFM snapshots")
     fig, ax = _figure(width=7.5, height=max(3.0, 0.35 * len(data) + 1.6))
     im = ax.imshow(data.to_numpy(), cmap="Blues", aspect="auto")
     ax.set_xticks(range(len(data.columns)), data.columns, rotation=40, ha="right")
@@ -141,26 +148,20 @@ def migration_matrix(data: pd.DataFrame) -> str:
     return _svg(fig)
 
 
-def _lines(data: pd.DataFrame, ylabel: str, *, percent: bool) -> str:
+@_unless_empty("No sends yet")
+def engagement_trend(data: pd.DataFrame) -> str:
     fig, ax = _figure()
     x = [str(d) for d in data.index]  # one category per send day: a single day still reads as a point on its date
     for col in data.columns:
-        ax.plot(x, data[col] * (100 if percent else 1), marker="o", ms=3, label=col.replace("_", " "))
-    ax.set_ylabel(ylabel)
+        ax.plot(x, data[col] * 100, marker="o", ms=3, label=col.replace("_", " "))
+    ax.set_ylabel("%")
     ax.legend(frameon=False, fontsize=8)
     ax.tick_params(axis="x", rotation=40)
     return _svg(fig)
 
 
-def engagement_trend(data: pd.DataFrame) -> str:
-    if data.empty:
-        return _empty("No sends yet")
-    return _lines(data, "%", percent=True)
-
-
+@_unless_empty("No validation run yet")
 def data_quality_trend(data: pd.DataFrame) -> str:
-    if data.empty:
-        return _empty("No validation run yet")
     fig, ax = _figure()
     x = [str(d) for d in data.index]
     bottom = None
@@ -173,9 +174,8 @@ def data_quality_trend(data: pd.DataFrame) -> str:
     return _svg(fig)
 
 
+@_unless_empty("No lead-score model trained yet")
 def calibration(data: pd.DataFrame) -> str:
-    if data.empty:
-        return _empty("No lead-score model trained yet")
     fig, ax = _figure(width=4.6, height=4.0)
     ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1, label="perfect calibration")
     ax.plot(data["mean_predicted"], data["observed"], marker="o", label="validation deciles")
@@ -186,9 +186,8 @@ def calibration(data: pd.DataFrame) -> str:
     return _svg(fig)
 
 
+@_unless_empty("No CLV predictions yet")
 def clv_distribution(data: pd.DataFrame) -> str:
-    if data.empty:
-        return _empty("No CLV predictions yet")
     fig, ax = _figure()
     ax.bar(data["low"], data["customers"], width=(data["high"] - data["low"]), align="edge",
            color=_PALETTE[2], edgecolor="white")
@@ -198,9 +197,8 @@ def clv_distribution(data: pd.DataFrame) -> str:
     return _svg(fig)
 
 
+@_unless_empty("No contact was excluded")
 def exclusions_by_reason(data: pd.DataFrame) -> str:
-    if data.empty:
-        return _empty("No contact was excluded")
     fig, ax = _figure(height=max(2.0, 0.35 * len(data) + 1.2))
     left = None
     for col in data.columns:
