@@ -49,15 +49,15 @@ class Recording(BaseTransport):
 
 @pytest.fixture()
 def spec(tmp_path):
-    (tmp_path / "audiences").mkdir()
-    (tmp_path / "audiences" / "promo.sql").write_text(
-        "select contact_id, email, first_name, true as is_customer from staging.contacts\n")
-    (tmp_path / "promo.yml").write_text(
+    from martech.testing.campaigns import write_campaign
+
+    return load_campaign(write_campaign(
+        tmp_path, "promo",
         "id: promo\nname: Promo\nowner: test\ndescription: test\nschedule: '0 * * * *'\n"
         "audience_sql: audiences/promo.sql\ntemplate: birthday\nholdout_share: 0.0\n"
         "variants:\n  - {id: a, weight: 1, subject: 'Hi {{ first_name }}'}\n"
-        "send_window: {start: '09:00', end: '20:00'}\n")
-    return load_campaign(tmp_path / "promo.yml")
+        "send_window: {start: '09:00', end: '20:00'}\n",
+        "select contact_id, email, first_name, true as is_customer from staging.contacts\n"))
 
 
 def test_window_in_each_contacts_time_zone_and_deferral(clean_warehouse, spec) -> None:

@@ -27,7 +27,7 @@ import time
 import traceback
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -166,19 +166,25 @@ def _plant_audience(engine: Engine, spec: CampaignSpec, run: date, n: int, fake_
     return sorted(make_send_id(spec.id, run.isoformat(), 1, r["c"]) for r in rows if r["arm"] == "treatment")
 
 
+def _fake_time(fake: Any) -> tuple[Callable[[], datetime], Callable[[float], None]]:
+    """A clock and a sleep on the fake's time: waiting moves the fake's clock on instead of sleeping."""
+    offset = fake.now() - time.time()
+
+    def clock() -> datetime:
+        return datetime.fromtimestamp(time.time() + offset, tz=timezone.utc)
+
+    def sleep(seconds: float) -> None:
+        nonlocal offset
+        fake.advance(seconds)
+        offset += seconds
+
+    return clock, sleep
+
+
 def _child(db_url: str, spec: CampaignSpec, run: date, server: FakeServer) -> None:
     code = 1
     try:
-        offset = server.now() - time.time()  # the fake's clock; waiting moves it on instead of sleeping
-
-        def clock() -> datetime:
-            return datetime.fromtimestamp(time.time() + offset, tz=timezone.utc)
-
-        def sleep(seconds: float) -> None:
-            nonlocal offset
-            server.advance(seconds)
-            offset += seconds
-
+        clock, sleep = _fake_time(server)
         engine = make_engine(db_url)
         transport = SendGridTransport("SG.test", host=server.url, batch_size=7, timeout=0.5, max_wait_s=1.5,
                                       clock=clock, sleep=sleep)
@@ -329,16 +335,7 @@ def test_without_email_activity_a_refused_cancel_stays_in_doubt_until_the_webhoo
     expected = _plant_audience(engine, spec, run, MEMBERS)
     fake.use_up_cancels()
     fake.fault("accept_drop", activity=False)
-    offset = fake.now() - time.time()
-
-    def clock() -> datetime:
-        return datetime.fromtimestamp(time.time() + offset, tz=timezone.utc)
-
-    def sleep(seconds: float) -> None:
-        nonlocal offset
-        fake.advance(seconds)
-        offset += seconds
-
+    clock, sleep = _fake_time(fake)
     transport = SendGridTransport("SG.test", host=fake.url, batch_size=7, timeout=0.5, clock=clock, sleep=sleep)
     with pytest.raises(DispatchIncompleteError) as first:
         dispatch(engine, spec, run, transport, now=NOW)

@@ -162,6 +162,7 @@ def bench_dispatch(recipients: int, *, validate: bool = True) -> dict[str, float
     from martech.campaigns.sendgrid_transport import SendGridTransport
     from martech.campaigns.spec import load_campaign
     from martech.campaigns.transports import OutboxTransport
+    from martech.testing.campaigns import write_campaign
     from martech.testing.fake_sendgrid import FakeSendGrid
 
     now = dt.datetime(2026, 1, 5, 9, tzinfo=dt.timezone.utc)
@@ -172,15 +173,12 @@ def bench_dispatch(recipients: int, *, validate: bool = True) -> dict[str, float
             migrate(engine)
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
-                (folder / "audiences").mkdir()
-                (folder / "audiences" / "bench.sql").write_text(
-                    "select contact_id, email, first_name from staging.contacts\n")
-                (folder / "bench.yml").write_text(
+                spec = load_campaign(write_campaign(
+                    folder, "bench",
                     "id: bench\nname: Bench\nowner: bench\ndescription: dispatch benchmark\nschedule: '0 8 * * *'\n"
                     "audience_sql: audiences/bench.sql\ntemplate: birthday\nholdout_share: 0.1\n"
                     "variants:\n  - {id: a, weight: 1, subject: 'Hi {{ first_name }}'}\n"
-                    "  - {id: b, weight: 1, subject: 'Hello {{ first_name }}'}\n")
-                spec = load_campaign(folder / "bench.yml")
+                    "  - {id: b, weight: 1, subject: 'Hello {{ first_name }}'}\n"))
                 with engine.begin() as conn:
                     for run in ("2026-01-05", "2026-01-06"):
                         conn.execute(sa.text(

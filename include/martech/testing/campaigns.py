@@ -12,10 +12,19 @@ PROMO_YAML = (
 )
 
 
+EVERY_CONTACT = "select contact_id, email, first_name from staging.contacts\n"
+
+
+def write_campaign(folder: Path, campaign_id: str, yaml_text: str, audience_sql: str = EVERY_CONTACT) -> Path:
+    """Write ``<campaign_id>.yml`` and ``audiences/<campaign_id>.sql`` into ``folder`` (created if needed);
+    the YAML's path. ``yaml_text`` names ``audience_sql: audiences/<campaign_id>.sql``."""
+    (folder / "audiences").mkdir(parents=True, exist_ok=True)
+    (folder / "audiences" / f"{campaign_id}.sql").write_text(audience_sql)
+    path = folder / f"{campaign_id}.yml"
+    path.write_text(yaml_text)
+    return path
+
+
 def write_promo_campaign(folder: Path) -> Path:
     """Write ``promo.yml`` and its audience SQL into ``folder`` (created if needed); the YAML's path."""
-    (folder / "audiences").mkdir(parents=True, exist_ok=True)
-    (folder / "audiences" / "promo.sql").write_text("select contact_id, email, first_name from staging.contacts\n")
-    path = folder / "promo.yml"
-    path.write_text(PROMO_YAML)
-    return path
+    return write_campaign(folder, "promo", PROMO_YAML)
