@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast, get_args
 
+from martech.simulate._data import read_rows
+
 Handling = Literal["quarantine", "correct", "merge"]
 
 
@@ -40,17 +42,10 @@ _HANDLINGS = get_args(Handling)
 
 def _read_kinds(path: Path = KINDS_FILE) -> tuple[DefectKind, ...]:
     """The catalogue as data: one kind per line of ``defects.tsv`` (code, table, handling, description, action)."""
-    kinds: list[DefectKind] = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        if len(fields) != 5 or fields[2] not in _HANDLINGS:
-            raise ValueError(f"{path}:{line_no}: expected code, table, handling ({', '.join(_HANDLINGS)}),"
-                             f" description and action separated by tabs, got {line!r}")
-        code, table, handling, description, action = fields
-        kinds.append(DefectKind(code, table, cast(Handling, handling), description, action))
-    return tuple(kinds)
+    rows = read_rows(path, 5, f"code, table, handling ({', '.join(_HANDLINGS)}), description and action",
+                     lambda fields: fields[2] in _HANDLINGS)
+    return tuple(DefectKind(code, table, cast(Handling, handling), description, action)
+                 for code, table, handling, description, action in rows)
 
 
 KINDS: tuple[DefectKind, ...] = _read_kinds()

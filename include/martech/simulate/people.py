@@ -1,6 +1,6 @@
 """People: countries, names, e-mail addresses, time zones, birthdays and consent.
 
-Everything is drawn with numpy from a caller's ``Generator`` so a seed fixes every value. Names are
+Everything is drawn with numpy from a caller's ``Generator`` so a seed fixes every value. Names (``names.tsv``) are
 kept short per country on purpose: repeats are realistic, and e-mails are made unique afterwards.
 """
 
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from martech.simulate._data import read_rows
 
 # Country mix of a European shop that also ships to the US.
 COUNTRIES: tuple[str, ...] = ("DE", "FR", "GB", "US", "NL", "ES", "IT", "SE", "AT", "PL")
@@ -34,64 +37,21 @@ TIMEZONES: dict[str, tuple[tuple[str, float, int], ...]] = {
 
 CURRENCY: dict[str, str] = {"GB": "GBP", "US": "USD"}  # everyone else pays in EUR
 
-FIRST_NAMES: dict[str, tuple[str, ...]] = {
-    "DE": ("Anna", "Lena", "Julia", "Sophie", "Marie", "Laura", "Katharina", "Jana", "Sabine", "Petra",
-           "Lukas", "Jonas", "Maximilian", "Felix", "Paul", "Tobias", "Jürgen", "Stefan", "Michael", "Jörg"),
-    "FR": ("Camille", "Léa", "Manon", "Chloé", "Inès", "Sarah", "Élodie", "Amélie", "Claire", "Nathalie",
-           "Lucas", "Hugo", "Louis", "Théo", "Nicolas", "Julien", "François", "Antoine", "Pierre", "Jérôme"),
-    "GB": ("Olivia", "Amelia", "Isla", "Emily", "Sophie", "Charlotte", "Grace", "Hannah", "Lucy", "Eleanor",
-           "Oliver", "George", "Harry", "Jack", "Charlie", "Thomas", "James", "William", "Samuel", "Callum"),
-    "US": ("Emma", "Ava", "Mia", "Madison", "Abigail", "Ashley", "Jessica", "Brittany", "Megan", "Taylor",
-           "Liam", "Noah", "Ethan", "Mason", "Logan", "Tyler", "Brandon", "Justin", "Austin", "Carlos"),
-    "NL": ("Emma", "Sanne", "Fleur", "Lotte", "Anouk", "Femke", "Eline", "Marieke", "Ilse", "Noor",
-           "Daan", "Sem", "Bram", "Thijs", "Ruben", "Jeroen", "Pieter", "Sander", "Joost", "Wouter"),
-    "ES": ("Lucía", "María", "Paula", "Carmen", "Sofía", "Marta", "Elena", "Nuria", "Rocío", "Ainhoa",
-           "Hugo", "Pablo", "Javier", "Alejandro", "Daniel", "Sergio", "Álvaro", "Jorge", "Iván", "José"),
-    "IT": ("Giulia", "Chiara", "Francesca", "Sara", "Martina", "Alessia", "Federica", "Elisa", "Valentina",
-           "Silvia", "Luca", "Marco", "Alessandro", "Matteo", "Lorenzo", "Andrea", "Davide", "Simone",
-           "Niccolò", "Giuseppe"),
-    "SE": ("Elsa", "Maja", "Ebba", "Wilma", "Linnéa", "Astrid", "Ingrid", "Karin", "Sofia", "Frida",
-           "Erik", "Lars", "Oskar", "Axel", "Gustav", "Nils", "Anders", "Björn", "Johan", "Magnus"),
-    "AT": ("Anna", "Hannah", "Lea", "Valentina", "Magdalena", "Theresa", "Verena", "Christina", "Elisabeth",
-           "Barbara", "Florian", "Lukas", "David", "Jakob", "Elias", "Dominik", "Andreas", "Matthias",
-           "Wolfgang", "Günther"),
-    "PL": ("Zuzanna", "Julia", "Maja", "Zofia", "Hanna", "Agnieszka", "Katarzyna", "Małgorzata", "Ewa",
-           "Joanna", "Jakub", "Antoni", "Szymon", "Jan", "Filip", "Piotr", "Krzysztof", "Tomasz", "Łukasz",
-           "Paweł"),
-}
+NAMES_FILE = Path(__file__).with_name("names.tsv")
 
-LAST_NAMES: dict[str, tuple[str, ...]] = {
-    "DE": ("Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz",
-           "Hoffmann", "Koch", "Richter", "Klein", "Wolf", "Schröder", "Neumann", "Braun", "Zimmermann",
-           "Krüger", "Hartmann"),
-    "FR": ("Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy",
-           "Moreau", "Simon", "Laurent", "Lefèvre", "Michel", "Garcia", "David", "Bertrand", "Roux",
-           "Fontaine", "Chevalier"),
-    "GB": ("Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Robinson",
-           "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall", "Wood", "Jackson",
-           "O'Brien"),
-    "US": ("Smith", "Johnson", "Williams", "Brown", "Jones", "Miller", "Davis", "Garcia", "Rodriguez",
-           "Wilson", "Martinez", "Anderson", "Taylor", "Thomas", "Hernandez", "Moore", "Jackson", "Lee",
-           "Nguyen", "Kim"),
-    "NL": ("de Jong", "Jansen", "de Vries", "van den Berg", "van Dijk", "Bakker", "Janssen", "Visser",
-           "Smit", "Meijer", "de Boer", "Mulder", "de Groot", "Bos", "Vos", "Peters", "Hendriks",
-           "van Leeuwen", "Dekker", "Brouwer"),
-    "ES": ("García", "Rodríguez", "González", "Fernández", "López", "Martínez", "Sánchez", "Pérez", "Gómez",
-           "Martín", "Jiménez", "Ruiz", "Hernández", "Díaz", "Moreno", "Muñoz", "Álvarez", "Romero",
-           "Navarro", "Torres"),
-    "IT": ("Rossi", "Russo", "Ferrari", "Esposito", "Bianchi", "Romano", "Colombo", "Ricci", "Marino",
-           "Greco", "Bruno", "Gallo", "Conti", "De Luca", "Mancini", "Costa", "Giordano", "Rizzo",
-           "Lombardi", "Moretti"),
-    "SE": ("Andersson", "Johansson", "Karlsson", "Nilsson", "Eriksson", "Larsson", "Olsson", "Persson",
-           "Svensson", "Gustafsson", "Pettersson", "Jonsson", "Jansson", "Hansson", "Bengtsson", "Lindberg",
-           "Lindström", "Åberg", "Sjöberg", "Öberg"),
-    "AT": ("Gruber", "Huber", "Bauer", "Wagner", "Müller", "Pichler", "Steiner", "Moser", "Mayer",
-           "Hofer", "Leitner", "Berger", "Fuchs", "Eder", "Fischer", "Schmid", "Winkler", "Weber",
-           "Schwarz", "Maier"),
-    "PL": ("Nowak", "Kowalski", "Wiśniewski", "Wójcik", "Kowalczyk", "Kamiński", "Lewandowski",
-           "Zieliński", "Szymański", "Woźniak", "Dąbrowski", "Kozłowski", "Jankowski", "Mazur", "Kwiatkowski",
-           "Krawczyk", "Piotrowski", "Grabowski", "Nowakowski", "Pawłowski"),
-}
+
+def _read_names(path: Path = NAMES_FILE) -> dict[str, dict[str, tuple[str, ...]]]:
+    """``{"first": {country: names}, "last": {...}}`` from ``names.tsv`` (country, first or last, names)."""
+    out: dict[str, dict[str, tuple[str, ...]]] = {"first": {}, "last": {}}
+    for country, kind, names in read_rows(path, 3, "country, 'first' or 'last' and the names",
+                                          lambda fields: fields[1] in out):
+        out[kind][country] = tuple(names.split(", "))
+    return out
+
+
+_NAMES = _read_names()
+FIRST_NAMES: dict[str, tuple[str, ...]] = _NAMES["first"]
+LAST_NAMES: dict[str, tuple[str, ...]] = _NAMES["last"]
 
 EMAIL_DOMAINS: tuple[str, ...] = ("example.com", "example.org", "example.net")
 EMAIL_DOMAIN_WEIGHTS: tuple[float, ...] = (0.5, 0.25, 0.25)
