@@ -2,12 +2,15 @@
 
 Each category has one or two partner categories (:data:`PARTNER_PAIRS`). Baskets and customers'
 category preferences favour partners, so an affinity model should rediscover exactly these pairs;
-they are written to ``sim_truth.copurchase_pairs`` for tests and benchmarks to check against.
+they are written to ``sim_truth.copurchase_pairs`` for tests and benchmarks to check against. The
+categories themselves (names, SKU prefixes, shares, product names and prices) are data: ``catalog.json``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,54 +29,18 @@ class Category:
     consumable: bool  # bought in larger quantities
 
 
-CATEGORIES: tuple[Category, ...] = (
-    Category("Coffee", "COF", 0.30,
-             ("Ethiopia Yirgacheffe", "Colombia Huila", "Brazil Cerrado", "Kenya Nyeri", "Guatemala Antigua",
-              "Sumatra Mandheling", "Costa Rica Tarrazú", "Rwanda Nyamasheke", "Peru Cajamarca",
-              "House Espresso Blend", "Decaf Swiss Water", "Honduras Marcala"),
-             (("Whole Bean 250 g", 1.0), ("Ground 250 g", 1.0), ("Whole Bean 1 kg", 3.2)),
-             (7.9, 8.9, 9.9, 11.9, 13.9, 16.9), True),
-    Category("Tea", "TEA", 0.18,
-             ("Darjeeling First Flush", "Assam Breakfast", "Sencha", "Gyokuro", "Earl Grey", "Jasmine Pearls",
-              "Rooibos Vanilla", "Chamomile", "Tie Guan Yin Oolong", "Chai Masala", "Peppermint",
-              "Lapsang Souchong"),
-             (("Loose Leaf 100 g", 1.0), ("20 Tea Bags", 0.8), ("Tin 250 g", 2.1)),
-             (5.9, 6.9, 7.9, 9.9, 12.9, 18.9), True),
-    Category("Brewing Gear", "BRW", 0.12,
-             ("Pour-Over Dripper", "French Press", "AeroPress", "Moka Pot", "Hand Grinder", "Burr Grinder",
-              "Gooseneck Kettle", "Cold Brew Bottle", "Espresso Tamper", "Digital Scale", "Milk Frother",
-              "Glass Carafe"),
-             (("Classic", 1.0), ("Pro", 1.8), ("Travel", 0.9)),
-             (14.9, 24.9, 34.9, 49.0, 79.0, 129.0), False),
-    Category("Mugs & Cups", "MUG", 0.08,
-             ("Stoneware Mug", "Double-Wall Glass", "Espresso Cup Set", "Travel Mug", "Latte Bowl",
-              "Tea Cup & Saucer", "Enamel Camp Mug", "Cappuccino Cup"),
-             (("Ivory", 1.0), ("Slate", 1.0), ("Forest", 1.0), ("Terracotta", 1.1)),
-             (9.9, 12.9, 14.9, 19.9, 24.9), False),
-    Category("Snacks", "SNK", 0.10,
-             ("Almond Biscotti", "Dark Chocolate 70%", "Salted Caramel Wafers", "Oat Cookies",
-              "Hazelnut Brittle", "Butter Shortbread", "Ginger Snaps", "Chocolate Coffee Beans",
-              "Lemon Madeleines", "Stroopwafels"),
-             (("Single Pack", 1.0), ("Box of 12", 2.6), ("Sharing Bag", 1.7)),
-             (2.9, 3.5, 3.9, 4.5, 5.9), True),
-    Category("Gift Sets", "GFT", 0.08,
-             ("Coffee Discovery Set", "Tea Lover's Box", "Barista Starter Kit", "Afternoon Tea Hamper",
-              "Espresso Tasting Flight", "Cosy Winter Box", "Birthday Treat Box", "Origins Trio",
-              "Chocolate & Coffee Pairing"),
-             (("Small", 1.0), ("Classic", 1.6), ("Deluxe", 2.5)),
-             (24.9, 29.9, 34.9, 39.9), False),
-    Category("Accessories", "ACC", 0.08,
-             ("Paper Filters", "Reusable Cloth Filter", "Storage Canister", "Descaling Tablets",
-              "Cleaning Brush", "Knock Box", "Tea Infuser", "Coffee Scoop", "Bean Cellar", "Milk Jug",
-              "Coaster Set"),
-             (("Standard", 1.0), ("Premium", 1.7), ("Refill Pack", 0.8)),
-             (4.9, 6.9, 9.9, 12.9, 17.9, 24.9), False),
-    Category("Subscriptions", "SUB", 0.06,
-             ("Coffee Subscription", "Tea Subscription", "Espresso Subscription", "Decaf Subscription",
-              "Roaster's Choice Subscription", "Single Origin Subscription", "Matcha Subscription"),
-             (("Monthly", 1.0), ("Bi-weekly", 1.9), ("Quarterly", 2.8), ("Annual", 10.5)),
-             (19.9, 24.9, 29.9), False),
-)
+CATALOG_FILE = Path(__file__).with_name("catalog.json")
+
+
+def _read_categories(path: Path = CATALOG_FILE) -> tuple[Category, ...]:
+    """The categories of ``catalog.json``, in file order (the order fixes every seeded draw)."""
+    rows = json.loads(path.read_text(encoding="utf-8"))["categories"]
+    return tuple(Category(r["name"], r["sku_prefix"], float(r["share"]), tuple(r["heads"]),
+                          tuple((str(t[0]), float(t[1])) for t in r["tails"]),
+                          tuple(float(p) for p in r["base_prices"]), bool(r["consumable"])) for r in rows)
+
+
+CATEGORIES: tuple[Category, ...] = _read_categories()
 CATEGORY_NAMES: tuple[str, ...] = tuple(c.name for c in CATEGORIES)
 
 # The planted structure: every category has one or two partners.
