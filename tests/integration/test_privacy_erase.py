@@ -1,5 +1,6 @@
 """Erase one person planted through the pipeline, then search every table and every file for them;
-re-import their CRM row and check they are never mailed again."""
+re-import them (their CRM row and their shop account with a new order) and check they are held back
+at staging, counted in the row accounting, never mailed, and again found nowhere."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 
 from martech import paths, pipeline
 from martech.campaigns import runner
+from martech.privacy.erase import WITHHELD
 from martech.runs import Run
 
 pytestmark = pytest.mark.integration
@@ -23,11 +25,11 @@ SCHEMAS = ("raw", "staging", "marts", "audiences", "campaigns", "kpis")
 PIPELINE_SCHEMAS = ("shop", "sim_truth", *SCHEMAS)
 
 
-def _day(url: str, day: dt.date) -> None:
+def _day(url: str, day: dt.date) -> dict:
     pipeline.ingest_shop(url, day)
     pipeline.ingest_crm(url, day)
     pipeline.validate_raw(url, day)
-    pipeline.build_staging(url, day)
+    staged = pipeline.build_staging(url, day)
     pipeline.build_customer_models(url, day)
     pipeline.ingest_events(url, day)  # the campaigns send only on suppressions refreshed for the day
     now = dt.datetime.combine(day, dt.time(9), tzinfo=dt.timezone.utc)
@@ -35,6 +37,7 @@ def _day(url: str, day: dt.date) -> None:
         runner.build_audience(url, campaign, Run.daily(day))
         runner.dispatch(url, campaign, Run.daily(day), now)
     pipeline.build_kpis(url, day)
+    return staged
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +127,9 @@ def test_erase_leaves_no_trace_and_the_person_is_never_mailed_again(planted, eng
         # Tombstones: the KPIs still count the send.
         assert conn.execute(sa.text("select count(*) from campaigns.send_ledger")).scalar_one() == ledger_rows
         audit = conn.execute(sa.text("select identified_by, counts from campaigns.erasure_requests")).one()
-        assert conn.execute(sa.text("select count(*) from campaigns.do_not_contact")).scalar_one() == 1
+        listed = conn.execute(sa.text("select count(*) from campaigns.do_not_contact")).scalar_one()
+    # The address, the contact id and the shop customer id, as keyed hashes.
+    assert listed == summary["counts"]["campaigns.do_not_contact"] >= 3
     assert audit.identified_by == "contact_id" and audit.counts == summary["counts"]
     assert audit.counts["campaigns.send_ledger"] > 0 and audit.counts["files:outbox"] > 0
     pipeline.build_kpis(warehouse_url, AS_OF)
@@ -135,41 +140,66 @@ def test_erase_leaves_no_trace_and_the_person_is_never_mailed_again(planted, eng
                                  email=person["email"].upper())["counts"]["campaigns.do_not_contact"] == 1
     assert _hits(engine, person) == {}
 
-    # The CRM exports them again a week later: imported, but never mailed.
+    # A week later the CRM exports them again, and the shop (which has not erased them) sends their
+    # account again with a new order: held back at staging, never mailed.
     export = paths.landing_dir() / "crm" / "contacts_reexport.csv"
     fields = [k for k in crm[0] if not k.startswith("_")]
     with export.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows({k: row[k] for k in fields} for row in crm)
-    _day(warehouse_url, LATER)
+    changed = dt.datetime.combine(LATER - dt.timedelta(days=2), dt.time(12), tzinfo=dt.timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(sa.text("update shop.customers set updated_at = :ts where customer_id = :c"),
+                     {"ts": changed, "c": int(person["customer_id"])})
+        new_order = conn.execute(sa.text("select max(order_id) + 1 from shop.orders")).scalar_one()
+        old_order = conn.execute(sa.text("select min(order_id) from shop.orders where customer_id = :c"),
+                                 {"c": int(person["customer_id"])}).scalar_one()
+        conn.execute(sa.text(
+            "insert into shop.orders select :n, customer_id, :ts, status, currency, total_amount, null, :ts"
+            " from shop.orders where order_id = :o"), {"n": new_order, "o": old_order, "ts": changed})
+        conn.execute(sa.text(
+            "insert into shop.order_items select :n, line_no, product_id, quantity, unit_price, :ts"
+            " from shop.order_items where order_id = :o"), {"n": new_order, "o": old_order, "ts": changed})
+    staged = _day(warehouse_url, LATER)
+    print("held back at staging:", staged["held_back"])
+    # Order lines name no person (only their order): like the erasure, the hold-back leaves them.
+    for table in ("raw.crm_contacts", "raw.shop_customers", "raw.shop_orders"):
+        assert staged["held_back"].get(table, 0) > 0, table
+    assert staged["held_back"].get("files:landing") == 1  # the re-export, rewritten without their line
+    from martech.staging import accounting
+
+    accounts = {a.raw_table: a for a in accounting.check(engine, LATER, pipeline._run_ts(LATER))}
+    print("row accounting:", *(accounts[t].line() for t in ("raw.crm_contacts", "raw.shop_customers",
+                                                            "raw.shop_orders")), sep="\n  ")
     with engine.connect() as conn:
-        assert conn.execute(sa.text("select count(*) from staging.contacts where contact_id = :c"),
-                            {"c": person["contact_id"]}).scalar_one() == 1
+        withheld = dict(conn.execute(sa.text(
+            "select table_name, count(*) from raw.quarantine where reason_code = 'do_not_contact'"
+            " and stage = 'landing' group by 1")).all())
+        assert set(conn.execute(sa.text(
+            "select received from raw.quarantine where reason_code = 'do_not_contact'")).scalars()) == {WITHHELD}
         mailed = conn.execute(sa.text(
             "select count(*) from campaigns.send_ledger where contact_id = :c or lower(email) = :e"),
             {"c": person["contact_id"], "e": person["email"].lower()}).scalar_one()
         members = conn.execute(sa.text(
             "select count(*) from audiences.audience_members where contact_id = :c"),
             {"c": person["contact_id"]}).scalar_one()
-        reasons = set(conn.execute(sa.text(
-            "select reason from audiences.exclusions where contact_id = :c and run_date = :d"),
-            {"c": person["contact_id"], "d": LATER}).scalars())
-    assert mailed == 0 and members == 0 and "suppressed" not in reasons  # no longer in those audiences
-    # An audience that does select them: eligibility excludes them as suppressed (do-not-contact list).
-    from martech.campaigns.audience import build_snapshot
-    from martech.campaigns.spec import load_campaign
+        sent_later = conn.execute(sa.text(
+            "select count(*) from campaigns.send_ledger where run_id like :d"), {"d": f"%{LATER}%"}).scalar_one()
+        listed = dict(conn.execute(sa.text("select kind, count(*) from campaigns.do_not_contact group by 1")).all())
+    # Quarantined at landing, counted in the accounting (sent = landed + quarantined at landing).
+    for table, n in staged["held_back"].items():
+        if table.startswith("raw.") and table != "raw.quarantine":
+            assert withheld[table] == n, table
+            if table in accounts:
+                assert accounts[table].landing_quarantined >= n, table
+    assert mailed == 0 and members == 0 and sent_later > 0  # the campaigns did send that day, not to them
+    assert listed.keys() == {"address", "contact_id", "customer_id"}
+    # Nowhere: not in raw, staging, marts, audiences, campaigns, kpis, nor in any file.
+    assert _hits(engine, person) == {}
+    # Campaign eligibility still refuses the address should it come back some other way.
+    from martech.privacy.erase import do_not_contact
 
-    only_them = tmp_path / "only_them.sql"
-    only_them.write_text("select c.contact_id, c.email, c.first_name from staging.contacts as c"
-                         f" where c.contact_id = '{person['contact_id']}'")
-    spec = load_campaign(paths.CAMPAIGNS_DIR / "upsell.yml").model_copy(update={"audience_sql": str(only_them)})
-    build_snapshot(engine, spec, LATER)
     with engine.connect() as conn:
-        excluded = conn.execute(sa.text(
-            "select reason, detail from audiences.exclusions where campaign_id = 'upsell' and run_date = :d"
-            " and contact_id = :c"), {"c": person["contact_id"], "d": LATER}).all()
-        members = conn.execute(sa.text(
-            "select count(*) from audiences.audience_members where contact_id = :c"),
-            {"c": person["contact_id"]}).scalar_one()
-    assert members == 0 and [tuple(e) for e in excluded] == [("suppressed", "erased: on the do-not-contact list")]
+        erased = do_not_contact(conn)
+    assert erased(f"  {person['email'].upper()} ") and not erased("someone.else@example.com")
