@@ -19,6 +19,7 @@ from martech.runs import Run
 pytestmark = pytest.mark.integration
 
 AS_OF = dt.date(2026, 5, 4)
+NEXT = AS_OF + dt.timedelta(days=1)
 LATER = AS_OF + dt.timedelta(days=7)
 CAMPAIGNS = ("winback", "vip", "upsell")
 SCHEMAS = ("raw", "staging", "marts", "audiences", "campaigns", "kpis")
@@ -43,7 +44,7 @@ def _day(url: str, day: dt.date) -> dict:
 @pytest.fixture(scope="module")
 def planted(engine, warehouse_url):
     from martech.db import migrate
-    from martech.simulate import generate_sources
+    from martech.simulate import generate_sources, play_responses
 
     with engine.begin() as conn:
         for schema in PIPELINE_SCHEMAS:
@@ -68,6 +69,22 @@ def planted(engine, warehouse_url):
         crm = [dict(r) for r in conn.execute(sa.text(
             "select * from raw.crm_contacts where contact_id = :c"), {"c": person["contact_id"]}).mappings()]
     assert crm
+    # The next day the recipients' events come in, and a CRM export mangles the person's address: the raw
+    # check keeps it in its sample of failing values and its Data Docs, staging quarantines the row.
+    play_responses(engine, paths.landing_dir(), send_date=AS_OF, days=1, seed=17)
+    fields = [k for k in crm[0] if not k.startswith("_")]
+    with (paths.landing_dir() / "crm" / f"contacts_{NEXT}.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerow({**{k: crm[-1][k] for k in fields}, "updated_at": f"{NEXT}T06:00:00+00:00",
+                         "email": f"{person['first_name']} {person['last_name']} <{person['email']}>"})
+    pipeline.ingest_crm(warehouse_url, NEXT)
+    from martech.quality.raw import DataQualityError
+
+    with pytest.raises(DataQualityError):  # the only row of its file fails: the gate stops, samples kept
+        pipeline.validate_raw(warehouse_url, NEXT)
+    pipeline.build_staging(warehouse_url, NEXT)
+    pipeline.ingest_events(warehouse_url, NEXT)
     return dict(person), crm
 
 
@@ -113,11 +130,15 @@ def test_erase_leaves_no_trace_and_the_person_is_never_mailed_again(planted, eng
     person, crm = planted
     before = _hits(engine, person)
     print("before the erasure:", before)
-    for place in ("raw.crm_contacts", "staging.contacts", "marts.customer_360", "audiences.audience_members",
-                  "campaigns.send_ledger", "files:outbox", "files:landing"):
+    for place in ("raw.crm_contacts", "raw.shop_customers", "raw.shop_orders", "raw.quarantine", "raw.email_events",
+                  "staging.contacts", "staging.customers", "staging.orders", "staging.email_events",
+                  "marts.customer_360", "marts.customer_rfm", "audiences.audience_members", "campaigns.send_ledger",
+                  "campaigns.coupons", "kpis.data_quality", "files:outbox", "files:landing", "files:data_docs"):
         assert before.get(place, 0) > 0, place
     with engine.connect() as conn:
         ledger_rows = conn.execute(sa.text("select count(*) from campaigns.send_ledger")).scalar_one()
+        kept = {t: conn.execute(sa.text(f"select count(*) from {t}")).scalar_one()
+                for t in ("audiences.audience_members", "staging.email_events", "raw.email_events")}
         sent_kpi = conn.execute(sa.text("select sum(sent) from kpis.campaign_daily")).scalar_one()
 
     summary = pipeline.erase_person(warehouse_url, AS_OF, request_id="REQ-0001", contact_id=person["contact_id"])
@@ -126,6 +147,7 @@ def test_erase_leaves_no_trace_and_the_person_is_never_mailed_again(planted, eng
     with engine.connect() as conn:
         # Tombstones: the KPIs still count the send.
         assert conn.execute(sa.text("select count(*) from campaigns.send_ledger")).scalar_one() == ledger_rows
+        assert {t: conn.execute(sa.text(f"select count(*) from {t}")).scalar_one() for t in kept} == kept
         audit = conn.execute(sa.text("select identified_by, counts from campaigns.erasure_requests")).one()
         listed = conn.execute(sa.text("select count(*) from campaigns.do_not_contact")).scalar_one()
     # The address, the contact id and the shop customer id, as keyed hashes.

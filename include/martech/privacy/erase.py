@@ -351,7 +351,8 @@ def _discount_batches(conn: Connection, table: str, cols: Mapping[str, str], whe
                       params: Mapping[str, object]) -> None:
     """Keep the ingest batches' row counts equal to what the raw tables hold (row accounting checks it)."""
     if table == "raw.quarantine":
-        column, counter = "batch_id", "rows_quarantined"
+        # Only rows rejected at landing are counted in their batch; staging's rejects are counted by staging.
+        column, counter, where = "batch_id", "rows_quarantined", f"stage = 'landing' and ({where})"
     elif table.startswith("raw.") and "_batch_id" in cols:
         column, counter = "_batch_id", "rows_loaded"
     else:
