@@ -1,7 +1,8 @@
 """
 ### gdpr_erase — erase one person on request (GDPR Art. 17)
 
-Triggered by hand with `request_id` and exactly one of `contact_id` or `email`. Deletes the person's
+Triggered by hand with `request_id` and exactly one of `contact_id` or `email` (prefer the contact id:
+Airflow keeps a run's params in its metadata database). Deletes the person's
 rows from every pipeline table, keeps the send ledger, audience members and email events as
 pseudonymous tombstones (the KPIs stay correct), removes their values from quality samples, deletes
 outbox, preview and Data Docs files that mention them and rewrites landed exports without them. A keyed
