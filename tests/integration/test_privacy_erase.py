@@ -69,6 +69,19 @@ def planted(engine, warehouse_url):
         crm = [dict(r) for r in conn.execute(sa.text(
             "select * from raw.crm_contacts where contact_id = :c"), {"c": person["contact_id"]}).mappings()]
     assert crm
+    # Previews of every treatment member (a send writes the first few only) and a dry run, which records
+    # each member's address in campaigns.dry_runs.
+    from martech.campaigns.dispatch import dry_run, write_previews
+    from martech.campaigns.spec import load_campaign
+
+    with engine.connect() as conn:
+        campaign = conn.execute(sa.text(
+            "select min(campaign_id) from campaigns.send_ledger where contact_id = :c and status = 'sent'"),
+            {"c": person["contact_id"]}).scalar_one()
+    spec = load_campaign(paths.CAMPAIGNS_DIR / f"{campaign}.yml")
+    now = dt.datetime.combine(AS_OF, dt.time(9), tzinfo=dt.timezone.utc)
+    write_previews(engine, spec, AS_OF, paths.outbox_dir() / "previews", now=now, samples=10_000)
+    dry_run(engine, spec, AS_OF, now=now)
     # The next day the recipients' events come in, and a CRM export mangles the person's address: the raw
     # check keeps it in its sample of failing values and its Data Docs, staging quarantines the row.
     play_responses(engine, paths.landing_dir(), send_date=AS_OF, days=1, seed=17)
@@ -121,7 +134,7 @@ def _hits(engine, person) -> dict[str, int]:
         # The embedded server's own storage (heap pages, WAL) is the database itself, scanned above.
         if (path.is_file() and rel.parts[0] != "warehouse"
                 and needles.search(path.read_bytes().decode("utf-8", errors="replace"))):
-            key = f"files:{rel.parts[0]}"
+            key = "files:" + "/".join(rel.parts[:2] if rel.parts[:2] == ("outbox", "previews") else rel.parts[:1])
             hits[key] = hits.get(key, 0) + 1
     return hits
 
@@ -133,7 +146,8 @@ def test_erase_leaves_no_trace_and_the_person_is_never_mailed_again(planted, eng
     for place in ("raw.crm_contacts", "raw.shop_customers", "raw.shop_orders", "raw.quarantine", "raw.email_events",
                   "staging.contacts", "staging.customers", "staging.orders", "staging.email_events",
                   "marts.customer_360", "marts.customer_rfm", "audiences.audience_members", "campaigns.send_ledger",
-                  "campaigns.coupons", "kpis.data_quality", "files:outbox", "files:landing", "files:data_docs"):
+                  "campaigns.coupons", "campaigns.dry_runs", "kpis.data_quality", "files:outbox",
+                  "files:outbox/previews", "files:landing", "files:data_docs"):
         assert before.get(place, 0) > 0, place
     with engine.connect() as conn:
         ledger_rows = conn.execute(sa.text("select count(*) from campaigns.send_ledger")).scalar_one()

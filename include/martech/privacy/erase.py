@@ -43,6 +43,7 @@ OWN_TABLES = {"campaigns.do_not_contact", "campaigns.erasure_requests"}
 # Counted by the KPIs: kept, without the person.
 TOMBSTONES = {"campaigns.send_ledger", "audiences.audience_members", "staging.email_events", "raw.email_events"}
 _ID_COLUMNS = ("contact_id", "customer_id", "shop_customer_id", "row_key", "merged_key", "source_ref")
+_ADDRESS = re.compile(r"[^\s@<>]+@[^\s@<>]+")
 _SKIP_DIRS = ("warehouse", "airflow")  # the database's own storage; Airflow's (checked to hold no addresses)
 
 
@@ -163,7 +164,9 @@ def erase_person(engine: Engine, *, request_id: str, run_date: dt.date, home: Pa
 
 def _entries(person: Person, key: str) -> list[tuple[str, str]]:
     """(kind, keyed hash) of every address and id the person goes by."""
-    return ([("address", address_key(a, key)) for a in sorted(person.emails)]
+    # Only what reads as an address: a mangled value ("Ann Lee <ann@x.org>") found beside it is erased, not listed.
+    addresses = sorted(a for a in person.emails if _ADDRESS.fullmatch(a))
+    return ([("address", address_key(a, key)) for a in addresses]
             + [("contact_id", id_key("contact_id", c, key)) for c in sorted(person.contact_ids)]
             + [("customer_id", id_key("customer_id", c, key)) for c in sorted(person.customer_ids)])
 
