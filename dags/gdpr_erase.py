@@ -1,12 +1,15 @@
 """
 ### gdpr_erase — erase one person on request (GDPR Art. 17)
 
-Triggered by hand with `request_id` and exactly one of `contact_id` or `email`. Deletes the person's
+Triggered by hand with `request_id` and exactly one of `contact_id` or `email` (prefer the contact id:
+Airflow keeps a run's params in its metadata database). Deletes the person's
 rows from every pipeline table, keeps the send ledger, audience members and email events as
 pseudonymous tombstones (the KPIs stay correct), removes their values from quality samples, deletes
 outbox, preview and Data Docs files that mention them and rewrites landed exports without them. A keyed
-hash of the address goes on `campaigns.do_not_contact` (campaign eligibility excludes it); one row with
-counts per table, and no personal data, goes to `campaigns.erasure_requests`. See `martech.privacy.erase`.
+hash of the address and of the person's ids goes on `campaigns.do_not_contact`: the staging DAG holds a
+later import of them back (quarantined at landing, reason `do_not_contact`, content withheld) and campaign
+eligibility excludes the address; one row with counts per table, and no personal data, goes to
+`campaigns.erasure_requests`. See `martech.privacy.erase`.
 
 Reads and writes: every table in `raw`, `staging`, `marts`, `audiences`, `campaigns`, `kpis`; files
 under `MARTECH_HOME` (landing, outbox, data docs).

@@ -2,7 +2,8 @@
 
 Database tests run against a throwaway database created for the test session:
 - on the PostgreSQL named by ``MARTECH_TEST_DATABASE_URL`` when it is set (a database
-  ``martech_test_<pid>`` is created there and dropped afterwards), otherwise
+  ``martech_test_<pid>`` is created there and dropped afterwards; ``<name>_<pid>`` when the URL names a
+  database other than ``postgres``, so people sharing a server can keep to a prefix of their own), otherwise
 - on an embedded PostgreSQL started from the pgserver wheel in a temporary folder, so a clean clone
   needs no server and never touches the developer's own ``.martech`` warehouse.
 """
@@ -50,7 +51,8 @@ def warehouse_url() -> Iterator[str]:
 
         embedded = EmbeddedPostgres(_TEST_HOME / "warehouse", database="postgres")
         server_url = embedded.ensure_running()
-    dbname = f"martech_test_{os.getpid()}"
+    given = server_url.rsplit("/", 1)[-1].split("?", 1)[0]
+    dbname = f"{given}_{os.getpid()}" if embedded is None and given not in ("", "postgres") else f"martech_test_{os.getpid()}"
     admin = psycopg2.connect(_admin_url(server_url, "postgres"))
     admin.autocommit = True
     with admin.cursor() as cur:

@@ -31,6 +31,20 @@ from sqlalchemy.engine import Connection, Engine
 from martech.paths import SQL_DIR
 
 SCHEMAS = ("raw", "staging", "marts", "audiences", "campaigns", "kpis")
+# COMMENT ON SCHEMA, applied by migrate: what each schema holds and who may read it.
+SCHEMA_COMMENTS = {
+    "raw": "Landing tables: every source row as received (text), batches, watermarks and quarantine. "
+           "Holds personal data; no analyst access",
+    "staging": "Typed, deduplicated source entities (one row per entity), their row accounting and repairs. "
+               "Holds personal data; no analyst access",
+    "marts": "Customer models (RFM, segments, lifecycle, CLV, lead scores, affinity); readable by analyst "
+             "except the personal columns of customer_360",
+    "audiences": "One snapshot per campaign run: members, arms, variants and exclusions. Holds addresses; "
+                 "analysts read analyst.audience_members",
+    "campaigns": "Send ledger, campaign runs, coupons, suppressions, the do-not-contact list and erasure "
+                 "requests. Holds addresses; analysts read analyst.sends",
+    "kpis": "Campaign, funnel, revenue, model and data-quality KPIs; readable by analyst",
+}
 _STATEMENT_SEP = re.compile(r"^\s*;;\s*$", re.MULTILINE)
 _COLUMN_COMMENT = re.compile(r"^\s+([a-z_][a-z0-9_]*)\s+[^\n]*?--\s*(.+?)\s*$", re.MULTILINE)
 FUNCTIONS = "functions"
@@ -137,7 +151,7 @@ MIGRATIONS_TABLE = "public.martech_schema_migrations"
 
 def schema_version(sql_dir: Path = SQL_DIR) -> str:
     """The schema's version: a digest of every landing-table and functions file, in apply order."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(repr(sorted(SCHEMA_COMMENTS.items())).encode())
     for path in _landing_files(sql_dir) + _function_files(sql_dir):
         digest.update(str(path.relative_to(sql_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
@@ -182,6 +196,7 @@ def migrate(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
             return []
         for schema in SCHEMAS:
             conn.execute(sa.text(f"create schema if not exists {schema}"))
+            conn.execute(sa.text(f"comment on schema {schema} is :c"), {"c": SCHEMA_COMMENTS[schema]})
         for sf in landing:
             _execute_file(conn, sf, None)
         for path in _function_files(sql_dir):
@@ -191,6 +206,11 @@ def migrate(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
             _execute_file(conn, sf, None)
         conn.execute(sa.text(f"create table if not exists {MIGRATIONS_TABLE} ("
                              " version text primary key, applied_at timestamptz not null default now())"))
+        conn.execute(sa.text(f"comment on table {MIGRATIONS_TABLE} is 'Grain: one row per schema version applied"
+                             " by martech.db.migrate'"))
+        conn.execute(sa.text(f"comment on column {MIGRATIONS_TABLE}.version is 'Digest of the landing-table and"
+                             " functions SQL files (martech.db.schema_version)'"))
+        conn.execute(sa.text(f"comment on column {MIGRATIONS_TABLE}.applied_at is 'When it was applied'"))
         conn.execute(sa.text(f"insert into {MIGRATIONS_TABLE} (version) values (:v) on conflict do nothing"),
                      {"v": version})
     return names

@@ -144,17 +144,20 @@ def build_staging(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     (+ copies and superseded versions) per table and fails the run when it does not add up.
     """
     from martech.db import migrate, run_model
+    from martech.privacy.erase import hold_back_erased
     from martech.staging import accounting
 
     eng = wh.engine
     params = {"run_date": run_date, "run_ts": _run_ts(run_date)}
     migrate(eng)
+    held_back = hold_back_erased(eng, run_date=run_date, home=paths.home())
     accounting.guard_rebuild(eng, run_date, _run_ts(run_date))
     counts = {m: run_model(eng, m, params) for m in STAGING_MODELS}
     accounts = accounting.check(eng, run_date, _run_ts(run_date))
     _analyze(eng, STAGING_MODELS)
-    _say([f"{m}: {n} rows" for m, n in counts.items()] + [a.line() for a in accounts])
-    return {"run_date": run_date.isoformat(), "rows": counts,
+    _say([f"{m}: {n} rows" for m, n in counts.items()] + [a.line() for a in accounts]
+         + [f"{t}: {n} of erased people held back (do-not-contact list)" for t, n in held_back.items()])
+    return {"run_date": run_date.isoformat(), "rows": counts, "held_back": held_back,
             "quarantined": {a.table: a.quarantined for a in accounts if a.quarantined},
             "merged": {a.table: a.duplicate + a.merged for a in accounts if a.duplicate + a.merged}}
 
@@ -261,12 +264,14 @@ def ingest_events(wh: Warehouse, run_date: dt.date, *, folder: Path | None = Non
     from martech.campaigns.freshness import record_suppression_refresh
     from martech.db import run_model
     from martech.ingest.landing import ingest_email_events
+    from martech.privacy.erase import hold_back_erased
 
     prepare_warehouse(wh)
     folder = folder or paths.landing_dir() / "email_events"
     folder.mkdir(parents=True, exist_ok=True)
     eng = wh.engine
     results = ingest_email_events(eng, folder, run_date=run_date, loaded_at=_run_ts(run_date))
+    hold_back_erased(eng, run_date=run_date, home=paths.home())  # late events of an erased person
     staged = run_model(eng, "staging.email_events", {"run_date": run_date, "run_ts": _run_ts(run_date)})
     suppressed = _suppress_from_events(eng)
     settings = dict(wh.transport_settings)

@@ -1,4 +1,4 @@
-"""A small chain through Airflow, then a search of everything Airflow kept — task logs, XComs, asset
+"""A small chain through Airflow and an erasure request, then a search of everything Airflow kept — task logs, XComs, asset
 events and every other row of its metadata database — for the simulated people's addresses and names."""
 
 from __future__ import annotations
@@ -52,6 +52,19 @@ def test_airflow_keeps_no_address_or_name(engine, warehouse_url, tmp_path, capfd
         people = conn.execute(sa.text(
             "select email, first_name, last_name from staging.contacts where email is not null")).all()
     assert sent > 0 and len(people) > 100
+    # An erasure request through Airflow (by contact id: the run's params are kept in Airflow's metadata).
+    with engine.connect() as conn:
+        erased = conn.execute(sa.text(
+            "select min(contact_id) from campaigns.send_ledger where status = 'sent'")).scalar_one()
+    with demo._output_to(log):
+        run = dags["gdpr_erase"].test(
+            logical_date=dt.datetime.combine(DAY, dt.time(5), tzinfo=dt.timezone.utc),
+            run_conf={"run_date": DAY.isoformat(), "request_id": "REQ-E2E-1", "contact_id": erased})
+    assert str(run.state).endswith("success")
+    with engine.connect() as conn:
+        counts = conn.execute(sa.text(
+            "select counts from campaigns.erasure_requests where request_id = 'REQ-E2E-1'")).scalar_one()
+    assert counts["staging.contacts"] == 1 and counts["campaigns.send_ledger"] >= 1
     addresses = {p.email.lower() for p in people}
     # Whole words of five letters or more: shorter names occur inside ordinary words and identifiers.
     names = {n for p in people for n in (p.first_name, p.last_name) if n and len(n) >= 5}
@@ -68,4 +81,6 @@ def test_airflow_keeps_no_address_or_name(engine, warehouse_url, tmp_path, capfd
         lowered = text.lower()
         hits += [f"{where}: {a}" for a in addresses if a in lowered]
         hits += [f"{where}: {m.group(0)}" for m in name_pattern.finditer(text)][:5]
+    print(f"searched {len(texts)} texts ({sum(map(len, texts.values())):,} characters) for {len(addresses)}"
+          f" addresses and {len(names)} names: {len(hits)} hits")
     assert hits == []

@@ -1,5 +1,6 @@
 """Erase one person planted through the pipeline, then search every table and every file for them;
-re-import their CRM row and check they are never mailed again."""
+re-import them (their CRM row and their shop account with a new order) and check they are held back
+at staging, counted in the row accounting, never mailed, and again found nowhere."""
 
 from __future__ import annotations
 
@@ -12,23 +13,25 @@ import sqlalchemy as sa
 
 from martech import paths, pipeline
 from martech.campaigns import runner
+from martech.privacy.erase import WITHHELD
 from martech.runs import Run
 from martech.warehouse import Warehouse
 
 pytestmark = pytest.mark.integration
 
 AS_OF = dt.date(2026, 5, 4)
+NEXT = AS_OF + dt.timedelta(days=1)
 LATER = AS_OF + dt.timedelta(days=7)
 CAMPAIGNS = ("winback", "vip", "upsell")
 SCHEMAS = ("raw", "staging", "marts", "audiences", "campaigns", "kpis")
 PIPELINE_SCHEMAS = ("shop", "sim_truth", *SCHEMAS)
 
 
-def _day(wh: Warehouse, day: dt.date) -> None:
+def _day(wh: Warehouse, day: dt.date) -> dict:
     pipeline.ingest_shop(wh, day)
     pipeline.ingest_crm(wh, day)
     pipeline.validate_raw(wh, day)
-    pipeline.build_staging(wh, day)
+    staged = pipeline.build_staging(wh, day)
     pipeline.build_customer_models(wh, day)
     pipeline.ingest_events(wh, day)  # the campaigns send only on suppressions refreshed for the day
     now = dt.datetime.combine(day, dt.time(9), tzinfo=dt.timezone.utc)
@@ -36,12 +39,13 @@ def _day(wh: Warehouse, day: dt.date) -> None:
         runner.build_audience(wh, campaign, Run.daily(day))
         runner.dispatch(wh, campaign, Run.daily(day), now)
     pipeline.build_kpis(wh, day)
+    return staged
 
 
 @pytest.fixture(scope="module")
 def planted(engine, warehouse):
     from martech.db import migrate
-    from martech.simulate import generate_sources
+    from martech.simulate import generate_sources, play_responses
 
     with engine.begin() as conn:
         for schema in PIPELINE_SCHEMAS:
@@ -66,6 +70,35 @@ def planted(engine, warehouse):
         crm = [dict(r) for r in conn.execute(sa.text(
             "select * from raw.crm_contacts where contact_id = :c"), {"c": person["contact_id"]}).mappings()]
     assert crm
+    # Previews of every treatment member (a send writes the first few only) and a dry run, which records
+    # each member's address in campaigns.dry_runs.
+    from martech.campaigns.dispatch import dry_run, write_previews
+    from martech.campaigns.spec import load_campaign
+
+    with engine.connect() as conn:
+        campaign = conn.execute(sa.text(
+            "select min(campaign_id) from campaigns.send_ledger where contact_id = :c and status = 'sent'"),
+            {"c": person["contact_id"]}).scalar_one()
+    spec = load_campaign(paths.CAMPAIGNS_DIR / f"{campaign}.yml")
+    now = dt.datetime.combine(AS_OF, dt.time(9), tzinfo=dt.timezone.utc)
+    write_previews(engine, spec, AS_OF, paths.outbox_dir() / "previews", now=now, samples=10_000)
+    dry_run(engine, spec, AS_OF, now=now)
+    # The next day the recipients' events come in, and a CRM export mangles the person's address: the raw
+    # check keeps it in its sample of failing values and its Data Docs, staging quarantines the row.
+    play_responses(engine, paths.landing_dir(), send_date=AS_OF, days=1, seed=17)
+    fields = [k for k in crm[0] if not k.startswith("_")]
+    with (paths.landing_dir() / "crm" / f"contacts_{NEXT}.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerow({**{k: crm[-1][k] for k in fields}, "updated_at": f"{NEXT}T06:00:00+00:00",
+                         "email": f"{person['first_name']} {person['last_name']} <{person['email']}>"})
+    pipeline.ingest_crm(warehouse, NEXT)
+    from martech.quality.results import DataQualityError
+
+    with pytest.raises(DataQualityError):  # the only row of its file fails: the gate stops, samples kept
+        pipeline.validate_raw(warehouse, NEXT)
+    pipeline.build_staging(warehouse, NEXT)
+    pipeline.ingest_events(warehouse, NEXT)
     return dict(person), crm
 
 
@@ -102,7 +135,7 @@ def _hits(engine, person) -> dict[str, int]:
         # The embedded server's own storage (heap pages, WAL) is the database itself, scanned above.
         if (path.is_file() and rel.parts[0] != "warehouse"
                 and needles.search(path.read_bytes().decode("utf-8", errors="replace"))):
-            key = f"files:{rel.parts[0]}"
+            key = "files:" + "/".join(rel.parts[:2] if rel.parts[:2] == ("outbox", "previews") else rel.parts[:1])
             hits[key] = hits.get(key, 0) + 1
     return hits
 
@@ -111,11 +144,16 @@ def test_erase_leaves_no_trace_and_the_person_is_never_mailed_again(planted, eng
     person, crm = planted
     before = _hits(engine, person)
     print("before the erasure:", before)
-    for place in ("raw.crm_contacts", "staging.contacts", "marts.customer_360", "audiences.audience_members",
-                  "campaigns.send_ledger", "files:outbox", "files:landing"):
+    for place in ("raw.crm_contacts", "raw.shop_customers", "raw.shop_orders", "raw.quarantine", "raw.email_events",
+                  "staging.contacts", "staging.customers", "staging.orders", "staging.email_events",
+                  "marts.customer_360", "marts.customer_rfm", "audiences.audience_members", "campaigns.send_ledger",
+                  "campaigns.coupons", "campaigns.dry_runs", "kpis.data_quality", "files:outbox",
+                  "files:outbox/previews", "files:landing", "files:data_docs"):
         assert before.get(place, 0) > 0, place
     with engine.connect() as conn:
         ledger_rows = conn.execute(sa.text("select count(*) from campaigns.send_ledger")).scalar_one()
+        kept = {t: conn.execute(sa.text(f"select count(*) from {t}")).scalar_one()
+                for t in ("audiences.audience_members", "staging.email_events", "raw.email_events")}
         sent_kpi = conn.execute(sa.text("select sum(sent) from kpis.campaign_daily")).scalar_one()
 
     summary = pipeline.erase_person(warehouse, AS_OF, request_id="REQ-0001", contact_id=person["contact_id"])
@@ -124,8 +162,11 @@ def test_erase_leaves_no_trace_and_the_person_is_never_mailed_again(planted, eng
     with engine.connect() as conn:
         # Tombstones: the KPIs still count the send.
         assert conn.execute(sa.text("select count(*) from campaigns.send_ledger")).scalar_one() == ledger_rows
+        assert {t: conn.execute(sa.text(f"select count(*) from {t}")).scalar_one() for t in kept} == kept
         audit = conn.execute(sa.text("select identified_by, counts from campaigns.erasure_requests")).one()
-        assert conn.execute(sa.text("select count(*) from campaigns.do_not_contact")).scalar_one() == 1
+        listed = conn.execute(sa.text("select count(*) from campaigns.do_not_contact")).scalar_one()
+    # The address, the contact id and the shop customer id, as keyed hashes.
+    assert listed == summary["counts"]["campaigns.do_not_contact"] >= 3
     assert audit.identified_by == "contact_id" and audit.counts == summary["counts"]
     assert audit.counts["campaigns.send_ledger"] > 0 and audit.counts["files:outbox"] > 0
     pipeline.build_kpis(warehouse, AS_OF)
@@ -136,41 +177,66 @@ def test_erase_leaves_no_trace_and_the_person_is_never_mailed_again(planted, eng
                                  email=person["email"].upper())["counts"]["campaigns.do_not_contact"] == 1
     assert _hits(engine, person) == {}
 
-    # The CRM exports them again a week later: imported, but never mailed.
+    # A week later the CRM exports them again, and the shop (which has not erased them) sends their
+    # account again with a new order: held back at staging, never mailed.
     export = paths.landing_dir() / "crm" / "contacts_reexport.csv"
     fields = [k for k in crm[0] if not k.startswith("_")]
     with export.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows({k: row[k] for k in fields} for row in crm)
-    _day(warehouse, LATER)
+    changed = dt.datetime.combine(LATER - dt.timedelta(days=2), dt.time(12), tzinfo=dt.timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(sa.text("update shop.customers set updated_at = :ts where customer_id = :c"),
+                     {"ts": changed, "c": int(person["customer_id"])})
+        new_order = conn.execute(sa.text("select max(order_id) + 1 from shop.orders")).scalar_one()
+        old_order = conn.execute(sa.text("select min(order_id) from shop.orders where customer_id = :c"),
+                                 {"c": int(person["customer_id"])}).scalar_one()
+        conn.execute(sa.text(
+            "insert into shop.orders select :n, customer_id, :ts, status, currency, total_amount, null, :ts"
+            " from shop.orders where order_id = :o"), {"n": new_order, "o": old_order, "ts": changed})
+        conn.execute(sa.text(
+            "insert into shop.order_items select :n, line_no, product_id, quantity, unit_price, :ts"
+            " from shop.order_items where order_id = :o"), {"n": new_order, "o": old_order, "ts": changed})
+    staged = _day(warehouse, LATER)
+    print("held back at staging:", staged["held_back"])
+    # Order lines name no person (only their order): like the erasure, the hold-back leaves them.
+    for table in ("raw.crm_contacts", "raw.shop_customers", "raw.shop_orders"):
+        assert staged["held_back"].get(table, 0) > 0, table
+    assert staged["held_back"].get("files:landing") == 1  # the re-export, rewritten without their line
+    from martech.staging import accounting
+
+    accounts = {a.raw_table: a for a in accounting.check(engine, LATER, pipeline._run_ts(LATER))}
+    print("row accounting:", *(accounts[t].line() for t in ("raw.crm_contacts", "raw.shop_customers",
+                                                            "raw.shop_orders")), sep="\n  ")
     with engine.connect() as conn:
-        assert conn.execute(sa.text("select count(*) from staging.contacts where contact_id = :c"),
-                            {"c": person["contact_id"]}).scalar_one() == 1
+        withheld = dict(conn.execute(sa.text(
+            "select table_name, count(*) from raw.quarantine where reason_code = 'do_not_contact'"
+            " and stage = 'landing' group by 1")).all())
+        assert set(conn.execute(sa.text(
+            "select received from raw.quarantine where reason_code = 'do_not_contact'")).scalars()) == {WITHHELD}
         mailed = conn.execute(sa.text(
             "select count(*) from campaigns.send_ledger where contact_id = :c or lower(email) = :e"),
             {"c": person["contact_id"], "e": person["email"].lower()}).scalar_one()
         members = conn.execute(sa.text(
             "select count(*) from audiences.audience_members where contact_id = :c"),
             {"c": person["contact_id"]}).scalar_one()
-        reasons = set(conn.execute(sa.text(
-            "select reason from audiences.exclusions where contact_id = :c and run_date = :d"),
-            {"c": person["contact_id"], "d": LATER}).scalars())
-    assert mailed == 0 and members == 0 and "suppressed" not in reasons  # no longer in those audiences
-    # An audience that does select them: eligibility excludes them as suppressed (do-not-contact list).
-    from martech.campaigns.audience import build_snapshot
-    from martech.campaigns.spec import load_campaign
+        sent_later = conn.execute(sa.text(
+            "select count(*) from campaigns.send_ledger where run_id like :d"), {"d": f"%{LATER}%"}).scalar_one()
+        listed = dict(conn.execute(sa.text("select kind, count(*) from campaigns.do_not_contact group by 1")).all())
+    # Quarantined at landing, counted in the accounting (sent = landed + quarantined at landing).
+    for table, n in staged["held_back"].items():
+        if table.startswith("raw.") and table != "raw.quarantine":
+            assert withheld[table] == n, table
+            if table in accounts:
+                assert accounts[table].landing_quarantined >= n, table
+    assert mailed == 0 and members == 0 and sent_later > 0  # the campaigns did send that day, not to them
+    assert listed.keys() == {"address", "contact_id", "customer_id"}
+    # Nowhere: not in raw, staging, marts, audiences, campaigns, kpis, nor in any file.
+    assert _hits(engine, person) == {}
+    # Campaign eligibility still refuses the address should it come back some other way.
+    from martech.privacy.erase import do_not_contact
 
-    only_them = tmp_path / "only_them.sql"
-    only_them.write_text("select c.contact_id, c.email, c.first_name from staging.contacts as c"
-                         f" where c.contact_id = '{person['contact_id']}'")
-    spec = load_campaign(paths.CAMPAIGNS_DIR / "upsell.yml").model_copy(update={"audience_sql": str(only_them)})
-    build_snapshot(engine, spec, LATER)
     with engine.connect() as conn:
-        excluded = conn.execute(sa.text(
-            "select reason, detail from audiences.exclusions where campaign_id = 'upsell' and run_date = :d"
-            " and contact_id = :c"), {"c": person["contact_id"], "d": LATER}).all()
-        members = conn.execute(sa.text(
-            "select count(*) from audiences.audience_members where contact_id = :c"),
-            {"c": person["contact_id"]}).scalar_one()
-    assert members == 0 and [tuple(e) for e in excluded] == [("suppressed", "erased: on the do-not-contact list")]
+        erased = do_not_contact(conn)
+    assert erased(f"  {person['email'].upper()} ") and not erased("someone.else@example.com")

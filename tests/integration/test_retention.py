@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from martech.ingest.batches import BatchResult, record_batch
-from martech.privacy.retention import DEFAULT_DAYS, RetentionPolicy, apply_retention
+from martech.privacy.retention import DEFAULT_DAYS, EXPIRED, RetentionPolicy, apply_retention
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,9 @@ def test_retention_removes_what_is_past_its_period(clean_warehouse, tmp_path):
     assert removed == {"raw_events": 1, "landing": 1, "quarantine": 1, "outbox": 1, "previews": 2}
     with clean_warehouse.connect() as conn:
         assert conn.execute(sa.text("select sg_event_id from raw.email_events")).scalars().all() == ["e1"]
-        assert conn.execute(sa.text("select run_date from raw.quarantine")).scalars().all() == [RECENT]
+        # The old line rejected at landing keeps its place (its batch counts it), not its content.
+        assert conn.execute(sa.text("select run_date, received from raw.quarantine order by 1")).all() == [
+            (OLD, EXPIRED), (RECENT, "a@example.com")]
         # The batch record stays: a re-delivered old file is still recognised and not loaded twice.
         assert conn.execute(sa.text("select count(*) from raw.ingest_batches")).scalar_one() == 2
     assert sorted(p.name for p in (landing / "crm").iterdir()) == ["contacts_2026-03-01.csv.note",
@@ -92,3 +94,28 @@ def test_retention_through_the_pipeline_step(clean_warehouse, warehouse, monkeyp
     summary = pipeline.apply_retention(warehouse, RUN)
     # Defaults: events 400 days (both kept), landing, outbox and previews 30, quarantine 90.
     assert summary["removed"] == {"raw_events": 0, "landing": 1, "quarantine": 1, "outbox": 1, "previews": 1}
+
+
+def test_row_accounting_still_adds_up_after_retention(clean_warehouse, warehouse, tmp_path):
+    """A CRM line rejected at landing, staged around, then past the quarantine period: staging's row
+    accounting (rows sent = landed + quarantined at landing) holds on the next run."""
+    from martech import pipeline
+
+    crm = tmp_path / "crm"
+    crm.mkdir()
+    header = ("contact_id,email,first_name,last_name,birthday,country,timezone,consent_status,consent_updated_at,"
+              "lifecycle_status,shop_customer_id,created_at,updated_at")
+    (crm / "contacts_2026-03-01.csv").write_text(
+        f"{header}\nC1,a@example.com,Ann,Lee,,DE,Europe/Berlin,opted_in,2026-01-01T00:00:00+00:00,lead,,"
+        "2026-01-01T00:00:00+00:00,2026-01-01T00:00:00+00:00\nC2,b@example.com,too,few,fields\n")
+    pipeline.ingest_crm(warehouse, OLD, folder=crm)
+    pipeline.build_staging(warehouse, OLD)
+    with clean_warehouse.connect() as conn:
+        assert conn.execute(sa.text("select stage from raw.quarantine")).scalars().all() == ["landing"]
+    removed = apply_retention(clean_warehouse, RUN, landing=tmp_path, outbox=tmp_path / "outbox",
+                              policy=POLICY)
+    assert removed["quarantine"] == 1
+    summary = pipeline.build_staging(warehouse, RUN)  # raises AccountingError if the counts broke
+    assert summary["rows"]["staging.contacts"] == 1
+    with clean_warehouse.connect() as conn:
+        assert conn.execute(sa.text("select received from raw.quarantine")).scalars().all() == [EXPIRED]

@@ -35,6 +35,24 @@ _VIEW_COMMENTS = {
                                 "one row per contact per campaign run",
     "analyst.sends": "campaigns.send_ledger without address or error text: one row per intended send",
 }
+# The views' columns mean what they mean in the tables under them.
+_COLUMN_COMMENTS = {
+    "campaign_id": "Campaign (include/campaigns/<id>.yml)",
+    "run_id": "Campaign run (a date, or an hour for hourly series)",
+    "run_date": "Run date",
+    "contact_id": "CRM contact id (erased people: erased:<hash>); no address or name",
+    "arm": "treatment (mailed) or holdout (not mailed)",
+    "variant": "A/B variant",
+    "step": "Step of a series (1 for single messages)",
+    "send_at": "Start of the send window in the contact's time zone",
+    "send_before": "End of that window (null = no window)",
+    "send_id": "Id of the intended send (custom_args.send_id in email events)",
+    "status": "pending, sent, failed or skipped",
+    "transport": "outbox, smtp or sendgrid",
+    "attempts": "Requests made for the send",
+    "created_at": "When the send was planned (the run's timestamp)",
+    "sent_at": "When the provider accepted it",
+}
 
 _CREATE_ROLE = f"""
 do $$
@@ -62,6 +80,8 @@ def grant_analyst_access(engine: Engine) -> None:
         for name, body in _VIEWS.items():
             conn.execute(sa.text(f"create or replace view {name} as {body}"))
             conn.execute(sa.text(f"comment on view {name} is :c"), {"c": _VIEW_COMMENTS[name]})
+            for column in _view_columns(body):
+                conn.execute(sa.text(f"comment on column {name}.{column} is :c"), {"c": _COLUMN_COMMENTS[column]})
         for schema in READABLE_SCHEMAS:
             conn.execute(sa.text(f"create schema if not exists {schema}"))
             conn.execute(sa.text(f"grant usage on schema {schema} to {ROLE}"))
@@ -70,6 +90,11 @@ def grant_analyst_access(engine: Engine) -> None:
             conn.execute(sa.text(
                 f"alter default privileges in schema {schema} grant select on tables to {ROLE}"))
         _restrict_personal_columns(conn)
+
+
+def _view_columns(body: str) -> list[str]:
+    select_list = body.split("select", 1)[1].split("from", 1)[0]
+    return [c.strip() for c in select_list.split(",")]
 
 
 def _restrict_personal_columns(conn: sa.Connection) -> None:

@@ -10,8 +10,11 @@ customer id found that way is then removed:
 - files under ``MARTECH_HOME`` (outbox, previews, Data Docs) that mention them are deleted, landed export
   files are rewritten without the person's lines (their batch record follows, so they are not re-loaded).
 
-A keyed hash of the normalised address goes on ``campaigns.do_not_contact``, which campaign eligibility
-consults, so a later import of the same address is never mailed. ``campaigns.erasure_requests`` keeps
+A keyed hash of the normalised address (and of the contact and shop customer ids) goes on
+``campaigns.do_not_contact``. A later import of the person is held back at the start of staging by
+:func:`hold_back_erased`: their raw rows move to ``raw.quarantine`` (reason ``do_not_contact``, the row
+itself withheld) and their landed file lines are removed, so they never reach staging, the models or an
+audience; campaign eligibility consults the list too, as a second line. ``campaigns.erasure_requests`` keeps
 one row per request with counts only. The embedded warehouse's own storage and the source systems
 (shop database, CRM) are outside this: PostgreSQL reclaims deleted rows on VACUUM, sources erase their own.
 """
@@ -40,6 +43,7 @@ OWN_TABLES = {"campaigns.do_not_contact", "campaigns.erasure_requests"}
 # Counted by the KPIs: kept, without the person.
 TOMBSTONES = {"campaigns.send_ledger", "audiences.audience_members", "staging.email_events", "raw.email_events"}
 _ID_COLUMNS = ("contact_id", "customer_id", "shop_customer_id", "row_key", "merged_key", "source_ref")
+_ADDRESS = re.compile(r"[^\s@<>]+@[^\s@<>]+")
 _SKIP_DIRS = ("warehouse", "airflow")  # the database's own storage; Airflow's (checked to hold no addresses)
 
 
@@ -55,11 +59,17 @@ def address_key(address: str, key: str | None = None) -> str:
     return hmac.new((key or secret()).encode(), address.strip().lower().encode(), hashlib.sha256).hexdigest()
 
 
+def id_key(kind: str, value: str, key: str | None = None) -> str:
+    """The do-not-contact entry of a contact or shop customer id (``kind`` names which)."""
+    return address_key(f"{kind}:{value.strip()}", key)
+
+
 def do_not_contact(conn: Connection) -> Callable[[str], bool]:
     """A test for "this address was erased": true when its keyed hash is on the do-not-contact list."""
     listed: set[str] = set()
     if _exists(conn, "campaigns.do_not_contact"):
-        listed = set(conn.execute(sa.text("select address_hmac from campaigns.do_not_contact")).scalars())
+        listed = set(conn.execute(sa.text(
+            "select address_hmac from campaigns.do_not_contact where kind = 'address'")).scalars())
     if not listed:
         return lambda address: False
     key = secret()
@@ -88,6 +98,10 @@ class Person:
 def find_person(conn: Connection, *, contact_id: str | None = None, email: str | None = None) -> Person:
     """Every address and id the person goes by, followed through CRM contacts and shop customers."""
     p = Person(emails={email.strip().lower()} if email else set(), contact_ids={contact_id} if contact_id else set())
+    return _follow(conn, p)
+
+
+def _follow(conn: Connection, p: Person) -> Person:
     for _ in range(3):  # contact -> address -> shop customer -> address ...: a fixed point in few steps
         before = (len(p.emails), len(p.contact_ids), len(p.customer_ids))
         for table, cid, cust in (("staging.contacts", "contact_id", "customer_id"),
@@ -138,12 +152,7 @@ def erase_person(engine: Engine, *, request_id: str, run_date: dt.date, home: Pa
                 if n:
                     counts[table] = n
         counts.update(_erase_files(conn, home, person))
-        for address in sorted(person.emails):
-            conn.execute(sa.text(
-                "insert into campaigns.do_not_contact (address_hmac, request_id, listed_on)"
-                " values (:h, :r, :d) on conflict (address_hmac) do nothing"),
-                {"h": address_key(address, key), "r": request_id, "d": run_date})
-        counts["campaigns.do_not_contact"] = len(person.emails)
+        counts["campaigns.do_not_contact"] = _list(conn, person, key, request_id, run_date)
         conn.execute(sa.text(
             "insert into campaigns.erasure_requests (request_id, run_date, identified_by, counts)"
             " values (:r, :d, :by, cast(:c as jsonb)) on conflict (request_id) do update"
@@ -151,6 +160,131 @@ def erase_person(engine: Engine, *, request_id: str, run_date: dt.date, home: Pa
             {"r": request_id, "d": run_date, "by": "contact_id" if contact_id else "email",
              "c": json.dumps(counts)})
     return counts
+
+
+def _entries(person: Person, key: str) -> list[tuple[str, str]]:
+    """(kind, keyed hash) of every address and id the person goes by."""
+    # Only what reads as an address: a mangled value ("Ann Lee <ann@x.org>") found beside it is erased, not listed.
+    addresses = sorted(a for a in person.emails if _ADDRESS.fullmatch(a))
+    return ([("address", address_key(a, key)) for a in addresses]
+            + [("contact_id", id_key("contact_id", c, key)) for c in sorted(person.contact_ids)]
+            + [("customer_id", id_key("customer_id", c, key)) for c in sorted(person.customer_ids)])
+
+
+def _list(conn: Connection, person: Person, key: str, request_id: str, run_date: dt.date) -> int:
+    entries = _entries(person, key)
+    for kind, digest in entries:
+        conn.execute(sa.text(
+            "insert into campaigns.do_not_contact (address_hmac, request_id, listed_on, kind)"
+            " values (:h, :r, :d, :k) on conflict (address_hmac) do nothing"),
+            {"h": digest, "r": request_id, "d": run_date, "k": kind})
+    return len(entries)
+
+
+WITHHELD = "withheld: the person asked to be erased (campaigns.do_not_contact)"
+HELD_BACK_REASON = ("the person was erased on request and is on the do-not-contact list: the row is not staged"
+                    " and its content is not kept. Erase the person in the source system too")
+# Id columns whose values are shop customer or CRM contact ids (HubSpot and Shopify use ids of their own).
+_LISTED_IDS = {"contact_id": "contact_id", "customer_id": "customer_id", "shop_customer_id": "customer_id"}
+_NOT_LANDED = ("raw.quarantine", "raw.ingest_batches", "raw.ingest_state")
+
+
+def hold_back_erased(engine: Engine, *, run_date: dt.date, home: Path) -> dict[str, int]:
+    """Keep a re-imported erased person out of the pipeline; returns rows (files) held back per table.
+
+    Every raw row naming a listed address or id, and every row linked to those (the contact's shop
+    customer, their orders ...), moves from its landing table to ``raw.quarantine`` as quarantined at
+    landing: reason ``do_not_contact``, the row's content withheld, its batch's ``rows_loaded`` and
+    ``rows_quarantined`` moved by one, so the row accounting still adds up. Landed files lose the
+    person's lines (as on erasure), quality samples their values. Ids newly seen with a listed address
+    are listed too. Nothing is read or written when the list is empty.
+    """
+    with engine.begin() as conn:
+        if not _exists(conn, "campaigns.do_not_contact"):
+            return {}
+        listed: dict[str, str] = {h: r for h, r in conn.execute(sa.text(
+            "select address_hmac, request_id from campaigns.do_not_contact")).all()}
+        if not listed:
+            return {}
+        conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('martech.erase'))"))
+        key = secret()
+        person, request_id = _listed_in_raw(conn, listed, key)
+        if not person.tokens():
+            return {}
+        person = _follow(conn, person)
+        counts: dict[str, int] = {}
+        for table in _landing_tables(conn):
+            n = _hold_back(conn, table, person, run_date)
+            if n:
+                counts[table] = n
+        where, params = _match(_columns(conn, "raw.quarantine"), person)
+        n = conn.execute(sa.text(
+            "update raw.quarantine set received = :withheld, reason = :reason, row_key = null,"
+            " source_ref = 'batch ' || batch_id, received_encoding = 'text'"
+            f" where reason_code is distinct from 'do_not_contact' and ({where})"),
+            {**params, "withheld": WITHHELD, "reason": HELD_BACK_REASON}).rowcount
+        if n:
+            counts["raw.quarantine"] = n
+        if _exists(conn, "kpis.data_quality") and (n := _erase_table(conn, "kpis.data_quality", person)):
+            counts["kpis.data_quality"] = n
+        counts.update(_erase_files(conn, home, person))
+        # A new account or contact of a listed address: its ids join the list.
+        _list(conn, person, key, request_id, run_date)
+    return counts
+
+
+def _listed_in_raw(conn: Connection, listed: Mapping[str, str], key: str) -> tuple[Person, str]:
+    """The addresses and ids in the landing tables whose keyed hash is listed, and a request that listed one."""
+    person, request_ids = Person(), []
+    for table in _landing_tables(conn):
+        for column, kind in _columns(conn, table).items():
+            id_kind = None if table.startswith(("raw.hubspot_", "raw.shopify_")) else _LISTED_IDS.get(column)
+            if not ("email" in column and kind == "text") and id_kind is None:
+                continue
+            # Addresses are compared normalised (lower case), ids as they are.
+            value_sql = f"btrim({column}::text)" if id_kind else f"lower(btrim({column}))"
+            values = conn.execute(sa.text(
+                f"select distinct {value_sql} from {table} where {column} is not null")).scalars()
+            for value in values:
+                digest = id_key(id_kind, value, key) if id_kind else address_key(value, key)
+                if digest not in listed:
+                    continue
+                request_ids.append(listed[digest])
+                {None: person.emails, "contact_id": person.contact_ids,
+                 "customer_id": person.customer_ids}[id_kind].add(value)
+    return person, min(request_ids, default="")
+
+
+def _landing_tables(conn: Connection) -> list[str]:
+    return [t for t in conn.execute(sa.text(
+        "select c.table_schema || '.' || c.table_name from information_schema.columns as c"
+        " join information_schema.tables as t using (table_schema, table_name)"
+        " where c.table_schema = 'raw' and c.column_name = '_batch_id' and t.table_type = 'BASE TABLE'"
+        " order by 1")).scalars() if t not in _NOT_LANDED]
+
+
+def _hold_back(conn: Connection, table: str, person: Person, run_date: dt.date) -> int:
+    cols = _columns(conn, table)
+    where, params = _match(cols, person)
+    # Where the row was, without its content: file and line, or (database pulls) only its batch.
+    from_file = {"_source_file", "_line_no"} <= set(cols)
+    ref = "g._source_file || ':' || g._line_no" if from_file else "'batch ' || g._batch_id"
+    returned = "_batch_id, _source_file, _line_no" if from_file else "_batch_id"
+    return int(conn.execute(sa.text(
+        f"with gone as (delete from {table} where {where} returning {returned}),"
+        " moved as ("
+        "  insert into raw.quarantine (table_name, batch_id, source_ref, received, reason, run_date, reason_code,"
+        "                              stage)"
+        f"  select :table, g._batch_id, {ref}, :withheld, :reason, :run_date, 'do_not_contact', 'landing'"
+        "  from gone as g returning batch_id),"
+        " counted as ("
+        "  update raw.ingest_batches as b set rows_loaded = b.rows_loaded - m.n,"
+        "         rows_quarantined = b.rows_quarantined + m.n"
+        "  from (select batch_id, count(*) as n from moved group by 1) as m where b.batch_id = m.batch_id"
+        "  returning 1)"
+        " select count(*) from moved"),
+        {**params, "table": table, "withheld": WITHHELD, "reason": HELD_BACK_REASON,
+         "run_date": run_date}).scalar_one())
 
 
 def _exists(conn: Connection, table: str) -> bool:
@@ -220,7 +354,8 @@ def _discount_batches(conn: Connection, table: str, cols: Mapping[str, str], whe
                       params: Mapping[str, object]) -> None:
     """Keep the ingest batches' row counts equal to what the raw tables hold (row accounting checks it)."""
     if table == "raw.quarantine":
-        column, counter = "batch_id", "rows_quarantined"
+        # Only rows rejected at landing are counted in their batch; staging's rejects are counted by staging.
+        column, counter, where = "batch_id", "rows_quarantined", f"stage = 'landing' and ({where})"
     elif table.startswith("raw.") and "_batch_id" in cols:
         column, counter = "_batch_id", "rows_loaded"
     else:

@@ -6,7 +6,10 @@ date removes the same things:
 
 - ``raw_events``  rows of ``raw.email_events`` loaded before the cutoff (staging keeps what it needs);
 - ``landing``     landed files whose complete batch (same name and checksum) ran before the cutoff;
-- ``quarantine``  rows of ``raw.quarantine`` rejected by a run before the cutoff;
+- ``quarantine``  rows of ``raw.quarantine`` rejected by a run before the cutoff: a line rejected at
+                  landing keeps its row (file, line, reason) without its content, because its ingest
+                  batch counts it and the row accounting checks that count; a staging reject (which
+                  staging writes afresh on every run) goes;
 - ``outbox``      ``<outbox>/<campaign>/<run_id>/`` folders of runs before the cutoff;
 - ``previews``    ``<outbox>/previews/<campaign>/<run_id>/`` folders of runs before the cutoff.
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+EXPIRED = "removed: past its retention period"
 DEFAULT_DAYS = {"raw_events": 400, "landing": 30, "quarantine": 90, "outbox": 30, "previews": 30}
 
 
@@ -63,7 +67,11 @@ def apply_retention(engine: Engine, run_date: dt.date, *, landing: Path, outbox:
                 "delete from raw.email_events where _loaded_at < :c"), {"c": cut}).rowcount
         if (cut := policy.cutoff("quarantine", run_date)) is not None:
             removed["quarantine"] = conn.execute(sa.text(
-                "delete from raw.quarantine where run_date < :c"), {"c": cut}).rowcount
+                "delete from raw.quarantine where run_date < :c and stage <> 'landing'"), {"c": cut}).rowcount
+            removed["quarantine"] += conn.execute(sa.text(
+                "update raw.quarantine set received = :r, received_encoding = 'text'"
+                " where run_date < :c and stage = 'landing' and received <> :r"),
+                {"c": cut, "r": EXPIRED}).rowcount
         if (cut := policy.cutoff("landing", run_date)) is not None:
             old = {(r.source_file, r.checksum) for r in conn.execute(sa.text(
                 "select source_file, checksum from raw.ingest_batches"

@@ -45,7 +45,7 @@ class TableAccount:
             if n:
                 parts.append(f"{n:,} {label}")
         return f"{self.raw_table} → {self.table}: {self.received:,} received = " + " + ".join(parts) + (
-            f" (and {self.landing_quarantined:,} unreadable at landing)" if self.landing_quarantined else "")
+            f" (and {self.landing_quarantined:,} quarantined at landing)" if self.landing_quarantined else "")
 
 
 def _count(conn: Any, sql: str, **params: Any) -> int:

@@ -3,12 +3,12 @@
 -- Written by martech.campaigns.audience.build_snapshot: the run's rows are deleted and copied in again
 -- in one transaction, so a rerun with the same inputs leaves identical rows.
 create table if not exists audiences.audience_members (
-    campaign_id text not null,
+    campaign_id text not null, -- Campaign (include/campaigns/<id>.yml)
     run_id text not null,
-    run_date date not null,
-    contact_id text not null,
-    email text not null,
-    first_name text,
+    run_date date not null, -- Run date
+    contact_id text not null, -- CRM contact id (erased people: erased:<hash>)
+    email text not null, -- Address the send goes to (personal data)
+    first_name text, -- First name for the greeting (personal data)
     arm text not null,
     variant text not null,
     definition_hash text not null,

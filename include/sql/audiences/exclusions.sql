@@ -5,10 +5,10 @@
 -- member or has at least one row here, so "why did contact 4711 not get the birthday mail?" is:
 --   select * from audiences.exclusions where campaign_id = 'birthday' and contact_id = '4711'
 create table if not exists audiences.exclusions (
-    campaign_id text not null,
-    run_id text not null,
-    run_date date not null,
-    contact_id text not null,
+    campaign_id text not null, -- Campaign
+    run_id text not null, -- Campaign run
+    run_date date not null, -- Run date
+    contact_id text not null, -- CRM contact id
     email text,  -- Trimmed and lower-cased as returned by the audience SQL; null when missing
     reason text not null,  -- Why the contact was left out (see the check constraint and docs/campaigns.md)
     detail text,  -- consent status, suppression reason, kept contact id, last send, the mails counted, the order

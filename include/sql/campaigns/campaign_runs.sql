@@ -3,15 +3,15 @@
 -- What each run was: the definition it used, its audience and dispatch counts, and the attribution
 -- window the KPIs apply to it.
 create table if not exists campaigns.campaign_runs (
-    campaign_id text not null,
-    run_id text not null,
-    run_date date not null,
+    campaign_id text not null, -- Campaign
+    run_id text not null, -- Campaign run
+    run_date date not null, -- Run date
     definition_hash text not null,  -- sha256 of the campaign YAML and its audience SQL used by the run
     conversion_window_days integer not null,  -- Attribution window the KPIs apply to this run
-    members integer not null,
-    treatment integer not null,
-    holdout integer not null,
-    sent integer not null,
+    members integer not null, -- Audience members of the run
+    treatment integer not null, -- Members in the treatment arm
+    holdout integer not null, -- Members held out
+    sent integer not null, -- Sends with status sent
     transport text not null,  -- outbox, smtp or sendgrid
     primary key (campaign_id, run_id)
 )
@@ -25,6 +25,9 @@ alter table campaigns.campaign_runs add column if not exists retrying integer
 alter table campaigns.campaign_runs add column if not exists abandoned integer
 ;;
 alter table campaigns.campaign_runs add column if not exists next_attempt_at timestamptz
+;;
+comment on column campaigns.campaign_runs.next_attempt_at is
+'When the earliest send still pending may be retried (null = none pending)'
 ;;
 comment on column campaigns.campaign_runs.dispatch_state is
 'complete, or incomplete: rows in doubt, to retry or newly given up (the dispatch task failed; a rerun settles them)'

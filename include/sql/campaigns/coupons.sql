@@ -6,11 +6,11 @@
 -- would have got (never sent): count issued coupons by joining the send ledger on send_id.
 create table if not exists campaigns.coupons (
     code text not null,  -- <PREFIX>-XXXX-XXXX-XXXX, upper case, no 0/O/1/I/L in the random part
-    campaign_id text not null,
-    run_id text not null,
-    contact_id text not null,
+    campaign_id text not null, -- Campaign
+    run_id text not null, -- Campaign run
+    contact_id text not null, -- Recipient's contact id
     send_id text not null,  -- The send the code belongs to (campaigns.send_ledger.send_id, step 1)
-    discount_percent integer not null,
+    discount_percent integer not null, -- Discount the code gives, in percent
     valid_from timestamptz not null,  -- Midnight UTC of the run date
     expires_at timestamptz not null,  -- First instant the code no longer works (valid_from + validity_days)
     constraint coupons_pkey primary key (code),

@@ -4,19 +4,19 @@
 -- transport, and a rerun never adds a second row for the same send, so every recipient is sent once.
 create table if not exists campaigns.send_ledger (
     send_id text not null,
-    campaign_id text not null,
-    run_id text not null,
+    campaign_id text not null, -- Campaign
+    run_id text not null, -- Campaign run
     step integer not null default 1,
-    contact_id text not null,
-    email text not null,
-    variant text not null,
+    contact_id text not null, -- Recipient's contact id (erased people: erased:<hash>)
+    email text not null, -- Recipient address (personal data)
+    variant text not null, -- A/B variant sent
     status text not null default 'pending',
-    transport text,
-    message_id text,
+    transport text, -- outbox, smtp or sendgrid
+    message_id text, -- Provider's message id
     attempts integer not null default 0,
     attempt_ref text, -- Provider reference of the last attempt (SendGrid: batch_id@send_at), set before the request
-    error text,
-    created_at timestamptz not null,
+    error text, -- Last error of a failed attempt
+    created_at timestamptz not null, -- When the row was planned (the run's timestamp)
     sent_at timestamptz,
     constraint send_ledger_pkey primary key (send_id),
     constraint send_ledger_send_key unique (campaign_id, run_id, step, contact_id),

@@ -3,11 +3,11 @@
 -- Every campaign excludes these addresses (and their contact ids) when snapshotting and again just
 -- before sending. Emails are stored trimmed and lower-cased.
 create table if not exists campaigns.suppressions (
-    email text not null,
-    contact_id text,
+    email text not null, -- Suppressed address, lower case (personal data)
+    contact_id text, -- Contact it belonged to
     reason text not null,
     source text,
-    created_at timestamptz not null,
+    created_at timestamptz not null, -- When it was first recorded
     constraint suppressions_pkey primary key (email),
     constraint suppressions_email_check check (email = lower(btrim(email)) and email <> ''),
     constraint suppressions_reason_check check (reason in ('unsubscribe', 'bounce', 'spamreport', 'manual', 'sunset'))

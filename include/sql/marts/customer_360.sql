@@ -3,19 +3,19 @@
 create table if not exists marts.customer_360 (
     contact_id text primary key,  -- CRM contact id
     customer_id bigint,  -- Shop customer id (null for leads)
-    email text,
-    first_name text,
-    last_name text,
-    birthday date,
-    country text,
-    timezone text,
+    email text, -- E-mail address (not readable by analyst) (personal data)
+    first_name text, -- First name (not readable by analyst) (personal data)
+    last_name text, -- Last name (not readable by analyst) (personal data)
+    birthday date, -- Date of birth (not readable by analyst) (personal data)
+    country text, -- Country code
+    timezone text, -- IANA time zone
     consent_status text not null,  -- opted_in, double_opt_in, opted_out or unknown
     is_contactable boolean not null,  -- Consent given, email present and not suppressed
-    lifecycle_status text,
+    lifecycle_status text, -- lead, customer, ...
     orders_count integer not null,  -- Completed orders before the as-of date
     net_revenue numeric(14, 2) not null,  -- Revenue of those orders
-    first_order_at timestamptz,
-    last_order_at timestamptz,
+    first_order_at timestamptz, -- First completed order
+    last_order_at timestamptz, -- Latest completed order
     favourite_category text,  -- Category with the highest spend
     rfm_segment text,  -- Latest RFM segment
     as_of_date date not null  -- Data before this date was used

@@ -6,13 +6,13 @@
 -- the product rows (level 'product', ids as text, pairs of at least 5 customers).
 create table if not exists marts.product_affinity (
     level text not null,  -- category (this SQL) or product (martech.models.recommend)
-    antecedent text not null,
-    consequent text not null,
+    antecedent text not null, -- Category or product bought
+    consequent text not null, -- Category or product bought with it
     pair_count integer not null,  -- Customers who bought both
     support numeric(10, 6) not null,  -- pair_count / all customers with a purchase
     confidence numeric(10, 6) not null,  -- P(consequent | antecedent)
     lift numeric(10, 4) not null,  -- confidence / P(consequent); > 1 means bought together more than by chance
-    as_of_date date not null,
+    as_of_date date not null, -- Data before this date was used
     primary key (level, antecedent, consequent)
 )
 ;;

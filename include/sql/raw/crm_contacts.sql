@@ -2,28 +2,28 @@
 -- materialized: table
 -- Landing table for CRM exports: text columns as in the file, plus where each row came from.
 create table if not exists raw.crm_contacts (
-    contact_id text,
-    email text,
-    first_name text,
-    last_name text,
-    birthday text,
-    country text,
-    timezone text,
-    consent_status text,
-    consent_updated_at text,
-    lifecycle_status text,
-    shop_customer_id text,
-    created_at text,
-    updated_at text,
-    lead_source text,
-    page_views text,
-    email_opens text,
-    form_submissions text,
-    _source_file text not null,
-    _line_no integer not null,
-    _batch_id text not null,
-    _source text not null,
-    _loaded_at timestamptz not null
+    contact_id text, -- CRM contact id
+    email text, -- E-mail address (personal data)
+    first_name text, -- First name (personal data)
+    last_name text, -- Last name (personal data)
+    birthday text, -- Date of birth (personal data)
+    country text, -- Country code
+    timezone text, -- IANA time zone name
+    consent_status text, -- Marketing consent: opted_in, double_opt_in, opted_out, unknown
+    consent_updated_at text, -- When the consent was last given or withdrawn
+    lifecycle_status text, -- CRM lifecycle stage
+    shop_customer_id text, -- The contact's shop customer id (null for leads)
+    created_at text, -- When the CRM created the contact
+    updated_at text, -- Last change in the CRM; the newest version wins in staging
+    lead_source text, -- How the lead came in
+    page_views text, -- Lead activity: web page views
+    email_opens text, -- Lead activity: marketing e-mails opened
+    form_submissions text, -- Lead activity: forms submitted
+    _source_file text not null, -- File the row was read from, relative to its landing folder
+    _line_no integer not null, -- Line of the row in that file (the header is line 1)
+    _batch_id text not null, -- Ingest batch that landed the row (raw.ingest_batches.batch_id)
+    _source text not null, -- Source that sent the row, as named in include/sources.yml
+    _loaded_at timestamptz not null -- When its batch landed; staging reads the rows landed up to its run's cutoff
 )
 ;;
 create index if not exists crm_contacts__batch on raw.crm_contacts (_batch_id)

@@ -2,22 +2,22 @@
 -- materialized: table
 -- The whole event is kept in payload; the fields the pipeline joins on are copied out as text.
 create table if not exists raw.email_events (
-    sg_event_id text,
-    event text,
-    email text,
-    event_timestamp text,
-    sg_message_id text,
-    url text,
-    send_id text,
-    campaign_id text,
-    run_id text,
-    contact_id text,
-    payload jsonb not null,
-    _source_file text not null,
-    _line_no integer not null,
-    _batch_id text not null,
-    _source text not null,
-    _loaded_at timestamptz not null
+    sg_event_id text, -- Provider's event id (SendGrid sg_event_id)
+    event text, -- Event type: delivered, open, click, bounce, ...
+    email text, -- Recipient address (personal data)
+    event_timestamp text, -- Event time, Unix seconds
+    sg_message_id text, -- Provider's message id
+    url text, -- Clicked link (click events)
+    send_id text, -- custom_args.send_id: the send (campaigns.send_ledger)
+    campaign_id text, -- custom_args.campaign_id
+    run_id text, -- custom_args.run_id
+    contact_id text, -- custom_args.contact_id
+    payload jsonb not null, -- The whole event as received (personal data: the address)
+    _source_file text not null, -- File the row was read from, relative to its landing folder
+    _line_no integer not null, -- Line of the row in that file (the header is line 1)
+    _batch_id text not null, -- Ingest batch that landed the row (raw.ingest_batches.batch_id)
+    _source text not null, -- Source that sent the row, as named in include/sources.yml
+    _loaded_at timestamptz not null -- When its batch landed; staging reads the rows landed up to its run's cutoff
 )
 ;;
 create index if not exists email_events__batch on raw.email_events (_batch_id)

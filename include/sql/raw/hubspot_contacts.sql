@@ -5,19 +5,19 @@
 -- watermark makes each version land once.
 create table if not exists raw.hubspot_contacts (
     contact_id text, -- HubSpot record id (hs_object_id)
-    email text,
-    firstname text,
-    lastname text,
-    country text,
-    lifecyclestage text,
+    email text, -- E-mail address (personal data)
+    firstname text, -- First name (personal data)
+    lastname text, -- Last name (personal data)
+    country text, -- Country
+    lifecyclestage text, -- HubSpot lifecycle stage
     hs_email_optout text, -- 'true' when the contact opted out of all marketing e-mail
-    createdate text,
+    createdate text, -- When HubSpot created the record
     lastmodifieddate text, -- ISO 8601 UTC; the incremental pull's cursor
-    archived text,
+    archived text, -- 'true' for an archived record
     payload jsonb not null, -- the search result object as received (id, properties, createdAt, updatedAt, archived)
-    _batch_id text not null,
-    _source text not null,
-    _loaded_at timestamptz not null
+    _batch_id text not null, -- Ingest batch that landed the row (raw.ingest_batches.batch_id)
+    _source text not null, -- Source that sent the row, as named in include/sources.yml
+    _loaded_at timestamptz not null -- When its batch landed; staging reads the rows landed up to its run's cutoff
 )
 ;;
 create index if not exists hubspot_contacts__batch on raw.hubspot_contacts (_batch_id)

@@ -3,20 +3,20 @@
 -- Landing table for the Shopify Admin REST API (checkouts.json): text as received plus the whole
 -- resource (line items included) in payload. A version is (checkout_id, updated_at).
 create table if not exists raw.shopify_abandoned_checkouts (
-    checkout_id text,
-    token text,
+    checkout_id text, -- Shopify checkout id
+    token text, -- Checkout token
     customer_id text, -- customer.id; null when the buyer gave only an e-mail
-    email text,
-    currency text,
-    total_price text,
+    email text, -- Buyer's address (personal data)
+    currency text, -- ISO currency code
+    total_price text, -- Checkout total
     completed_at text, -- set once the checkout became an order (recovered)
-    abandoned_checkout_url text,
-    created_at text,
+    abandoned_checkout_url text, -- Recovery link (personal data)
+    created_at text, -- When the checkout started
     updated_at text, -- the incremental pull's cursor
     payload jsonb not null, -- the checkout resource as received
-    _batch_id text not null,
-    _source text not null,
-    _loaded_at timestamptz not null
+    _batch_id text not null, -- Ingest batch that landed the row (raw.ingest_batches.batch_id)
+    _source text not null, -- Source that sent the row, as named in include/sources.yml
+    _loaded_at timestamptz not null -- When its batch landed; staging reads the rows landed up to its run's cutoff
 )
 ;;
 create index if not exists shopify_abandoned_checkouts__batch on raw.shopify_abandoned_checkouts (_batch_id)

@@ -3,19 +3,19 @@
 -- Landing table for the Shopify Admin REST API (customers.json): text as received plus the whole
 -- resource in payload. A version is (customer_id, updated_at).
 create table if not exists raw.shopify_customers (
-    customer_id text,
-    email text,
-    first_name text,
-    last_name text,
+    customer_id text, -- Shopify customer id
+    email text, -- E-mail address (personal data)
+    first_name text, -- First name (personal data)
+    last_name text, -- Last name (personal data)
     state text, -- disabled, invited, enabled, declined
     country_code text, -- of the default address
     email_marketing_state text, -- email_marketing_consent.state (subscribed, not_subscribed, unsubscribed, ...)
-    created_at text,
+    created_at text, -- When the customer was created
     updated_at text, -- ISO 8601 with the shop's offset; the incremental pull's cursor
     payload jsonb not null, -- the customer resource as received
-    _batch_id text not null,
-    _source text not null,
-    _loaded_at timestamptz not null
+    _batch_id text not null, -- Ingest batch that landed the row (raw.ingest_batches.batch_id)
+    _source text not null, -- Source that sent the row, as named in include/sources.yml
+    _loaded_at timestamptz not null -- When its batch landed; staging reads the rows landed up to its run's cutoff
 )
 ;;
 create index if not exists shopify_customers__batch on raw.shopify_customers (_batch_id)

@@ -112,3 +112,16 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.cart_items', 'raw.shop_cart_items', %(run_date)s, %(run_ts)s)
+;;
+-- Column comments of staging.cart_items (the create table above lists its columns).
+comment on column staging.cart_items.cart_id is 'Cart id'
+;;
+comment on column staging.cart_items.line_no is 'Line within the cart'
+;;
+comment on column staging.cart_items.product_id is 'Product id'
+;;
+comment on column staging.cart_items.quantity is 'Quantity'
+;;
+comment on column staging.cart_items.unit_price is 'Price per unit'
+;;
+comment on column staging.cart_items.updated_at is 'Last change in the shop'

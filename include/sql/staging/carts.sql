@@ -117,3 +117,12 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.carts', 'raw.shop_carts', %(run_date)s, %(run_ts)s)
+;;
+-- Column comments of staging.carts (the create table above lists its columns).
+comment on column staging.carts.cart_id is 'Cart id'
+;;
+comment on column staging.carts.created_at is 'When the cart was opened'
+;;
+comment on column staging.carts.currency is 'ISO currency code'
+;;
+comment on column staging.carts.customer_id is 'Shop customer id (the surviving one)'

@@ -283,3 +283,30 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.contacts', 'raw.crm_contacts', %(run_date)s, %(run_ts)s)
+;;
+-- Column comments of staging.contacts (the create table above lists its columns).
+comment on column staging.contacts.birthday is 'Date of birth (null when impossible) (personal data)'
+;;
+comment on column staging.contacts.consent_status is 'opted_in, double_opt_in, opted_out or unknown (latest decision of merged contacts)'
+;;
+comment on column staging.contacts.consent_updated_at is 'When that consent was given or withdrawn'
+;;
+comment on column staging.contacts.contact_id is 'CRM contact id (HubSpot contacts: hubspot:<id>)'
+;;
+comment on column staging.contacts.country is 'ISO country code (null when unknown)'
+;;
+comment on column staging.contacts.created_at is 'When the CRM created the contact'
+;;
+comment on column staging.contacts.customer_id is 'Shop customer id (null for leads)'
+;;
+comment on column staging.contacts.email is 'E-mail address, trimmed and lower case (personal data)'
+;;
+comment on column staging.contacts.first_name is 'First name (personal data)'
+;;
+comment on column staging.contacts.last_name is 'Last name (personal data)'
+;;
+comment on column staging.contacts.lifecycle_status is 'CRM lifecycle stage, lower case'
+;;
+comment on column staging.contacts.timezone is 'IANA time zone (null when unknown)'
+;;
+comment on column staging.contacts.updated_at is 'Last change in the CRM'

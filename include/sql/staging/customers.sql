@@ -137,3 +137,22 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.customers', 'raw.shop_customers', %(run_date)s, %(run_ts)s)
+;;
+-- Column comments of staging.customers (the create table above lists its columns).
+comment on column staging.customers.country is 'ISO country code'
+;;
+comment on column staging.customers.created_at is 'When the account was created'
+;;
+comment on column staging.customers.customer_id is 'Shop customer id'
+;;
+comment on column staging.customers.deleted_at is 'When the account was deleted'
+;;
+comment on column staging.customers.email is 'E-mail address, lower case (personal data)'
+;;
+comment on column staging.customers.first_name is 'First name (personal data)'
+;;
+comment on column staging.customers.is_deleted is 'True when the shop deleted the account'
+;;
+comment on column staging.customers.last_name is 'Last name (personal data)'
+;;
+comment on column staging.customers.updated_at is 'Last change in the shop'

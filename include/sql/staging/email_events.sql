@@ -85,3 +85,26 @@ final as (
 )
 
 select * from final
+;;
+-- Column comments of staging.email_events (the create table above lists its columns).
+comment on column staging.email_events.campaign_id is 'Campaign'
+;;
+comment on column staging.email_events.contact_id is 'Recipient''s contact id (erased people: erased:<hash>)'
+;;
+comment on column staging.email_events.email is 'Recipient address (personal data)'
+;;
+comment on column staging.email_events.event is 'delivered, open, click, bounce, unsubscribe, spamreport, ...'
+;;
+comment on column staging.email_events.event_id is 'Provider''s event id (or a digest of the event when it has none)'
+;;
+comment on column staging.email_events.event_ts is 'When the event happened'
+;;
+comment on column staging.email_events.machine_open is 'An open by a mail client''s privacy proxy (Apple MPP), not by the person'
+;;
+comment on column staging.email_events.message_id is 'Provider''s message id'
+;;
+comment on column staging.email_events.run_id is 'Campaign run'
+;;
+comment on column staging.email_events.send_id is 'The send (campaigns.send_ledger)'
+;;
+comment on column staging.email_events.url is 'Clicked link (click events)'

@@ -173,3 +173,18 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.order_items', 'raw.shop_order_items', %(run_date)s, %(run_ts)s)
+;;
+-- Column comments of staging.order_items (the create table above lists its columns).
+comment on column staging.order_items.line_amount is 'quantity times unit_price'
+;;
+comment on column staging.order_items.line_no is 'Line within the order'
+;;
+comment on column staging.order_items.order_id is 'Shop order id'
+;;
+comment on column staging.order_items.product_id is 'Product id'
+;;
+comment on column staging.order_items.quantity is 'Quantity'
+;;
+comment on column staging.order_items.unit_price is 'Price per unit'
+;;
+comment on column staging.order_items.updated_at is 'Last change in the shop'

@@ -188,3 +188,22 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.orders', 'raw.shop_orders', %(run_date)s, %(run_ts)s)
+;;
+-- Column comments of staging.orders (the create table above lists its columns).
+comment on column staging.orders.coupon_code is 'Coupon redeemed, upper case'
+;;
+comment on column staging.orders.currency is 'ISO currency code'
+;;
+comment on column staging.orders.net_amount is 'Total net of refunds (0 for cancelled orders)'
+;;
+comment on column staging.orders.order_date is 'Its UTC date'
+;;
+comment on column staging.orders.order_id is 'Shop order id'
+;;
+comment on column staging.orders.order_ts is 'When the order was placed'
+;;
+comment on column staging.orders.status is 'Order status, lower case'
+;;
+comment on column staging.orders.total_amount is 'Order total'
+;;
+comment on column staging.orders.updated_at is 'Last change in the shop'

@@ -92,3 +92,8 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.product_views', 'raw.shop_product_views', %(run_date)s, %(run_ts)s)
+;;
+-- Column comments of staging.product_views (the create table above lists its columns).
+comment on column staging.product_views.product_id is 'Product viewed'
+;;
+comment on column staging.product_views.viewed_at is 'When it was viewed'

@@ -103,3 +103,20 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.products', 'raw.shop_products', %(run_date)s, %(run_ts)s)
+;;
+-- Column comments of staging.products (the create table above lists its columns).
+comment on column staging.products.category is 'Product category'
+;;
+comment on column staging.products.created_at is 'When the product was created'
+;;
+comment on column staging.products.image_url is 'Product image URL'
+;;
+comment on column staging.products.name is 'Product name'
+;;
+comment on column staging.products.price is 'List price'
+;;
+comment on column staging.products.product_id is 'Product id'
+;;
+comment on column staging.products.sku is 'Stock keeping unit'
+;;
+comment on column staging.products.updated_at is 'Last change in the shop'

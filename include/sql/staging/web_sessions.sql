@@ -105,3 +105,8 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.web_sessions', 'raw.shop_web_sessions', %(run_date)s, %(run_ts)s)
+;;
+-- Column comments of staging.web_sessions (the create table above lists its columns).
+comment on column staging.web_sessions.started_at is 'First hit of the session'
+;;
+comment on column staging.web_sessions.updated_at is 'Last change in the shop'
