@@ -161,7 +161,7 @@ def build_staging(url: str, run_date: dt.date) -> dict[str, Any]:
     (+ copies and superseded versions) per table and fails the run when it does not add up.
     """
     from martech.db import migrate, run_model
-    from martech.staging import accounting
+    from martech.staging import accounting, contacts
 
     eng = _engine(url)
     params = {"run_date": run_date, "run_ts": _run_ts(run_date)}
@@ -170,11 +170,12 @@ def build_staging(url: str, run_date: dt.date) -> dict[str, Any]:
         accounting.guard_rebuild(eng, run_date, _run_ts(run_date))
         counts = {m: run_model(eng, m, params) for m in STAGING_MODELS}
         accounts = accounting.check(eng, run_date, _run_ts(run_date))
+        notes = contacts.notes(eng, _run_ts(run_date))
         _analyze(eng, STAGING_MODELS)
     finally:
         eng.dispose()
-    _say([f"{m}: {n} rows" for m, n in counts.items()] + [a.line() for a in accounts])
-    return {"run_date": run_date.isoformat(), "rows": counts,
+    _say([f"{m}: {n} rows" for m, n in counts.items()] + [a.line() for a in accounts] + notes)
+    return {"run_date": run_date.isoformat(), "rows": counts, "notes": notes,
             "quarantined": {a.table: a.quarantined for a in accounts if a.quarantined},
             "merged": {a.table: a.duplicate + a.merged for a in accounts if a.duplicate + a.merged}}
 

@@ -164,7 +164,7 @@ def test_future_dated_rows_are_held_and_staged_when_their_time_comes(clean_wareh
     pipeline.build_staging(warehouse_url, RUN)
     held = q(clean_warehouse, "select table_name, row_key, reason_code from raw.quarantine where stage = 'staging'"
                               " order by 1, 2")
-    assert held == [("raw.shop_customers", "2", "future_timestamp"), ("raw.shop_orders", "11", "future_timestamp")]
+    assert held == [("raw.shop_customers", "2", "future_updated_at"), ("raw.shop_orders", "11", "future_timestamp")]
     # The file counts as loaded, yet a later run examines the held rows again: the order's time has come.
     later = dt.date(2026, 6, 1)
     pipeline.build_staging(warehouse_url, later)
@@ -176,4 +176,4 @@ def test_future_dated_rows_are_held_and_staged_when_their_time_comes(clean_wareh
     pipeline.build_staging(warehouse_url, later)
     assert q(clean_warehouse, "select customer_id, first_name from staging.customers order by 1") == [
         (1, "Ann"), (2, "Bob")]
-    assert q(clean_warehouse, "select row_key from raw.quarantine where reason_code = 'future_timestamp'") == [("2",)]
+    assert q(clean_warehouse, "select row_key from raw.quarantine where reason_code = 'future_updated_at'") == [("2",)]
