@@ -320,3 +320,23 @@ def test_files_only_builds_the_customer_level_tables_and_says_why_nobody_is_mail
     summary = build_snapshot(clean_warehouse, spec, RUN)
     assert (summary.candidates, summary.members, summary.exclusions) == (3, 0, {"no_consent": 3})
     accounting.check(clean_warehouse, RUN, LOADED)
+
+
+def test_quarantined_lines_keep_their_bytes_so_they_can_be_repaired_and_replayed(clean_warehouse, tmp_path):
+    good = f'{{"customer_id": 1, "email": "a@example.com", "updated_at": "{TS}"}}\r\n'
+    broken = f'{{"customer_id": 2, "email": "b@example.com", "updated_at": "{TS}"\r\n'  # the brace never closes
+    trailing = f"3,c@example.com,Cy,{TS},\r\n"
+    write(tmp_path / "customers" / "c.jsonl", good + broken)
+    write(tmp_path / "customers" / "c.csv", CUSTOMERS + trailing)
+    files.ingest_folder(clean_warehouse, str(tmp_path), run_date=RUN, loaded_at=LOADED)
+    bad = {ref: (code, received, enc) for ref, code, received, enc, _ in quarantined(clean_warehouse,
+                                                                                    "raw.shop_customers")}
+    assert bad == {"c.jsonl:2": ("invalid_json", broken, "text"), "c.csv:2": ("malformed_csv_line", trailing, "text")}
+    # Exactly the bytes received: repaired by hand and sent again, they load.
+    fixed = tmp_path / "fixed"
+    write(fixed / "customers" / "replay.jsonl", bad["c.jsonl:2"][1].replace('"\r\n', '"}\r\n'))
+    write(fixed / "customers" / "replay.csv", CUSTOMERS + bad["c.csv:2"][1].replace(f"{TS},", TS))
+    results = files.ingest_folder(clean_warehouse, str(fixed), run_date=RUN, loaded_at=LOADED)
+    assert sorted((r.source_file, r.rows_loaded, r.rows_quarantined) for r in results) == [
+        ("replay.csv", 1, 0), ("replay.jsonl", 1, 0)]
+    assert q(clean_warehouse, "select customer_id from raw.shop_customers order by 1") == [("1",), ("2",), ("3",)]
