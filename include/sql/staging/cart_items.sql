@@ -65,7 +65,7 @@ cart_totals as (
             l.t_price
         from line_checked as l
         where l.line_code is null
-        order by l.k_cart_id, l.k_line_no, l.updated_ts desc, l._loaded_at desc, l.row_position asc
+        order by l.k_cart_id asc, l.k_line_no asc, l.updated_ts desc, l._loaded_at desc, l.row_position asc
     ) as v
     group by v.k_cart_id
 ),

@@ -311,8 +311,14 @@ with
 
 no_crm as (
     select
-        not exists (select 1 from raw.crm_contacts as r where r._loaded_at <= %(run_ts)s)
-        and not exists (select 1 from raw.hubspot_contacts as h where h._loaded_at <= %(run_ts)s) as derive
+        not exists (
+            select 1 from raw.crm_contacts as r
+            where r._loaded_at <= %(run_ts)s
+        )
+        and not exists (
+            select 1 from raw.hubspot_contacts as h
+            where h._loaded_at <= %(run_ts)s
+        ) as derive
 ),
 
 final as (
@@ -344,4 +350,3 @@ final as (
 )
 
 select * from final
-

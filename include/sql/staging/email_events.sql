@@ -21,7 +21,8 @@ alter table staging.email_events add column if not exists machine_open boolean n
 ;;
 -- A feed row without an event id, an event name or a readable time cannot be staged: it is kept in
 -- raw.quarantine with the reason (rebuilt each run, like every staging reject) instead of failing the run.
-delete from raw.quarantine where stage = 'staging' and table_name = 'raw.email_events'
+delete from raw.quarantine
+where stage = 'staging' and table_name = 'raw.email_events'
 ;;
 insert into raw.quarantine (table_name, batch_id, source_ref, received, reason, run_date, reason_code, stage, row_key)
 select
