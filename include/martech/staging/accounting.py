@@ -118,7 +118,8 @@ def check(engine: Any, run_date: dt.date, run_ts: dt.datetime) -> list[TableAcco
 # Staging tables that may hold rows made from another staging table instead of raw rows (marked by
 # ``derived_from``): the query that counts the rows they must hold, given the run's cutoff.
 DERIVED: dict[str, str] = {
-    # Contacts made from shop customers when no CRM export or HubSpot row arrived (staging/contacts.sql).
+    # Contacts made from shop customers when no CRM export or HubSpot row arrived
+    # (staging.contacts_from_customers in include/sql/staging/functions/derived.sql).
     "staging.contacts": """
         select count(*) from staging.customers as c
         where not c.is_deleted

@@ -306,47 +306,5 @@ select * from final
 ;;
 select staging.finish_checked('staging.contacts', 'raw.crm_contacts', %(run_date)s, %(run_ts)s)
 ;;
-insert into staging.contacts
-with
-
-no_crm as (
-    select
-        not exists (
-            select 1 from raw.crm_contacts as r
-            where r._loaded_at <= %(run_ts)s
-        )
-        and not exists (
-            select 1 from raw.hubspot_contacts as h
-            where h._loaded_at <= %(run_ts)s
-        ) as derive
-),
-
-final as (
-    -- Shop export files only: the live customers are the contacts (one per customer, hence one per
-    -- address, as staging.customers merges a person registered twice).
-    select
-        'shop:' || cu.customer_id::text as contact_id,
-        cu.email,
-        left(cu.first_name, 200) as first_name,
-        left(cu.last_name, 200) as last_name,
-        null::date as birthday,
-        rc.country_code as country,
-        null::text as timezone,
-        'unknown' as consent_status,
-        null::timestamptz as consent_updated_at,
-        'customer' as lifecycle_status,
-        cu.customer_id,
-        cu.created_at,
-        cu.updated_at,
-        null::text as lead_source,
-        null::integer as page_views,
-        null::integer as email_opens,
-        null::integer as form_submissions,
-        'staging.customers' as derived_from
-    from staging.customers as cu
-    cross join no_crm
-    left join staging.ref_countries as rc on cu.country = rc.country_code
-    where no_crm.derive and not cu.is_deleted
-)
-
-select * from final
+-- Shop export files only: the live customers become the contacts (staging.contacts_from_customers).
+select staging.contacts_from_customers(%(run_ts)s)
