@@ -321,6 +321,10 @@ def test_files_only_builds_the_customer_level_tables_and_says_why_nobody_is_mail
     summary = build_snapshot(clean_warehouse, spec, RUN)
     assert (summary.candidates, summary.members, summary.exclusions) == (3, 0, {"no_consent": 3})
     accounting.check(clean_warehouse, RUN, LOADED)
+    with clean_warehouse.begin() as conn:  # a made contact lost is caught like a lost raw row
+        conn.execute(sa.text("delete from staging.contacts where contact_id = 'shop:3'"))
+    with pytest.raises(accounting.AccountingError, match="2 rows derived from other staging tables, but 3 expected"):
+        accounting.check(clean_warehouse, RUN, LOADED)
 
 
 def test_quarantined_lines_keep_their_bytes_so_they_can_be_repaired_and_replayed(clean_warehouse, tmp_path):
