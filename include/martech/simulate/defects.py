@@ -80,7 +80,7 @@ KINDS: tuple[DefectKind, ...] = (
                "rejected before the cast, with its lines; the rest of the run stages"),
     DefectKind("conflicting_version", "shop_customers", "correct",
                "the same key twice with the same updated_at and different content (checked in every keyed table)",
-               "one version staged (the first received), the other recorded in staging.corrections with the one kept"),
+               "one version staged, the other recorded in staging.corrections naming the one kept"),
     DefectKind("future_updated_at", "crm_contacts", "quarantine",
                "updated_at years ahead (2099), a source clock error (checked in every table with an updated_at)",
                "held: every later run examines it again; the version before it stays staged, never shadowed"),
