@@ -145,7 +145,7 @@ def build_staging(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     """
     from martech.db import migrate, run_model
     from martech.privacy.erase import hold_back_erased
-    from martech.staging import accounting
+    from martech.staging import accounting, contacts
 
     eng = wh.engine
     params = {"run_date": run_date, "run_ts": _run_ts(run_date)}
@@ -154,10 +154,11 @@ def build_staging(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     accounting.guard_rebuild(eng, run_date, _run_ts(run_date))
     counts = {m: run_model(eng, m, params) for m in STAGING_MODELS}
     accounts = accounting.check(eng, run_date, _run_ts(run_date))
+    notes = contacts.notes(eng, _run_ts(run_date))
     _analyze(eng, STAGING_MODELS)
-    _say([f"{m}: {n} rows" for m, n in counts.items()] + [a.line() for a in accounts]
+    _say([f"{m}: {n} rows" for m, n in counts.items()] + [a.line() for a in accounts] + notes
          + [f"{t}: {n} of erased people held back (do-not-contact list)" for t, n in held_back.items()])
-    return {"run_date": run_date.isoformat(), "rows": counts, "held_back": held_back,
+    return {"run_date": run_date.isoformat(), "rows": counts, "notes": notes, "held_back": held_back,
             "quarantined": {a.table: a.quarantined for a in accounts if a.quarantined},
             "merged": {a.table: a.duplicate + a.merged for a in accounts if a.duplicate + a.merged}}
 

@@ -330,8 +330,16 @@ def _parse_events_jsonl(path: Path, batch_id: str, source: str, loaded_at: dt.da
             bad.append(_bad(path, rec))
             continue
         event = rec.fields
+        try:
+            payload = json.dumps(event, sort_keys=True, allow_nan=False)
+        except ValueError:  # 1e400, NaN, Infinity: Python reads them, jsonb (and JSON itself) cannot hold them
+            rec.problem = ("a number is not finite (NaN, Infinity or out of range such as 1e400); JSON cannot"
+                           " hold it: fix the feed and send the event again")
+            rec.code = "invalid_number"
+            bad.append(_bad(path, rec))
+            continue
         good.append([*(_text(event.get(f)) for f in EMAIL_EVENT_FIELDS),
-                     json.dumps(event, sort_keys=True), path.name, rec.line, batch_id, source, loaded_at])
+                     payload, path.name, rec.line, batch_id, source, loaded_at])
     cols = ("sg_event_id", "event", "email", "event_timestamp", "sg_message_id", "url", "send_id",
             "campaign_id", "run_id", "contact_id", "payload", "_source_file", "_line_no", "_batch_id",
             "_source", "_loaded_at")

@@ -42,6 +42,7 @@ ORPHAN_ORDER_BASE = 9_000_000_000  # ids of lines whose order never existed
 UNKNOWN_CUSTOMER_BASE = 500_000_000
 UNKNOWN_PRODUCT_BASE = 700_000
 YEAR_S = 365 * 86_400
+CLOCK_ERROR = "2099-01-01T00:00:00+00:00"  # an updated_at written by a source whose clock is wrong
 
 _BAD_CURRENCIES = ("XXX", "EURO", "BTC", "ZZZ", "E")
 _BAD_COUNTRIES = ("XX", "Deutschland", "UK", "EU", "D")
@@ -59,6 +60,7 @@ class Written:
     customers: pd.DataFrame
     orders: pd.DataFrame  # with ``total_text``: the legacy text amount column as written
     items: pd.DataFrame
+    cart_items: pd.DataFrame
     crm_bytes: bytes
     labels: pd.DataFrame
 
@@ -117,6 +119,7 @@ def plant_defects(world, *, rate: float, rng: np.random.Generator, crm_file: str
     orders, rejected_orders = _orders(rng, world.orders, len(world.customers), rate, labels, end_s)
     items = _items(rng, world.items, world.products, orders, rejected_orders, rate, labels, end_s)
     crm_bytes = _crm(rng, crm_frame(world.contacts), rate, labels, crm_file, end_s)
+    cart_items = _cart_items(rng, world.carts, world.cart_items, world.products, rate, labels)
     frame = pd.DataFrame(labels.rows, columns=["table_name", "row_key", "_row", "kind", "field", "original_value",
                                                "planted_value", "origin", "note"])
     is_crm = frame["table_name"] == "crm_contacts"
@@ -125,7 +128,8 @@ def plant_defects(world, *, rate: float, rng: np.random.Generator, crm_file: str
                                 dtype="Float64").astype("Int64")
     frame = frame[list(LABEL_COLUMNS)]
     frame = frame.sort_values(["table_name", "kind", "line_no", "row_key"], kind="stable").reset_index(drop=True)
-    return Written(customers=customers, orders=orders, items=items, crm_bytes=crm_bytes, labels=frame)
+    return Written(customers=customers, orders=orders, items=items, cart_items=cart_items, crm_bytes=crm_bytes,
+                   labels=frame)
 
 
 # -- shop ----------------------------------------------------------------------------------------------
@@ -156,6 +160,16 @@ def _customers(rng: np.random.Generator, cust: pd.DataFrame, rate: float, labels
                    note="two identical rows with this customer_id; one is the copy")
     if len(rows):
         out = pd.concat([out, cust.iloc[rows]], ignore_index=True)
+    # conflicting_version: a second row of the customer with the same updated_at and another first name
+    # (two writers in the shop, one change lost); staging keeps one and records the other.
+    rows = pick.take()
+    if len(rows):
+        other = cust.iloc[rows].copy()
+        other["first_name"] = other["first_name"] + "-" + other["last_name"].str[:1]
+        for r, name in zip(rows, other["first_name"]):
+            labels.add("shop_customers", cust["customer_id"].iat[r], "conflicting_version", "first_name",
+                       cust["first_name"].iat[r], name, note="two rows with this customer_id and updated_at differ")
+        out = pd.concat([out, other], ignore_index=True)
     return out
 
 
@@ -308,6 +322,35 @@ def _items(rng: np.random.Generator, items: pd.DataFrame, products: pd.DataFrame
     return out
 
 
+def _cart_items(rng: np.random.Generator, carts: pd.DataFrame, items: pd.DataFrame, products: pd.DataFrame,
+                rate: float, labels: _Labels) -> pd.DataFrame:
+    """cart_value_out_of_range: a few open or abandoned carts get eleven more lines of 10 x 99,999,999.00:
+    every line is in range (below 1,000,000,000), their sum is more than a cart value holds."""
+    open_carts = (carts["status"] != "converted").to_numpy()
+    pick = _Picker(rng, len(carts), rate, len(_kinds_of("shop_carts")), eligible=open_carts)
+    rows = pick.take(k=max(1, pick.per_kind // 20) if pick.per_kind else 0)
+    if not len(rows):
+        return items
+    ids = carts["cart_id"].to_numpy()[rows]
+    updated = carts["updated_at"].to_numpy()[rows]
+    last = items.groupby("cart_id")["line_no"].max()
+    known = products["product_id"].to_numpy()
+    extra = []
+    for cart, at in zip(ids, updated):
+        first = int(last.get(cart, 0)) + 1
+        extra.append(pd.DataFrame({
+            "cart_id": cart, "line_no": np.arange(first, first + 11), "product_id": known[rng.integers(0, len(known))],
+            "quantity": 10, "unit_price_cents": 9_999_999_900, "updated_at": at}))
+        labels.add("shop_carts", cart, "cart_value_out_of_range", "cart_value", None, "10999999890.00+",
+                   note="eleven lines of 10 x 99,999,999.00 added to the cart")
+    out = pd.concat([items, *extra], ignore_index=True).sort_values(["cart_id", "line_no"], ignore_index=True)
+    of_cart = out["cart_id"].isin(ids).to_numpy()
+    for cart, line in zip(out["cart_id"].to_numpy()[of_cart], out["line_no"].to_numpy()[of_cart]):
+        labels.add("shop_cart_items", f"{cart}:{line}", "cart_value_out_of_range", "unit_price", None, None,
+                   origin="consequence", note=f"a line of cart {cart}, whose lines add up past a cart value")
+    return out
+
+
 # -- CRM export ----------------------------------------------------------------------------------------
 
 def _mojibake(text: str) -> str | None:
@@ -364,6 +407,8 @@ def _crm(rng: np.random.Generator, frame: pd.DataFrame, rate: float, labels: _La
         setcell(r, "timezone", "unknown_timezone", _BAD_TIMEZONES[r % len(_BAD_TIMEZONES)])
     for r in pick.take():
         setcell(r, "consent_status", "invalid_consent_status", _BAD_CONSENT[r % len(_BAD_CONSENT)])
+    for r in pick.take():
+        setcell(r, "updated_at", "future_updated_at", CLOCK_ERROR, note="the CRM's clock jumped to 2099")
 
     # email_case_duplicate: the person signs up again with the address in another letter case.
     src = pick.take(extra=out["updated_at"].to_numpy() < iso([end_s - 30 * 86_400])[0])

@@ -473,7 +473,7 @@ def _load_world(conn: Connection, world: World, written: Written, schema: str, t
          ("order_id", "line_no", "product_id", "quantity", "unit_price", "updated_at"),
          (i["order_id"], i["line_no"], i["product_id"], i["quantity"], Lazy(money, i["unit_price_cents"]),
           Lazy(iso, i["updated_at"])))
-    ca, ci = world.carts, world.cart_items
+    ca, ci = world.carts, written.cart_items
     load(conn, f"{schema}.carts", ("cart_id", "customer_id", "status", "order_id", "currency", "created_at",
                                    "updated_at"),
          (ca["cart_id"], ca["customer_id"], ca["status"], ca["order_id"].astype("Int64"), ca["currency"],

@@ -1,6 +1,10 @@
 -- grain: one row per cart line (latest version received)
 -- materialized: model
--- Rejected (raw.quarantine): unreadable keys, products, quantities, prices or timestamps; negative quantities or prices.
+-- Rejected (raw.quarantine): unreadable keys, products, quantities, prices or timestamps; negative quantities
+-- or prices; every line of a cart whose lines add up to 10,000,000,000 or more (out of range for the
+-- cart's value, checked before any cast: staging.carts rejects the cart too); versions updated at or after
+-- the run's cutoff (held: every later run examines them again). Two versions with the same updated_at
+-- and different content are recorded (staging.corrections).
 create table if not exists staging.cart_items (
     cart_id bigint not null,
     line_no integer not null,
@@ -31,7 +35,7 @@ source as materialized (
     where r._loaded_at <= %(run_ts)s
 ),
 
-judged as (
+line_checked as materialized (
     select
         s.*,
         coalesce(s.k_cart_id::text, coalesce(s.cart_id, '')) || ':' || coalesce(s.k_line_no::text, coalesce(s.line_no, '')) as row_key,
@@ -41,10 +45,41 @@ judged as (
             when s.t_product_id is null then 'invalid_product_id'
             when s.t_quantity is null or s.t_quantity not between 0 and 1000000 then 'invalid_quantity'
             when s.t_price is null or s.t_price < 0 then 'invalid_price'
-            when s.t_quantity * s.t_price >= 1e9 then 'amount_out_of_range'
+            when s.t_price >= 1e10 or s.t_quantity * s.t_price >= 1e9 then 'amount_out_of_range'
             when s.updated_ts is null then 'invalid_timestamp'
-        end as reject_code
+            when s.updated_ts >= %(run_ts)s then 'future_updated_at'
+        end as line_code
     from source as s
+),
+
+cart_totals as (
+    -- What the accepted latest version of each line adds up to per cart (numeric, no cast yet): a
+    -- total a cart value cannot hold rejects every line of the cart instead of stopping the run.
+    select
+        v.k_cart_id,
+        sum(v.t_quantity * v.t_price) as cart_value
+    from (
+        select distinct on (l.k_cart_id, l.k_line_no)
+            l.k_cart_id,
+            l.t_quantity,
+            l.t_price
+        from line_checked as l
+        where l.line_code is null
+        order by l.k_cart_id asc, l.k_line_no asc, l.updated_ts desc, l._loaded_at desc, l.row_position asc
+    ) as v
+    group by v.k_cart_id
+),
+
+judged as (
+    select
+        l.*,
+        t.cart_value,
+        coalesce(
+            l.line_code,
+            case when t.cart_value >= 1e10 then 'cart_value_out_of_range' end
+        ) as reject_code
+    from line_checked as l
+    left join cart_totals as t on l.k_cart_id = t.k_cart_id
 ),
 
 ranked as (
@@ -70,10 +105,17 @@ ranked as (
             when 'amount_out_of_range'
                 then
                     'unit_price ' || quote_literal(j.unit_price) || ' x quantity ' || quote_literal(j.quantity)
-                    || ' is out of range (line amount below 1,000,000,000); fix the cart line'
+                    || ' is out of range (unit price below 10,000,000,000, line amount below 1,000,000,000);'
+                    || ' fix the cart line'
             when 'invalid_timestamp' then
                 'updated_at ' || coalesce(quote_literal(j.updated_at), 'is empty')
                 || ' is not an ISO 8601 timestamp'
+            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
+            when 'cart_value_out_of_range'
+                then
+                    'the lines of cart ' || j.k_cart_id::text || ' add up to ' || j.cart_value::text
+                    || ', out of range for a cart value (below 10,000,000,000): the cart and its lines are'
+                    || ' held back; fix the cart in the shop'
         end as reject_reason,
         row_number() over versions as version_rank,
         -- An identical copy sorts next to the row it copies (same times), so one window finds both.
@@ -91,6 +133,8 @@ select
 from ranked as k
 ;;
 select staging.record_duplicates('raw.shop_cart_items', 'duplicate_row', %(run_date)s)
+;;
+select staging.record_conflicts('raw.shop_cart_items', 'row_key', %(run_date)s)
 ;;
 truncate staging.cart_items
 ;;

@@ -1,6 +1,9 @@
 -- grain: one row per shop cart (latest version received)
 -- materialized: model
--- Rejected (raw.quarantine): unreadable keys, customers or timestamps, unknown statuses.
+-- Rejected (raw.quarantine): unreadable keys, customers or timestamps, unknown statuses, carts whose lines
+-- add up to more than a cart value can hold (with their lines, see staging.cart_items), and versions
+-- created or updated at or after the run's cutoff (held: every later run examines them again). Two
+-- versions with the same updated_at and different content are recorded (staging.corrections).
 create table if not exists staging.carts (
     cart_id bigint primary key,
     customer_id bigint not null,
@@ -27,9 +30,20 @@ source as materialized (
         lower(staging.clean(r.status)) as t_status,
         staging.try_ts(r.created_at) as created_ts,
         staging.try_ts(r.updated_at) as updated_ts,
-        md5(concat_ws('|', r.cart_id, r.customer_id, r.status, r.order_id, r.currency, r.created_at, r.updated_at)) as content_hash
+        md5(concat_ws(
+            '|', r.cart_id, r.customer_id, r.status, r.order_id, r.currency, r.created_at, r.updated_at
+        )) as content_hash
     from raw.shop_carts as r
     where r._loaded_at <= %(run_ts)s
+),
+
+too_large as (
+    -- Carts whose lines staging.cart_items rejected for the cart's total: the cart goes with them.
+    select distinct q.row_key
+    from raw.quarantine as q
+    where
+        q.stage = 'staging' and q.table_name = 'raw.shop_cart_items'
+        and q.reason_code = 'cart_value_out_of_range'
 ),
 
 judged as (
@@ -43,6 +57,10 @@ judged as (
             when s.order_id is not null and s.t_order_id is null then 'invalid_order_id'
             when s.t_status is null or s.t_status not in ('open', 'abandoned', 'converted') then 'invalid_status'
             when s.created_ts is null or s.updated_ts is null then 'invalid_timestamp'
+            when s.created_ts >= %(run_ts)s then 'future_timestamp'
+            when s.updated_ts >= %(run_ts)s then 'future_updated_at'
+            when s.k_cart_id in (select split_part(t.row_key, ':', 1)::bigint from too_large as t)
+                then 'cart_value_out_of_range'
         end as reject_code
     from source as s
 ),
@@ -60,6 +78,10 @@ ranked as (
                 || ' is not one of open, abandoned, converted'
             when 'invalid_timestamp' then 'created_at / updated_at ' || coalesce(quote_literal(j.created_at), 'empty')
                 || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'
+            when 'future_timestamp' then staging.future_reason('created_at', j.created_at, %(run_ts)s)
+            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
+            when 'cart_value_out_of_range' then 'its lines add up to 10,000,000,000 or more, out of range for a cart'
+                || ' value (staging.cart_items quarantined them); fix the cart lines in the shop'
         end as reject_reason,
         row_number() over versions as version_rank,
         -- An identical copy sorts next to the row it copies (same times), so one window finds both.
@@ -75,6 +97,8 @@ select
 from ranked as k
 ;;
 select staging.record_duplicates('raw.shop_carts', 'duplicate_row', %(run_date)s)
+;;
+select staging.record_conflicts('raw.shop_carts', 'k_cart_id', %(run_date)s)
 ;;
 truncate staging.carts
 ;;

@@ -5,7 +5,12 @@
 -- else 'unknown' — never mailed until the CRM export records a consent). A person in both is one contact.
 -- Every raw row ends as exactly one of: staged, quarantined (raw.quarantine), superseded by a newer
 -- version, an identical copy, or merged into the contact with the same address (staging.merged_rows).
--- Repairs are recorded in staging.corrections (kinds: martech.simulate.defects).
+-- Repairs are recorded in staging.corrections (kinds: martech.simulate.defects). A version updated at or
+-- after the run's cutoff is held (raw.quarantine, future_updated_at; every later run examines it again).
+-- Without any CRM export or HubSpot row (shop export files only), every live shop customer becomes a
+-- contact of its own ('shop:<customer_id>', derived_from 'staging.customers') so the customer-level marts
+-- are built; the shop's files carry no consent, so these contacts are 'unknown' and mailed to nobody
+-- until a CRM export records a consent (martech.staging.contacts says so in the staging run's summary).
 create table if not exists staging.contacts (
     contact_id text primary key,
     email text,
@@ -23,7 +28,8 @@ create table if not exists staging.contacts (
     lead_source text, -- How the lead came in (CRM property); null when not exported
     page_views integer, -- Lead activity: web page views recorded by the CRM
     email_opens integer, -- Lead activity: marketing e-mails opened
-    form_submissions integer -- Lead activity: forms submitted
+    form_submissions integer, -- Lead activity: forms submitted
+    derived_from text -- staging.customers for a contact made from a shop customer (no CRM export); else null
 )
 ;;
 alter table staging.contacts add column if not exists lead_source text
@@ -33,6 +39,8 @@ alter table staging.contacts add column if not exists page_views integer
 alter table staging.contacts add column if not exists email_opens integer
 ;;
 alter table staging.contacts add column if not exists form_submissions integer
+;;
+alter table staging.contacts add column if not exists derived_from text
 ;;
 select staging.begin_checked('raw.crm_contacts')
 ;;
@@ -121,6 +129,7 @@ judged as materialized (
         case
             when c.k_contact_id is null then 'missing_key'
             when c.t_email is not null and not staging.is_email(c.t_email) then 'invalid_email'
+            when c.updated_ts >= %(run_ts)s then 'future_updated_at'
         end as reject_code,
         case
             when c.k_contact_id is null then 'contact_id is empty; every CRM row needs its contact id'
@@ -128,6 +137,7 @@ judged as materialized (
                 then 'email ' || quote_literal(c.t_email)
                      || ' is not an address (name@domain.tld); fix it in the CRM, the contact is not staged'
                      || ' until it parses'
+            when c.updated_ts >= %(run_ts)s then staging.future_reason('updated_at', c.updated_at, %(run_ts)s)
         end as reject_reason,
         left(c.fn_stripped, 200) as c_first_name,
         left(c.ln_stripped, 200) as c_last_name,
@@ -186,6 +196,17 @@ union all
 select %(run_date)s, c.raw_table, 'duplicate_row', c.row_key as merged_key, c.row_key as surviving_key, c.source_ref, c._batch_id, c.content_hash
 from _checked as c
 where c.disposition = 'duplicate'
+;;
+-- Two versions of one contact with the same updated_at and different content: the one staged is named.
+insert into staging.corrections
+    (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)
+select
+    %(run_date)s, c.raw_table, c.row_key, c.source_ref, c._batch_id, 'conflicting_version', 'updated_at',
+    c.updated_at, 'kept the version at ' || s.source_ref
+from _checked as c
+inner join _checked as s
+    on c.k_contact_id = s.k_contact_id and s.disposition in ('staged', 'merged')
+where c.disposition = 'superseded' and c.updated_ts = s.updated_ts and c.content_hash <> s.content_hash
 ;;
 insert into staging.corrections
     (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)
@@ -273,7 +294,8 @@ final as (
         case when trim(c.page_views) ~ '^[0-9]{1,9}$' then trim(c.page_views)::integer end as page_views,
         case when trim(c.email_opens) ~ '^[0-9]{1,9}$' then trim(c.email_opens)::integer end as email_opens,
         case when trim(c.form_submissions) ~ '^[0-9]{1,9}$' then trim(c.form_submissions)::integer end
-            as form_submissions
+            as form_submissions,
+        null::text as derived_from
     from _checked as c
     inner join consent on c.k_contact_id = consent.contact_id
     inner join linked on c.k_contact_id = linked.contact_id
@@ -283,6 +305,9 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.contacts', 'raw.crm_contacts', %(run_date)s, %(run_ts)s)
+;;
+-- Shop export files only: the live customers become the contacts (staging.contacts_from_customers).
+select staging.contacts_from_customers(%(run_ts)s)
 ;;
 -- Column comments of staging.contacts (the create table above lists its columns).
 comment on column staging.contacts.birthday is 'Date of birth (null when impossible) (personal data)'

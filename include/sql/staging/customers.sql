@@ -42,7 +42,7 @@ judged as materialized (
             when s.k_customer_id is null then 'invalid_key'
             when s.updated_ts is null then 'invalid_timestamp'
             when s.deleted_at is not null and s.deleted_ts is null then 'invalid_timestamp'
-            when s.updated_ts >= %(run_ts)s then 'future_timestamp'
+            when s.updated_ts >= %(run_ts)s then 'future_updated_at'
         end as reject_code,
         case
             when s.k_customer_id is null
@@ -53,10 +53,7 @@ judged as materialized (
                      || ' is not an ISO 8601 timestamp; the row cannot be ordered against its other versions'
             when s.deleted_at is not null and s.deleted_ts is null
                 then 'deleted_at ' || quote_literal(s.deleted_at) || ' is not an ISO 8601 timestamp'
-            when s.updated_ts >= %(run_ts)s
-                then 'updated_at ' || quote_literal(s.updated_at) || ' is at or after the run''s cutoff '
-                     || %(run_ts)s::text || '; held and examined again by every later run: if it is a clock'
-                     || ' error, fix the clock of the source system and send the row again'
+            when s.updated_ts >= %(run_ts)s then staging.future_reason('updated_at', s.updated_at, %(run_ts)s)
         end as reject_reason,
         md5(concat_ws('|', s.customer_id, s.email, s.first_name, s.last_name, s.country, s.created_at,
                       s.updated_at, s.deleted_at)) as content_hash

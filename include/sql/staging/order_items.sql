@@ -2,7 +2,9 @@
 -- materialized: model
 -- Rejected (raw.quarantine): unreadable keys or numbers, negative quantities or prices, lines whose
 -- order is not staged (it never arrived, or staging rejected it), unknown products. A line with price
--- 0 is kept and flagged free (staging.corrections, kind zero_price).
+-- 0 is kept and flagged free (staging.corrections, kind zero_price). Versions updated at or after the run's
+-- cutoff are held (every later run examines them again); two versions with the same updated_at and
+-- different content are recorded (staging.corrections, kind conflicting_version).
 create table if not exists staging.order_items (
     order_id bigint not null,
     line_no integer not null,
@@ -59,6 +61,7 @@ judged as materialized (
             when s.t_price < 0 then 'negative_price'
             when s.t_price >= 1e10 or s.t_quantity * s.t_price >= 1e12 then 'amount_out_of_range'
             when s.updated_ts is null then 'invalid_timestamp'
+            when s.updated_ts >= %(run_ts)s then 'future_updated_at'
             when o.order_id is null then 'orphan_order_item'
             when p.product_id is null then 'unknown_product'
         end as reject_code,
@@ -106,6 +109,7 @@ ranked as (
                 then
                     'updated_at ' || coalesce(quote_literal(j.updated_at), 'is empty')
                     || ' is not an ISO 8601 timestamp'
+            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
             when 'orphan_order_item'
                 then
                     case
@@ -135,6 +139,8 @@ select
 from ranked as k
 ;;
 select staging.record_duplicates('raw.shop_order_items', 'duplicate_row', %(run_date)s)
+;;
+select staging.record_conflicts('raw.shop_order_items', 'row_key', %(run_date)s)
 ;;
 insert into staging.corrections
 (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)

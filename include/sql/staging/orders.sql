@@ -1,7 +1,8 @@
 -- grain: one row per order (latest version received)
 -- materialized: model
 -- Rejected (raw.quarantine, reason_code): unreadable keys, amounts or times, order times before 1970
--- or order / update times after the run's cutoff (held: every later run examines them again), unknown statuses or currencies, customers that no customer row has. Corrected
+-- or order / update times at or after the run's cutoff (future_timestamp / future_updated_at, held: every
+-- later run examines them again), unknown statuses or currencies, customers that no customer row has. Corrected
 -- (staging.corrections): amounts written as text, totals that disagree with their lines, refunds
 -- (no revenue). Identical copies of an order in one batch are counted in staging.merged_rows.
 create table if not exists staging.orders (
@@ -61,7 +62,8 @@ judged as materialized (
             when s.t_customer_id is null then 'invalid_customer_id'
             when s.order_time is null or s.updated_ts is null then 'invalid_timestamp'
             when s.order_time < timestamptz '1970-01-01 00:00:00+00' then 'pre_epoch_timestamp'
-            when s.order_time >= %(run_ts)s or s.updated_ts >= %(run_ts)s then 'future_timestamp'
+            when s.order_time >= %(run_ts)s then 'future_timestamp'
+            when s.updated_ts >= %(run_ts)s then 'future_updated_at'
             when s.t_status is null or s.t_status not in ('completed', 'refunded', 'cancelled') then 'invalid_status'
             when s.t_currency not in (select rc.currency_code from staging.ref_currencies as rc) then 'unknown_currency'
             when s.amount is null or s.amount < 0 then 'invalid_amount'
@@ -91,6 +93,7 @@ reasons as (
                 || quote_literal(j.updated_at) || ' is at or after the run''s cutoff ' || %(run_ts)s::text
                 || '; held and examined again by every later run (staged once its time has come): if it is a'
                 || ' clock error, fix the clock of the source system and send the row again'
+            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
             when 'invalid_status' then 'status ' || coalesce(quote_literal(j.status), 'is empty')
                 || ' is not one of completed, refunded, cancelled; map it in the extract'
             when 'unknown_currency' then 'currency ' || quote_literal(j.currency)
@@ -118,21 +121,25 @@ ranked as (
 
 line_totals as (
     -- What the lines add up to, for orders whose every line is readable with a quantity >= 0 and a
-    -- price > 0 (a line staging rejects or flags as free says nothing about the order's total).
+    -- price > 0 (a line staging rejects or flags as free says nothing about the order's total); a line
+    -- whose only version is held (updated at or after the cutoff) leaves the order's total as sent.
     select
         l.order_id,
         sum(l.quantity * l.unit_price) as lines_amount,
-        bool_and(coalesce(l.quantity between 0 and 1000000 and l.unit_price > 0 and l.unit_price < 1e10, false))
+        bool_and(coalesce(l.quantity between 0 and 1000000 and l.unit_price > 0 and l.unit_price < 1e10
+                          and not l.is_held, false))
         and sum(l.quantity * l.unit_price) < 1e12 as comparable
     from (
         select distinct on (staging.try_bigint(i.order_id), staging.try_bigint(i.line_no))
             staging.try_bigint(i.order_id) as order_id,
             staging.try_bigint(i.quantity) as quantity,
-            staging.try_numeric(i.unit_price) as unit_price
+            staging.try_numeric(i.unit_price) as unit_price,
+            coalesce(staging.try_ts(i.updated_at) >= %(run_ts)s, false) as is_held
         from raw.shop_order_items as i
         where i._loaded_at <= %(run_ts)s
         order by
-            staging.try_bigint(i.order_id), staging.try_bigint(i.line_no), staging.try_ts(i.updated_at) desc,
+            staging.try_bigint(i.order_id), staging.try_bigint(i.line_no),
+            coalesce(staging.try_ts(i.updated_at) >= %(run_ts)s, false), staging.try_ts(i.updated_at) desc,
             i._loaded_at desc
     ) as l
     group by l.order_id

@@ -1,6 +1,8 @@
 -- grain: one row per product view (a product page seen in a web session)
 -- materialized: model
--- Rejected (raw.quarantine): unreadable keys, products or timestamps.
+-- Rejected (raw.quarantine): unreadable keys, products or timestamps; views at or after the run's cutoff
+-- (held: every later run examines them again). Two versions with the same updated_at and different
+-- content are recorded (staging.corrections).
 create table if not exists staging.product_views (
     session_id text not null, -- The web session (staging.web_sessions)
     view_no integer not null, -- Position of the view within its session, from 1
@@ -37,6 +39,8 @@ judged as (
             when s.k_session_id is null or s.k_view_no is null or s.k_view_no not between 1 and 1000000 then 'invalid_key'
             when s.t_product_id is null then 'invalid_product_id'
             when s.viewed_ts is null or s.updated_ts is null then 'invalid_timestamp'
+            when s.viewed_ts >= %(run_ts)s then 'future_timestamp'
+            when s.updated_ts >= %(run_ts)s then 'future_updated_at'
         end as reject_code
     from source as s
 ),
@@ -56,6 +60,8 @@ ranked as (
             when 'invalid_timestamp' then
                 'viewed_at / updated_at ' || coalesce(quote_literal(j.viewed_at), 'empty')
                 || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'
+            when 'future_timestamp' then staging.future_reason('viewed_at', j.viewed_at, %(run_ts)s)
+            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
         end as reject_reason,
         row_number() over versions as version_rank,
         -- An identical copy sorts next to the row it copies (same times), so one window finds both.
@@ -73,6 +79,8 @@ select
 from ranked as k
 ;;
 select staging.record_duplicates('raw.shop_product_views', 'duplicate_row', %(run_date)s)
+;;
+select staging.record_conflicts('raw.shop_product_views', 'row_key', %(run_date)s)
 ;;
 truncate staging.product_views
 ;;

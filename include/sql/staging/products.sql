@@ -1,6 +1,8 @@
 -- grain: one row per product (latest version received)
 -- materialized: model
--- Rejected (raw.quarantine): unreadable product ids, prices or timestamps, and negative prices.
+-- Rejected (raw.quarantine): unreadable product ids, prices or timestamps, negative or out-of-range prices,
+-- and versions updated at or after the run's cutoff (held: every later run examines them again). Two
+-- versions with the same updated_at and different content are recorded (staging.corrections).
 create table if not exists staging.products (
     product_id bigint primary key,
     sku text,
@@ -44,6 +46,7 @@ judged as (
             when s.t_price < 0 then 'negative_price'
             when s.t_price >= 1e10 then 'amount_out_of_range'
             when s.updated_ts is null or (s.created_at is not null and s.created_ts is null) then 'invalid_timestamp'
+            when s.updated_ts >= %(run_ts)s then 'future_updated_at'
         end as reject_code
     from source as s
 ),
@@ -63,6 +66,7 @@ ranked as (
             when 'invalid_timestamp' then
                 'created_at / updated_at ' || coalesce(quote_literal(j.created_at), 'empty')
                 || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'
+            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
         end as reject_reason,
         row_number() over versions as version_rank,
         -- An identical copy sorts next to the row it copies (same times), so one window finds both.
@@ -80,6 +84,8 @@ select
 from ranked as k
 ;;
 select staging.record_duplicates('raw.shop_products', 'duplicate_row', %(run_date)s)
+;;
+select staging.record_conflicts('raw.shop_products', 'k_product_id', %(run_date)s)
 ;;
 truncate staging.products
 ;;

@@ -1,6 +1,8 @@
 -- grain: one row per web session (latest version received)
 -- materialized: model
--- Rejected (raw.quarantine): sessions without an id, unreadable customers, counts or timestamps.
+-- Rejected (raw.quarantine): sessions without an id, unreadable customers, counts or timestamps; sessions
+-- started or updated at or after the run's cutoff (held: every later run examines them again). Two
+-- versions with the same updated_at and different content are recorded (staging.corrections).
 create table if not exists staging.web_sessions (
     session_id text primary key, -- Tracker's session id
     customer_id bigint, -- Logged-in shop customer; null for leads and anonymous visitors
@@ -47,6 +49,8 @@ judged as (
                 then 'invalid_count'
             when s.started_ts is null or s.updated_ts is null or (s.ended_at is not null and s.ended_ts is null)
                 then 'invalid_timestamp'
+            when s.started_ts >= %(run_ts)s then 'future_timestamp'
+            when s.updated_ts >= %(run_ts)s then 'future_updated_at'
         end as reject_code
     from source as s
 ),
@@ -65,6 +69,8 @@ ranked as (
                 'started_at / ended_at / updated_at must be ISO 8601 timestamps (got '
                 || coalesce(quote_literal(j.started_at), 'empty') || ', ' || coalesce(quote_literal(j.ended_at), 'empty')
                 || ', ' || coalesce(quote_literal(j.updated_at), 'empty') || ')'
+            when 'future_timestamp' then staging.future_reason('started_at', j.started_at, %(run_ts)s)
+            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
         end as reject_reason,
         row_number() over versions as version_rank,
         -- An identical copy sorts next to the row it copies (same times), so one window finds both.
@@ -82,6 +88,8 @@ select
 from ranked as k
 ;;
 select staging.record_duplicates('raw.shop_web_sessions', 'duplicate_row', %(run_date)s)
+;;
+select staging.record_conflicts('raw.shop_web_sessions', 'k_session_id', %(run_date)s)
 ;;
 truncate staging.web_sessions
 ;;

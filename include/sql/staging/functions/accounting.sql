@@ -104,8 +104,9 @@ language sql as $$
     delete from staging.merged_rows where table_name = p_raw_table;
 $$
 ;;
--- Two versions of one key with the same updated_at and different content: staging keeps one (the first
--- received) and records the other here, kind conflicting_version, so the conflict is never silent.
+-- Two versions of one key with the same updated_at and different content: staging keeps one (the later
+-- batch, or the earlier line of one batch) and records the other here, kind conflicting_version, naming the
+-- version kept, so the conflict is never silent. p_key: the key column of _checked (row_key for compound keys).
 create or replace function staging.record_conflicts(p_raw_table text, p_key text, p_run_date date)
 returns void
 language plpgsql as $$
@@ -114,7 +115,7 @@ begin
         'insert into staging.corrections (run_date, table_name, row_key, source_ref, batch_id, kind, field,'
         ' original_value, corrected_value)'
         ' select $1, $2, c.row_key, c.source_ref, c._batch_id, ''conflicting_version'', ''updated_at'','
-        ' c.updated_at, ''kept the version received first ('' || s._batch_id || '')'''
+        ' c.updated_at, ''kept the version of batch '' || s._batch_id || '' ('' || s.source_ref || '')'''
         ' from _checked as c join _checked as s on s.%1$I = c.%1$I and s.disposition in (''staged'', ''merged'')'
         ' where c.disposition = ''superseded'' and s.updated_ts = c.updated_ts and s.content_hash <> c.content_hash',
         p_key)

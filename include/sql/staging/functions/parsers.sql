@@ -112,3 +112,25 @@ language sql immutable parallel safe as $$
     select trim(v) ~ ('^[A-Za-z0-9.!#$%&''*+/=?^_`{|}~-]+@'
                       '([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}$')
 $$
+;;
+-- The reason of a row held because a time of it is at or after the run's cutoff: every later run examines
+-- it again (raw.quarantine is rebuilt from raw), so it is staged once its time has come, and a clock
+-- error (2099) stays held and never shadows the corrected version the source sends next.
+create or replace function staging.future_reason(p_field text, p_value text, p_run_ts timestamptz)
+returns text
+language sql stable parallel safe as $$
+    select p_field || ' ' || quote_literal(p_value) || ' is at or after the run''s cutoff ' || p_run_ts::text
+        || '; held and examined again by every later run (staged once its time has come): if it is a clock'
+        || ' error, fix the clock of the source system and send the row again'
+$$
+;;
+-- An event time as ESP feeds write it: Unix seconds ('1767225600', '1767225600.5') within 1970..9999, or an
+-- ISO 8601 timestamp; null for anything else (the model quarantines the row instead of failing).
+create or replace function staging.event_time(v text) returns timestamptz
+language sql stable parallel safe as $$
+    select case
+        when trim(v) ~ '^[0-9]{1,11}(\.[0-9]{1,9})?$' and trim(v)::numeric < 253402300800
+            then to_timestamp(trim(v)::double precision)
+        else staging.try_ts(v)
+    end
+$$
