@@ -84,7 +84,14 @@ def test_lines_of_rejected_orders_are_labelled_as_their_consequence(world) -> No
     lines = world.items[world.items["order_id"].isin(rejected)]
     expected = {f"{o}:{n}" for o, n in zip(lines["order_id"], lines["line_no"])}
     conseq = w.labels[w.labels["origin"] == "consequence"]
-    assert set(conseq["row_key"]) == expected and set(conseq["kind"]) == {"orphan_order_item"}
+    of_orders = conseq[conseq["table_name"] == "shop_order_items"]
+    assert set(of_orders["row_key"]) == expected and set(of_orders["kind"]) == {"orphan_order_item"}
+    # the only other consequences: the lines of a cart whose value overflows, each naming a planted cart
+    of_carts = conseq[conseq["table_name"] != "shop_order_items"]
+    planted_carts = set(w.labels[w.labels["kind"] == "cart_value_out_of_range"]
+                        .query("origin == 'planted'")["row_key"].astype(str))
+    assert set(of_carts["table_name"]) <= {"shop_cart_items"}
+    assert {key.split(":")[0] for key in of_carts["row_key"]} == planted_carts
 
 
 def test_planting_is_deterministic_and_does_not_touch_the_world(world) -> None:
