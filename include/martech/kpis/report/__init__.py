@@ -118,8 +118,9 @@ def report_path() -> Path:
 
 
 def write_report(engine: Any, run_date: dt.date, path: Path | None = None) -> Path:
-    """Render the report and write it atomically to ``path`` (default ``report_path()``)."""
-    path = Path(path or report_path())
+    """Render the report and write it atomically to ``path`` (default ``report_path()``); returns its absolute path
+    (``martech report --open`` hands it to the browser as a file URL)."""
+    path = Path(path or report_path()).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(build_report(engine, run_date, data_docs_href=_data_docs_href(path)), encoding="utf-8")
