@@ -40,9 +40,12 @@ def test_every_figure_is_drawn_from_the_data_and_names_its_tables(report_warehou
     assert "winback" in html and "welcome" in html
 
 
-def test_write_report_replaces_the_file(report_warehouse, tmp_path):
+def test_write_report_replaces_the_file(report_warehouse, tmp_path, monkeypatch):
     path = write_report(report_warehouse.engine, RUN_DATE, tmp_path / "r" / "report.html")
     assert path.read_text().startswith("<!doctype html>") and not list(path.parent.glob("*.tmp"))
+    monkeypatch.chdir(tmp_path)  # martech report --out report.html --open: the browser needs a file URL
+    assert write_report(report_warehouse.engine, RUN_DATE, Path("here.html")).as_uri() == \
+        (tmp_path / "here.html").resolve().as_uri()
 
 
 def test_anonymous_requests_are_refused(report_warehouse, outbox_previews, tmp_path):

@@ -98,11 +98,14 @@ def with_data_docs_href(page: str, href: str) -> str:
     return _DOCS_LINK.sub(lambda m: m.group(1) + html.escape(href) + m.group(2), page)
 
 
-def _data_docs_href(report_file: Path) -> str:
-    """The Data Docs index relative to the report file (both under MARTECH_HOME unless configured apart)."""
+def _data_docs_href(report_file: Path) -> str | None:
+    """The Data Docs index relative to the report file (both under MARTECH_HOME unless configured apart);
+    None while there are none (``MARTECH_DATA_DOCS=0``, or no gate has run)."""
     from martech import paths
 
     index = paths.data_docs_dir().resolve() / "index.html"
+    if not index.is_file():
+        return None
     try:
         rel = os.path.relpath(index, report_file.resolve().parent)
     except ValueError:  # another drive
