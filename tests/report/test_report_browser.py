@@ -220,10 +220,14 @@ def test_report_and_campaign_page_in_the_ui(api_server, browser, tmp_path):
     _wait(browser, lambda d: d.find_element(By.XPATH, "//*[normalize-space(text())='Campaign']")).click()
     frame = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "iframe"))
     browser.switch_to.frame(frame)
-    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#previews iframe"))
+    preview = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#previews iframe"))
     assert "Campaign winback" in browser.find_element(By.TAG_NAME, "h1").text
     assert browser.find_elements(By.CSS_SELECTOR, "figure[data-figure=uplift] svg path")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#audience tbody tr")) == 6
+    browser.switch_to.frame(preview)  # the mail itself renders, sandboxed, inside the UI's own frame
+    _wait(browser, lambda d: "Ten percent off this week." in d.find_element(By.TAG_NAME, "body").text)
+    browser.switch_to.parent_frame()
+    browser.execute_script("arguments[0].scrollIntoView()", preview)
     browser.switch_to.default_content()
     _shot(browser, shots, "03-campaign-page.png")
 
