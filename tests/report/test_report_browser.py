@@ -23,7 +23,7 @@ import pytest
 
 from martech import paths
 from martech.kpis.report import FIGURES, write_report
-from martech.testing.report_data import RUN_DATE, write_preview
+from martech.testing.report_data import RUN_DATE, write_data_docs, write_preview
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -79,9 +79,10 @@ def api_server(report_warehouse, tmp_path_factory):
     for cmd in (["db", "migrate"], ["dags", "reserialize"]):
         res = subprocess.run(airflow + cmd, env=env, capture_output=True, text=True, timeout=240)
         assert res.returncode == 0, res.stderr[-3000:]
-    # What the kpis DAG does after rebuilding the tables.
+    # What the gates do (Data Docs of their validations) and the kpis DAG after rebuilding the tables.
     os.environ["MARTECH_HOME"], previous = str(mhome), os.environ.get("MARTECH_HOME")
     try:
+        write_data_docs()
         write_report(report_warehouse.engine, RUN_DATE)
     finally:
         os.environ.pop("MARTECH_HOME") if previous is None else os.environ.update(MARTECH_HOME=previous)
@@ -178,15 +179,55 @@ def test_report_and_campaign_page_in_the_ui(api_server, browser, tmp_path):
     browser.switch_to.default_content()
     _shot(browser, shots, "02-report-variants-rfm.png")
 
+    # The Data Docs, from the data-quality figure's link, served by the same app: styled, tables filled.
+    browser.switch_to.frame(frame)
+    link = browser.find_element(By.CSS_SELECTOR, "figure[data-figure=data_quality_trend] a[data-link=data-docs]")
+    browser.execute_script("arguments[0].scrollIntoView()", link)
+    link.click()
+    rows = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#Validation-Results tbody tr[data-href]"))
+    assert len(rows) == 2
+    style = browser.execute_script  # computed styles show docs.css applied, toolbars show docs.js ran
+    assert style("return getComputedStyle(document.querySelector('.alert-secondary')).backgroundColor") \
+        == "rgb(226, 227, 229)"
+    assert style("return getComputedStyle(document.querySelector('.row')).display") == "flex"
+    assert style("return getComputedStyle(document.querySelector('.ge-failed-icon'), '::before').content") \
+        == '"\u2716"'
+    assert browser.find_elements(By.CSS_SELECTOR, "#Validation-Results .martech-toolbar input[type=search]")
+    suites = browser.find_element(By.ID, "Expectation-Suites")
+    assert not suites.is_displayed()
+    browser.find_element(By.ID, "Expectation-Suites-tab").click()
+    assert suites.is_displayed() and len(suites.find_elements(By.CSS_SELECTOR, "tbody tr")) == 2
+    browser.find_element(By.ID, "Validation-Results-tab").click()
+    browser.switch_to.default_content()
+    _shot(browser, shots, "04-data-docs-index.png")
+    browser.switch_to.frame(frame)
+    failed = browser.find_element(By.CSS_SELECTOR, "#Validation-Results tr[data-href*=contacts]")
+    assert failed.find_elements(By.CSS_SELECTOR, ".ge-failed-icon")
+    failed.find_elements(By.TAG_NAME, "td")[1].click()  # the row, not its link: docs.js follows it
+    _wait(browser, lambda d: "not-an-address" in d.find_element(By.TAG_NAME, "body").text)
+    assert "Expectation Validation Result" in browser.find_element(By.TAG_NAME, "h4").text
+    assert style("return getComputedStyle(document.querySelector('.card')).borderTopStyle") == "solid"
+    passed = browser.find_elements(By.CSS_SELECTOR, ".hide-succeeded-validation-target-child")
+    assert passed and all(p.is_displayed() for p in passed)
+    browser.find_element(By.CSS_SELECTOR, "[data-martech-show=failed]").click()
+    assert not any(p.is_displayed() for p in passed)  # "Failed Only" hides the expectations that passed
+    browser.find_element(By.CSS_SELECTOR, "[data-martech-show=all]").click()
+    browser.switch_to.default_content()
+    _shot(browser, shots, "05-data-docs-validation.png")
+
     # The campaign page, from the campaign DAG's own tab.
     browser.get(api_server + "/dags/campaign_winback")
     _wait(browser, lambda d: d.find_element(By.XPATH, "//*[normalize-space(text())='Campaign']")).click()
     frame = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "iframe"))
     browser.switch_to.frame(frame)
-    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#previews iframe"))
+    preview = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#previews iframe"))
     assert "Campaign winback" in browser.find_element(By.TAG_NAME, "h1").text
     assert browser.find_elements(By.CSS_SELECTOR, "figure[data-figure=uplift] svg path")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#audience tbody tr")) == 6
+    browser.switch_to.frame(preview)  # the mail itself renders, sandboxed, inside the UI's own frame
+    _wait(browser, lambda d: "Ten percent off this week." in d.find_element(By.TAG_NAME, "body").text)
+    browser.switch_to.parent_frame()
+    browser.execute_script("arguments[0].scrollIntoView()", preview)
     browser.switch_to.default_content()
     _shot(browser, shots, "03-campaign-page.png")
 

@@ -265,6 +265,7 @@ def build_data_docs(context: Any, report: QualityReport, suite_names: list[str])
     from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
     from martech import paths
+    from martech.quality import docs_offline
 
     t0 = time.perf_counter()
     try:
@@ -281,6 +282,7 @@ def build_data_docs(context: Any, report: QualityReport, suite_names: list[str])
         with open(paths.quality_store_dir() / ".docs.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             built = context.build_data_docs(resource_identifiers=targets)
+            docs_offline.make_offline(paths.data_docs_dir())  # GX's pages load CDN assets: rewrite them
         report.data_docs = str(built.get("martech") or paths.data_docs_dir() / "index.html")
     except Exception as exc:  # the gate's outcome must not depend on rendering
         log.warning("data quality: Data Docs were not built (%s: %s); results are in %s",

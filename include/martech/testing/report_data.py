@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["D1", "D2", "RUN_DATE", "seed", "write_preview"]
+__all__ = ["D1", "D2", "RUN_DATE", "seed", "write_data_docs", "write_preview"]
 
 RUN_DATE = dt.date(2026, 6, 2)
 D1, D2 = dt.date(2026, 5, 30), dt.date(2026, 6, 1)
@@ -104,3 +104,20 @@ def write_preview(folder: Path) -> Path:
     run.mkdir(parents=True)
     (run / "a-1.eml").write_bytes(msg.as_bytes())
     return folder
+
+
+def write_data_docs(run_date: dt.date = RUN_DATE) -> Path:
+    """Great Expectations Data Docs of two tiny validations (one passing, one failing on ``not-an-address``)
+    built the way every gate builds them, into ``MARTECH_HOME``'s Data Docs folder; returns its index.html."""
+    import pandas as pd
+
+    from martech import paths
+    from martech.quality import raw
+
+    frames = {"demo.contacts": pd.DataFrame({"contact_id": ["1", "2", "3"],
+                                             "email": ["a@example.com", "not-an-address", "c@example.com"]}),
+              "demo.orders": pd.DataFrame({"order_id": ["o1", "o2"], "total_amount": ["12.50", "3"]})}
+    declared = {"demo.contacts": [raw.not_null("contact_id"), raw.email()],
+                "demo.orders": [raw.not_null("order_id"), raw.non_negative_number("total_amount")]}
+    raw.validate_frames(frames, declared, run_id=f"demo:{run_date.isoformat()}", run_date=run_date)
+    return paths.data_docs_dir() / "index.html"

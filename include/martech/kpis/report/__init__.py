@@ -9,12 +9,17 @@ Every figure names the public tables its numbers come from. Figures and queries:
 from __future__ import annotations
 
 import datetime as dt
+import html
+import os
+import re
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FIGURES", "Figure", "build_report", "campaign_page", "render", "report_path", "write_report"]
+__all__ = ["FIGURES", "Figure", "build_report", "campaign_page", "render", "report_path", "with_data_docs_href",
+           "write_report"]
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -65,8 +70,9 @@ def render(template: str, **context: Any) -> str:
     return str(_env().get_template(template).render(**context))
 
 
-def build_report(engine: Any, run_date: dt.date) -> str:
-    """The report's HTML for ``run_date`` (data before that date, as in the KPI tables)."""
+def build_report(engine: Any, run_date: dt.date, *, data_docs_href: str | None = None) -> str:
+    """The report's HTML for ``run_date`` (data before that date, as in the KPI tables); the data-quality
+    figure links the Great Expectations Data Docs at ``data_docs_href`` when given."""
     from martech.kpis.report import figures, queries
 
     started = time.perf_counter()
@@ -80,8 +86,31 @@ def build_report(engine: Any, run_date: dt.date) -> str:
         sources = sorted({t for n in fig.loads for t in queries.SOURCES[n]})
         sections.append({"key": fig.key, "title": fig.title, "note": fig.note, "sources": sources,
                          "svg": figures.DRAW[fig.key](data)})
-    return render("report.html.j2", run_date=run_date, sections=sections,
+    return render("report.html.j2", run_date=run_date, sections=sections, data_docs_href=data_docs_href,
                   seconds=round(time.perf_counter() - started, 2))
+
+
+_DOCS_LINK = re.compile(r'(<a data-link="data-docs" href=")[^"]*(")')
+
+
+def with_data_docs_href(page: str, href: str) -> str:
+    """The report ``page`` with its Data Docs link pointing at ``href`` (the app serves them elsewhere)."""
+    return _DOCS_LINK.sub(lambda m: m.group(1) + html.escape(href) + m.group(2), page)
+
+
+def _data_docs_href(report_file: Path) -> str | None:
+    """The Data Docs index relative to the report file (both under MARTECH_HOME unless configured apart);
+    None while there are none (``MARTECH_DATA_DOCS=0``, or no gate has run)."""
+    from martech import paths
+
+    index = paths.data_docs_dir().resolve() / "index.html"
+    if not index.is_file():
+        return None
+    try:
+        rel = os.path.relpath(index, report_file.resolve().parent)
+    except ValueError:  # another drive
+        return index.as_uri()
+    return urllib.parse.quote(Path(rel).as_posix())
 
 
 def report_path() -> Path:
@@ -92,11 +121,12 @@ def report_path() -> Path:
 
 
 def write_report(engine: Any, run_date: dt.date, path: Path | None = None) -> Path:
-    """Render the report and write it atomically to ``path`` (default ``report_path()``)."""
-    path = Path(path or report_path())
+    """Render the report and write it atomically to ``path`` (default ``report_path()``); returns its absolute path
+    (``martech report --open`` hands it to the browser as a file URL)."""
+    path = Path(path or report_path()).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(build_report(engine, run_date), encoding="utf-8")
+    tmp.write_text(build_report(engine, run_date, data_docs_href=_data_docs_href(path)), encoding="utf-8")
     tmp.replace(path)
     return path
 
