@@ -112,12 +112,13 @@ def write_data_docs(run_date: dt.date = RUN_DATE) -> Path:
     import pandas as pd
 
     from martech import paths
-    from martech.quality import raw
+    from martech.quality import expectations as ex
+    from martech.quality.gx_runner import validate_frames
 
     frames = {"demo.contacts": pd.DataFrame({"contact_id": ["1", "2", "3"],
                                              "email": ["a@example.com", "not-an-address", "c@example.com"]}),
               "demo.orders": pd.DataFrame({"order_id": ["o1", "o2"], "total_amount": ["12.50", "3"]})}
-    declared = {"demo.contacts": [raw.not_null("contact_id"), raw.email()],
-                "demo.orders": [raw.not_null("order_id"), raw.non_negative_number("total_amount")]}
-    raw.validate_frames(frames, declared, run_id=f"demo:{run_date.isoformat()}", run_date=run_date)
+    declared = {"demo.contacts": [ex.not_null("contact_id"), ex.email()],
+                "demo.orders": [ex.not_null("order_id"), ex.non_negative_number("total_amount")]}
+    validate_frames(frames, declared, run_id=f"demo:{run_date.isoformat()}", run_date=run_date)
     return paths.data_docs_dir() / "index.html"
