@@ -42,6 +42,7 @@ __all__ = [
     "CampaignSpecError",
     "CouponSpec",
     "FrequencyCap",
+    "SeedList",
     "Step",
     "Variant",
     "fires_every_hour",
@@ -101,6 +102,8 @@ _EXAMPLES = {
     "delay_hours": "24",
     "series_key": "cart_id",
     "catch_up_hours": "6",
+    "require_seeds_on_first_run": "true",
+    "addresses": "[qa@shop.example]",
 }
 
 YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -356,6 +359,9 @@ class CampaignSpec(BaseModel):
     # caught up by the next run); beyond that the step is dropped as stale.
     catch_up_hours: int = Field(default=DEFAULT_CATCH_UP_HOURS, ge=1, le=48,
                                 description="must be between 1 (only the hour a step is due) and 48 hours")
+    # The campaign's first real send waits for the seed list (_settings.yml seed_list): no seed addresses,
+    # or a seed send that did not go out, and the first run sends nothing (martech.campaigns.seeds).
+    require_seeds_on_first_run: bool = False
 
     _source_path: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default=CAMPAIGNS_DIR)
@@ -570,12 +576,44 @@ class FrequencyCap(BaseModel):
     window_days: WindowDays = DEFAULT_CAP_WINDOW_DAYS
 
 
+class SeedList(BaseModel):
+    """Internal test addresses that receive every variant of every real send (``martech.campaigns.seeds``).
+
+    ``MARTECH_SEED_ADDRESSES`` (comma-separated) replaces the file's list when set.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    addresses: tuple[str, ...] = ()
+
+    @field_validator("addresses", mode="before")
+    @classmethod
+    def _list_as_tuple(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        # The address pattern itself is checked where the list is used (martech.campaigns.seeds), beside
+        # the rule the audiences apply; here: one entry per address, compared trimmed and lower-cased.
+        out: list[str] = []
+        for i, address in enumerate(v):
+            normal = address.strip().lower()
+            if not normal or "@" not in normal:
+                raise ValueError(f"[{i}] must be an e-mail address such as 'qa@shop.example', got {address!r}")
+            if normal in out:
+                raise ValueError(f"[{i}] repeats {normal!r}; list each seed address once")
+            out.append(normal)
+        return tuple(out)
+
+
 class CampaignSettings(BaseModel):
     """``include/campaigns/_settings.yml``: rules every campaign of the folder shares."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     frequency_cap: FrequencyCap = FrequencyCap()
+    seed_list: SeedList = SeedList()
 
 
 def _parse_yaml(where: str, raw: bytes) -> Any:
@@ -596,7 +634,7 @@ def load_settings(directory: Path | str = CAMPAIGNS_DIR) -> CampaignSettings:
     if data is None:
         return CampaignSettings()
     if not isinstance(data, dict):
-        raise CampaignSpecError([f"{where}: must be a mapping of settings (frequency_cap), "
+        raise CampaignSpecError([f"{where}: must be a mapping of settings (frequency_cap, seed_list), "
                                  f"got {type(data).__name__}"])
     try:
         return CampaignSettings.model_validate(data)
