@@ -97,7 +97,7 @@ def test_a_send_in_doubt_is_not_resent_blindly_and_an_event_settles_it(wh, spec)
     plant(wh, DAY, [0])
     lost = Recording(answer=False)
     doubt = send_seeds(wh, spec, DAY, lost, now=NOW, addresses=SEEDS[:1])
-    assert (doubt.sent_now, doubt.complete) == (0, False)
+    assert (doubt.sent_now, doubt.uncertain, doubt.complete) == (0, 1, False)
     retry = Recording()
     assert send_seeds(wh, spec, DAY, retry, now=NOW, addresses=SEEDS[:1]).uncertain == 1 and retry.sent == []
     send_id = seed_send_id("promo", DAY.isoformat(), 1, "a", SEEDS[0])
@@ -118,6 +118,24 @@ def test_the_outbox_sends_a_seed_in_doubt_again_into_the_same_file(wh, spec, tmp
     send_id = seed_send_id("promo", DAY.isoformat(), 1, "a", SEEDS[0])
     assert [p.name for p in (tmp_path / "promo" / DAY.isoformat()).glob("*.eml")] == [f"{send_id}.eml"]
     assert rows(wh, "select attempts, status from campaigns.seed_sends") == [{"attempts": 2, "status": "sent"}]
+
+
+class Down(BaseTransport):
+    name = "down"
+
+    def send_batch(self, messages):
+        raise ConnectionError("provider unreachable")
+
+
+def test_an_unreachable_provider_leaves_seeds_in_doubt_and_blocks_only_a_required_first_run(wh, spec, tmp_path):
+    plant(wh, DAY, [0])
+    out = send_seeds(wh, spec, DAY, Down(), now=NOW, addresses=SEEDS[:1])  # no exception: the real send may go
+    assert (out.uncertain, out.complete) == (1, False)
+    path = write_promo_campaign(tmp_path / "required")
+    path.write_text(path.read_text() + "require_seeds_on_first_run: true\n")
+    plant(wh, DAY + dt.timedelta(days=1), [0])
+    with pytest.raises(SeedListError, match=r"1 are in doubt"):
+        send_seeds(wh, load_campaign(path), DAY + dt.timedelta(days=1), Down(), now=NOW, addresses=SEEDS[:1])
 
 
 def test_seeds_are_never_capped_or_cooled_and_a_suppressed_seed_is_skipped(wh, spec):

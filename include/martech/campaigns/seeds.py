@@ -257,6 +257,7 @@ def send_seeds(engine: Engine, spec: CampaignSpec, run_date: date | str | dateti
                 outcome[r["send_id"]] = ("failed", None, f"render failed: {exc}")
         grouping = getattr(transport, "group", None)
         begin = getattr(transport, "begin_attempt", None)
+        in_doubt = 0  # handed over in this call without an answer
         for group in (grouping(messages) if grouping and messages else [messages] if messages else []):
             for start in range(0, len(group), transport.batch_size):
                 batch = group[start:start + transport.batch_size]
@@ -264,13 +265,21 @@ def send_seeds(engine: Engine, spec: CampaignSpec, run_date: date | str | dateti
                 with engine.begin() as conn:
                     conn.execute(_CLAIM, {"ids": [m.send_id for m in batch], "transport": transport.name,
                                           "attempt_ref": attempt_ref})
-                results: list[SendResult] = (transport.send_batch(batch, attempt_ref=attempt_ref)  # type: ignore[call-arg]
-                                             if begin else transport.send_batch(batch))
+                try:
+                    results: list[SendResult] = (
+                        transport.send_batch(batch, attempt_ref=attempt_ref)  # type: ignore[call-arg]
+                        if begin else transport.send_batch(batch))
+                except Exception as exc:  # the real send must not depend on the test inboxes
+                    log.warning("%s %s step %d: seed messages unanswered, left in doubt: %s",
+                                spec.id, run_id, step, exc)
+                    results = []
                 for result in results:
                     if result.ok and result.message_id:
                         outcome[result.send_id] = ("sent", result.message_id, None)
                     else:
                         outcome[result.send_id] = ("failed", None, result.error or "no message id")
+                answered = {r.send_id for r in results}
+                in_doubt += sum(m.send_id not in answered for m in batch)
         if outcome:
             with engine.begin() as conn:
                 ids = sorted(outcome)
@@ -286,7 +295,7 @@ def send_seeds(engine: Engine, spec: CampaignSpec, run_date: date | str | dateti
     summary = SeedSummary(
         campaign_id=spec.id, run_id=run_id, step=step, addresses=len(addresses), variants=len(samples),
         first_run=first_run, planned=int(planned), sent_now=statuses.count("sent"), already_sent=already,
-        failed=statuses.count("failed"), skipped=len(skipped), uncertain=len(uncertain))
+        failed=statuses.count("failed"), skipped=len(skipped), uncertain=len(uncertain) + in_doubt)
     log.info("%s %s step %d seeds: %s", spec.id, run_id, step, summary.as_dict())
     if required and not summary.complete:
         raise SeedListError(
