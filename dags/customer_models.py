@@ -7,7 +7,8 @@ category affinity (support, confidence, lift), the customer 360 and lifecycle st
 Reads: `staging.orders`, `staging.order_items`, `staging.products`, `staging.contacts`,
 `campaigns.suppressions`. Writes: `marts.customer_rfm`, `marts.product_affinity`,
 `marts.customer_360`, `marts.customer_lifecycle`,
-`marts.segment_migration`. Emits `martech://warehouse/marts`.
+`marts.segment_migration`, `marts.clv_predictions`, `marts.lead_scores`, `marts.recommendations`,
+`marts.customer_segments`, `marts.replenishment_due`. Emits `martech://warehouse/marts`.
 """
 
 from __future__ import annotations

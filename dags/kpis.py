@@ -4,12 +4,13 @@
 Rebuilds `kpis.campaign_daily` (per campaign, step, variant, arm and send day: sends, deliveries, human
 and machine opens, clicks, conversions and revenue within the attribution window, cost and ROI),
 `kpis.campaign_exclusions` and `kpis.campaign_uplift` (treatment against holdout with 95 % intervals,
-A/B variants against each other). Formulas: docs/kpis.md.
+A/B variants against each other) and `kpis.campaign_goals` (each campaign YAML's goal: KPI value against
+its target). Formulas: docs/kpis.md.
 
 Reads: `campaigns.campaign_runs`, `audiences.audience_members`, `audiences.exclusions`,
 `audiences.snapshots`, `campaigns.send_ledger`, `staging.email_events`, `staging.orders`,
 `staging.contacts`. Writes: `campaigns.member_outcomes`, `kpis.campaign_daily`,
-`kpis.campaign_exclusions`, `kpis.campaign_uplift`.
+`kpis.campaign_exclusions`, `kpis.campaign_uplift`, `kpis.campaign_goals`.
 Emits `martech://warehouse/kpis`. Then writes the daily report (`MARTECH_HOME/reports/report.html`,
 served in the UI by the martech plugin) from those tables and the model marts: docs/report.md.
 """

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--customers", type=_positive, default=20_000)
     sim.add_argument("--as-of", type=_date, default=DEMO_DATE, help="history ends the day before")
     sim.add_argument("--seed", type=int, default=42)
+    sim.add_argument("--replenishment", type=float, default=0.0, metavar="SHARE",
+                     help="share of ordering customers with a consumable habit (docs/simulator.md); default 0")
 
     demo = sub.add_parser("demo", help="run the whole chain through Airflow")
     demo.add_argument("--customers", type=_positive, default=20_000)
@@ -147,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
 
         with Warehouse.resolve() as wh:
             summary = generate_sources(wh.engine, paths.landing_dir(), as_of=args.as_of, customers=args.customers,
-                                       seed=args.seed)
+                                       seed=args.seed, replenishment=args.replenishment)
         print("\n".join(summary.lines()))
         return 0
     if args.command == "demo":

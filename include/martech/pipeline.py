@@ -212,6 +212,7 @@ def build_customer_models(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     counts["marts.lead_scores"] = _build_lead_scores(eng, run_date)
     counts.update(_build_recommendations(eng, run_date))
     counts["marts.customer_segments"] = _build_clusters(eng, run_date)
+    counts["marts.replenishment_due"] = _build_replenishment(eng, run_date)
     segments = scores["segment"].value_counts().to_dict() if len(scores) else {}
     _say([f"{m}: {n} rows" for m, n in counts.items()]
          + [f"  segment {k}: {v}" for k, v in sorted(segments.items(), key=lambda kv: -kv[1])])
@@ -224,6 +225,14 @@ def _build_clv(eng, run_date: dt.date) -> int:
 
     result = build_clv_predictions(eng, run_date)
     _say([f"clv: {result['model_version']}", f"  churn risk: {result.get('churn_risk', {})}"])
+    return int(result["rows"])  # type: ignore[call-overload]
+
+
+def _build_replenishment(eng, run_date: dt.date) -> int:
+    from martech.models.replenishment import build_replenishment
+
+    result = build_replenishment(eng, run_date)
+    _say([f"replenishment: {result['model_version']}, {result.get('due', 0)} reminders due"])
     return int(result["rows"])  # type: ignore[call-overload]
 
 

@@ -8,10 +8,12 @@ import os
 from decimal import Decimal
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from martech import pipeline
+from martech.campaigns.spec import load_campaigns
 from martech.kpis.build import SQL_MODELS, build_kpis
 
 pytestmark = pytest.mark.integration
@@ -36,7 +38,7 @@ def test_every_family_is_filled(kpis):
     _, counts = kpis
     empty_without_campaigns = {"campaigns.member_outcomes", "kpis.campaign_daily", "kpis.campaign_exclusions",
                                "kpis.engagement", "kpis.campaign_uplift"}
-    assert set(counts) == set(SQL_MODELS) | {"kpis.campaign_uplift"}
+    assert set(counts) == set(SQL_MODELS) | {"kpis.campaign_uplift", "kpis.campaign_goals"}
     assert all(n > 0 for name, n in counts.items() if name not in empty_without_campaigns), counts
 
 
@@ -67,6 +69,33 @@ def test_funnel_narrows_and_shares_are_proportions(kpis):
     assert all(abs(float(s) - 1) < 1e-4 for (s,) in _all(eng, "select sum(share) from kpis.rfm_segments group by as_of"))
     rates = _all(eng, "select min(abandonment_rate), max(abandonment_rate) from kpis.cart_abandonment_daily")
     assert 0 <= rates[0][0] <= rates[0][1] <= 1
+
+
+def test_campaign_goals_show_progress_towards_their_targets(kpis):
+    eng, _ = kpis
+    goals = {r.campaign_id: r for r in _all(eng, "select * from kpis.campaign_goals")}
+    specs = {s.id: s for s in load_campaigns() if s.goal is not None}
+    assert set(goals) == set(specs) and "welcome" in goals
+    for cid, row in goals.items():
+        goal = specs[cid].goal
+        assert (row.kpi, row.target, row.deadline, row.as_of_date) == (goal.kpi, goal.target, goal.deadline, AS_OF)
+        assert row.days_left == (goal.deadline - AS_OF).days
+    # No campaign has sent in this warehouse: the campaign's own KPI has nothing to measure yet.
+    assert (goals["replenishment"].value, goals["replenishment"].status) == (None, "no_data")
+    # The shop's repeat rate of new customers, recounted from the staged orders.
+    orders = pd.DataFrame(_all(eng, f"select customer_id, order_ts from staging.orders where status = 'completed'"
+                                    f" and order_ts < '{AS_OF}'"), columns=["customer_id", "order_ts"])
+    orders = orders.sort_values("order_ts")
+    first = orders.groupby("customer_id")["order_ts"].min()
+    cut = pd.Timestamp(AS_OF, tz="UTC")
+    cohort = first[(first >= cut - pd.Timedelta(days=455)) & (first < cut - pd.Timedelta(days=90))]
+    later = orders.merge(cohort.rename("first_ts"), left_on="customer_id", right_index=True)
+    again = later[(later["order_ts"] > later["first_ts"]) & (later["order_ts"] < later["first_ts"] + pd.Timedelta(days=90))]
+    rate = again["customer_id"].nunique() / len(cohort)
+    welcome = goals["welcome"]
+    target = specs["welcome"].goal.target
+    assert welcome.value == pytest.approx(rate) and welcome.progress == pytest.approx(rate / target)
+    assert welcome.status == ("achieved" if rate >= target else "on_the_way")
 
 
 def test_acquisition_totals_never_shrink(kpis):

@@ -40,6 +40,17 @@ def test_every_figure_is_drawn_from_the_data_and_names_its_tables(report_warehou
     assert "winback" in html and "welcome" in html
 
 
+def test_campaign_goals_show_value_target_and_progress(report_warehouse):
+    html = build_report(report_warehouse.engine, RUN_DATE)
+    block = re.search(r'<section id="goals".*?</section>', html, re.S)
+    assert block and "Source: <code>kpis.campaign_goals</code>" in block.group(0)
+    welcome = re.search(r'<tr data-goal="welcome">.*?</tr>', block.group(0), re.S).group(0)
+    assert "repeat_rate_new_customers" in welcome and ">0.2<" in welcome and ">0.25<" in welcome
+    assert 'value="0.8"' in welcome and "80 %" in welcome and "on the way" in welcome
+    winback = re.search(r'<tr data-goal="winback">.*?</tr>', block.group(0), re.S).group(0)
+    assert "—" in winback and "no data" in winback
+
+
 def test_write_report_replaces_the_file(report_warehouse, tmp_path, monkeypatch):
     path = write_report(report_warehouse.engine, RUN_DATE, tmp_path / "r" / "report.html")
     assert path.read_text().startswith("<!doctype html>") and not list(path.parent.glob("*.tmp"))

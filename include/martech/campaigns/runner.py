@@ -7,7 +7,8 @@ campaign, in order:
 1. :func:`build_audience` snapshots the audience (holdout and variant by a stable hash);
 2. :func:`validate_audience` runs the pre-send gate (an hourly arm's size is compared with the same
    step at the same hour on earlier days);
-3. :func:`dispatch` passes the freshness gate, writes the previews, sends through the ledger, for an
+3. :func:`dispatch` passes the freshness gate, writes the previews, sends the seed list
+   (:mod:`martech.campaigns.seeds`), sends through the ledger, for an
    hourly series also re-dispatches earlier hours' unsent rows, and records every run it touched in
    ``campaigns.campaign_runs`` (through :mod:`martech.campaigns.run_ledger`, the table's one writer).
 
@@ -124,6 +125,8 @@ def dispatch(wh: Warehouse, campaign_id: str, run: Run, now: dt.datetime, transp
     from martech.campaigns.dispatch import dispatch as send
     from martech.campaigns.dispatch import dry_run as _dry_run
     from martech.campaigns.freshness import require_fresh
+    from martech.campaigns.seeds import seed_addresses, send_seeds
+    from martech.campaigns.spec import load_settings
     from martech.campaigns.transport_factory import make_transport
 
     spec, eng, run = _open(wh, campaign_id, run)
@@ -133,6 +136,7 @@ def dispatch(wh: Warehouse, campaign_id: str, run: Run, now: dt.datetime, transp
         log.info("%s DRY RUN for %s: %s", campaign_id, run, outs)
         return _summary(run, outs, dry_run=True)
     require_fresh(eng, spec, run.date)
+    seeds = seed_addresses(load_settings(spec.campaigns_dir))
     settings = dict(wh.transport_settings)
     transport = transport or make_transport(settings.pop("name", None), settings)
     outs = {}
@@ -141,9 +145,11 @@ def dispatch(wh: Warehouse, campaign_id: str, run: Run, now: dt.datetime, transp
         previews = write_previews(eng, spec, run.value, paths.outbox_dir() / "previews", now=now, step=step)
         log.info("%s previews: %s", campaign_id,
                  ", ".join(str(p) for p in previews) or "none (empty treatment arm)")
+        # The seed list gets every variant first: a first run that requires it stops here if it failed.
+        seeded = send_seeds(eng, spec, run.value, transport, now=now, step=step, addresses=seeds)
         sent = send(eng, spec, run.value, transport, now=now, step=step, strict=False)
         incomplete += [sent] if sent.incomplete else []
-        outs[step] = sent.as_dict()
+        outs[step] = {**sent.as_dict(), "seeds": seeded.as_dict()}
     touched = [(run, step) for step in spec.step_numbers]
     earlier: dict[str, Any] = {}
     if run.hourly:

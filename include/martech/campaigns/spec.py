@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
@@ -35,6 +35,7 @@ from martech.paths import CAMPAIGNS_DIR, PROJECT_ROOT, TEMPLATES_DIR
 __all__ = [
     "DEFAULT_BASELINE_CONVERSION",
     "DEFAULT_PRIORITY",
+    "GOAL_KPIS",
     "MAX_HOLDOUT_SHARE",
     "SETTINGS_FILE",
     "CampaignSettings",
@@ -42,6 +43,8 @@ __all__ = [
     "CampaignSpecError",
     "CouponSpec",
     "FrequencyCap",
+    "Goal",
+    "SeedList",
     "Step",
     "Variant",
     "fires_every_hour",
@@ -101,6 +104,12 @@ _EXAMPLES = {
     "delay_hours": "24",
     "series_key": "cart_id",
     "catch_up_hours": "6",
+    "require_seeds_on_first_run": "true",
+    "goal": "{kpi: repeat_rate_new_customers, target: 0.25, deadline: 2027-03-31}",
+    "kpi": "repeat_rate_new_customers",
+    "target": "0.25",
+    "deadline": "2027-03-31",
+    "addresses": "[qa@shop.example]",
 }
 
 YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -264,6 +273,43 @@ class Step(BaseModel):
         return timedelta(days=self.delay_days or 0)
 
 
+# The measures a campaign goal may name; martech.kpis.goals computes each (docs/kpis.md, "Campaign goals").
+GOAL_KPIS: dict[str, str] = {
+    "repeat_rate_new_customers": "share of new customers (first order 90-455 days ago) ordering again within 90 days",
+    "conversion_rate": "conversions per treatment member, all send days of the campaign",
+    "click_rate": "clicks per delivered message of the treatment arm",
+    "revenue_per_member": "revenue per treatment member within the attribution window",
+}
+
+
+class Goal(BaseModel):
+    """What the campaign is for: raise ``kpi`` to ``target`` by ``deadline`` (progress in kpis.campaign_goals)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    kpi: str
+    target: float = Field(gt=0, description="must be a positive number in the KPI's unit (a rate as 0.25 for 25%)")
+    deadline: date
+
+    @field_validator("kpi")
+    @classmethod
+    def _known_kpi(cls, v: str) -> str:
+        if v not in GOAL_KPIS:
+            raise ValueError(f"must be one of {', '.join(GOAL_KPIS)}, got {v!r}")
+        return v
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _iso_date(cls, v: Any) -> Any:
+        # YAML reads 2027-03-31 as a date; a quoted one arrives as text.
+        if isinstance(v, str):
+            try:
+                return date.fromisoformat(v.strip())
+            except ValueError:
+                raise ValueError(f"must be a date as YYYY-MM-DD (e.g. 2027-03-31), got {v!r}") from None
+        return v
+
+
 class SendWindow(BaseModel):
     """Quiet hours: messages go out between ``start`` and ``end`` (HH:MM) in the contact's time zone."""
 
@@ -356,6 +402,11 @@ class CampaignSpec(BaseModel):
     # caught up by the next run); beyond that the step is dropped as stale.
     catch_up_hours: int = Field(default=DEFAULT_CATCH_UP_HOURS, ge=1, le=48,
                                 description="must be between 1 (only the hour a step is due) and 48 hours")
+    # The campaign's first real send waits for the seed list (_settings.yml seed_list): no seed addresses,
+    # or a seed send that did not go out, and the first run sends nothing (martech.campaigns.seeds).
+    require_seeds_on_first_run: bool = False
+    # The KPI target the campaign works towards (kpis.campaign_goals tracks progress; the report shows it).
+    goal: Goal | None = None
 
     _source_path: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default=CAMPAIGNS_DIR)
@@ -570,12 +621,44 @@ class FrequencyCap(BaseModel):
     window_days: WindowDays = DEFAULT_CAP_WINDOW_DAYS
 
 
+class SeedList(BaseModel):
+    """Internal test addresses that receive every variant of every real send (``martech.campaigns.seeds``).
+
+    ``MARTECH_SEED_ADDRESSES`` (comma-separated) replaces the file's list when set.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    addresses: tuple[str, ...] = ()
+
+    @field_validator("addresses", mode="before")
+    @classmethod
+    def _list_as_tuple(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        # The address pattern itself is checked where the list is used (martech.campaigns.seeds), beside
+        # the rule the audiences apply; here: one entry per address, compared trimmed and lower-cased.
+        out: list[str] = []
+        for i, address in enumerate(v):
+            normal = address.strip().lower()
+            if not normal or "@" not in normal:
+                raise ValueError(f"[{i}] must be an e-mail address such as 'qa@shop.example', got {address!r}")
+            if normal in out:
+                raise ValueError(f"[{i}] repeats {normal!r}; list each seed address once")
+            out.append(normal)
+        return tuple(out)
+
+
 class CampaignSettings(BaseModel):
     """``include/campaigns/_settings.yml``: rules every campaign of the folder shares."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     frequency_cap: FrequencyCap = FrequencyCap()
+    seed_list: SeedList = SeedList()
 
 
 def _parse_yaml(where: str, raw: bytes) -> Any:
@@ -596,7 +679,7 @@ def load_settings(directory: Path | str = CAMPAIGNS_DIR) -> CampaignSettings:
     if data is None:
         return CampaignSettings()
     if not isinstance(data, dict):
-        raise CampaignSpecError([f"{where}: must be a mapping of settings (frequency_cap), "
+        raise CampaignSpecError([f"{where}: must be a mapping of settings (frequency_cap, seed_list), "
                                  f"got {type(data).__name__}"])
     try:
         return CampaignSettings.model_validate(data)

@@ -35,9 +35,11 @@ def build_kpis(engine: Engine, run_date: dt.date, settings: KpiSettings | None =
                seed: int = 0) -> dict[str, int]:
     """Row counts per rebuilt table. ``seed`` fixes the Monte Carlo and bootstrap draws (a rerun is identical)."""
     from martech.db import run_model
+    from martech.kpis.goals import build_goals
     from martech.kpis.uplift import build_uplift
 
     params = {"run_date": run_date, **asdict(settings or KpiSettings.from_env())}
     counts = {name: run_model(engine, name, params) for name in SQL_MODELS}
     counts["kpis.campaign_uplift"] = build_uplift(engine, run_date, seed=seed)
+    counts["kpis.campaign_goals"] = build_goals(engine, run_date)  # reads campaign_daily: after it
     return counts

@@ -33,6 +33,7 @@ from martech.simulate.purchases import (
     sample_behaviour,
     sample_signups,
 )
+from martech.simulate.replenishment import sample_habits
 from martech.simulate.web import build_sessions
 
 LEAD_SHARE = 0.30  # extra CRM contacts per shop customer who never bought
@@ -49,7 +50,7 @@ SHOP_TABLES: tuple[str, ...] = ("customers", "products", "orders", "order_items"
 
 # Random stream ids: one per purpose (see rng_for).
 _S_CATALOG, _S_PEOPLE, _S_SIGNUP, _S_BEHAVIOUR, _S_ORDERS, _S_ITEMS, _S_CRM, _S_EDITS, _S_LEADS, _S_CARTS = range(1, 11)
-_S_WEB, _S_DEFECTS = 11, 12
+_S_WEB, _S_DEFECTS, _S_HABITS = 11, 12, 13
 CONVERTED_CART_SHARE = 0.6  # orders placed through a tracked cart
 ABANDONED_PER_ORDER = 0.35  # abandoned (or still open) carts per order
 OPEN_CART_S = 3600  # a cart untouched for this long counts as abandoned
@@ -110,6 +111,9 @@ class World:
     cart_items: pd.DataFrame = field(default_factory=pd.DataFrame)
     sessions: pd.DataFrame = field(default_factory=pd.DataFrame)
     product_views: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Replenishment habits (empty unless build_world got replenishment > 0): customer_id, product_id,
+    # unit_cycle_days, first_ts, purchases, stopped.
+    habits: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _history(as_of: dt.date, years: float) -> History:
@@ -124,10 +128,17 @@ def _uniform_between(rng: np.random.Generator, lo: np.ndarray, hi: int | np.ndar
     return lo + np.floor(rng.random(len(lo)) * width).astype(np.int64)
 
 
-def build_world(*, as_of: dt.date, customers: int = 20_000, seed: int = 42, years: float = 2.0) -> World:
-    """Draw the whole simulated world in memory."""
+def build_world(*, as_of: dt.date, customers: int = 20_000, seed: int = 42, years: float = 2.0,
+                replenishment: float = 0.0) -> World:
+    """Draw the whole simulated world in memory.
+
+    ``replenishment``: share of the ordering customers who also re-buy one consumable product on a habit
+    of their own (:mod:`martech.simulate.replenishment`); 0 leaves every other draw as it was.
+    """
     if customers < 1:
         raise ValueError(f"customers must be at least 1, got {customers}")
+    if not 0.0 <= replenishment <= 1.0:
+        raise ValueError(f"replenishment must be a share between 0 and 1, got {replenishment}")
     history = _history(as_of, years)
     end_s = history.end_s
     products = build_products(rng_for(seed, _S_CATALOG), np.datetime64(history.start_s, "s"),
@@ -181,6 +192,11 @@ def build_world(*, as_of: dt.date, customers: int = 20_000, seed: int = 42, year
     orders["total_cents"] = np.bincount(items["order_idx"].to_numpy(), weights=line_total,
                                         minlength=n_orders).astype(np.int64)
     items = items.drop(columns=["order_idx"])
+    habits = pd.DataFrame()
+    if replenishment > 0:
+        orders, items, habits = _add_habits(rng_for(seed, _S_HABITS), history, cust, products, orders, items,
+                                            replenishment)
+        oc = orders["customer_id"].to_numpy() - 1
     cust["orders"] = np.bincount(oc, minlength=customers)
 
     # Profile edits and a few erasures (GDPR): an erased customer buys no more.
@@ -211,7 +227,40 @@ def build_world(*, as_of: dt.date, customers: int = 20_000, seed: int = 42, year
                                      orders=orders, items=items, carts=carts, cart_items=cart_items, end_s=end_s)
     return World(as_of=as_of, seed=seed, years=years, customers=cust, products=products, orders=orders,
                  items=items, contacts=contacts, carts=carts, cart_items=cart_items, sessions=sessions,
-                 product_views=views)
+                 product_views=views, habits=habits)
+
+
+def _add_habits(rng: np.random.Generator, history: History, cust: pd.DataFrame, products: pd.DataFrame,
+                orders: pd.DataFrame, items: pd.DataFrame,
+                share: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The habits' purchases as one-line orders among the others, ids renumbered in time order."""
+    first = orders.groupby("customer_id")["order_ts"].min()
+    first_ts = first.reindex(cust["customer_id"].to_numpy()).to_numpy(dtype=float)
+    habits = sample_habits(rng, history, share=share, primary_idx=cust["primary_idx"].to_numpy(),
+                           first_order_ts=first_ts, utc_offset_h=cust["utc_offset_h"].to_numpy(),
+                           products=products)
+    h = habits.orders
+    m = len(h)
+    ts = h["order_ts"].to_numpy(dtype=np.int64)
+    status, updated = order_status(rng, ts, history.end_s)
+    price = products.set_index("product_id")["price_cents"].reindex(h["product_id"].to_numpy()).to_numpy()
+    temp_ids = -np.arange(1, m + 1, dtype=np.int64)
+    extra = pd.DataFrame({
+        "order_id": temp_ids, "customer_id": h["customer_idx"].to_numpy() + 1, "order_ts": ts, "status": status,
+        "currency": pd.Series(cust["country"].to_numpy()[h["customer_idx"].to_numpy()]).map(people.CURRENCY)
+        .fillna("EUR").to_numpy(),
+        "coupon_code": None, "updated_at": updated, "total_cents": h["quantity"].to_numpy() * price})
+    both = pd.concat([orders, extra[orders.columns]], ignore_index=True)
+    both = both.iloc[np.lexsort((both["customer_id"].to_numpy(), both["order_ts"].to_numpy()))].reset_index(drop=True)
+    new_id = pd.Series(np.arange(1, len(both) + 1, dtype=np.int64), index=both["order_id"].to_numpy())
+    both["order_id"] = new_id.to_numpy()
+    extra_items = pd.DataFrame({"order_id": temp_ids, "line_no": 1, "product_id": h["product_id"].to_numpy(),
+                                "quantity": h["quantity"].to_numpy(), "unit_price_cents": price, "updated_at": ts})
+    lines = pd.concat([items, extra_items[items.columns]], ignore_index=True)
+    lines["order_id"] = new_id.reindex(lines["order_id"].to_numpy()).to_numpy()
+    lines = lines.sort_values(["order_id", "line_no"], ignore_index=True)
+    truth = habits.truth.assign(customer_id=habits.truth["customer_idx"] + 1).drop(columns=["customer_idx"])
+    return both, lines, truth
 
 
 def _build_carts(rng: np.random.Generator, cust: pd.DataFrame, products: pd.DataFrame, orders: pd.DataFrame,
@@ -378,7 +427,7 @@ _SHOP_KEYS = {"customers": "customer_id", "products": "product_id", "orders": "o
 
 TRUTH_TABLES: tuple[str, ...] = ("customers", "contacts", "leads", "products", "copurchase_pairs", "runs",
                                  "campaign_effects", "response_orders", "response_days", "response_runs",
-                                 "defects")
+                                 "defects", "replenishment")
 
 
 def truth_ddl(truth: str) -> dict[str, str]:
@@ -416,6 +465,10 @@ def truth_ddl(truth: str) -> dict[str, str]:
         "defects": f"""create table if not exists {truth}.defects (
             table_name text not null, row_key text, source_file text, line_no int, kind text not null,
             field text, original_value text, planted_value text, origin text not null, note text)""",
+        "replenishment": f"""create table if not exists {truth}.replenishment (
+            customer_id bigint not null, product_id bigint not null, unit_cycle_days double precision not null,
+            first_purchase_at timestamptz not null, purchases int not null, stopped boolean not null,
+            primary key (customer_id, product_id))""",
         "response_runs": f"""create table if not exists {truth}.response_runs (
             send_date date primary key, days int not null, seed bigint not null,
             first_order_id bigint not null, orders int not null)""",
@@ -507,6 +560,12 @@ def _load_world(conn: Connection, world: World, written: Written, schema: str, t
     load(conn, f"{truth}.defects", LABEL_COLUMNS, [d[col] for col in LABEL_COLUMNS])
     load(conn, f"{truth}.products", ("product_id", "category", "popularity", "price_tier"),
          (p["product_id"], p["category"], p["popularity"], p["price_tier"]))
+    r = world.habits
+    if len(r):
+        load(conn, f"{truth}.replenishment",
+             ("customer_id", "product_id", "unit_cycle_days", "first_purchase_at", "purchases", "stopped"),
+             (r["customer_id"], r["product_id"], r["unit_cycle_days"], iso(r["first_ts"]), r["purchases"],
+              r["stopped"]))
     pairs = sorted(tuple(sorted(pair)) for pair in PARTNER_PAIRS)
     load(conn, f"{truth}.copurchase_pairs", ("category_a", "category_b"),
          ([a for a, _ in pairs], [b for _, b in pairs]))
@@ -514,16 +573,18 @@ def _load_world(conn: Connection, world: World, written: Written, schema: str, t
 
 def generate_sources(engine: Engine, landing_dir: Path, *, as_of: dt.date, customers: int = 20_000,
                      seed: int = 42, years: float = 2.0, schema: str = "shop",
-                     truth_schema: str = "sim_truth", defect_rate: float = 0.0) -> SourceSummary:
+                     truth_schema: str = "sim_truth", defect_rate: float = 0.0,
+                     replenishment: float = 0.0) -> SourceSummary:
     """(Re)create the shop tables and ground truth, and write the CRM export for ``as_of``.
 
     All times fall before ``as_of`` 00:00 UTC (except planted future timestamps). ``defect_rate`` is the
     share of rows per source table carrying a planted defect (:mod:`martech.simulate.dirty`), each
-    labelled in ``sim_truth.defects``. Repeatable: existing tables are dropped first, and the same
-    arguments give identical rows and file bytes.
+    labelled in ``sim_truth.defects``. ``replenishment`` is the share of ordering customers with a
+    consumable habit (``sim_truth.replenishment``); at 0 (the default) nothing else changes. Repeatable:
+    existing tables are dropped first, and the same arguments give identical rows and file bytes.
     """
     t0 = time.perf_counter()
-    world = build_world(as_of=as_of, customers=customers, seed=seed, years=years)
+    world = build_world(as_of=as_of, customers=customers, seed=seed, years=years, replenishment=replenishment)
     csv_path = Path(landing_dir) / "crm" / f"contacts_{as_of:%Y%m%d}.csv"
     written = plant_defects(world, rate=defect_rate, rng=rng_for(seed, _S_DEFECTS), crm_file=csv_path.name,
                             crm_frame=crm_frame)
@@ -544,7 +605,9 @@ def generate_sources(engine: Engine, landing_dir: Path, *, as_of: dt.date, custo
                              "values ('sources', :as_of, :seed, cast(:params as jsonb), cast(:counts as jsonb))"),
                      {"as_of": as_of, "seed": seed, "counts": json.dumps(counts, sort_keys=True),
                       "params": json.dumps({"customers": customers, "years": years, "schema": schema,
-                                           "defect_rate": defect_rate}, sort_keys=True)})
+                                           "defect_rate": defect_rate,
+                                           **({"replenishment": replenishment} if replenishment else {})},
+                                          sort_keys=True)})
     write_atomically(csv_path, written.crm_bytes)
     return SourceSummary(as_of=as_of, seed=seed, years=years, files=(str(csv_path),),
                          seconds=time.perf_counter() - t0, **counts)

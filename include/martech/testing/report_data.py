@@ -78,6 +78,13 @@ def _other_rows() -> dict[str, list[dict[str, Any]]]:
                                    "monetary_avg": 10, "p_alive": 0.5, "churn_risk": "medium",
                                    "expected_purchases": 1.0, "expected_revenue": (i * 7) % 90, "horizon_days": 90,
                                    "model_version": "m"} for i in range(60)],
+        "kpis.campaign_goals": [
+            {"as_of_date": RUN_DATE, "campaign_id": "welcome", "kpi": "repeat_rate_new_customers",
+             "kpi_description": "repeat rate", "target": 0.25, "deadline": dt.date(2027, 3, 31), "value": 0.2,
+             "progress": 0.8, "days_left": 302, "status": "on_the_way"},
+            {"as_of_date": RUN_DATE, "campaign_id": "winback", "kpi": "conversion_rate", "kpi_description": "conv",
+             "target": 0.1, "deadline": dt.date(2027, 1, 31), "value": None, "progress": None, "days_left": 243,
+             "status": "no_data"}],
     }
 
 

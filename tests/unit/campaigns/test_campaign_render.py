@@ -35,6 +35,10 @@ ATTRIBUTES = {
                        "products": [{"product_id": 1, "name": "Tea <tin>", "price": 9.9, "image_url": None,
                                      "quantity": 2}]},
     "welcome": {"signup_day": "2024-05-30", "trigger_at": "2024-05-30T10:00:00+00:00"},
+    "replenishment": {"product_id": 5, "product_name": "Kenya <Nyeri> – Ground 250 g", "category": "Coffee",
+                      "predicted_next_date": "2024-06-04", "days_left": 3, "last_purchase_date": "2024-05-05",
+                      "products": [{"product_id": 5, "name": "Kenya <Nyeri> – Ground 250 g", "price": 9.9,
+                                    "image_url": None, "predicted_next_date": "2024-06-04"}]},
     "review": {"order_id": 4711, "products": [
         {"product_id": 3, "name": "Kettle", "price": 40, "image_url": "https://img.example/3.png"}]},
 }

@@ -174,8 +174,8 @@ def test_load_campaigns_sorts_skips_underscore_files_and_collects_errors(campaig
 
 def test_shipped_campaigns_load() -> None:
     specs = load_campaigns()
-    assert [s.id for s in specs] == ["abandoned_cart", "birthday", "lead_nurture", "review", "upsell", "vip", "welcome",
-                                    "winback"]
+    assert [s.id for s in specs] == ["abandoned_cart", "birthday", "lead_nurture", "replenishment", "review", "upsell",
+                                    "vip", "welcome", "winback"]
     for spec in specs:
         assert spec.audience_sql_path.is_file()
         assert (TEMPLATES_DIR / spec.template / "body.html.j2").is_file()
@@ -272,3 +272,31 @@ def test_hourly_steps_are_validated(campaigns_dir: Path, changes: dict, expected
 def test_series_key_belongs_to_hourly_series_only(campaigns_dir: Path) -> None:
     message = errors_for(campaigns_dir, series_key="cart_id", steps=[{"delay_days": 0}])
     assert "series_key only applies to a series with an hourly schedule ('0 * * * *'); remove it" in message
+
+
+def test_a_goal_names_a_known_kpi_a_positive_target_and_a_date(campaigns_dir: Path) -> None:
+    import datetime as dt
+
+    from martech.campaigns.spec import GOAL_KPIS
+    from martech.kpis.goals import KPI_SQL
+
+    assert set(GOAL_KPIS) == set(KPI_SQL)  # every KPI a YAML may name is computed
+    spec = load_campaign(write(campaigns_dir, {**VALID, "goal": {"kpi": "conversion_rate", "target": 0.3,
+                                                                 "deadline": dt.date(2027, 3, 31)}}))
+    assert spec.goal is not None and (spec.goal.target, spec.goal.deadline) == (0.3, dt.date(2027, 3, 31))
+    assert "goal.kpi must be one of repeat_rate_new_customers, conversion_rate" in errors_for(
+        campaigns_dir, goal={"kpi": "happiness", "target": 1, "deadline": "2027-03-31"})
+    assert "goal.target must be a positive number" in errors_for(
+        campaigns_dir, goal={"kpi": "click_rate", "target": 0, "deadline": "2027-03-31"})
+    assert "goal.deadline must be a date as YYYY-MM-DD" in errors_for(
+        campaigns_dir, goal={"kpi": "click_rate", "target": 0.1, "deadline": "next spring"})
+
+
+def test_seed_list_settings_are_checked(campaigns_dir: Path) -> None:
+    from martech.campaigns.spec import CampaignSpecError, load_settings
+
+    (campaigns_dir / "_settings.yml").write_text("seed_list:\n  addresses: [qa@shop.example, QA@shop.example]\n")
+    with pytest.raises(CampaignSpecError, match=r"seed_list.addresses \[1\] repeats 'qa@shop.example'"):
+        load_settings(campaigns_dir)
+    (campaigns_dir / "_settings.yml").write_text("seed_list:\n  addresses: [qa@shop.example]\n")
+    assert load_settings(campaigns_dir).seed_list.addresses == ("qa@shop.example",)

@@ -80,6 +80,7 @@ def build_report(engine: Any, run_date: dt.date, *, data_docs_href: str | None =
         cache: dict[str, Any] = {}
         for name in {n for f in FIGURES for n in f.loads}:
             cache[name] = queries.load(conn, name, run_date)
+        goals = queries.load(conn, "campaign_goals", run_date)
     sections = []
     for fig in FIGURES:
         data = getattr(queries, fig.key)(*(cache[n] for n in fig.loads))
@@ -87,6 +88,7 @@ def build_report(engine: Any, run_date: dt.date, *, data_docs_href: str | None =
         sections.append({"key": fig.key, "title": fig.title, "note": fig.note, "sources": sources,
                          "svg": figures.DRAW[fig.key](data)})
     return render("report.html.j2", run_date=run_date, sections=sections, data_docs_href=data_docs_href,
+                  goals=goals.astype(object).where(goals.notna(), None).to_dict("records"),
                   seconds=round(time.perf_counter() - started, 2))
 
 

@@ -40,6 +40,10 @@ _QUERIES: dict[str, dict[str, str]] = {
     "model_metrics": {"kpis.model_metrics": (
         "select model_version, trained_at, metric, slice, value from kpis.model_metrics"
         " where model = 'lead_score' and metric like 'calibration_%'")},
+    "campaign_goals": {"kpis.campaign_goals": (
+        "select campaign_id, kpi, kpi_description, target, deadline, value, progress, days_left, status"
+        " from kpis.campaign_goals where as_of_date = (select max(as_of_date) from kpis.campaign_goals"
+        " where as_of_date <= :run_date) order by deadline, campaign_id")},
     "clv_predictions": {"marts.clv_predictions": (
         "select as_of, expected_revenue from marts.clv_predictions"
         " where as_of = (select max(as_of) from marts.clv_predictions where as_of <= :run_date)")},
