@@ -36,7 +36,8 @@ def test_validate_lists_every_problem_of_every_file_and_exits_1(tmp_path: Path, 
     assert any("vip.yml" in p and "holdout_share" in p for p in problems)
     assert any("birthday.yml" in p and "ownr" in p for p in problems)
     assert any("birthday.yml" in p and "owner" in p and "ownr" not in p for p in problems)  # the missing field too
-    assert out.out.strip() == f"6 campaign file(s) valid, {len(problems)} problem(s)"
+    shipped = len([p for p in folder.glob("*.yml") if not p.name.startswith("_")])
+    assert out.out.strip() == f"{shipped - 2} campaign file(s) valid, {len(problems)} problem(s)"
 
 
 @pytest.fixture()

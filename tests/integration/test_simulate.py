@@ -227,7 +227,11 @@ def test_dirty_sources_label_every_defect_kind_on_real_rows_and_still_ingest(cle
                      " origin from sim_truth.defects")
     assert {r.kind for r in labels} == {k.code for k in KINDS}
     for k in KINDS:  # each kind is labelled in the raw table the catalogue says it lives in
-        assert {r.table_name for r in labels if r.kind == k.code} == {k.table}
+        assert {r.table_name for r in labels if r.kind == k.code and r.origin != "consequence"} == {k.table}
+    # ... and what follows from a planted row is labelled where it follows: the lines of a rejected order
+    # or of a cart whose lines overflow its value
+    assert {(r.kind, r.table_name) for r in labels if r.origin == "consequence"} <= {
+        ("orphan_order_item", "shop_order_items"), ("cart_value_out_of_range", "shop_cart_items")}
 
     # Shop labels point at rows that hold the planted value.
     checks = {"shop_orders": ("shop.orders", "order_id::text"),

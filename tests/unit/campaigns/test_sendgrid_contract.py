@@ -86,7 +86,7 @@ def test_identical_messages_go_inline_without_substitutions(sg) -> None:
 
 
 def test_a_thousand_personalizations_per_request_and_big_messages_alone(sg) -> None:
-    t = transport(sg)
+    t = transport(sg, timeout=60.0)  # the fake validates 1000 personalizations: slow on a loaded machine
     assert t.batch_size == 1000
     big = msg(5000, html="<p>" + "x" * (SUBSTITUTION_LIMIT + 10) + "</p>")
     groups = t.group([msg(i) for i in range(1000)] + [big])
