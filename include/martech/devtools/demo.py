@@ -127,7 +127,8 @@ def _tasks_finished(dag_id: str, logical: dt.datetime) -> tuple[int, str | None]
 def _task_progress(dag: Any, logical: dt.datetime):
     """A progress bar of the run's tasks (finished / total, and the one running) while ``dag.test()`` works.
 
-    Drawn on the terminal the demo started on: inside the block, stdout and stderr go to the log file.
+    Drawn on the terminal the demo started on (inside the block, stdout and stderr go to the log file);
+    nothing when that is not a terminal.
     Polls the metadata database from a thread; a poll that fails (SQLite busy) just waits for the next.
     """
     import threading
@@ -137,6 +138,10 @@ def _task_progress(dag: Any, logical: dt.datetime):
 
     terminal = os.fdopen(os.dup(1), "w", buffering=1)
     console = Console(file=terminal)
+    if not console.is_terminal:  # a log or a pipe gets the one line per DAG the caller prints
+        terminal.close()
+        yield
+        return
     total = max(1, len(dag.tasks))
     stop = threading.Event()
     with Progress(TextColumn("      {task.fields[dag]:<24}"), BarColumn(bar_width=24), MofNCompleteColumn(),
