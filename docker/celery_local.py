@@ -17,7 +17,8 @@ instances run one at a time across the two workers (see ``slots``).
 Settings (environment): ``MARTECH_CELERY_PG_URL`` (a PostgreSQL server, default
 postgresql://postgres@127.0.0.1:5432/postgres; the role must be allowed to create databases),
 ``MARTECH_CELERY_REDIS_URL`` (default redis://127.0.0.1:6379/9; a run uses a queue of its own, so
-parallel runs on the same database do not take each other's tasks), ``MARTECH_CELERY_SLOTS`` (see ``slots``).
+parallel runs on the same database do not take each other's tasks), ``MARTECH_CELERY_SLOTS`` (see ``slots``),
+``MARTECH_STACK_DB_PREFIX`` (names of the throwaway databases, default ``martech_``).
 
 Only the standard library, psycopg2 and redis are imported at module level: the workers' task processes
 import this module for ``worker_hostname``.
@@ -68,11 +69,10 @@ def worker_hostname() -> str:
 def slots() -> int:
     """How many task instances run at once across both workers (``MARTECH_CELERY_SLOTS``, default 1).
 
-    One, because every martech task that lands or builds data first calls ``martech.db.migrate``, whose
-    DDL (``alter table ... add column if not exists``, ``create index if not exists``) locks tables even
-    when there is nothing to change: two tasks at once deadlock in PostgreSQL (seen here: ingest_shop
-    against ingest_crm; the hourly series' refresh_shop against another campaign's audience snapshot).
-    Raise it once migrate skips a warehouse that is already current.
+    One: this run proves the distributed path (tasks on both workers), not concurrency, which
+    ``martech.devtools.scheduler_check`` proves under the LocalExecutor. (It was one because the schema
+    migration used to take DDL locks in every task, and two tasks at once deadlocked; migrations are
+    versioned now and a current warehouse takes no DDL lock.)
     """
     return int(os.environ.get("MARTECH_CELERY_SLOTS", "1"))
 
@@ -93,7 +93,8 @@ def missing_services() -> list[str]:
 
 def _celery_stack(run_dir: Path) -> Stack:
     token = secrets.token_hex(4)
-    meta_db, warehouse_db, queue = f"martech_celery_meta_{token}", f"martech_celery_wh_{token}", f"martech-{token}"
+    prefix = os.environ.get("MARTECH_STACK_DB_PREFIX", "martech_")  # as martech.devtools.scheduler_check
+    meta_db, warehouse_db, queue = f"{prefix}celery_meta_{token}", f"{prefix}celery_wh_{token}", f"martech-{token}"
     meta = with_db(pg_url(), meta_db)
     stack = Stack(run_dir, pg_url(), meta_db, token=token, settings={
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",

@@ -190,14 +190,22 @@ class Stack:
 
     # The REST API (all users are admins in a throwaway stack).
     def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        """One REST call. A read that times out (a loaded machine) is asked again, twice; a write is
+        given two minutes, once (asked again, a trigger could start a second run)."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.api}/api/v2{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return dict(json.loads(resp.read() or b"{}"))
-        except urllib.error.HTTPError as exc:
-            raise StackFailed(f"{method} {path}: HTTP {exc.code} {exc.read()[:500]!r}") from exc
+        attempts = 3 if method == "GET" else 1
+        for attempt in range(1, attempts + 1):
+            req = urllib.request.Request(f"{self.api}/api/v2{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=60 if method == "GET" else 120) as resp:
+                    return dict(json.loads(resp.read() or b"{}"))
+            except urllib.error.HTTPError as exc:
+                raise StackFailed(f"{method} {path}: HTTP {exc.code} {exc.read()[:500]!r}") from exc
+            except (TimeoutError, urllib.error.URLError) as exc:
+                if attempt == attempts:
+                    raise StackFailed(f"{method} {path}: no answer from the api-server ({exc})") from exc
+        raise AssertionError("unreachable")
 
     def wait_for(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
