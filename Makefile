@@ -10,7 +10,7 @@ PY ?= $(shell for p in python3 python3.12 python3.11 python3.10; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] <= (3,12))' \
 	2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: help install demo test test-fast airflow lint bench lock clean stop celery-demo
+.PHONY: help install demo test test-stack test-fast airflow lint bench lock clean stop celery-demo
 
 help: ## Show this help
 	@echo "martech — warehouse-native marketing automation on Apache Airflow"
@@ -31,8 +31,11 @@ install: $(STAMP) ## Create .venv and install the pinned stack (done by the othe
 demo: $(STAMP) ## Simulate a shop, run every DAG through Airflow, print what happened
 	@$(BIN)/martech demo
 
-test: $(STAMP) ## Run the test suite (embedded PostgreSQL; MARTECH_TEST_DATABASE_URL to use a server)
-	@$(BIN)/pytest -q -p no:cacheprovider --timeout=900
+test: $(STAMP) ## The test suite but the stack tests (embedded PostgreSQL; MARTECH_TEST_DATABASE_URL for a server)
+	@$(BIN)/pytest -q -p no:cacheprovider --timeout=900 -m "not stack" $(PYTEST_ARGS)
+
+test-stack: $(STAMP) ## Airflow's real processes: the scheduler concurrency check and the Celery chain (~20 min)
+	@$(BIN)/pytest -q -p no:cacheprovider --timeout=2400 -m stack -s $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Unit and DAG tests (under a minute; PYTEST_ARGS="-m 'not db'" runs no database)
 	@$(BIN)/pytest -q -p no:cacheprovider --timeout=300 tests/unit tests/dags $(PYTEST_ARGS)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +41,18 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _demo_customers() -> int:
+    """The demo's scale: MARTECH_DEMO_CUSTOMERS when set (``make demo`` passes the environment on)."""
+    raw = os.environ.get("MARTECH_DEMO_CUSTOMERS", "").strip()
+    if not raw:
+        return 20_000
+    try:
+        return _positive(raw)
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise SystemExit(f"MARTECH_DEMO_CUSTOMERS must be a whole number of at least 1, got {raw!r}"
+                         " (unset it for the default of 20000)") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of ordering customers with a consumable habit (docs/simulator.md); default 0")
 
     demo = sub.add_parser("demo", help="run the whole chain through Airflow")
-    demo.add_argument("--customers", type=_positive, default=20_000)
+    demo.add_argument("--customers", type=_positive, default=None,
+                      help="simulated customers (default: MARTECH_DEMO_CUSTOMERS, else 20000)")
     demo.add_argument("--date", type=_date, default=DEMO_DATE, help="the send day")
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--keep", action="store_true", help="do not reset the demo's schemas first")
@@ -154,7 +168,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "demo":
         from martech.devtools import demo
-        return demo.run(run_date=args.date, customers=args.customers, seed=args.seed, fresh=not args.keep)
+        customers = args.customers if args.customers is not None else _demo_customers()
+        return demo.run(run_date=args.date, customers=customers, seed=args.seed, fresh=not args.keep)
     if args.command == "webhook":
         import uvicorn
 

@@ -72,6 +72,10 @@ def is_transient(exc: BaseException) -> bool:
         if code:
             if str(code).startswith(_TRANSIENT_SQLSTATE_PREFIXES):
                 return True
+            # XX000 for two sessions updating one catalog row at once (e.g. ALTER ROLE of the
+            # cluster-wide analyst role from two warehouses on one server): the next try finds it done.
+            if str(code) == "XX000" and "tuple concurrently updated" in str(err):
+                return True
         elif type(err).__name__ == "OperationalError" and type(err).__module__.startswith("psycopg"):
             return True  # no SQLSTATE: the connection failed or was lost
         if isinstance(err, urllib.error.HTTPError):

@@ -151,7 +151,17 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port()}/{self.database}"
 
     def is_running(self) -> bool:
-        return self._pg_ctl_status() and self._answers()
+        if not (self.pgdata / "postmaster.pid").exists():
+            return False
+        # A server that is up can miss one look while tasks start side by side on a loaded machine
+        # (pg_ctl status, or the 1 s connect): look three times before starting a second one, whose
+        # start would find the port taken by this very server.
+        for attempt in range(3):
+            if self._pg_ctl_status() and self._answers():
+                return True
+            if attempt < 2:
+                time.sleep(1)
+        return False
 
     def ensure_running(self) -> str:
         """Initialise and start the cluster if needed; return its URL. Safe across processes."""

@@ -34,6 +34,7 @@ def test_the_queue_the_demo_runs_leave_is_cleared(clean_warehouse, warehouse_url
     airflow_env.clear_asset_queue()
     before = dt.datetime.now(dt.timezone.utc)
     took = demo._run_dag(dags, "ingest", DAY, 2, tmp_path / "airflow.log")
+    after = dt.datetime.now(dt.timezone.utc)
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -41,8 +42,11 @@ def test_the_queue_the_demo_runs_leave_is_cleared(clean_warehouse, warehouse_url
     with create_session() as session:
         run = session.scalars(select(DagRun).where(DagRun.dag_id == "ingest")
                               .order_by(DagRun.id.desc()).limit(1)).one()
-        assert run.start_date >= before and run.end_date >= run.start_date
+        assert before <= run.start_date <= run.end_date <= after
         assert (run.end_date - run.start_date).total_seconds() <= took + 5  # not weeks
+    # The demo's progress bar counts from the same place: every task of the run finished.
+    logical = dt.datetime.combine(DAY, dt.time(2), tzinfo=dt.timezone.utc)
+    assert demo._tasks_finished("ingest", logical) == (len(dags["ingest"].tasks), None)
     assert _queued() >= 1  # staging is scheduled on the checked raw asset
     assert airflow_env.clear_asset_queue() >= 1
     assert _queued() == 0

@@ -58,3 +58,60 @@ def test_overlapping_suppressions_in_opposite_orders_do_not_deadlock(engine):
     with engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from campaigns.suppressions where email = any(:e)"),
                             {"e": [a, b]}).scalar_one() == 2
+
+
+def _lock_order(engine, names: list[str]) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.text("select x from unnest(cast(:n as text[])) as x order by"
+                                         " hashtextextended(x, 0)"), {"n": names}).scalars())
+
+
+def _event(sg_event_id: str, email: str, ts: int) -> dict:
+    return {"event": "delivered", "email": email, "timestamp": ts, "sg_event_id": sg_event_id,
+            "sg_message_id": f"msg-{sg_event_id}"}
+
+
+def test_webhook_batches_sharing_events_in_opposite_orders_do_not_deadlock(engine):
+    """Two batches share two events, each event reported again under its sg_event_id with another
+    timestamp (so another composite key): the conflict is on the second unique index only."""
+    from martech.events.store import lock_keys, normalise, store_events
+
+    # Two sg_event_ids whose lock names sort first-then-second, so this writer's two calls follow the one order.
+    first, second = "conc-sg-1", "conc-sg-2"
+    names = [f"raw.webhook_events.sg_event_id:{s}" for s in (first, second)]
+    if _lock_order(engine, names) != names:
+        first, second = second, first
+    a, b = _event(first, "conc-a@example.com", 1_780_000_000), _event(second, "conc-b@example.com", 1_780_000_001)
+    a2, b2 = {**a, "timestamp": a["timestamp"] + 60}, {**b, "timestamp": b["timestamp"] + 60}
+    assert lock_keys([normalise(a, received_at=AT)]) != lock_keys([normalise(a2, received_at=AT)])
+    with engine.begin() as conn:
+        conn.execute(sa.text("delete from raw.webhook_events where sg_event_id = any(:s)"), {"s": [first, second]})
+    other_pid: list[int] = []
+    other_error: list[BaseException] = []
+    other_stored: list[int] = []
+
+    def other_writer():  # the same two events, the other way round
+        try:
+            with engine.begin() as conn:
+                other_pid.append(conn.execute(sa.text("select pg_backend_pid()")).scalar_one())
+                other_stored.append(store_events(conn, [b2, a2], received_at=AT).stored)
+        except BaseException as exc:
+            other_error.append(exc)
+
+    with engine.begin() as conn:
+        assert store_events(conn, [a], received_at=AT).stored == 1
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not (other_pid and _waiting_for_lock(engine, other_pid[0])):
+            assert time.monotonic() < deadline, "the other batch never waited for the shared event"
+            time.sleep(0.05)
+        # Unordered, the other batch would hold b's sg_event_id while waiting for a's, and this insert of b
+        # would close the cycle (PostgreSQL aborts one of them with a deadlock).
+        assert store_events(conn, [b], received_at=AT).stored == 1
+    thread.join(10)
+    assert not other_error
+    assert other_stored == [0]  # both were already stored, on their sg_event_id
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from raw.webhook_events where sg_event_id = any(:s)"),
+                            {"s": [first, second]}).scalar_one() == 2

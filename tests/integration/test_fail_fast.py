@@ -95,6 +95,19 @@ def test_contract_and_network_errors():
         assert dagkit.is_transient(outer)
 
 
+def test_a_catalog_row_updated_by_two_sessions_at_once_is_retried_other_internal_errors_not():
+    """ALTER ROLE of the cluster-wide analyst role from two warehouses of one server: PostgreSQL
+    answers XX000 "tuple concurrently updated" to the one that lost the race; the next try finds it done."""
+
+    class InternalError(Exception):  # psycopg2.errors.InternalError_ carries the SQLSTATE as pgcode
+        def __init__(self, message: str) -> None:
+            super().__init__(message)
+            self.pgcode = "XX000"
+
+    assert dagkit.is_transient(InternalError("tuple concurrently updated"))
+    assert not dagkit.is_transient(InternalError("could not open relation with OID 16384"))
+
+
 def test_fail_fast_turns_contract_errors_into_airflow_failures():
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 

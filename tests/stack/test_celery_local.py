@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.celery, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.stack, pytest.mark.celery, pytest.mark.timeout(900)]
 
 MODULE = Path(__file__).resolve().parents[2] / "docker" / "celery_local.py"
 

@@ -91,10 +91,10 @@ def _run_dag(dags: dict, dag_id: str, run_date: dt.date, hour: int, log_file: Pa
     logical = dt.datetime.combine(run_date, dt.time(hour), tzinfo=dt.timezone.utc)
     start = time.perf_counter()
     started = dt.datetime.now(dt.timezone.utc)
-    with _output_to(log_file):
+    with _task_progress(dag, logical), _output_to(log_file):
         dr = dag.test(logical_date=logical, run_conf={"run_date": run_date.isoformat()})
     took = time.perf_counter() - start
-    _record_wall_clock(dr, started)
+    _record_wall_clock(dr, started, dt.datetime.now(dt.timezone.utc))
     state = str(getattr(dr, "state", "unknown"))
     if not state.endswith("success"):
         failed = [ti.task_id for ti in dr.get_task_instances() if str(ti.state).endswith("failed")]
@@ -103,15 +103,79 @@ def _run_dag(dags: dict, dag_id: str, run_date: dt.date, hour: int, log_file: Pa
     return took
 
 
-def _record_wall_clock(dag_run: Any, started: dt.datetime) -> None:
+_FINISHED = ("success", "skipped", "failed", "upstream_failed", "removed")
+
+
+def _tasks_finished(dag_id: str, logical: dt.datetime) -> tuple[int, str | None]:
+    """How many task instances of the run at ``logical`` have finished, and one that is running."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(TaskInstance.task_id, TaskInstance.state).join(
+                DagRun, (DagRun.dag_id == TaskInstance.dag_id) & (DagRun.run_id == TaskInstance.run_id))
+            .where(DagRun.dag_id == dag_id, DagRun.logical_date == logical)).all()
+    done = sum(1 for _task, state in rows if str(state or "") in _FINISHED)
+    running = next((task for task, state in rows if str(state or "") == "running"), None)
+    return done, running
+
+
+@contextlib.contextmanager
+def _task_progress(dag: Any, logical: dt.datetime):
+    """A progress bar of the run's tasks (finished / total, and the one running) while ``dag.test()`` works.
+
+    Drawn on the terminal the demo started on (inside the block, stdout and stderr go to the log file);
+    nothing when that is not a terminal.
+    Polls the metadata database from a thread; a poll that fails (SQLite busy) just waits for the next.
+    """
+    import threading
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    terminal = os.fdopen(os.dup(1), "w", buffering=1)
+    console = Console(file=terminal)
+    if not console.is_terminal:  # a log or a pipe gets the one line per DAG the caller prints
+        terminal.close()
+        yield
+        return
+    total = max(1, len(dag.tasks))
+    stop = threading.Event()
+    with Progress(TextColumn("      {task.fields[dag]:<24}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                  TextColumn("tasks {task.fields[running]}"), TimeElapsedColumn(), console=console,
+                  transient=True) as bar:
+        job = bar.add_task(dag.dag_id, total=total, dag=dag.dag_id, running="")
+
+        def poll() -> None:
+            while not stop.wait(0.5):
+                try:
+                    done, running = _tasks_finished(dag.dag_id, logical)
+                except Exception:  # a busy SQLite: the next poll sees it
+                    continue
+                bar.update(job, completed=min(done, total), running=f"· {running}" if running else "")
+
+        watcher = threading.Thread(target=poll, name="demo-progress", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join(timeout=5)
+    terminal.close()
+
+
+def _record_wall_clock(dag_run: Any, started: dt.datetime, ended: dt.datetime) -> None:
     """``dag.test()`` starts a run at its logical date, so a past run date shows as a run of weeks in
-    the UI; record when it really started."""
+    the UI; record when it really started and ended."""
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from sqlalchemy import update
 
     with create_session() as session:
-        session.execute(update(DagRun).where(DagRun.id == dag_run.id).values(start_date=started))
+        session.execute(update(DagRun).where(DagRun.id == dag_run.id).values(start_date=started, end_date=ended))
 
 
 def run(*, run_date: dt.date = DEMO_DATE, customers: int = 20_000, seed: int = 42, fresh: bool = True,
@@ -242,4 +306,6 @@ def _tail(log_file: Path, lines: int = 25) -> None:
 
 
 def main() -> None:  # pragma: no cover - thin entry point
-    sys.exit(run(customers=int(os.environ.get("MARTECH_DEMO_CUSTOMERS", "20000"))))
+    from martech.cli import _demo_customers
+
+    sys.exit(run(customers=_demo_customers()))

@@ -5,6 +5,11 @@ either the composite ``event_key`` or ``sg_event_id`` is skipped), and bounces, 
 unsubscribes and group unsubscribes add their address to ``campaigns.suppressions`` at once. The caller
 acknowledges only after the commit, so an acknowledged event is never lost; a retry of the same batch
 stores nothing twice.
+
+Concurrent batches (the receiver's workers, a one-click unsubscribe, a replay) may share events on
+either key. Each batch first takes a transaction lock per key it holds, all in one order (of their
+hashes), and inserts its rows sorted: two batches naming the same events in different orders wait
+for each other instead of deadlocking on the two unique indexes.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-__all__ = ["SUPPRESSING_EVENTS", "StoredBatch", "event_key", "normalise", "store_events"]
+__all__ = ["SUPPRESSING_EVENTS", "StoredBatch", "event_key", "lock_keys", "normalise", "store_events"]
 
 # event type -> suppression reason (campaigns.suppressions allows a fixed set of reasons)
 SUPPRESSING_EVENTS = {"bounce": "bounce", "dropped": "bounce", "spamreport": "spamreport",
@@ -142,6 +147,25 @@ on conflict (email) do nothing
 """)
 
 
+# One advisory lock per key, taken in the order of their 64-bit hashes (a collision only serialises
+# two batches that needed no serialising).
+_LOCK_KEYS = sa.text("""
+select count(pg_advisory_xact_lock(k.h))
+from (
+    select distinct hashtextextended(x.key, 0) as h
+    from unnest(cast(:keys as text[])) as x (key)
+    order by h
+) as k
+""")
+
+
+def lock_keys(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The lock names a batch of normalised rows needs: each event_key and each sg_event_id."""
+    names = {f"raw.webhook_events.event_key:{r['event_key']}" for r in rows}
+    names |= {f"raw.webhook_events.sg_event_id:{r['sg_event_id']}" for r in rows if r.get("sg_event_id")}
+    return sorted(names)
+
+
 def _iso(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return value.isoformat()
@@ -154,6 +178,8 @@ def store_events(conn: Connection, events: Iterable[Mapping[str, Any]], *, recei
     rows = [normalise(e, received_at=received_at, source=source) for e in events]
     if not rows:
         return StoredBatch(0, 0, 0)
+    conn.execute(_LOCK_KEYS, {"keys": lock_keys(rows)})
+    rows.sort(key=lambda r: (r["event_key"], r["sg_event_id"] or ""))
     data = json.dumps(rows, ensure_ascii=False, default=_iso)
     new: Sequence[str] = conn.execute(_INSERT, {"rows": data}).scalars().all()
     suppressed = 0
