@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 
@@ -41,18 +40,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def _demo_customers() -> int:
-    """The demo's scale: MARTECH_DEMO_CUSTOMERS when set (``make demo`` passes the environment on)."""
-    raw = os.environ.get("MARTECH_DEMO_CUSTOMERS", "").strip()
-    if not raw:
-        return 20_000
-    try:
-        return _positive(raw)
-    except (argparse.ArgumentTypeError, ValueError) as exc:
-        raise SystemExit(f"MARTECH_DEMO_CUSTOMERS must be a whole number of at least 1, got {raw!r}"
-                         " (unset it for the default of 20000)") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "demo":
         from martech.devtools import demo
-        customers = args.customers if args.customers is not None else _demo_customers()
+        customers = args.customers if args.customers is not None else demo.customers_from_env()
         return demo.run(run_date=args.date, customers=customers, seed=args.seed, fresh=not args.keep)
     if args.command == "webhook":
         import uvicorn

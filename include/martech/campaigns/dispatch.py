@@ -163,8 +163,11 @@ where send_id = any(cast(:ids as text[]))
 
 # After the provider confirmed the attempt's cancellation: nothing of it can be delivered, resend.
 # Rows in doubt that the provider's events prove were sent (the events carry the send id).
-_RECONCILE = sa.text("""
-update campaigns.send_ledger as l
+def reconcile_from_events(ledger: str) -> sa.TextClause:
+    """The statement that settles a run step's rows in doubt in ``ledger`` (the send ledger or the seed
+    ledger) that the provider's events prove were sent: the events carry the send id."""
+    return sa.text(f"""
+update {ledger} as l
 set status = 'sent', message_id = coalesce(l.message_id, e.message_id), sent_at = coalesce(l.sent_at, :now),
     error = 'in doubt; confirmed sent by a ' || e.event || ' event'
 from (
@@ -176,6 +179,9 @@ from (
 where l.send_id = e.send_id and l.campaign_id = :campaign_id and l.run_id = :run_id and l.step = :step
   and l.status = 'pending' and l.attempts > 0
 """)
+
+
+_RECONCILE = reconcile_from_events("campaigns.send_ledger")
 
 _RELEASE = sa.text("""
 update campaigns.send_ledger

@@ -39,6 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from martech.campaigns.dispatch import reconcile_from_events
 from martech.campaigns.eligibility import email_problem, normalize_email
 from martech.campaigns.render import Recipient, Renderer, RenderError
 from martech.campaigns.run_ids import run_id_for
@@ -135,19 +136,7 @@ on conflict do nothing
 """)
 
 # In doubt, but the provider's events carry the send id: it went out.
-_RECONCILE = sa.text("""
-update campaigns.seed_sends as s
-set status = 'sent', message_id = coalesce(s.message_id, e.message_id), sent_at = coalesce(s.sent_at, :now),
-    error = 'in doubt; confirmed sent by a ' || e.event || ' event'
-from (
-    select distinct on (send_id) send_id, message_id, event from staging.email_events
-    where send_id is not null and event in ('processed', 'delivered', 'deferred', 'bounce', 'dropped', 'open',
-                                            'click', 'unsubscribe', 'spamreport', 'group_unsubscribe')
-    order by send_id, event_ts
-) as e
-where s.send_id = e.send_id and s.campaign_id = :campaign_id and s.run_id = :run_id and s.step = :step
-  and s.status = 'pending' and s.attempts > 0
-""")
+_RECONCILE = reconcile_from_events("campaigns.seed_sends")
 
 _ROWS = sa.text("""
 select s.send_id, s.variant, s.email, s.status, s.attempts,

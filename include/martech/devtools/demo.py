@@ -305,7 +305,16 @@ def _tail(log_file: Path, lines: int = 25) -> None:
             _print(line[:400])
 
 
-def main() -> None:  # pragma: no cover - thin entry point
-    from martech.cli import _demo_customers
+def customers_from_env() -> int:
+    """The demo's scale: MARTECH_DEMO_CUSTOMERS when set (``make demo`` passes the environment on)."""
+    raw = os.environ.get("MARTECH_DEMO_CUSTOMERS", "").strip()
+    if not raw:
+        return 20_000
+    if not raw.isdigit() or int(raw) < 1:
+        raise SystemExit(f"MARTECH_DEMO_CUSTOMERS must be a whole number of at least 1, got {raw!r}"
+                         " (unset it for the default of 20000)")
+    return int(raw)
 
-    sys.exit(run(customers=_demo_customers()))
+
+def main() -> None:  # pragma: no cover - thin entry point
+    sys.exit(run(customers=customers_from_env()))
