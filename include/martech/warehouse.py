@@ -20,9 +20,11 @@ A DAG task, the CLI or a test builds it once and passes it down, the way Dagster
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -136,6 +138,9 @@ def check_url(url: str, *, connect: bool = False, name: str = "MARTECH_WAREHOUSE
         except psycopg2.Error as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise WarehouseError(f"{name} {shown} does not answer: {reason}") from None
+
+
+SOCKET_PATH_MAX = 107  # bytes of a Unix socket address on Linux (sun_path without its NUL)
 
 
 class EmbeddedPostgres:
@@ -263,6 +268,22 @@ class EmbeddedPostgres:
                              text=True, user=user, cwd="/" if user else None)
         return res.returncode == 0
 
+    def socket_dir(self, port: int) -> Path:
+        """Where the server puts its Unix socket (clients here use TCP; the server needs one place): the data
+        folder, unless its path is too long for a socket address (107 bytes on Linux, e.g. deep test folders)
+        or holds a space, then a private short folder in the system's temp folder named after it."""
+        if len(f"{self.pgdata}/.s.PGSQL.{port}".encode()) <= SOCKET_PATH_MAX and " " not in str(self.pgdata):
+            return self.pgdata
+        short = Path(tempfile.gettempdir()) / f"martech-pg-{hashlib.sha1(str(self.pgdata).encode()).hexdigest()[:12]}"
+        short.mkdir(mode=0o700, exist_ok=True)
+        user = self._system_user()
+        if user is not None:  # the server runs as that user (see _prepare_permissions)
+            import pwd
+
+            pw = pwd.getpwnam(user)
+            os.chown(short, pw.pw_uid, pw.pw_gid)
+        return short
+
     def _answers(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port()), timeout=1):
@@ -278,7 +299,7 @@ class EmbeddedPostgres:
                 f"port {port} on 127.0.0.1 is taken by another program; delete {self.root / 'port'} "
                 "to let martech choose a new one"
             )
-        options = f"-h 127.0.0.1 -p {port} -k {self.pgdata} -c max_connections=100 " \
+        options = f"-h 127.0.0.1 -p {port} -k {self.socket_dir(port)} -c max_connections=100 " \
                   "-c synchronous_commit=off"
         self._pg_ctl(["-w", "-t", "60", "-o", options, "-l", str(self.pgdata / "server.log"), "start"],
                      timeout=90)

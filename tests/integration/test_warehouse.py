@@ -25,3 +25,17 @@ def test_embedded_lifecycle(tmp_path):
         cur.execute("select x from kept")
         assert cur.fetchone() == (42,)
     pg.stop()
+
+
+def test_a_data_folder_too_deep_for_a_socket_path_still_starts(tmp_path):
+    root = tmp_path / ("d" * 60) / ("e" * 60)  # the socket file's path would pass 107 bytes
+    pg = EmbeddedPostgres(root)
+    assert len(f"{pg.pgdata}/.s.PGSQL.54321".encode()) > 107
+    url = pg.ensure_running()
+    try:
+        assert len(f"{pg.socket_dir(pg.port())}/.s.PGSQL.{pg.port()}".encode()) <= 107
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute("select 1")
+            assert cur.fetchone() == (1,)
+    finally:
+        assert pg.stop() is True
