@@ -135,9 +135,11 @@ def browser(tmp_path):
 
 
 def _wait(driver, condition, timeout: float = 30):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(condition)
+    # A page being replaced (a click that navigates) leaves elements stale for a moment: ask again.
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def _shot(driver, folder: Path, name: str) -> None:
