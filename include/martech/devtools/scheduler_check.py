@@ -45,8 +45,7 @@ from martech.devtools.stack import (
     StackFailed,
     metadata_rows,
     not_answering,
-    run_state,
-    task_log_tail,
+    succeeded,
     throwaway_databases,
     trigger,
     unpause,
@@ -225,13 +224,9 @@ def run_concurrent(run_dir: Path, env: dict[str, str], *, timeout: float, say: C
                 for node, run_id in started.items():
                     if node in done:
                         continue
-                    state, failed = run_state(stack, node[0], run_id)
-                    if state == "success":
+                    if succeeded(stack, node[0], run_id, f"{node[0]} run for {node[1]}"):
                         done.add(node)
                         say(f"  {node[0]:<28} {node[1]} success ({len(done)}/{len(graph)})")
-                    elif failed or state == "failed":
-                        raise StackFailed(f"{node[0]} run for {node[1]} {state}, failed tasks {failed}: "
-                                          f"{task_log_tail(stack, node[0], failed)}")
                 if time.monotonic() > deadline:
                     raise StackFailed(f"timed out after {timeout:.0f}s; not done: {sorted(set(graph) - done)}")
                 time.sleep(1)

@@ -268,15 +268,19 @@ def wait_runs(stack: Stack, runs: dict[str, str], timeout: float) -> None:
     while pending:
         stack.check_alive()
         for dag_id, run_id in list(pending.items()):
-            state, failed = run_state(stack, dag_id, run_id)
-            if state == "success":
+            if succeeded(stack, dag_id, run_id, f"{dag_id} run {run_id}"):
                 del pending[dag_id]
-            elif failed or state == "failed":
-                raise StackFailed(f"{dag_id} run {run_id} {state}, failed tasks {failed}: "
-                                  f"{task_log_tail(stack, dag_id, failed)}")
         if time.monotonic() > deadline:
             raise StackFailed(f"timed out after {timeout:.0f}s waiting for {sorted(pending)}")
         time.sleep(1)
+
+
+def succeeded(stack: Stack, dag_id: str, run_id: str, what: str) -> bool:
+    """Whether the run has succeeded; raises StackFailed (with the failed tasks' log tails) once it failed."""
+    state, failed = run_state(stack, dag_id, run_id)
+    if state != "success" and (failed or state == "failed"):
+        raise StackFailed(f"{what} {state}, failed tasks {failed}: {task_log_tail(stack, dag_id, failed)}")
+    return state == "success"
 
 
 def task_log_tail(stack: Stack, dag_id: str, task_ids: list[str]) -> str:
