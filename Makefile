@@ -10,7 +10,7 @@ PY ?= $(shell for p in python3 python3.12 python3.11 python3.10; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] <= (3,12))' \
 	2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: help install demo test test-stack test-fast airflow lint bench lock clean stop celery-demo
+.PHONY: help install demo test test-stack test-fast airflow lint bench bench-quick lock clean stop celery-demo
 
 help: ## Show this help
 	@echo "martech — warehouse-native marketing automation on Apache Airflow"
@@ -65,10 +65,14 @@ clean: ## Remove local state (.martech); keeps .venv
 	-@$(BIN)/martech warehouse stop 2>/dev/null
 	rm -rf .martech
 
-bench: $(STAMP) ## Benchmarks at large scale (ratios against a reference in the same run)
+bench: $(STAMP) ## Benchmarks at large scale: the daily chain at 100k/300k/1M customers, then each part
+	$(BIN)/python -m martech.devtools.bench_chain --customers 100000 300000 1000000
 	$(BIN)/python -m martech.devtools.bench ingest --orders 1000000
 	$(BIN)/python -m martech.devtools.bench clv --customers 1000000
 	$(BIN)/python -m martech.devtools.bench dispatch --recipients 100000
 	$(BIN)/python -m martech.devtools.bench rfm-duckdb --customers 1000000 --orders 10000000
 	$(BIN)/python -m martech.devtools.bench models --customers 1000000 --orders 10000000
 	$(BIN)/python -m martech.events.bench --events 100000 --posters 8
+
+bench-quick: $(STAMP) ## The daily chain at 100k customers only (bench/results/<date>.json and .md)
+	$(BIN)/python -m martech.devtools.bench_chain --quick
