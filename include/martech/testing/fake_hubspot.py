@@ -112,24 +112,8 @@ class _Handler(JsonHandler):
         obj = parts[3]
         if obj not in st.records:
             return self._error(400, "VALIDATION_ERROR", f"Unable to infer object type from: {obj}")
-        auth = self.headers.get("Authorization") or ""
-        if not auth.startswith("Bearer "):
-            return self._error(401, "INVALID_AUTHENTICATION",
-                               "Authentication credentials not found. This API supports OAuth 2.0 authentication")
-        if auth[len("Bearer "):] != st.token:
-            return self._error(401, "INVALID_AUTHENTICATION",
-                               "The OAuth token used to make this call expired or is invalid.")
-        with st.lock:
-            fault = st.faults.pop(0) if st.faults else None
-            down = self.server.fail_after is not None and st.answered >= self.server.fail_after
-        if fault == "drop":
-            self.close_connection = True
-            self.connection.close()
+        if not self._authorized() or self._answered_fault():
             return None
-        if fault == "429":
-            return self._error(429, "RATE_LIMITS", "You have reached your secondly limit.", {"Retry-After": "1"})
-        if fault in ("500", "502", "503") or down:
-            return self._error(int(fault or 503), "INTERNAL_ERROR", "internal error")
         try:
             body = json.loads(raw or b"{}")
             page = self._search(obj, body)
@@ -144,17 +128,40 @@ class _Handler(JsonHandler):
             hook(self.server.fake, st.answered)
 
     def _authorized(self) -> bool:
+        """False (after answering 401) unless the request carries the configured bearer token."""
         auth = self.headers.get("Authorization") or ""
-        if auth != f"Bearer {self.server.state.token}":
+        if not auth.startswith("Bearer "):
+            self._error(401, "INVALID_AUTHENTICATION",
+                        "Authentication credentials not found. This API supports OAuth 2.0 authentication")
+            return False
+        if auth[len("Bearer "):] != self.server.state.token:
             self._error(401, "INVALID_AUTHENTICATION", "The OAuth token used to make this call expired or is invalid.")
             return False
         return True
+
+    def _answered_fault(self) -> bool:
+        """True when a queued fault or the outage (``fail_after``) answered this request instead."""
+        st = self.server.state
+        with st.lock:
+            fault = st.faults.pop(0) if st.faults else None
+            down = self.server.fail_after is not None and st.answered >= self.server.fail_after
+        if fault == "drop":
+            self.close_connection = True
+            self.connection.close()
+            return True
+        if fault == "429":
+            self._error(429, "RATE_LIMITS", "You have reached your secondly limit.", {"Retry-After": "1"})
+            return True
+        if fault in ("500", "502", "503") or down:
+            self._error(int(fault or 503), "INTERNAL_ERROR", "internal error")
+            return True
+        return False
 
     def _upsert(self, raw: bytes) -> None:
         st, fake = self.server.state, self.server.fake
         if not self._authorized():
             return None
-        with st.lock:
+        with st.lock:  # HubSpot counts every request against the burst limit, failed ones too
             now = fake.clock()
             while st.upsert_times and st.upsert_times[0] <= now - fake.burst_window_s:
                 st.upsert_times.popleft()
@@ -165,16 +172,8 @@ class _Handler(JsonHandler):
                                    {**self._limit_headers(0), "Retry-After": str(max(1, math.ceil(wait)))})
             st.upsert_times.append(now)
             remaining = fake.burst_limit - len(st.upsert_times)
-            fault = st.faults.pop(0) if st.faults else None
-            down = self.server.fail_after is not None and st.answered >= self.server.fail_after
-        if fault == "drop":
-            self.close_connection = True
-            self.connection.close()
+        if self._answered_fault():
             return None
-        if fault == "429":
-            return self._error(429, "RATE_LIMITS", "You have reached your secondly limit.", {"Retry-After": "1"})
-        if fault in ("500", "502", "503") or down:
-            return self._error(int(fault or 503), "INTERNAL_ERROR", "internal error")
         try:
             body = json.loads(raw or b"{}")
             inputs = self._check_upsert(body)
