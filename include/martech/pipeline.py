@@ -213,11 +213,22 @@ def build_customer_models(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     counts.update(_build_recommendations(eng, run_date))
     counts["marts.customer_segments"] = _build_clusters(eng, run_date)
     counts["marts.replenishment_due"] = _build_replenishment(eng, run_date)
+    counts["marts.crm_stage_transitions"] = _build_crm_transitions(eng, run_date)
     segments = scores["segment"].value_counts().to_dict() if len(scores) else {}
     _say([f"{m}: {n} rows" for m, n in counts.items()]
          + [f"  segment {k}: {v}" for k, v in sorted(segments.items(), key=lambda kv: -kv[1])])
     return {"run_date": run_date.isoformat(), "rows": counts,
             "segments": {str(k): int(v) for k, v in segments.items()}}
+
+
+def _build_crm_transitions(eng, run_date: dt.date) -> int:
+    from martech.campaigns.freshness import record_build
+    from martech.db import run_model
+
+    rows = run_model(eng, "marts.crm_stage_transitions", {"run_date": run_date, "run_ts": _run_ts(run_date)})
+    with eng.begin() as conn:
+        record_build(conn, "marts.crm_stage_transitions", run_date, rows)
+    return rows
 
 
 def _build_clv(eng, run_date: dt.date) -> int:

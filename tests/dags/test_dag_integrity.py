@@ -15,7 +15,8 @@ import pytest
 
 from martech import paths
 
-EXPECTED_STAGE_DAGS = {"ingest", "staging", "customer_models", "email_events", "kpis", "retention", "gdpr_erase"}
+EXPECTED_STAGE_DAGS = {"ingest", "staging", "customer_models", "email_events", "kpis", "retention", "gdpr_erase",
+                       "crm_sync"}
 HEAVY = ("pandas", "sklearn", "great_expectations", "sendgrid", "scipy", "numpy", "psycopg2", "jinja2")
 
 # Runs in a fresh interpreter so sys.modules shows exactly what parsing imported.

@@ -15,7 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["StaleInputsError", "marts_read_by", "record_suppression_refresh", "require_fresh", "stale_inputs"]
+__all__ = ["StaleInputsError", "marts_read_by", "record_build", "record_suppression_refresh", "require_fresh",
+           "stale_inputs"]
 
 _MART = re.compile(r"\bmarts\.([a-z_][a-z0-9_]*)")
 AS_OF_COLUMNS = ("as_of_date", "as_of")
@@ -36,6 +37,27 @@ def marts_read_by(audience_sql: str) -> tuple[str, ...]:
 
 
 def _as_of(conn: Any, table: str) -> dt.date | None:
+    # A mart that may hold no rows at all (no CRM connected) records its builds in campaigns.mart_builds.
+    built = conn.execute(sa.text(
+        "select max(as_of) from campaigns.mart_builds where table_name = :t"), {"t": table}).scalar() \
+        if _exists(conn, "campaigns.mart_builds") else None
+    own = _own_as_of(conn, table)
+    return max((d for d in (built, own) if d is not None), default=None)
+
+
+def _exists(conn: Any, table: str) -> bool:
+    return conn.execute(sa.text("select to_regclass(:t) is not null"), {"t": table}).scalar_one()  # type: ignore[no-any-return]
+
+
+def record_build(conn: Any, table: str, as_of: dt.date, rows: int) -> None:
+    """Note that ``table`` was built for ``as_of`` (holding ``rows``), for marts that may be empty."""
+    conn.execute(sa.text(
+        "insert into campaigns.mart_builds (table_name, as_of, row_count) values (:t, :d, :n)"
+        " on conflict (table_name, as_of) do update set row_count = excluded.row_count"),
+        {"t": table, "d": as_of, "n": rows})
+
+
+def _own_as_of(conn: Any, table: str) -> dt.date | None:
     schema, name = table.split(".")
     column = conn.execute(sa.text(
         "select column_name from information_schema.columns where table_schema = :s and table_name = :t"

@@ -37,6 +37,14 @@ class Source(BaseModel):
     objects: tuple[str, ...] = Field((), validate_default=True)  # hubspot, shopify: what to pull (default: all)
     shop: str | None = Field(None, validate_default=True)  # shopify: <name>.myshopify.com
     api_version: str = "2025-01"  # shopify: the Admin API version (YYYY-MM)
+    write_back: bool = False  # hubspot: write the scores back as contact properties (the crm_sync DAG)
+
+    @field_validator("write_back")
+    @classmethod
+    def _write_back_kind(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and info.data.get("kind") != "hubspot":
+            raise ValueError("only a source of kind hubspot takes write_back")
+        return v
 
     @field_validator("conn_id")
     @classmethod

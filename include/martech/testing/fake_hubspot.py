@@ -16,9 +16,25 @@ in HubSpot's shape:
   tie order, so a client must not rely on one);
 - ``paging.next`` is present only when more results exist (none after the exact last page).
 
+``POST /crm/v3/objects/contacts/batch/upsert`` (create or update contacts by a unique property;
+https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/batch/upsert-contacts):
+the body is ``{"inputs": [{"idProperty": "email", "id": <address>, "properties": {name: text}}]}``, 1 to
+100 inputs (more: 400, as HubSpot refuses a batch over 100); the answer is ``{"status": "COMPLETE",
+"results": [...]}`` with each record's id and whether it is ``new``. Every accepted body is kept in
+:attr:`State.upserts`; the contacts' written properties by address in :attr:`State.written`.
+
+**Burst limit.** HubSpot allows an app 100 requests per rolling 10 seconds per account ("100 calls
+per 10 seconds per app per portal", https://developers.hubspot.com/changelog/heads-up-new-and-improved-hubspot-api-limits;
+https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details) and answers a request over it
+with 429 and the ``X-HubSpot-RateLimit-Max`` / ``-Remaining`` / ``-Interval-Milliseconds`` headers. The
+fake counts the batch-upsert requests in a rolling window of :attr:`FakeHubSpot.burst_window_s` on
+:attr:`FakeHubSpot.clock` (a test may replace it with a manual clock), refuses the request over
+:attr:`FakeHubSpot.burst_limit` with 429 plus ``Retry-After`` (seconds until the oldest request leaves the
+window), and sends the rate-limit headers on every upsert answer.
+
 Faults for a test to queue (:meth:`FakeHubSpot.fault`): ``429`` (with ``Retry-After``), ``500``,
 ``502``, ``503``, ``drop`` (close the connection without answering). :attr:`FakeHubSpot.fail_after`
-makes every search after the first N answered ones fail with 503, like a service that went down;
+makes every search or upsert after the first N answered ones fail with 503, like a service that went down;
 :attr:`FakeHubSpot.on_search` runs after each answered search (e.g. to modify records mid-pull).
 """
 
@@ -27,7 +43,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +62,9 @@ OPERATORS = {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "
              "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
 BODY_KEYS = {"filterGroups", "sorts", "properties", "limit", "after", "query"}
 MAX_RESULTS = 10_000
+MAX_BATCH_INPUTS = 100      # HubSpot's batch endpoints take at most 100 inputs per request
+BURST_LIMIT = 100           # requests per rolling window per app (OAuth / private apps, base tier)
+BURST_WINDOW_S = 10.0
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
@@ -64,6 +86,10 @@ class State(LoopbackState):
         super().__init__(token)
         self.records: dict[str, dict[str, dict[str, Any]]] = {"contacts": {}, "deals": {}}
         self.searches: list[dict[str, Any]] = []   # every accepted search body, in order
+        self.upserts: list[dict[str, Any]] = []    # every accepted batch-upsert body, in order
+        self.written: dict[str, dict[str, str]] = {}  # address -> properties written by upserts
+        self.upsert_times: deque[float] = deque()  # clock readings of the upserts inside the burst window
+        self.rate_limited = 0                      # upserts refused with 429 by the burst limit
 
 
 class _Handler(JsonHandler):
@@ -79,29 +105,15 @@ class _Handler(JsonHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         parts = self.path.split("?", 1)[0].strip("/").split("/")
+        if parts == ["crm", "v3", "objects", "contacts", "batch", "upsert"]:
+            return self._upsert(raw)
         if len(parts) != 5 or parts[:3] != ["crm", "v3", "objects"] or parts[4] != "search":
             return self._error(404, "OBJECT_NOT_FOUND", f"no route {self.path}")
         obj = parts[3]
         if obj not in st.records:
             return self._error(400, "VALIDATION_ERROR", f"Unable to infer object type from: {obj}")
-        auth = self.headers.get("Authorization") or ""
-        if not auth.startswith("Bearer "):
-            return self._error(401, "INVALID_AUTHENTICATION",
-                               "Authentication credentials not found. This API supports OAuth 2.0 authentication")
-        if auth[len("Bearer "):] != st.token:
-            return self._error(401, "INVALID_AUTHENTICATION",
-                               "The OAuth token used to make this call expired or is invalid.")
-        with st.lock:
-            fault = st.faults.pop(0) if st.faults else None
-            down = self.server.fail_after is not None and st.answered >= self.server.fail_after
-        if fault == "drop":
-            self.close_connection = True
-            self.connection.close()
+        if not self._authorized() or self._answered_fault():
             return None
-        if fault == "429":
-            return self._error(429, "RATE_LIMITS", "You have reached your secondly limit.", {"Retry-After": "1"})
-        if fault in ("500", "502", "503") or down:
-            return self._error(int(fault or 503), "INTERNAL_ERROR", "internal error")
         try:
             body = json.loads(raw or b"{}")
             page = self._search(obj, body)
@@ -114,6 +126,105 @@ class _Handler(JsonHandler):
         hook = self.server.fake.on_search
         if hook is not None:
             hook(self.server.fake, st.answered)
+
+    def _authorized(self) -> bool:
+        """False (after answering 401) unless the request carries the configured bearer token."""
+        auth = self.headers.get("Authorization") or ""
+        if not auth.startswith("Bearer "):
+            self._error(401, "INVALID_AUTHENTICATION",
+                        "Authentication credentials not found. This API supports OAuth 2.0 authentication")
+            return False
+        if auth[len("Bearer "):] != self.server.state.token:
+            self._error(401, "INVALID_AUTHENTICATION", "The OAuth token used to make this call expired or is invalid.")
+            return False
+        return True
+
+    def _answered_fault(self) -> bool:
+        """True when a queued fault or the outage (``fail_after``) answered this request instead."""
+        st = self.server.state
+        with st.lock:
+            fault = st.faults.pop(0) if st.faults else None
+            down = self.server.fail_after is not None and st.answered >= self.server.fail_after
+        if fault == "drop":
+            self.close_connection = True
+            self.connection.close()
+            return True
+        if fault == "429":
+            self._error(429, "RATE_LIMITS", "You have reached your secondly limit.", {"Retry-After": "1"})
+            return True
+        if fault in ("500", "502", "503") or down:
+            self._error(int(fault or 503), "INTERNAL_ERROR", "internal error")
+            return True
+        return False
+
+    def _upsert(self, raw: bytes) -> None:
+        st, fake = self.server.state, self.server.fake
+        if not self._authorized():
+            return None
+        with st.lock:  # HubSpot counts every request against the burst limit, failed ones too
+            now = fake.clock()
+            while st.upsert_times and st.upsert_times[0] <= now - fake.burst_window_s:
+                st.upsert_times.popleft()
+            if len(st.upsert_times) >= fake.burst_limit:
+                st.rate_limited += 1
+                wait = st.upsert_times[0] + fake.burst_window_s - now
+                return self._error(429, "RATE_LIMITS", "You have reached your ten_secondly_rolling limit.",
+                                   {**self._limit_headers(0), "Retry-After": str(max(1, math.ceil(wait)))})
+            st.upsert_times.append(now)
+            remaining = fake.burst_limit - len(st.upsert_times)
+        if self._answered_fault():
+            return None
+        try:
+            body = json.loads(raw or b"{}")
+            inputs = self._check_upsert(body)
+        except (BadRequest, ValueError) as exc:
+            return self._error(400, "VALIDATION_ERROR", str(exc), self._limit_headers(remaining))
+        results = []
+        with st.lock:
+            st.upserts.append(body)
+            st.answered += 1
+            for item in inputs:
+                email = item["id"].strip().lower()
+                new = email not in st.written
+                st.written.setdefault(email, {}).update(item["properties"])
+                results.append({"id": str(int(_scramble(email)[:8], 16)), "new": new, "archived": False,
+                                "properties": {"email": email, **item["properties"]}})
+        stamp = iso(dt.datetime.now(dt.timezone.utc))
+        self._send(200, {"status": "COMPLETE", "results": results, "startedAt": stamp, "completedAt": stamp},
+                   self._limit_headers(remaining))
+
+    def _limit_headers(self, remaining: int) -> dict[str, str]:
+        fake = self.server.fake
+        return {"X-HubSpot-RateLimit-Max": str(fake.burst_limit),
+                "X-HubSpot-RateLimit-Remaining": str(max(0, remaining)),
+                "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(fake.burst_window_s * 1000))}
+
+    @staticmethod
+    def _check_upsert(body: Any) -> list[dict[str, Any]]:
+        if not isinstance(body, dict) or set(body) != {"inputs"} or not isinstance(body["inputs"], list):
+            raise BadRequest("request body must be {\"inputs\": [...]}")
+        inputs = body["inputs"]
+        if not inputs:
+            raise BadRequest("inputs must hold at least one input")
+        if len(inputs) > MAX_BATCH_INPUTS:
+            raise BadRequest(f"Batch input size {len(inputs)} exceeds the limit of {MAX_BATCH_INPUTS} inputs")
+        seen: set[str] = set()
+        for i, item in enumerate(inputs):
+            if not isinstance(item, dict) or set(item) - {"idProperty", "id", "properties", "objectWriteTraceId"}:
+                raise BadRequest(f"inputs[{i}]: an input holds idProperty, id and properties")
+            if item.get("idProperty") != "email":
+                raise BadRequest(f"inputs[{i}]: idProperty must name a unique property (email), got"
+                                 f" {item.get('idProperty')!r}")
+            if not isinstance(item.get("id"), str) or "@" not in item["id"]:
+                raise BadRequest(f"inputs[{i}]: id must be the contact's email address")
+            props = item.get("properties")
+            if not isinstance(props, dict) or not all(isinstance(v, str) for v in props.values()):
+                raise BadRequest(f"inputs[{i}]: properties must map property names to string values")
+            key = item["id"].strip().lower()
+            if key in seen:
+                raise BadRequest(f"inputs[{i}]: duplicate id {key!r} in one batch")
+            seen.add(key)
+        return inputs
 
     def _search(self, obj: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -255,8 +366,10 @@ class FakeHubSpot(LoopbackFake[State]):
     server: _Server
     on_search: Callable[[FakeHubSpot, int], None] | None = None
 
-    def __init__(self, token: str = "test-token") -> None:
+    def __init__(self, token: str = "test-token", *, burst_limit: int = BURST_LIMIT,
+                 burst_window_s: float = BURST_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(_Server, _Handler, State(token))
+        self.burst_limit, self.burst_window_s, self.clock = burst_limit, burst_window_s, clock
 
     def put(self, obj: str, record_id: int | str, modified: dt.datetime, **properties: Any) -> None:
         """Create or modify a record: its last-modified property becomes ``modified``."""

@@ -10,6 +10,7 @@ create table if not exists raw.hubspot_contacts (
     lastname text, -- Last name (personal data)
     country text, -- Country
     lifecyclestage text, -- HubSpot lifecycle stage
+    hs_lead_status text, -- HubSpot lead status (NEW, OPEN, IN_PROGRESS, ...)
     hs_email_optout text, -- 'true' when the contact opted out of all marketing e-mail
     createdate text, -- When HubSpot created the record
     lastmodifieddate text, -- ISO 8601 UTC; the incremental pull's cursor
@@ -19,6 +20,9 @@ create table if not exists raw.hubspot_contacts (
     _source text not null, -- Source that sent the row, as named in include/sources.yml
     _loaded_at timestamptz not null -- When its batch landed; staging reads the rows landed up to its run's cutoff
 )
+;;
+-- Warehouses created before the lead status was pulled get the column once (a no-op afterwards).
+alter table raw.hubspot_contacts add column if not exists hs_lead_status text
 ;;
 create index if not exists hubspot_contacts__batch on raw.hubspot_contacts (_batch_id)
 ;;

@@ -30,6 +30,8 @@ ATTRIBUTES = {
     "vip": {"orders": 17, "favourite_category": "Tea", "member_since": "2024-02-03",
             "coupon": {**COUPON, "code": "VIP-2345-6789-ABCD", "discount_percent": 10}},
     "lead_nurture": {"tier": "A", "score": 0.81, "lead_source": "referral", "first_order_code": "WELCOME10"},
+    "mql_follow_up": {"qualified_at": "2024-05-30T10:00:00+00:00", "days_since_qualified": 2,
+                      "first_order_code": "WELCOME10"},
     "abandoned_cart": {"cart_id": 77, "cart_value": 19.8, "trigger_at": "2024-05-31T10:00:00+00:00",
                        "coupon": {**COUPON, "code": "CART-2345-6789-ABCD", "discount_percent": 10},
                        "products": [{"product_id": 1, "name": "Tea <tin>", "price": 9.9, "image_url": None,

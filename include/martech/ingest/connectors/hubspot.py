@@ -78,7 +78,7 @@ OBJECTS: dict[str, HubSpotObject] = {
     "contacts": HubSpotObject(
         "contacts", "raw.hubspot_contacts", "lastmodifieddate",
         (("contact_id", "id"), *_props("email", "firstname", "lastname", "country", "lifecyclestage",
-                                       "hs_email_optout", "createdate", "lastmodifieddate"),
+                                       "hs_lead_status", "hs_email_optout", "createdate", "lastmodifieddate"),
          ("archived", "archived"))),
     "deals": HubSpotObject(
         "deals", "raw.hubspot_deals", "hs_lastmodifieddate",
