@@ -670,9 +670,12 @@ class CampaignSpec(BaseModel):
     @field_validator("content")
     @classmethod
     def _content_templates(cls, v: tuple[LocalContent, ...], info: ValidationInfo) -> tuple[LocalContent, ...]:
-        for entry in v:
+        for i, entry in enumerate(v):
             if entry.template is not None:
-                cls._template_exists(entry.template, info)
+                try:
+                    cls._template_exists(entry.template, info)
+                except ValueError as exc:
+                    raise ValueError(f"entry [{i}] template: {exc}") from None
         return v
 
     @field_validator("loyalty_card")
