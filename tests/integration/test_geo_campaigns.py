@@ -14,11 +14,9 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from martech import pipeline
 from martech.campaigns.audience import build_snapshot
 from martech.campaigns.render import Recipient, Renderer
 from martech.campaigns.spec import load_campaigns
-from martech.simulate import generate_sources
 
 pytestmark = pytest.mark.integration
 
@@ -47,18 +45,8 @@ PEOPLE = [
 
 
 @pytest.fixture(scope="module")
-def shop(engine, warehouse, tmp_path_factory):
-    from martech.db import migrate
-
-    with engine.begin() as conn:
-        for schema in ("shop", "sim_truth", "raw", "staging", "marts", "audiences", "campaigns", "kpis"):
-            conn.execute(sa.text(f"drop schema if exists {schema} cascade"))
-    migrate(engine)
-    landing = tmp_path_factory.mktemp("landing")
-    generate_sources(engine, landing, as_of=RUN, customers=800, seed=5)
-    pipeline.ingest_shop(warehouse, RUN)
-    pipeline.ingest_crm(warehouse, RUN, folder=landing / "crm")
-    pipeline.build_staging(warehouse, RUN)
+def shop(simulated_staging):
+    engine = simulated_staging(RUN, customers=800, seed=5)
     with engine.begin() as conn:
         for i, (cid, country, language, tz, consent, consent_at, order_at) in enumerate(PEOPLE):
             customer_id = 9_000_001 + i

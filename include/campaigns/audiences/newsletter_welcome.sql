@@ -4,7 +4,7 @@
 -- fell on one of the last 2 local days and who ordered in the last 30 local days; the cooldown mails
 -- each contact once.
 -- Consent, suppressions and missing emails are filtered by build_snapshot around this query.
--- Personalization: country, language, timezone (for the expiry in local time), signed_up_at.
+-- Personalization: timezone (for the expiry in local time), signed_up_at.
 with
 
 final as (
@@ -12,8 +12,6 @@ final as (
         c.contact_id,
         c.email,
         c.first_name,
-        c.country,
-        c.language,
         c.timezone,
         c.consent_updated_at as signed_up_at
     from staging.contacts as c

@@ -91,6 +91,16 @@ def _parse_end(text: Any, where: str) -> tuple[date, bool]:
         raise ValueError(f"{where} is not a real date; write {shape}, got {text!r}") from None
 
 
+def _entry_problem(key: Any, pattern: re.Pattern[str], key_rule: str, value: Any, kind: type,
+                   value_rule: str) -> str | None:
+    """What is wrong with one ``key: value`` entry of a calendar file (None when nothing is)."""
+    if not isinstance(key, str) or not pattern.match(key):
+        return f"must be {key_rule}, got {key!r}"
+    if not isinstance(value, kind) or not value:
+        return f"must {value_rule}, got {value!r}"
+    return None
+
+
 def _parse_file(path: Path, where: str) -> dict[str, Calendar]:
     try:
         data = yaml.load(path.read_bytes(), Loader=_YAML_LOADER)
@@ -104,24 +114,19 @@ def _parse_file(path: Path, where: str) -> dict[str, Calendar]:
     errors: list[str] = []
     out: dict[str, Calendar] = {}
     for name, countries in data.items():
-        if not isinstance(name, str) or not _NAME.match(name):
-            errors.append(f"{where}: {name} must be a calendar name of lower-case letters, digits and '_' "
-                          f"(e.g. 'summer'), got {name!r}")
-            continue
-        if not isinstance(countries, dict) or not countries:
-            errors.append(f"{where}: {name} must map country codes to date ranges (e.g. `DE: [{{from: '06-01', "
-                          f"to: '08-31'}}]`), got {countries!r}")
+        problem = _entry_problem(name, _NAME, "a calendar name of lower-case letters, digits and '_' "
+                                 "(e.g. 'summer')", countries, dict,
+                                 "map country codes to date ranges (e.g. `DE: [{from: '06-01', to: '08-31'}]`)")
+        if problem:
+            errors.append(f"{where}: {name} {problem}")
             continue
         ranges: dict[str, tuple[DateRange, ...]] = {}
         for country, items in countries.items():
             field = f"{name}.{country}"
-            if not isinstance(country, str) or not _COUNTRY.match(country):
-                errors.append(f"{where}: {field} must be an upper-case ISO 3166-1 alpha-2 country code "
-                              f"(e.g. DE), got {country!r}")
-                continue
-            if not isinstance(items, list) or not items:
-                errors.append(f"{where}: {field} must be a list of ranges such as [{{from: '06-01', "
-                              f"to: '08-31'}}], got {items!r}")
+            problem = _entry_problem(country, _COUNTRY, "an upper-case ISO 3166-1 alpha-2 country code (e.g. DE)",
+                                     items, list, "be a list of ranges such as [{from: '06-01', to: '08-31'}]")
+            if problem:
+                errors.append(f"{where}: {field} {problem}")
                 continue
             parsed: list[DateRange] = []
             for i, item in enumerate(items):

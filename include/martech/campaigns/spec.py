@@ -264,7 +264,31 @@ def _codes(v: tuple[str, ...], pattern: re.Pattern[str], what: str, example: str
     return v
 
 
-class Targeting(BaseModel):
+class _Audience(BaseModel):
+    """Country and language lists shared by targeting and content entries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    country: tuple[str, ...] | None = None
+    language: tuple[str, ...] | None = None
+
+    @field_validator("country", "language", "region", mode="before", check_fields=False)
+    @classmethod
+    def _list_as_tuple(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("country")
+    @classmethod
+    def _countries(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if v is None else _codes(v, _COUNTRY, "upper-case ISO 3166-1 country code", "DE, AT")
+
+    @field_validator("language")
+    @classmethod
+    def _languages(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if v is None else _codes(v, _LANGUAGE, "lower-case ISO 639-1 language code", "de, en")
+
+
+class Targeting(_Audience):
     """Who of the audience SQL's rows the campaign keeps, by the contact's staging.contacts row.
 
     Every condition given must hold (they are ANDed); a contact whose country, region or language is
@@ -280,36 +304,17 @@ class Targeting(BaseModel):
     Applied by :mod:`martech.campaigns.targeting` around the audience query.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    country: tuple[str, ...] | None = None
     region: tuple[str, ...] | None = None
-    language: tuple[str, ...] | None = None
     in_season: str | None = None
     signed_up_within_days: int | None = Field(default=None, ge=1, le=365,
                                               description="must be between 1 and 365 days")
     purchased_within_days: int | None = Field(default=None, ge=1, le=730,
                                               description="must be between 1 and 730 days")
 
-    @field_validator("country", "region", "language", mode="before")
-    @classmethod
-    def _list_as_tuple(cls, v: Any) -> Any:
-        return tuple(v) if isinstance(v, list) else v
-
-    @field_validator("country")
-    @classmethod
-    def _countries(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return None if v is None else _codes(v, _COUNTRY, "upper-case ISO 3166-1 country code", "DE, AT")
-
     @field_validator("region")
     @classmethod
     def _regions(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return None if v is None else _codes(v, _REGION, "ISO 3166-2 region code", "DE-BY, AT-9")
-
-    @field_validator("language")
-    @classmethod
-    def _languages(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return None if v is None else _codes(v, _LANGUAGE, "lower-case ISO 639-1 language code", "de, en")
 
     @field_validator("in_season")
     @classmethod
@@ -342,7 +347,7 @@ class Targeting(BaseModel):
         return self
 
 
-class LocalContent(BaseModel):
+class LocalContent(_Audience):
     """A subject and/or template for the contacts of some countries or languages (``content`` in the YAML).
 
     The first entry whose ``country`` and ``language`` (each when given) match the contact wins; a
@@ -350,27 +355,8 @@ class LocalContent(BaseModel):
     return ``country`` and ``language`` columns (staging.contacts has them).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    country: tuple[str, ...] | None = None
-    language: tuple[str, ...] | None = None
     subject: str | None = None
     template: str | None = None
-
-    @field_validator("country", "language", mode="before")
-    @classmethod
-    def _list_as_tuple(cls, v: Any) -> Any:
-        return tuple(v) if isinstance(v, list) else v
-
-    @field_validator("country")
-    @classmethod
-    def _countries(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return None if v is None else _codes(v, _COUNTRY, "upper-case ISO 3166-1 country code", "DE, AT")
-
-    @field_validator("language")
-    @classmethod
-    def _languages(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return None if v is None else _codes(v, _LANGUAGE, "lower-case ISO 639-1 language code", "de, en")
 
     @field_validator("subject")
     @classmethod

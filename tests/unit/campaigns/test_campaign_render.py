@@ -43,7 +43,7 @@ ATTRIBUTES = {
         {"product_id": 3, "name": "Kettle", "price": 40, "image_url": "https://img.example/3.png"}]},
     "seasonal_offer": {"country": "GB", "language": "en", "timezone": "Europe/London",
                        "last_order_day": "2024-05-02", "orders_last_year": 3},
-    "newsletter_welcome": {"country": "DE", "language": "de", "timezone": "Europe/Berlin",
+    "newsletter_welcome": {"timezone": "Europe/Berlin",
                            "signed_up_at": "2024-05-31T18:00:00+00:00",
                            "coupon": {**COUPON, "code": "NEWS-2345-6789-ABCD", "discount_percent": 10},
                            "loyalty_card": {**COUPON, "code": "CARD-2345-6789-ABCD", "discount_percent": 5}},
