@@ -43,6 +43,7 @@ from martech.campaigns.run_ids import (
 )
 from martech.campaigns.spec import CampaignSettings, CampaignSpec, Variant, load_settings
 from martech.campaigns.sunset import apply_sunset
+from martech.campaigns.targeting import targeted_audience_sql
 from martech.campaigns.window import apply_send_window
 from martech.db import copy_rows
 from martech.privacy.erase import do_not_contact
@@ -241,8 +242,9 @@ def _read_candidates(conn: Connection, spec: CampaignSpec, run_date: date,
     assert raw is not None
     cur = raw.cursor()
     try:
-        cur.execute(eligibility.annotated_audience_sql(spec.audience_sql_text()),
-                    {"run_date": run_date, "run_ts": run_at})
+        sql, targeting_params = targeted_audience_sql(spec, spec.audience_sql_text(), run_date)
+        cur.execute(eligibility.annotated_audience_sql(sql),
+                    {"run_date": run_date, "run_ts": run_at, **targeting_params})
         columns = [d[0] for d in cur.description]
         rows = cur.fetchall()
     except Exception as exc:
@@ -465,6 +467,11 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: Run | date | st
                                                                  candidates)
             else:
                 candidates = [c for c in candidates if _in_step(spec, step, day, c)]
+        lacking = [c for c in ("country", "language") if spec.content and c not in columns]
+        if lacking:
+            raise AudienceSqlError(f"{spec.audience_sql_path}: the campaign's content varies by country and "
+                                   f"language, so the query must return {' and '.join(lacking)} (from "
+                                   f"staging.contacts); columns: {', '.join(columns)}")
         if spec.coupon and spec.coupon.discount_attribute and spec.coupon.discount_attribute not in columns:
             raise AudienceSqlError(f"{spec.audience_sql_path}: the coupon's discount_attribute "
                                    f"{spec.coupon.discount_attribute!r} is not a column of the query "
@@ -494,6 +501,15 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: Run | date | st
                 conn, campaign_id=spec.id, run_id=run_id, run_date=day, prefix=spec.coupon.prefix,
                 validity_days=spec.coupon.validity_days, requests=requests,
                 secret=coupon_secret or coupons.secret_from_env())
+        cards: dict[str, coupons.Coupon] = {}
+        if spec.loyalty_card is not None:
+            card = spec.loyalty_card
+            cards = coupons.issue_coupons(
+                conn, campaign_id=spec.id, run_id=run_id, run_date=day, prefix=card.prefix,
+                validity_days=card.validity_days, kind="loyalty_card",
+                requests=[coupons.CouponRequest(c.contact_id, make_send_id(spec.id, run_id, step, c.contact_id),
+                                                card.discount_percent) for c, _, _ in assigned],
+                secret=coupon_secret or coupons.secret_from_env())
 
         members = []
         definition_hash = spec.definition_hash
@@ -501,6 +517,8 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: Run | date | st
             attributes = {k: _json_value(c.row[k]) for k in extra}
             if c.contact_id in issued:
                 attributes["coupon"] = issued[c.contact_id].as_attribute()
+            if c.contact_id in cards:
+                attributes["loyalty_card"] = cards[c.contact_id].as_attribute()
             members.append((
                 spec.id, run_id, day.isoformat(), c.contact_id, c.email, c.row["first_name"], arm, variant,
                 definition_hash, json.dumps(attributes, sort_keys=True, ensure_ascii=False), step,

@@ -12,6 +12,10 @@ instant the code no longer works, ``valid_until`` the last day it does.
 Holdout members get the code they would have got, like the variant: it is never sent, so it can never
 be redeemed. Count issued coupons through the send ledger (``send_id``, status ``sent``).
 
+Kinds: ``coupon`` (a promo code) and ``loyalty_card`` (a card number valid for the same kind of window).
+A member can hold one of each per run; a card's code is derived from the send id and its kind, so it
+never repeats the coupon's random part.
+
 The secret comes from ``MARTECH_COUPON_SECRET`` (a development secret with a warning when unset).
 """
 
@@ -58,7 +62,8 @@ DEV_SECRET = "martech-dev-coupon-secret-not-for-production"
 MAX_ATTEMPTS = 20
 
 COUPON_COLUMNS = ("code", "campaign_id", "run_id", "contact_id", "send_id", "discount_percent",
-                  "valid_from", "expires_at")
+                  "valid_from", "expires_at", "kind")
+KINDS = ("coupon", "loyalty_card")
 
 _warned = False
 _CODE = re.compile(rf"^[A-Z0-9]{{1,12}}(?:-[{ALPHABET}]{{{GROUP_LENGTH}}}){{{GROUPS}}}$")
@@ -79,14 +84,16 @@ def secret_from_env(environ: Mapping[str, str] | None = None) -> str:
     return DEV_SECRET
 
 
-def coupon_code(send_id: str, secret: str | bytes, *, prefix: str, attempt: int = 0) -> str:
+def coupon_code(send_id: str, secret: str | bytes, *, prefix: str, attempt: int = 0,
+                kind: str = "coupon") -> str:
     """``<prefix>-XXXX-XXXX-XXXX``, a pure function of its arguments."""
     if not send_id:
         raise ValueError("coupon_code needs a send id")
     key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
     if not key:
         raise ValueError("the coupon secret must not be empty")
-    digest = hmac.new(key, f"coupon|v1|{send_id}|{attempt}".encode(), hashlib.sha256).digest()
+    message = f"coupon|v1|{send_id}|{attempt}" if kind == "coupon" else f"{kind}|v1|{send_id}|{attempt}"
+    digest = hmac.new(key, message.encode(), hashlib.sha256).digest()
     # 96 bits for 12 base-31 digits (31**12 < 2**60): the modulo bias is below 2**-36.
     n = int.from_bytes(digest[:12], "big")
     chars = []
@@ -131,6 +138,7 @@ class Coupon:
     discount_percent: int
     valid_from: datetime
     expires_at: datetime
+    kind: str = "coupon"
 
     @property
     def valid_until(self) -> date:
@@ -158,7 +166,7 @@ select
         select 1 from campaigns.send_ledger as l where l.send_id = c.send_id and l.status = 'sent'
     ) as sent
 from campaigns.coupons as c
-where c.campaign_id = :campaign_id and c.run_id = :run_id
+where c.campaign_id = :campaign_id and c.run_id = :run_id and c.kind = :kind
 """)
 
 _TAKEN = sa.text("select code from campaigns.coupons where code = any(cast(:codes as text[]))")
@@ -174,8 +182,8 @@ where c.code = u.code
 
 
 def issue_coupons(conn: Connection, *, campaign_id: str, run_id: str, run_date: date, prefix: str,
-                  validity_days: int, requests: Sequence[CouponRequest], secret: str | bytes
-                  ) -> dict[str, Coupon]:
+                  validity_days: int, requests: Sequence[CouponRequest], secret: str | bytes,
+                  kind: str = "coupon") -> dict[str, Coupon]:
     """Make ``campaigns.coupons`` hold exactly one coupon per requested member of the run; idempotent.
 
     Runs in the caller's transaction (the snapshot's, which holds the run's advisory lock).
@@ -185,11 +193,15 @@ def issue_coupons(conn: Connection, *, campaign_id: str, run_id: str, run_date: 
     - A new member gets the first candidate code not taken by another send.
     - Coupons of contacts no longer in the snapshot are deleted, unless they were already sent.
 
-    Returns the run's coupons by contact id.
+    ``kind`` (``coupon`` or ``loyalty_card``) keeps a run's cards apart from its coupons.
+
+    Returns the run's coupons (of that kind) by contact id.
     """
+    if kind not in KINDS:
+        raise ValueError(f"coupon kind must be one of {', '.join(KINDS)}, got {kind!r}")
     valid_from, expires_at = coupon_window(run_date, validity_days)
     existing: dict[str, Any] = {r.contact_id: r for r in conn.execute(
-        _EXISTING, {"campaign_id": campaign_id, "run_id": run_id})}
+        _EXISTING, {"campaign_id": campaign_id, "run_id": run_id, "kind": kind})}
     wanted = {r.contact_id: r for r in requests}
 
     stale = sorted(r.code for cid, r in existing.items() if cid not in wanted and not r.sent)
@@ -206,10 +218,10 @@ def issue_coupons(conn: Connection, *, campaign_id: str, run_id: str, run_date: 
             continue
         if old.sent:
             coupon = Coupon(old.code, campaign_id, run_id, contact_id, old.send_id, int(old.discount_percent),
-                            old.valid_from, old.expires_at)
+                            old.valid_from, old.expires_at, kind)
         else:
             coupon = Coupon(old.code, campaign_id, run_id, contact_id, old.send_id, req.discount_percent,
-                            valid_from, expires_at)
+                            valid_from, expires_at, kind)
             if (int(old.discount_percent), old.valid_from, old.expires_at) != (
                     req.discount_percent, valid_from, expires_at):
                 retermed.append(coupon)
@@ -221,9 +233,9 @@ def issue_coupons(conn: Connection, *, campaign_id: str, run_id: str, run_date: 
                                      "percents": [c.discount_percent for c in retermed],
                                      "valid_from": valid_from, "expires_at": expires_at})
 
-    new = _allocate(conn, fresh, prefix=prefix, secret=secret)
+    new = _allocate(conn, fresh, prefix=prefix, secret=secret, kind=kind)
     rows = [Coupon(new[r.contact_id], campaign_id, run_id, r.contact_id, r.send_id, r.discount_percent,
-                   valid_from, expires_at) for r in fresh]
+                   valid_from, expires_at, kind) for r in fresh]
     rows.sort(key=lambda c: c.code)
     copy_rows(conn, "campaigns.coupons", COUPON_COLUMNS, (c.row() for c in rows))
     result.update((c.contact_id, c) for c in rows)
@@ -231,11 +243,11 @@ def issue_coupons(conn: Connection, *, campaign_id: str, run_id: str, run_date: 
 
 
 def _allocate(conn: Connection, requests: Sequence[CouponRequest], *, prefix: str,
-              secret: str | bytes) -> dict[str, str]:
+              secret: str | bytes, kind: str = "coupon") -> dict[str, str]:
     """A code per request, unique among themselves and not yet in ``campaigns.coupons``."""
     by_contact = {r.contact_id: r for r in requests}
     attempts = dict.fromkeys(by_contact, 0)
-    codes = {cid: coupon_code(r.send_id, secret, prefix=prefix) for cid, r in by_contact.items()}
+    codes = {cid: coupon_code(r.send_id, secret, prefix=prefix, kind=kind) for cid, r in by_contact.items()}
     order = sorted(codes)  # the lowest contact id keeps a code two requests share
     pending = set(codes)   # contacts whose current candidate is not checked against the table yet
     for _ in range(MAX_ATTEMPTS):
@@ -253,7 +265,7 @@ def _allocate(conn: Connection, requests: Sequence[CouponRequest], *, prefix: st
         for contact_id in clashes:
             attempts[contact_id] += 1
             codes[contact_id] = coupon_code(by_contact[contact_id].send_id, secret, prefix=prefix,
-                                            attempt=attempts[contact_id])
+                                            attempt=attempts[contact_id], kind=kind)
         if clashes:
             log.info("coupon codes: %d candidate(s) already taken, drew the next ones", len(clashes))
         pending = set(clashes)

@@ -13,8 +13,13 @@ Variables available to templates: ``first_name``, ``email``, ``contact_id``, eve
 column of the audience SQL by its name (also as ``attributes``), ``campaign`` (``id``, ``name``),
 ``variant`` (its id), ``subject`` (rendered), ``send_id``, ``unsubscribe_url``, ``shop_url``,
 ``utm`` (a query string without the leading ``?``) and ``coupon`` (``code``, ``discount_percent``,
-``valid_from``, ``valid_until``, ``expires_at``; None when the campaign has no coupon). Filters:
-``money`` (two decimals), ``long_date`` (``2024-06-07`` -> ``7 June 2024``).
+``valid_from``, ``valid_until``, ``expires_at``; None when the campaign has no coupon) and
+``loyalty_card`` (the same keys; None without one). Filters: ``money`` (two decimals), ``long_date``
+(``2024-06-07`` -> ``7 June 2024``), ``local_time(timezone)`` (an instant such as ``coupon.expires_at``
+in the contact's time zone: ``9 December 2026, 01:00 CET``; UTC when the zone is empty or unknown).
+
+A campaign with ``content`` entries renders each recipient with the first entry matching its
+``country`` and ``language`` columns (:meth:`CampaignSpec.localized`).
 
 The unsubscribe link carries a signed token (:mod:`martech.campaigns.unsubscribe`), and every message
 gets the RFC 8058 one-click headers: ``List-Unsubscribe: <https://...>, <mailto:...>`` and
@@ -27,11 +32,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
@@ -66,7 +72,7 @@ UNSUBSCRIBE_MAILTO = "unsubscribe@shop.example"
 # Names the renderer provides itself; audience SQL must not return personalization columns named so.
 RESERVED_NAMES = frozenset({
     "first_name", "email", "contact_id", "attributes", "campaign", "variant", "subject", "send_id",
-    "unsubscribe_url", "shop_url", "utm", "coupon",
+    "unsubscribe_url", "shop_url", "utm", "coupon", "loyalty_card",
 })
 
 
@@ -134,6 +140,7 @@ def make_environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     )
     env.filters["money"] = _money
     env.filters["long_date"] = _long_date
+    env.filters["local_time"] = _local_time
     return env
 
 
@@ -152,6 +159,24 @@ def _long_date(value: Any) -> str:
     if not isinstance(value, date):
         raise ValueError(f"long_date filter: {value!r} is not a date")
     return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
+
+
+def _local_time(value: Any, tz: Any = None) -> str:
+    """An instant (ISO text or aware datetime) as ``9 December 2026, 01:00 CET`` in zone ``tz``."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise ValueError(f"local_time filter: {value!r} is not an instant")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    try:
+        zone: tzinfo = ZoneInfo(str(tz)) if tz else timezone.utc
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = timezone.utc
+    local = value.astimezone(zone)
+    return f"{_long_date(local)}, {local:%H:%M} {local.tzname()}"
 
 
 def _link(base: str, send_id: str, token: str) -> str:
@@ -235,10 +260,17 @@ class Renderer:
         if isinstance(variant, str):
             variant = spec.variant(variant)
         recipient = Recipient.of(member)
+        if spec.content:
+            spec = spec.localized(recipient.attributes.get("country"), recipient.attributes.get("language"))
+            variant = spec.variant(variant.id)
         compiled = self.compile(spec, variant)
         coupon = recipient.attributes.get("coupon")
         if spec.coupon is not None and not coupon:
             raise RenderError(f"campaign {spec.id!r} gives a coupon but contact {recipient.contact_id!r} has "
+                              "none in its attributes: render members of a snapshot built by build_snapshot")
+        card = recipient.attributes.get("loyalty_card")
+        if spec.loyalty_card is not None and not card:
+            raise RenderError(f"campaign {spec.id!r} gives a loyalty card but contact {recipient.contact_id!r} has "
                               "none in its attributes: render members of a snapshot built by build_snapshot")
         token = unsubscribe.sign(recipient.send_id, recipient.contact_id, spec.id, self.unsubscribe_secret)
         link = _link(self.unsubscribe_base, recipient.send_id, token)
@@ -260,6 +292,7 @@ class Renderer:
             "shop_url": self.shop_url,
             "utm": utm,
             "coupon": coupon or None,
+            "loyalty_card": card or None,
         }
         part = "subject"
         try:

@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from martech.campaigns.calendars import CALENDARS_DIR_NAME, CalendarError, load_calendars
 from martech.paths import CAMPAIGNS_DIR, PROJECT_ROOT, TEMPLATES_DIR
 
 __all__ = [
@@ -44,8 +45,10 @@ __all__ = [
     "CouponSpec",
     "FrequencyCap",
     "Goal",
+    "LocalContent",
     "SeedList",
     "Step",
+    "Targeting",
     "Variant",
     "fires_every_hour",
     "load_campaign",
@@ -110,6 +113,15 @@ _EXAMPLES = {
     "target": "0.25",
     "deadline": "2027-03-31",
     "addresses": "[qa@shop.example]",
+    "loyalty_card": "{discount_percent: 5, validity_days: 7, prefix: CARD}",
+    "targeting": "{country: [DE, AT], in_season: summer}",
+    "content": "[{language: [de], subject: 'Hallo {{ first_name }}'}]",
+    "country": "[DE, AT]",
+    "region": "[DE-BY]",
+    "language": "[de, en]",
+    "in_season": "summer",
+    "signed_up_within_days": "1",
+    "purchased_within_days": "30",
 }
 
 YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -236,6 +248,134 @@ class CouponSpec(BaseModel):
         return v
 
 
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_REGION = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
+_LANGUAGE = re.compile(r"^[a-z]{2}$")
+
+
+def _codes(v: tuple[str, ...], pattern: re.Pattern[str], what: str, example: str) -> tuple[str, ...]:
+    if not v:
+        raise ValueError(f"must list at least one {what} such as [{example}] (or leave the condition out), got []")
+    for code in v:
+        if not isinstance(code, str) or not pattern.match(code):
+            raise ValueError(f"must list {what}s such as [{example}]; fix {code!r}, got {list(v)}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"lists a {what} twice; list each once, got {list(v)}")
+    return v
+
+
+class _Audience(BaseModel):
+    """Country and language lists shared by targeting and content entries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    country: tuple[str, ...] | None = None
+    language: tuple[str, ...] | None = None
+
+    @field_validator("country", "language", "region", mode="before", check_fields=False)
+    @classmethod
+    def _list_as_tuple(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("country")
+    @classmethod
+    def _countries(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if v is None else _codes(v, _COUNTRY, "upper-case ISO 3166-1 country code", "DE, AT")
+
+    @field_validator("language")
+    @classmethod
+    def _languages(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if v is None else _codes(v, _LANGUAGE, "lower-case ISO 639-1 language code", "de, en")
+
+
+class Targeting(_Audience):
+    """Who of the audience SQL's rows the campaign keeps, by the contact's staging.contacts row.
+
+    Every condition given must hold (they are ANDed); a contact whose country, region or language is
+    unknown matches no list. Days count in the contact's local calendar (staging.contacts.timezone, UTC
+    when unknown), the run date being "today":
+
+    - ``country`` / ``region`` / ``language``: ISO 3166-1 alpha-2, ISO 3166-2 and ISO 639-1 codes.
+    - ``in_season``: a calendar of ``calendars/*.yml`` beside the campaign files; kept when the contact's
+      country is in season on the run date.
+    - ``signed_up_within_days``: consent became opted_in (or double_opt_in) on one of the last N days.
+    - ``purchased_within_days``: an order (not cancelled) on one of the last N days.
+
+    Applied by :mod:`martech.campaigns.targeting` around the audience query.
+    """
+
+    region: tuple[str, ...] | None = None
+    in_season: str | None = None
+    signed_up_within_days: int | None = Field(default=None, ge=1, le=365,
+                                              description="must be between 1 and 365 days")
+    purchased_within_days: int | None = Field(default=None, ge=1, le=730,
+                                              description="must be between 1 and 730 days")
+
+    @field_validator("region")
+    @classmethod
+    def _regions(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if v is None else _codes(v, _REGION, "ISO 3166-2 region code", "DE-BY, AT-9")
+
+    @field_validator("in_season")
+    @classmethod
+    def _calendar_exists(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        base = Path((info.context or {}).get("base_dir", CAMPAIGNS_DIR))
+        folder = base / CALENDARS_DIR_NAME
+        try:
+            known = load_calendars(folder, display=_display)
+        except CalendarError as exc:
+            raise ValueError(f"names a calendar, but the calendar files have problems: {'; '.join(exc.errors)}"
+                             ) from None
+        if v not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise ValueError(f"names no calendar of {_display(folder)}/*.yml (calendars: {names}); add it there "
+                             f"or fix the name, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Targeting:
+        if all(getattr(self, f) is None for f in type(self).model_fields):
+            raise ValueError("must set at least one condition (" + ", ".join(type(self).model_fields)
+                             + ") or be left out")
+        if self.country and self.region:
+            outside = [r for r in self.region if r[:2] not in self.country]
+            if outside:
+                raise ValueError(f"region lists {outside}, outside the countries {list(self.country)}: no contact "
+                                 "can match both; add the country or drop the region")
+        return self
+
+
+class LocalContent(_Audience):
+    """A subject and/or template for the contacts of some countries or languages (``content`` in the YAML).
+
+    The first entry whose ``country`` and ``language`` (each when given) match the contact wins; a
+    contact no entry matches gets the campaign's own template and variant subject. The audience SQL must
+    return ``country`` and ``language`` columns (staging.contacts has them).
+    """
+
+    subject: str | None = None
+    template: str | None = None
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_one_line(cls, v: str | None) -> str | None:
+        return None if v is None else Variant._subject_one_line(v)
+
+    @model_validator(mode="after")
+    def _complete(self) -> LocalContent:
+        if self.country is None and self.language is None:
+            raise ValueError("must say whom it is for: add `country: [DE]` and/or `language: [de]`")
+        if self.subject is None and self.template is None:
+            raise ValueError("must change something: add `subject: '...'` and/or `template: <folder>`")
+        return self
+
+    def matches(self, country: str | None, language: str | None) -> bool:
+        return ((self.country is None or country in self.country)
+                and (self.language is None or language in self.language))
+
+
 class Step(BaseModel):
     """One message of a series, sent a delay after the trigger, with its own template / subject.
 
@@ -345,6 +485,7 @@ def fires_every_hour(schedule: str) -> bool:
 
 
 DEFAULT_CATCH_UP_HOURS = 6
+DEFAULT_LOYALTY_PREFIX = "CARD"
 
 
 def default_coupon_prefix(campaign_id: str) -> str:
@@ -386,6 +527,13 @@ class CampaignSpec(BaseModel):
         description="must be an absolute uplift in conversion rate between 0 and 1 (e.g. 0.01 for one percentage "
                     "point)")
     coupon: CouponSpec | None = None
+    # A loyalty card per recipient beside (or instead of) the coupon: codes of their own, kind
+    # 'loyalty_card' in campaigns.coupons, valid validity_days from the run date; templates get `loyalty_card`.
+    loyalty_card: CouponSpec | None = None
+    # Conditions on the contact (country, region, language, season, recent sign-up or purchase).
+    targeting: Targeting | None = None
+    # Subject / template per country or language, the first matching entry per contact.
+    content: tuple[LocalContent, ...] = ()
     # Quiet hours: when set, each member's send_at / send_before hold the window on the run date in the
     # contact's time zone (staging.contacts.timezone, UTC when unknown).
     send_window: SendWindow | None = None
@@ -421,9 +569,12 @@ class CampaignSpec(BaseModel):
         if (isinstance(data, Mapping) and isinstance(data.get("coupon"), Mapping)
                 and "prefix" not in data["coupon"] and isinstance(data.get("id"), str)):
             data = {**data, "coupon": {**data["coupon"], "prefix": default_coupon_prefix(data["id"])}}
+        if isinstance(data, Mapping) and isinstance(data.get("loyalty_card"), Mapping) \
+                and "prefix" not in data["loyalty_card"]:
+            data = {**data, "loyalty_card": {**data["loyalty_card"], "prefix": DEFAULT_LOYALTY_PREFIX}}
         return data
 
-    @field_validator("variants", "tags", "steps", mode="before")
+    @field_validator("variants", "tags", "steps", "content", mode="before")
     @classmethod
     def _lists_as_tuples(cls, v: Any) -> Any:
         # YAML gives lists; the model stores tuples so a spec is hashable and immutable.
@@ -500,6 +651,26 @@ class CampaignSpec(BaseModel):
         for s in v:
             if s.template is not None:
                 cls._template_exists(s.template, info)
+        return v
+
+    @field_validator("content")
+    @classmethod
+    def _content_templates(cls, v: tuple[LocalContent, ...], info: ValidationInfo) -> tuple[LocalContent, ...]:
+        for i, entry in enumerate(v):
+            if entry.template is not None:
+                try:
+                    cls._template_exists(entry.template, info)
+                except ValueError as exc:
+                    raise ValueError(f"entry [{i}] template: {exc}") from None
+        return v
+
+    @field_validator("loyalty_card")
+    @classmethod
+    def _loyalty_prefix(cls, v: CouponSpec | None, info: ValidationInfo) -> CouponSpec | None:
+        coupon = info.data.get("coupon")
+        if v is not None and coupon is not None and coupon.prefix == v.prefix:
+            raise ValueError(f"prefix must differ from the coupon's, so a code tells which it is; set "
+                             f"`loyalty_card.prefix: CARD`, got {v.prefix!r}")
         return v
 
     @field_validator("series_key")
@@ -596,6 +767,17 @@ class CampaignSpec(BaseModel):
             dump = self.model_dump_json().encode()
             self._definition_hash = _hash(dump, self.audience_sql_path.read_bytes())
         return self._definition_hash
+
+    def localized(self, country: str | None, language: str | None) -> CampaignSpec:
+        """This campaign as a contact of ``country`` / ``language`` gets it (the first matching ``content``)."""
+        for entry in self.content:
+            if entry.matches(country, language):
+                update: dict[str, Any] = {"template": entry.template or self.template, "content": ()}
+                if entry.subject:
+                    update["variants"] = tuple(v.model_copy(update={"subject": entry.subject})
+                                               for v in self.variants)
+                return self.model_copy(update=update)
+        return self
 
     def variant(self, variant_id: str) -> Variant:
         for v in self.variants:

@@ -73,8 +73,10 @@ CRM_CONTACT_COLUMNS: tuple[str, ...] = (
     "contact_id", "email", "first_name", "last_name", "birthday", "country", "timezone", "consent_status",
     "consent_updated_at", "lifecycle_status", "shop_customer_id", "created_at", "updated_at",
 )
-# Lead activity properties a CRM may export too (lead scoring uses them); absent columns load as NULL.
-CRM_OPTIONAL_COLUMNS: tuple[str, ...] = ("lead_source", "page_views", "email_opens", "form_submissions")
+# Lead activity properties a CRM may export too (lead scoring uses them), and the contact's region
+# (ISO 3166-2) and preferred language (ISO 639-1) for geo targeting; absent columns load as NULL.
+CRM_OPTIONAL_COLUMNS: tuple[str, ...] = ("lead_source", "page_views", "email_opens", "form_submissions",
+                                         "region", "language")
 
 EMAIL_EVENT_FIELDS: tuple[str, ...] = (
     "sg_event_id", "event", "email", "timestamp", "sg_message_id", "url", "send_id", "campaign_id",

@@ -1,4 +1,4 @@
-"""People: countries, names, e-mail addresses, time zones, birthdays and consent.
+"""People: countries, regions, languages, names, e-mail addresses, time zones, birthdays and consent.
 
 Everything is drawn with numpy from a caller's ``Generator`` so a seed fixes every value. Names (``names.tsv``) are
 kept short per country on purpose: repeats are realistic, and e-mails are made unique afterwards.
@@ -7,6 +7,7 @@ kept short per country on purpose: repeats are realistic, and e-mails are made u
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import unicodedata
 from pathlib import Path
 
@@ -36,6 +37,27 @@ TIMEZONES: dict[str, tuple[tuple[str, float, int], ...]] = {
 }
 
 CURRENCY: dict[str, str] = {"GB": "GBP", "US": "USD"}  # everyone else pays in EUR
+
+# A few ISO 3166-2 regions per country with their share of the shop's contacts (the larger ones first).
+REGIONS: dict[str, tuple[tuple[str, float], ...]] = {
+    "DE": (("DE-NW", 0.3), ("DE-BY", 0.25), ("DE-BW", 0.2), ("DE-BE", 0.15), ("DE-HH", 0.1)),
+    "FR": (("FR-IDF", 0.45), ("FR-ARA", 0.3), ("FR-PAC", 0.25)),
+    "GB": (("GB-ENG", 0.84), ("GB-SCT", 0.09), ("GB-WLS", 0.05), ("GB-NIR", 0.02)),
+    "US": (("US-NY", 0.3), ("US-IL", 0.2), ("US-CO", 0.07), ("US-AZ", 0.03), ("US-CA", 0.2), ("US-TX", 0.2)),
+    "NL": (("NL-NH", 0.4), ("NL-ZH", 0.6)),
+    "ES": (("ES-MD", 0.5), ("ES-CT", 0.5)),
+    "IT": (("IT-25", 0.6), ("IT-62", 0.4)),
+    "SE": (("SE-AB", 0.6), ("SE-O", 0.4)),
+    "AT": (("AT-9", 0.6), ("AT-6", 0.4)),
+    "PL": (("PL-14", 0.6), ("PL-12", 0.4)),
+}
+# Preferred languages (ISO 639-1) per country with their shares: some people read the shop in English.
+LANGUAGES: dict[str, tuple[tuple[str, float], ...]] = {
+    "DE": (("de", 0.92), ("en", 0.08)), "FR": (("fr", 0.95), ("en", 0.05)), "GB": (("en", 1.0),),
+    "US": (("en", 0.87), ("es", 0.13)), "NL": (("nl", 0.85), ("en", 0.15)), "ES": (("es", 0.9), ("en", 0.1)),
+    "IT": (("it", 0.95), ("en", 0.05)), "SE": (("sv", 0.8), ("en", 0.2)), "AT": (("de", 0.95), ("en", 0.05)),
+    "PL": (("pl", 0.9), ("en", 0.1)),
+}
 
 NAMES_FILE = Path(__file__).with_name("names.tsv")
 
@@ -101,6 +123,33 @@ def sample_people(rng: np.random.Generator, n: int) -> pd.DataFrame:
         last[mask] = np.asarray(lasts, dtype=object)[li]
     return pd.DataFrame({"country": country, "timezone": tz, "utc_offset_h": offset,
                          "first_name": first, "last_name": last})
+
+
+def _stable_unit(key: str, purpose: str) -> float:
+    """A number in [0, 1) fixed by ``key``: draws that leave every seeded random stream untouched."""
+    digest = hashlib.blake2b(f"{purpose}|{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def _weighted(options: tuple[tuple[str, float], ...], u: float) -> str:
+    total = sum(w for _, w in options)
+    acc = 0.0
+    for value, weight in options:
+        acc += weight / total
+        if u < acc:
+            return value
+    return options[-1][0]
+
+
+def regions_and_languages(contact_ids: pd.Series, countries: pd.Series) -> dict[str, pd.Series]:
+    """``{"region": ..., "language": ...}`` per contact, fixed by its contact id ("" for an unknown country)."""
+    region, language = [], []
+    for contact_id, country in zip(contact_ids.astype(str), countries, strict=True):
+        regions, languages = REGIONS.get(country), LANGUAGES.get(country)
+        region.append(_weighted(regions, _stable_unit(contact_id, "region")) if regions else "")
+        language.append(_weighted(languages, _stable_unit(contact_id, "language")) if languages else "")
+    return {"region": pd.Series(region, index=contact_ids.index, dtype=object),
+            "language": pd.Series(language, index=contact_ids.index, dtype=object)}
 
 
 def make_emails(rng: np.random.Generator, first: pd.Series, last: pd.Series) -> pd.Series:

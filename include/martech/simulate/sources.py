@@ -43,7 +43,7 @@ CONTACT_EDITS = 0.20
 CRM_COLUMNS: tuple[str, ...] = (
     "contact_id", "email", "first_name", "last_name", "birthday", "country", "timezone", "consent_status",
     "consent_updated_at", "lifecycle_status", "shop_customer_id", "created_at", "updated_at",
-    "lead_source", "page_views", "email_opens", "form_submissions",
+    "lead_source", "page_views", "email_opens", "form_submissions", "region", "language",
 )
 SHOP_TABLES: tuple[str, ...] = ("customers", "products", "orders", "order_items", "carts", "cart_items",
                                  "web_sessions", "product_views")
@@ -380,6 +380,7 @@ def crm_frame(contacts: pd.DataFrame) -> pd.DataFrame:
         "lead_source": contacts["lead_source"].fillna(""),
         **{c: contacts[c].map(lambda v: "" if v < 0 else str(int(v)))
            for c in ("page_views", "email_opens", "form_submissions")},
+        **people.regions_and_languages(contacts["contact_id"], contacts["country"]),
     })
     out["birthday"] = out["birthday"].replace("NaT", "")
     assert tuple(out.columns) == CRM_COLUMNS

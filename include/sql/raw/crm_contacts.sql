@@ -19,6 +19,8 @@ create table if not exists raw.crm_contacts (
     page_views text, -- Lead activity: web page views
     email_opens text, -- Lead activity: marketing e-mails opened
     form_submissions text, -- Lead activity: forms submitted
+    region text, -- ISO 3166-2 region code (e.g. DE-BY), optional export column
+    language text, -- Preferred language, ISO 639-1 (e.g. de), optional export column
     _source_file text not null, -- File the row was read from, relative to its landing folder
     _line_no integer not null, -- Line of the row in that file (the header is line 1)
     _batch_id text not null, -- Ingest batch that landed the row (raw.ingest_batches.batch_id)
@@ -35,3 +37,8 @@ alter table raw.crm_contacts add column if not exists page_views text
 alter table raw.crm_contacts add column if not exists email_opens text
 ;;
 alter table raw.crm_contacts add column if not exists form_submissions text
+
+;;
+alter table raw.crm_contacts add column if not exists region text
+;;
+alter table raw.crm_contacts add column if not exists language text

@@ -29,7 +29,9 @@ create table if not exists staging.contacts (
     page_views integer, -- Lead activity: web page views recorded by the CRM
     email_opens integer, -- Lead activity: marketing e-mails opened
     form_submissions integer, -- Lead activity: forms submitted
-    derived_from text -- staging.customers for a contact made from a shop customer (no CRM export); else null
+    derived_from text, -- staging.customers for a contact made from a shop customer (no CRM export); else null
+    region text, -- ISO 3166-2 region code within the contact's country (null when unknown)
+    language text -- Preferred language, ISO 639-1 lower case (null when unknown)
 )
 ;;
 alter table staging.contacts add column if not exists lead_source text
@@ -41,6 +43,10 @@ alter table staging.contacts add column if not exists email_opens integer
 alter table staging.contacts add column if not exists form_submissions integer
 ;;
 alter table staging.contacts add column if not exists derived_from text
+;;
+alter table staging.contacts add column if not exists region text
+;;
+alter table staging.contacts add column if not exists language text
 ;;
 select staging.begin_checked('raw.crm_contacts')
 ;;
@@ -56,7 +62,8 @@ received_rows as (
         r._source_file || ':' || r._line_no as source_ref,
         r.contact_id, r.email, r.first_name, r.last_name, r.birthday, r.country, r.timezone, r.consent_status,
         r.consent_updated_at, r.lifecycle_status, r.shop_customer_id, r.created_at, r.updated_at, r.lead_source,
-        r.page_views, r.email_opens, r.form_submissions, r._line_no, r._batch_id, r._loaded_at
+        r.page_views, r.email_opens, r.form_submissions, r.region, r.language, r._line_no, r._batch_id,
+        r._loaded_at
     from raw.crm_contacts as r
     where r._loaded_at <= %(run_ts)s
     union all
@@ -75,7 +82,7 @@ received_rows as (
                 'subscriber', 'lead', 'marketingqualifiedlead', 'salesqualifiedlead', 'opportunity') then 'lead'
             when staging.clean(h.lifecyclestage) is not null then 'other'
         end,
-        null, h.m_created, h.m_lastmodified, null, null, null, null, 0, h._batch_id, h._loaded_at
+        null, h.m_created, h.m_lastmodified, null, null, null, null, null, null, 0, h._batch_id, h._loaded_at
     from (
         -- HubSpot writes datetimes as ISO 8601 or as epoch milliseconds.
         select
@@ -104,7 +111,9 @@ source as materialized (
         nullif(trim(r.birthday), '') as t_birthday,
         upper(nullif(trim(r.country), '')) as t_country,
         nullif(trim(r.timezone), '') as t_timezone,
-        lower(nullif(trim(r.consent_status), '')) as t_consent
+        lower(nullif(trim(r.consent_status), '')) as t_consent,
+        upper(nullif(trim(r.region), '')) as t_region,
+        lower(nullif(trim(r.language), '')) as t_language
     from received_rows as r
 ),
 
@@ -119,7 +128,10 @@ cleaned as materialized (
         staging.try_ts(s.consent_updated_at) as consent_ts,
         s.t_country in (select rc.country_code from staging.ref_countries as rc) as country_ok,
         s.t_timezone in (select tz.name from pg_timezone_names as tz) as timezone_ok,
-        s.t_consent in ('opted_in', 'double_opt_in', 'opted_out', 'unknown') as consent_ok
+        s.t_consent in ('opted_in', 'double_opt_in', 'opted_out', 'unknown') as consent_ok,
+        -- A region is an ISO 3166-2 code of the contact's own (known) country.
+        coalesce(s.t_region ~ '^[A-Z]{2}-[A-Z0-9]{1,3}$' and left(s.t_region, 2) = s.t_country, false) as region_ok,
+        coalesce(s.t_language ~ '^[a-z]{2}$', false) as language_ok
     from source as s
 ),
 
@@ -147,10 +159,12 @@ judged as materialized (
         case when c.country_ok then c.t_country end as c_country,
         case when c.timezone_ok then c.t_timezone end as c_timezone,
         case when c.consent_ok then c.t_consent else 'unknown' end as c_consent,
+        case when c.region_ok and c.country_ok then c.t_region end as c_region,
+        case when c.language_ok then c.t_language end as c_language,
         md5(concat_ws('|', c.contact_id, c.email, c.first_name, c.last_name, c.birthday, c.country, c.timezone,
                       c.consent_status, c.consent_updated_at, c.lifecycle_status, c.shop_customer_id,
                       c.created_at, c.updated_at, c.lead_source, c.page_views, c.email_opens,
-                      c.form_submissions)) as content_hash
+                      c.form_submissions, c.region, c.language)) as content_hash
     from cleaned as c
 ),
 
@@ -236,6 +250,9 @@ cross join lateral (
         ('overlong_name', 'last_name', c.last_name, c.c_last_name, length(c.ln_stripped) > 200),
         ('unknown_country', 'country', c.country, null, c.t_country is not null and not c.country_ok),
         ('unknown_timezone', 'timezone', c.timezone, null, c.t_timezone is not null and not c.timezone_ok),
+        -- A region is judged against a known country only (an unknown country leaves it unknown too).
+        ('unknown_region', 'region', c.region, null, c.t_region is not null and c.country_ok and not c.region_ok),
+        ('unknown_language', 'language', c.language, null, c.t_language is not null and not c.language_ok),
         ('invalid_consent_status', 'consent_status', c.consent_status, 'unknown',
          c.t_consent is not null and not c.consent_ok)
 ) as f (kind, field, original, corrected, applies)
@@ -295,7 +312,9 @@ final as (
         case when trim(c.email_opens) ~ '^[0-9]{1,9}$' then trim(c.email_opens)::integer end as email_opens,
         case when trim(c.form_submissions) ~ '^[0-9]{1,9}$' then trim(c.form_submissions)::integer end
             as form_submissions,
-        null::text as derived_from
+        null::text as derived_from,
+        c.c_region as region,
+        c.c_language as language
     from _checked as c
     inner join consent on c.k_contact_id = consent.contact_id
     inner join linked on c.k_contact_id = linked.contact_id
@@ -331,6 +350,10 @@ comment on column staging.contacts.first_name is 'First name (personal data)'
 comment on column staging.contacts.last_name is 'Last name (personal data)'
 ;;
 comment on column staging.contacts.lifecycle_status is 'CRM lifecycle stage, lower case'
+;;
+comment on column staging.contacts.region is 'ISO 3166-2 region within the country (null when unknown or not in the country)'
+;;
+comment on column staging.contacts.language is 'Preferred language, ISO 639-1 lower case (null when unknown)'
 ;;
 comment on column staging.contacts.timezone is 'IANA time zone (null when unknown)'
 ;;

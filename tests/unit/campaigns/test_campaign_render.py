@@ -43,6 +43,12 @@ ATTRIBUTES = {
                                     "image_url": None, "predicted_next_date": "2024-06-04"}]},
     "review": {"order_id": 4711, "products": [
         {"product_id": 3, "name": "Kettle", "price": 40, "image_url": "https://img.example/3.png"}]},
+    "seasonal_offer": {"country": "GB", "language": "en", "timezone": "Europe/London",
+                       "last_order_day": "2024-05-02", "orders_last_year": 3},
+    "newsletter_welcome": {"timezone": "Europe/Berlin",
+                           "signed_up_at": "2024-05-31T18:00:00+00:00",
+                           "coupon": {**COUPON, "code": "NEWS-2345-6789-ABCD", "discount_percent": 10},
+                           "loyalty_card": {**COUPON, "code": "CARD-2345-6789-ABCD", "discount_percent": 5}},
 }
 
 
@@ -175,3 +181,39 @@ def test_mapping_members_are_accepted() -> None:
         "contact_id": "c-9", "email": "bo@example.com", "first_name": "Bo",
         "attributes": {"is_customer": False, "coupon": COUPON}, "send_id": "feed"})
     assert "sid=feed" in message.text and "Bo" in message.subject
+
+
+@pytest.mark.parametrize(("language", "country", "template_word", "subject_word"), [
+    ("de", "DE", "Wintersorten", "Die Wintersorten sind da, Ann"),
+    ("de", "AT", "Wintersorten", "Die Wintersorten sind da, Ann"),
+    ("fr", "FR", "boissons d'hiver", "Les boissons d'hiver sont de retour, Ann"),
+    ("en", "DE", "winter warmers", "Winter warmers are back, Ann"),   # German country, English reader
+    (None, "ES", "winter warmers", "Winter warmers are back, Ann"),   # unknown language: the default
+])
+def test_seasonal_offer_picks_subject_and_template_by_language(language, country, template_word,
+                                                               subject_word) -> None:
+    spec = SPECS["seasonal_offer"]
+    attributes = {**ATTRIBUTES["seasonal_offer"], "language": language, "country": country}
+    message = render_message(spec, "a", member("seasonal_offer", attributes=attributes), renderer=Renderer())
+    assert message.subject == subject_word
+    assert template_word in message.text and template_word in message.html.replace("&#39;", "'")
+
+
+def test_newsletter_welcome_shows_codes_and_expiry_in_local_time() -> None:
+    spec = SPECS["newsletter_welcome"]
+    message = render_message(spec, "a", member("newsletter_welcome"), renderer=Renderer())
+    assert "NEWS-2345-6789-ABCD" in message.text and "CARD-2345-6789-ABCD" in message.text
+    # expires_at 2024-06-08T00:00Z is 02:00 summer time in Berlin.
+    assert "Both expire on 8 June 2024, 02:00 CEST." in message.text
+    us = {**ATTRIBUTES["newsletter_welcome"], "timezone": "America/Los_Angeles"}
+    message = render_message(spec, "a", member("newsletter_welcome", attributes=us), renderer=Renderer())
+    assert "Both expire on 7 June 2024, 17:00 PDT." in message.text
+    unknown = {**ATTRIBUTES["newsletter_welcome"], "timezone": None}
+    message = render_message(spec, "a", member("newsletter_welcome", attributes=unknown), renderer=Renderer())
+    assert "Both expire on 8 June 2024, 00:00 UTC." in message.text
+
+
+def test_a_loyalty_card_campaign_refuses_a_member_without_a_card() -> None:
+    attributes = {k: v for k, v in ATTRIBUTES["newsletter_welcome"].items() if k != "loyalty_card"}
+    with pytest.raises(RenderError, match="gives a loyalty card but contact 'c-1' has none"):
+        render_message(SPECS["newsletter_welcome"], "a", member("newsletter_welcome", attributes=attributes))

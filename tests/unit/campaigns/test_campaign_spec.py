@@ -174,8 +174,9 @@ def test_load_campaigns_sorts_skips_underscore_files_and_collects_errors(campaig
 
 def test_shipped_campaigns_load() -> None:
     specs = load_campaigns()
-    assert [s.id for s in specs] == ["abandoned_cart", "birthday", "lead_nurture", "mql_follow_up", "replenishment",
-                                    "review", "upsell", "vip", "welcome", "winback"]
+    assert [s.id for s in specs] == ["abandoned_cart", "birthday", "lead_nurture", "mql_follow_up",
+                                    "newsletter_welcome", "replenishment", "review", "seasonal_offer", "upsell",
+                                    "vip", "welcome", "winback"]
     for spec in specs:
         assert spec.audience_sql_path.is_file()
         assert (TEMPLATES_DIR / spec.template / "body.html.j2").is_file()
