@@ -32,6 +32,9 @@ create table if not exists staging.contacts (
     derived_from text -- staging.customers for a contact made from a shop customer (no CRM export); else null
 )
 ;;
+-- Audiences and the KPIs reach a shop customer's contact by customer id.
+create index if not exists contacts__customer_id on staging.contacts (customer_id)
+;;
 alter table staging.contacts add column if not exists lead_source text
 ;;
 alter table staging.contacts add column if not exists page_views integer
