@@ -225,7 +225,34 @@ def run_model(engine: Engine, qualified_name: str, params: Mapping[str, Any] | N
     with engine.begin() as conn:
         conn.execute(sa.text(f"create schema if not exists {sf.schema}"))
         _execute_file(conn, sf, params)
+        analyze(conn, [sf.qualified_name])
         return int(conn.execute(sa.text(f"select count(*) from {sf.qualified_name}")).scalar_one())
+
+
+_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
+
+
+def analyze(target: Engine | Connection, tables: Iterable[str]) -> None:
+    """Fresh planner statistics for tables just rebuilt or bulk-loaded.
+
+    A truncate-and-insert leaves the planner with the old table's statistics (or none), and autovacuum
+    may take a minute to notice: the next query then plans on a guess, e.g. nested loops over a join
+    estimated at 23 rows that returns thousands. Call this after every rebuild and bulk load, before
+    anything reads the table. On a connection it runs inside the caller's transaction (the statistics
+    commit with the rows); on an engine in a transaction of its own. A table that does not exist
+    (yet) is skipped.
+    """
+    names = list(dict.fromkeys(tables))
+    for name in names:
+        if not _TABLE_NAME.match(name):
+            raise ValueError(f"analyze: {name!r} is not a schema-qualified table name (schema.table)")
+    if isinstance(target, Engine):
+        with target.begin() as conn:
+            analyze(conn, names)
+        return
+    for name in names:
+        if target.execute(sa.text("select to_regclass(:t)"), {"t": name}).scalar() is not None:
+            target.exec_driver_sql(f"analyze {name}")
 
 
 def _csv_field(value: Any) -> str:

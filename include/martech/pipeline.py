@@ -27,12 +27,23 @@ STAGING_MODELS = ("staging.customers", "staging.products", "staging.orders", "st
                   "staging.product_views",
                   # rebuilt again by the email-events stage; here so that campaigns can always read it
                   "staging.email_events")
+# Written while the staging models rebuild (quarantined rows, repairs, folded duplicates, the recount).
+STAGING_SIDE_TABLES = ("raw.quarantine", "staging.corrections", "staging.merged_rows", "staging.row_accounting")
+# What the landing loads append to besides the source tables themselves.
+LANDING_SIDE_TABLES = ("raw.ingest_batches", "raw.ingest_state", "raw.quarantine")
 
 
 def _run_ts(run_date: dt.date) -> dt.datetime:
     from martech.ingest.landing import cutoff_for
 
     return cutoff_for(run_date)
+
+
+def _analyze_landed(eng: Any, results: Sequence[Any]) -> None:
+    """Fresh statistics for the raw tables a landing load appended to (staging reads them next)."""
+    from martech.db import analyze
+
+    analyze(eng, [r.table for r in results if not r.skipped] + list(LANDING_SIDE_TABLES))
 
 
 def _say(lines: list[str]) -> None:
@@ -59,6 +70,7 @@ def ingest_shop(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     prepare_warehouse(wh)
     eng = wh.engine
     results = pull_shop(eng, Run.daily(run_date), shop_url=wh.shop_url, shop_schema=wh.shop_schema)
+    _analyze_landed(eng, results)
     _say([r.line() for r in results])
     return {"run_date": run_date.isoformat(), "batches": {r.table: r.batch_id for r in results},
             "rows": {r.table: r.rows_loaded for r in results}}
@@ -75,6 +87,7 @@ def ingest_crm(wh: Warehouse, run_date: dt.date, *, folder: Path | None = None) 
     folder.mkdir(parents=True, exist_ok=True)
     eng = wh.engine
     results = ingest_crm_exports(eng, folder, run_date=run_date, loaded_at=_run_ts(run_date))
+    _analyze_landed(eng, results)
     not_loaded = unrecognised_files(folder, export_files(folder, "contacts", ".csv"))
     _say([r.line() for r in results] or [f"no CRM export files in {folder}"])
     for sentence in not_loaded:
@@ -105,6 +118,7 @@ def ingest_files(wh: Warehouse, run_date: dt.date, *, root: Any = None) -> dict[
     eng = wh.engine
     report: list[str] = []
     results = ingest_folder(eng, root, run_date=run_date, loaded_at=_run_ts(run_date), report=report)
+    _analyze_landed(eng, results)
     _say([r.line() for r in results] or [f"no export files under {root}"])
     return {"run_date": run_date.isoformat(), "files": len(results), "not_loaded": report,
             "rows": sum(r.rows_loaded for r in results),
@@ -143,7 +157,7 @@ def build_staging(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     in staging.merged_rows; ``martech.staging.accounting.check`` recounts received = staged + quarantined + merged
     (+ copies and superseded versions) per table and fails the run when it does not add up.
     """
-    from martech.db import migrate, run_model
+    from martech.db import analyze, migrate, run_model
     from martech.privacy.erase import hold_back_erased
     from martech.staging import accounting, contacts
 
@@ -155,19 +169,12 @@ def build_staging(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     counts = {m: run_model(eng, m, params) for m in STAGING_MODELS}
     accounts = accounting.check(eng, run_date, _run_ts(run_date))
     notes = contacts.notes(eng, _run_ts(run_date))
-    _analyze(eng, STAGING_MODELS)
+    analyze(eng, STAGING_SIDE_TABLES)  # each model analyzed itself (run_model); these grew beside them
     _say([f"{m}: {n} rows" for m, n in counts.items()] + [a.line() for a in accounts] + notes
          + [f"{t}: {n} of erased people held back (do-not-contact list)" for t, n in held_back.items()])
     return {"run_date": run_date.isoformat(), "rows": counts, "notes": notes, "held_back": held_back,
             "quarantined": {a.table: a.quarantined for a in accounts if a.quarantined},
             "merged": {a.table: a.duplicate + a.merged for a in accounts if a.duplicate + a.merged}}
-
-
-def _analyze(eng: Any, tables: Sequence[str]) -> None:
-    """Fresh planner statistics for rebuilt tables, so the next stage does not plan on the old ones."""
-    with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for table in tables:
-            conn.exec_driver_sql(f"analyze {table}")
 
 
 def validate_staging(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
@@ -189,7 +196,7 @@ def build_customer_models(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     import pandas as pd
     import sqlalchemy as sa
 
-    from martech.db import run_model
+    from martech.db import analyze, run_model
     from martech.models import rfm
     from martech.models.lifecycle import build_lifecycle
     from martech.privacy.access import grant_analyst_access
@@ -214,6 +221,8 @@ def build_customer_models(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     counts["marts.customer_segments"] = _build_clusters(eng, run_date)
     counts["marts.replenishment_due"] = _build_replenishment(eng, run_date)
     counts["marts.crm_stage_transitions"] = _build_crm_transitions(eng, run_date)
+    # Several marts are written from pandas, not by run_model: fresh statistics for all of them.
+    analyze(eng, [m.split(" ", 1)[0] for m in counts] + ["kpis.model_metrics"])
     segments = scores["segment"].value_counts().to_dict() if len(scores) else {}
     _say([f"{m}: {n} rows" for m, n in counts.items()]
          + [f"  segment {k}: {v}" for k, v in sorted(segments.items(), key=lambda kv: -kv[1])])
@@ -292,6 +301,7 @@ def ingest_events(wh: Warehouse, run_date: dt.date, *, folder: Path | None = Non
     folder.mkdir(parents=True, exist_ok=True)
     eng = wh.engine
     results = ingest_email_events(eng, folder, run_date=run_date, loaded_at=_run_ts(run_date))
+    _analyze_landed(eng, results)
     hold_back_erased(eng, run_date=run_date, home=paths.home())  # late events of an erased person
     staged = run_model(eng, "staging.email_events", {"run_date": run_date, "run_ts": _run_ts(run_date)})
     suppressed = _suppress_from_events(eng)

@@ -39,6 +39,8 @@ SWEEP_HOURS = 36
 PEER_DAYS = 7
 # Below this many members an hourly arm is never "far too large": a handful of carts is noise, not a bug.
 MIN_UPPER_BOUND = 25
+# What a snapshot writes; analyzed after it, as the tables grow by a whole audience per run.
+AUDIENCE_TABLES = ("audiences.audience_members", "audiences.exclusions", "audiences.snapshots", "campaigns.coupons")
 
 
 def _open(wh: Warehouse, campaign_id: str, run: Run | Any) -> tuple[Any, Any, Run]:
@@ -64,9 +66,11 @@ def _summary(run: Run, outs: Mapping[int, Any], **extra: Any) -> dict[str, Any]:
 def build_audience(wh: Warehouse, campaign_id: str, run: Run) -> dict[str, Any]:
     """Snapshot every step of the campaign's audience for the run."""
     from martech.campaigns.audience import build_snapshot
+    from martech.db import analyze
 
     spec, eng, run = _open(wh, campaign_id, run)
     outs = {step: build_snapshot(eng, spec, run.value, step=step).as_dict() for step in spec.step_numbers}
+    analyze(eng, AUDIENCE_TABLES)  # the gate, the dispatch and the KPIs read them next
     for step, out in outs.items():
         log.info("%s audience for %s step %d: %s", campaign_id, run, step, out)
     return _summary(run, outs)

@@ -34,6 +34,9 @@ create table if not exists staging.contacts (
     language text -- Preferred language, ISO 639-1 lower case (null when unknown)
 )
 ;;
+-- Audiences and the KPIs reach a shop customer's contact by customer id.
+create index if not exists contacts__customer_id on staging.contacts (customer_id)
+;;
 alter table staging.contacts add column if not exists lead_source text
 ;;
 alter table staging.contacts add column if not exists page_views integer

@@ -17,6 +17,9 @@ create table if not exists staging.email_events (
     machine_open boolean not null default false
 )
 ;;
+-- The KPIs and the dispatch reconcile read a send's events by send id.
+create index if not exists email_events__send_id on staging.email_events (send_id)
+;;
 alter table staging.email_events add column if not exists machine_open boolean not null default false
 ;;
 -- A feed row without an event id, an event name or a readable time cannot be staged: it is kept in

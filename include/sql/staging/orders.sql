@@ -18,6 +18,9 @@ create table if not exists staging.orders (
     updated_at timestamptz
 )
 ;;
+-- Conversions and audiences read a customer's orders by customer id and time.
+create index if not exists orders__customer_ts on staging.orders (customer_id, order_ts)
+;;
 select staging.begin_checked('raw.shop_orders')
 ;;
 create temporary table _checked on commit drop as
