@@ -20,6 +20,7 @@ __all__ = ["build_send_time_comparison", "comparison_rows"]
 
 TABLE = "kpis.send_time_comparison"
 _COUNTS = ("human_opens", "clicks", "conversions")
+_RATES = ("open_rate", "click_rate", "conversion_rate")
 
 _ARMS = sa.text("""
 select o.campaign_id, m.send_time_arm as arm, min(o.run_date) as period_start, max(o.run_date) as period_end,
@@ -49,11 +50,12 @@ def comparison_rows(arms: list[dict[str, Any]], as_of: dt.date) -> list[dict[str
             a = pair[arm]
             sends = int(a["sends"])
             row: dict[str, Any] = {**a, "as_of_date": as_of}
-            for count, rate in zip(_COUNTS, ("open_rate", "click_rate", "conversion_rate"), strict=True):
+            for count, rate in zip(_COUNTS, _RATES, strict=True):
                 row[rate] = int(a[count]) / sends if sends else None
+                row[f"{rate}_diff"] = row[f"{rate}_diff_low"] = row[f"{rate}_diff_high"] = None
             other = pair.get("fixed")
             if arm == "sto" and other is not None and sends and int(other["sends"]):
-                for count, rate in zip(_COUNTS, ("open_rate", "click_rate", "conversion_rate"), strict=True):
+                for count, rate in zip(_COUNTS, _RATES, strict=True):
                     d, low, high = newcombe_interval(int(a[count]), sends, int(other[count]), int(other["sends"]))
                     row[f"{rate}_diff"], row[f"{rate}_diff_low"], row[f"{rate}_diff_high"] = d, low, high
             rows.append(row)

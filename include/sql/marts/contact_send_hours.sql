@@ -86,7 +86,7 @@ contact_scores as (
         sum(case when contact_hours.local_hour = hours.h then contact_hours.n else 0 end) as in_hour
     from contact_hours
     cross join hours
-    where (contact_hours.local_hour - hours.h + 24) % 24 in (0, 1, 23)
+    where mod(contact_hours.local_hour - hours.h + 24, 24) in (0, 1, 23)
     group by contact_hours.contact_id, hours.h
 ),
 
@@ -125,7 +125,7 @@ cohort_scores as (
         sum(case when cohort_hours.local_hour = hours.h then 1.0 else 0.5 end * cohort_hours.n) as score
     from cohort_hours
     cross join hours
-    where (cohort_hours.local_hour - hours.h + 24) % 24 in (0, 1, 23)
+    where mod(cohort_hours.local_hour - hours.h + 24, 24) in (0, 1, 23)
     group by cohort_hours.cohort, hours.h
 ),
 
@@ -143,7 +143,7 @@ overall_best as (
     select hours.h as preferred_hour
     from first_engagement
     cross join hours
-    where (first_engagement.local_hour - hours.h + 24) % 24 in (0, 1, 23)
+    where mod(first_engagement.local_hour - hours.h + 24, 24) in (0, 1, 23)
     group by hours.h
     order by sum(case when first_engagement.local_hour = hours.h then 1.0 else 0.5 end) desc, hours.h asc
     limit 1
