@@ -113,6 +113,19 @@ def _spec(tmp_path, schedule: str = "0 6 * * *"):
 PREFERRED = [5, 9, 14, 20, 23]  # 5 clamps to the start (08), 23 to the last hour before the end (20)
 
 
+def _preferring(eng, n: int, zone: str) -> tuple[list[str], dict[str, int]]:
+    """``n`` contacts in ``zone`` whose mart rows prefer the hours of PREFERRED in turn."""
+    ids = [f"c{i:03d}" for i in range(n)]
+    _contacts(eng, [(c, zone, "DE") for c in ids])
+    _events(eng, [])
+    _hours(eng)  # creates the mart (everyone default); the hours below replace it
+    want = {c: PREFERRED[i % len(PREFERRED)] for i, c in enumerate(ids)}
+    with eng.begin() as conn:
+        conn.execute(sa.text("update marts.contact_send_hours set preferred_hour = :h, source = 'own'"
+                             " where contact_id = :c"), [{"c": c, "h": h} for c, h in want.items()])
+    return ids, want
+
+
 def _members(eng) -> dict[str, tuple]:
     with eng.connect() as conn:
         return {r.contact_id: (r.send_time_arm, r.send_at, r.send_before, r.planned_send_at, r.planned_hour)
@@ -124,14 +137,7 @@ def _members(eng) -> dict[str, tuple]:
 def test_each_member_is_sent_once_at_their_hour_and_a_rerun_sends_nothing(clean_warehouse, tmp_path) -> None:
     eng = clean_warehouse
     spec = _spec(tmp_path)
-    ids = [f"c{i:03d}" for i in range(60)]
-    _contacts(eng, [(c, "UTC", "DE") for c in ids])
-    _events(eng, [])
-    _hours(eng)  # creates the mart (everyone default); the test's hours replace it
-    want = {c: PREFERRED[i % len(PREFERRED)] for i, c in enumerate(ids)}
-    with eng.begin() as conn:
-        conn.execute(sa.text("update marts.contact_send_hours set preferred_hour = :h, source = 'own'"
-                             " where contact_id = :c"), [{"c": c, "h": h} for c, h in want.items()])
+    ids, want = _preferring(eng, 60, "UTC")
     build_snapshot(eng, spec, RUN)
     first = _members(eng)
     build_snapshot(eng, spec, RUN)
@@ -162,14 +168,7 @@ def test_each_member_is_sent_once_at_their_hour_and_a_rerun_sends_nothing(clean_
 def test_an_hourly_run_past_the_preferred_hour_plans_it_for_tomorrow(clean_warehouse, tmp_path) -> None:
     eng = clean_warehouse
     spec = _spec(tmp_path)
-    ids = [f"c{i:03d}" for i in range(30)]
-    _contacts(eng, [(c, "Asia/Tokyo", "JP") for c in ids])
-    _events(eng, [])
-    _hours(eng)
-    want = {c: PREFERRED[i % len(PREFERRED)] for i, c in enumerate(ids)}
-    with eng.begin() as conn:
-        conn.execute(sa.text("update marts.contact_send_hours set preferred_hour = :h where contact_id = :c"),
-                     [{"c": c, "h": h} for c, h in want.items()])
+    _, want = _preferring(eng, 30, "Asia/Tokyo")
     build_snapshot(eng, spec, RUN)
     at = dt.datetime(2026, 1, 20, 5, tzinfo=UTC)  # 14:00 in Tokyo
     with eng.begin() as conn:

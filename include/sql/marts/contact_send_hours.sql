@@ -57,96 +57,74 @@ first_engagement as (
     order by human_events.contact_id, human_events.message_key, human_events.event_ts
 ),
 
-contact_hours as (
+-- The same scoring for a contact, their cohort and everyone: one row per scope, key and local hour.
+engaged_hours as (
     select
-        contact_id,
-        local_hour,
-        count(*) as n
+        'contact' as scope,
+        contact_id as scope_key,
+        local_hour
     from first_engagement
-    group by contact_id, local_hour
+    union all
+    select
+        'cohort' as scope,
+        cohort as scope_key,
+        local_hour
+    from first_engagement
+    union all
+    select
+        'all' as scope,
+        'all' as scope_key,
+        local_hour
+    from first_engagement
 ),
 
-contact_totals as (
+hour_counts as (
     select
-        contact_id,
+        scope,
+        scope_key,
+        local_hour,
+        count(*) as n
+    from engaged_hours
+    group by scope, scope_key, local_hour
+),
+
+totals as (
+    select
+        scope,
+        scope_key,
         sum(n)::integer as engaged_messages
-    from contact_hours
-    group by contact_id
+    from hour_counts
+    group by scope, scope_key
 ),
 
 hours as (
     select generate_series(0, 23) as h
 ),
 
-contact_scores as (
+scores as (
     select
-        contact_hours.contact_id,
+        hour_counts.scope,
+        hour_counts.scope_key,
         hours.h,
-        sum(case when contact_hours.local_hour = hours.h then 1.0 else 0.5 end * contact_hours.n) as score,
-        sum(case when contact_hours.local_hour = hours.h then contact_hours.n else 0 end) as in_hour
-    from contact_hours
+        sum(case when hour_counts.local_hour = hours.h then 1.0 else 0.5 end * hour_counts.n) as score,
+        sum(case when hour_counts.local_hour = hours.h then hour_counts.n else 0 end) as in_hour
+    from hour_counts
     cross join hours
-    where mod(contact_hours.local_hour - hours.h + 24, 24) in (0, 1, 23)
-    group by contact_hours.contact_id, hours.h
+    where mod(hour_counts.local_hour - hours.h + 24, 24) in (0, 1, 23)
+    group by hour_counts.scope, hour_counts.scope_key, hours.h
 ),
 
-own_best as (
-    select distinct on (contact_scores.contact_id)
-        contact_scores.contact_id,
-        contact_scores.h as preferred_hour,
-        contact_scores.in_hour::double precision / contact_totals.engaged_messages as hour_share
-    from contact_scores
-    inner join contact_totals on contact_scores.contact_id = contact_totals.contact_id
-    where contact_totals.engaged_messages >= 3
-    order by contact_scores.contact_id asc, contact_scores.score desc, contact_scores.h asc
-),
-
-cohort_hours as (
-    select
-        cohort,
-        local_hour,
-        count(*) as n
-    from first_engagement
-    group by cohort, local_hour
-),
-
-cohort_totals as (
-    select
-        cohort,
-        sum(n) as engaged_messages
-    from cohort_hours
-    group by cohort
-),
-
-cohort_scores as (
-    select
-        cohort_hours.cohort,
-        hours.h,
-        sum(case when cohort_hours.local_hour = hours.h then 1.0 else 0.5 end * cohort_hours.n) as score
-    from cohort_hours
-    cross join hours
-    where mod(cohort_hours.local_hour - hours.h + 24, 24) in (0, 1, 23)
-    group by cohort_hours.cohort, hours.h
-),
-
-cohort_best as (
-    select distinct on (cohort_scores.cohort)
-        cohort_scores.cohort,
-        cohort_scores.h as preferred_hour
-    from cohort_scores
-    inner join cohort_totals on cohort_scores.cohort = cohort_totals.cohort
-    where cohort_totals.engaged_messages >= 20
-    order by cohort_scores.cohort asc, cohort_scores.score desc, cohort_scores.h asc
-),
-
-overall_best as (
-    select hours.h as preferred_hour
-    from first_engagement
-    cross join hours
-    where mod(first_engagement.local_hour - hours.h + 24, 24) in (0, 1, 23)
-    group by hours.h
-    order by sum(case when first_engagement.local_hour = hours.h then 1.0 else 0.5 end) desc, hours.h asc
-    limit 1
+best as (
+    -- Enough engagement to trust: 3 messages of the contact's own, 20 of a cohort, any of everyone's.
+    select distinct on (scores.scope, scores.scope_key)
+        scores.scope,
+        scores.scope_key,
+        scores.h as preferred_hour,
+        scores.in_hour::double precision / totals.engaged_messages as hour_share
+    from scores
+    inner join totals on scores.scope = totals.scope and scores.scope_key = totals.scope_key
+    where totals.engaged_messages >= case scores.scope when 'contact' then 3 when 'cohort' then 20 else 1 end
+    order by scores.scope asc, scores.scope_key asc, scores.score desc, scores.h asc
 ),
 
 final as (
@@ -154,21 +132,20 @@ final as (
         contacts.contact_id,
         contacts.timezone,
         contacts.cohort,
-        coalesce(
-            own_best.preferred_hour, cohort_best.preferred_hour, (select o.preferred_hour from overall_best as o), 10
-        )::smallint as preferred_hour,
+        coalesce(own.preferred_hour, cohort.preferred_hour, overall.preferred_hour, 10)::smallint as preferred_hour,
         case
-            when own_best.contact_id is not null then 'own'
-            when cohort_best.cohort is not null then 'cohort'
+            when own.scope_key is not null then 'own'
+            when cohort.scope_key is not null then 'cohort'
             else 'default'
         end as source,
-        coalesce(contact_totals.engaged_messages, 0) as engaged_messages,
-        own_best.hour_share,
+        coalesce(engaged.engaged_messages, 0) as engaged_messages,
+        own.hour_share,
         %(run_date)s::date as as_of_date
     from contacts
-    left join own_best on contacts.contact_id = own_best.contact_id
-    left join contact_totals on contacts.contact_id = contact_totals.contact_id
-    left join cohort_best on contacts.cohort = cohort_best.cohort
+    left join best as own on own.scope = 'contact' and contacts.contact_id = own.scope_key
+    left join best as cohort on cohort.scope = 'cohort' and contacts.cohort = cohort.scope_key
+    left join best as overall on overall.scope = 'all'
+    left join totals as engaged on engaged.scope = 'contact' and contacts.contact_id = engaged.scope_key
 )
 
 select * from final
