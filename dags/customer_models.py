@@ -8,7 +8,7 @@ Reads: `staging.orders`, `staging.order_items`, `staging.products`, `staging.con
 `campaigns.suppressions`. Writes: `marts.customer_rfm`, `marts.product_affinity`,
 `marts.customer_360`, `marts.customer_lifecycle`,
 `marts.segment_migration`, `marts.clv_predictions`, `marts.lead_scores`, `marts.recommendations`,
-`marts.customer_segments`, `marts.replenishment_due`. Emits `martech://warehouse/marts`.
+`marts.customer_segments`, `marts.replenishment_due`, `marts.contact_send_hours`. Emits `martech://warehouse/marts`.
 """
 
 from __future__ import annotations

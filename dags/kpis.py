@@ -10,7 +10,7 @@ its target). Formulas: docs/kpis.md.
 Reads: `campaigns.campaign_runs`, `audiences.audience_members`, `audiences.exclusions`,
 `audiences.snapshots`, `campaigns.send_ledger`, `staging.email_events`, `staging.orders`,
 `staging.contacts`. Writes: `campaigns.member_outcomes`, `kpis.campaign_daily`,
-`kpis.campaign_exclusions`, `kpis.campaign_uplift`, `kpis.campaign_goals`.
+`kpis.campaign_exclusions`, `kpis.campaign_uplift`, `kpis.campaign_goals`, `kpis.send_time_comparison`.
 Emits `martech://warehouse/kpis`. Then writes the daily report (`MARTECH_HOME/reports/report.html`,
 served in the UI by the martech plugin) from those tables and the model marts: docs/report.md.
 """

@@ -211,7 +211,8 @@ def build_customer_models(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     orders["net_amount"] = orders["net_amount"].astype(float)
     scores = rfm.score_rfm(orders, as_of=run_date)
     counts = {"marts.customer_rfm": rfm.write_rfm(eng, scores, run_date)}
-    for model in ("marts.segment_migration", "marts.product_affinity", "marts.customer_360"):
+    for model in ("marts.segment_migration", "marts.product_affinity", "marts.customer_360",
+                  "marts.contact_send_hours"):
         counts[model] = run_model(eng, model, params)
     grant_analyst_access(eng)  # the customer 360's address and name columns, once it exists
     counts["marts.customer_lifecycle"] = build_lifecycle(eng, run_date)

@@ -47,7 +47,7 @@ create table staging.products (
     product_id bigint, sku text, name text, category text, price numeric, image_url text);
 create table staging.email_events (
     event_id text, event text, event_ts timestamptz, email text, message_id text, url text, send_id text,
-    campaign_id text, run_id text, contact_id text);
+    campaign_id text, run_id text, contact_id text, machine_open boolean not null default false);
 create table marts.product_affinity (
     level text, antecedent text, consequent text, pair_count int, support numeric, confidence numeric,
     lift numeric);

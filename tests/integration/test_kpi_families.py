@@ -37,8 +37,8 @@ def _all(eng, sql: str):
 def test_every_family_is_filled(kpis):
     _, counts = kpis
     empty_without_campaigns = {"campaigns.member_outcomes", "kpis.campaign_daily", "kpis.campaign_exclusions",
-                               "kpis.engagement", "kpis.campaign_uplift"}
-    assert set(counts) == set(SQL_MODELS) | {"kpis.campaign_uplift", "kpis.campaign_goals"}
+                               "kpis.engagement", "kpis.campaign_uplift", "kpis.send_time_comparison"}
+    assert set(counts) == set(SQL_MODELS) | {"kpis.campaign_uplift", "kpis.campaign_goals", "kpis.send_time_comparison"}
     assert all(n > 0 for name, n in counts.items() if name not in empty_without_campaigns), counts
 
 

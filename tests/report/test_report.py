@@ -51,6 +51,16 @@ def test_campaign_goals_show_value_target_and_progress(report_warehouse):
     assert "—" in winback and "no data" in winback
 
 
+def test_send_time_comparison_shows_both_arms_and_the_difference(report_warehouse):
+    html = build_report(report_warehouse.engine, RUN_DATE)
+    block = re.search(r'<section id="send_time".*?</section>', html, re.S)
+    assert block and "Source: <code>kpis.send_time_comparison</code>" in block.group(0)
+    sto = re.search(r'<tr data-send-time="abandoned_cart:sto">.*?</tr>', block.group(0), re.S).group(0)
+    assert "45.0 %" in sto and "+15.0 pp (+6.0 to +24.0)" in sto and "+1.0 pp (-3.0 to +5.0)" in sto
+    fixed = re.search(r'<tr data-send-time="abandoned_cart:fixed">.*?</tr>', block.group(0), re.S).group(0)
+    assert "30.0 %" in fixed and "—" in fixed
+
+
 def test_write_report_replaces_the_file(report_warehouse, tmp_path, monkeypatch):
     path = write_report(report_warehouse.engine, RUN_DATE, tmp_path / "r" / "report.html")
     assert path.read_text().startswith("<!doctype html>") and not list(path.parent.glob("*.tmp"))

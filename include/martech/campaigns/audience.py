@@ -55,6 +55,7 @@ __all__ = [
     "SnapshotSummary",
     "as_run_date",
     "assign_arm",
+    "assign_send_time_arm",
     "assign_variant",
     "build_snapshot",
     "eligible_audience_sql",
@@ -68,10 +69,11 @@ __all__ = [
 log = logging.getLogger("martech.campaigns.audience")
 
 Arm = Literal["treatment", "holdout"]
+SendTimeArm = Literal["sto", "fixed"]
 REQUIRED_COLUMNS = ("contact_id", "email", "first_name")
 MEMBER_COLUMNS = (
     "campaign_id", "run_id", "run_date", "contact_id", "email", "first_name", "arm", "variant",
-    "definition_hash", "attributes", "step", "series_key",
+    "definition_hash", "attributes", "step", "series_key", "send_time_arm",
 )
 EXCLUSION_COLUMNS = ("campaign_id", "run_id", "run_date", "contact_id", "email", "reason", "detail", "step",
                      "series_key")
@@ -118,6 +120,17 @@ def assign_variant(campaign_id: str, salt: str, contact_id: str,
         if x < cumulative:
             return variant_id
     return pairs[-1][0]  # float rounding at the very top of the range
+
+
+def assign_send_time_arm(campaign_id: str, contact_id: str, comparison_share: float) -> SendTimeArm:
+    """``'fixed'`` for about ``comparison_share`` of members, else ``'sto'``; stable across reruns.
+
+    Its own hash (not the holdout's), so the comparison is independent of arm and variant.
+    """
+    if not 0 <= comparison_share <= 1:
+        raise ValueError(f"comparison_share must be between 0 and 1, got {comparison_share}")
+    digest = hashlib.sha256(f"{campaign_id}:send_time:{contact_id}".encode()).digest()
+    return "fixed" if _unit(digest, 0) < comparison_share else "sto"
 
 
 # -- power -------------------------------------------------------------------------------------------
@@ -513,7 +526,10 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: Run | date | st
 
         members = []
         definition_hash = spec.definition_hash
+        optimise = spec.send_time is not None and spec.send_time.optimise
         for c, arm, variant in assigned:
+            send_time_arm = (assign_send_time_arm(spec.id, c.contact_id, spec.send_time.comparison_share)
+                             if optimise and spec.send_time is not None and arm == "treatment" else None)
             attributes = {k: _json_value(c.row[k]) for k in extra}
             if c.contact_id in issued:
                 attributes["coupon"] = issued[c.contact_id].as_attribute()
@@ -522,7 +538,7 @@ def build_snapshot(engine: Engine, spec: CampaignSpec, run_date: Run | date | st
             members.append((
                 spec.id, run_id, day.isoformat(), c.contact_id, c.email, c.row["first_name"], arm, variant,
                 definition_hash, json.dumps(attributes, sort_keys=True, ensure_ascii=False), step,
-                keys.get(c.contact_id),
+                keys.get(c.contact_id), send_time_arm,
             ))
 
         run_key = {"c": spec.id, "r": run_id}

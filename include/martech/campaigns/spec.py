@@ -47,6 +47,7 @@ __all__ = [
     "Goal",
     "LocalContent",
     "SeedList",
+    "SendTime",
     "Step",
     "Targeting",
     "Variant",
@@ -472,6 +473,23 @@ class SendWindow(BaseModel):
         return self
 
 
+class SendTime(BaseModel):
+    """Send-time optimisation: each member at their own preferred hour, measured against the fixed time.
+
+    ``optimise`` on: every treatment member is assigned (by a hash of campaign and contact, stable across
+    reruns) to arm ``sto`` (sent at their preferred local hour from ``marts.contact_send_hours``, clamped
+    into the send window) or, for about ``comparison_share`` of them, to arm ``fixed`` (the window's usual
+    time), so ``kpis.send_time_comparison`` can measure the effect.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    optimise: bool = False
+    comparison_share: float = Field(default=0.5, ge=0.05, le=0.95,
+                                    description="must be a share between 0.05 and 0.95 of members sent at the "
+                                                "fixed time (e.g. 0.5)")
+
+
 def fires_every_hour(schedule: str) -> bool:
     """True for a cron expression that fires once in every hour (one minute value, hour ``*``).
 
@@ -537,6 +555,8 @@ class CampaignSpec(BaseModel):
     # Quiet hours: when set, each member's send_at / send_before hold the window on the run date in the
     # contact's time zone (staging.contacts.timezone, UTC when unknown).
     send_window: SendWindow | None = None
+    # Send-time optimisation inside the send window, with a randomised comparison against the fixed time.
+    send_time: SendTime | None = None
     # Sunset: after this many sends of the campaign without an open, click or order, the contact is
     # suppressed (reason sunset); None = never.
     sunset_after: int | None = Field(default=None, ge=2, le=50,
@@ -671,6 +691,14 @@ class CampaignSpec(BaseModel):
         if v is not None and coupon is not None and coupon.prefix == v.prefix:
             raise ValueError(f"prefix must differ from the coupon's, so a code tells which it is; set "
                              f"`loyalty_card.prefix: CARD`, got {v.prefix!r}")
+        return v
+
+    @field_validator("send_time")
+    @classmethod
+    def _send_time_needs_window(cls, v: SendTime | None, info: ValidationInfo) -> SendTime | None:
+        if v is not None and v.optimise and info.data.get("send_window") is None:
+            raise ValueError("optimise needs a send_window to clamp the preferred hours into; add e.g. "
+                             "`send_window: {start: '08:00', end: '21:00'}` or set optimise: false")
         return v
 
     @field_validator("series_key")

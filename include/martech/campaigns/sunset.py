@@ -2,10 +2,10 @@
 
 A campaign with ``sunset_after: N`` moves a contact to ``campaigns.suppressions`` (reason ``sunset``, source
 ``sunset:<campaign>``) once N of its messages were sent to them before the run date and none was answered:
-no open or click event on any of them and no completed order since the first. It runs at the start of the
-campaign's snapshot, in the same transaction, so the contact is excluded from that run on (reason
-``suppressed``, detail ``sunset``) — and from every other campaign, as a suppression is global. A rerun
-finds the same contacts and adds nothing twice (one suppression per address).
+no human open (a machine open does not count) or click event on any of them and no completed order since
+the first. It runs at the start of the campaign's snapshot, in the same transaction, so the contact is
+excluded from that run on (reason ``suppressed``, detail ``sunset``) — and from every other campaign, as a
+suppression is global. A rerun finds the same contacts and adds nothing twice (one suppression per address).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ with sends as (
 ),
 engaged as (
     select distinct e.send_id from staging.email_events as e
-    where e.event in ('open', 'click') and e.send_id is not null
+    where e.event in ('open', 'click') and not e.machine_open and e.send_id is not null
 ),
 per_contact as (
     select s.contact_id, min(s.email) as email, count(*) as sends,

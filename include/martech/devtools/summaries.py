@@ -16,12 +16,12 @@ PUBLIC_TABLES = (
     "staging.email_events",
     "marts.customer_rfm", "marts.customer_360", "marts.customer_lifecycle", "marts.segment_migration",
     "marts.product_affinity", "marts.clv_predictions", "marts.lead_scores", "marts.recommendations",
-    "marts.cluster_profiles", "marts.customer_segments", "marts.replenishment_due",
+    "marts.cluster_profiles", "marts.customer_segments", "marts.replenishment_due", "marts.contact_send_hours",
     "audiences.audience_members", "campaigns.send_ledger", "campaigns.seed_sends", "campaigns.campaign_runs",
     "campaigns.suppressions", "kpis.data_quality", "kpis.model_metrics", "kpis.campaign_daily",
     "kpis.campaign_uplift", "kpis.campaign_exclusions", "kpis.engagement", "kpis.acquisition_monthly", "kpis.funnel",
     "kpis.cohorts_monthly", "kpis.revenue_daily", "kpis.cart_abandonment_daily", "kpis.rfm_segments",
-    "kpis.campaign_goals",
+    "kpis.campaign_goals", "kpis.send_time_comparison",
 )
 
 

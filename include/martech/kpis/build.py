@@ -54,6 +54,7 @@ def build_kpis(engine: Engine, run_date: dt.date, settings: KpiSettings | None =
     """Row counts per rebuilt table. ``seed`` fixes the Monte Carlo and bootstrap draws (a rerun is identical)."""
     from martech.db import analyze, run_model
     from martech.kpis.goals import build_goals
+    from martech.kpis.send_time import build_send_time_comparison
     from martech.kpis.uplift import build_uplift
 
     params = {"run_date": run_date, **asdict(settings or KpiSettings.from_env())}
@@ -63,4 +64,5 @@ def build_kpis(engine: Engine, run_date: dt.date, settings: KpiSettings | None =
     counts = {name: run_model(engine, name, params) for name in SQL_MODELS}
     counts["kpis.campaign_uplift"] = build_uplift(engine, run_date, seed=seed)
     counts["kpis.campaign_goals"] = build_goals(engine, run_date)  # reads campaign_daily: after it
+    counts["kpis.send_time_comparison"] = build_send_time_comparison(engine, run_date)
     return counts

@@ -29,7 +29,7 @@ from martech.simulate._common import epoch_day, iso, load, money, rng_for, write
 from martech.simulate.catalog import CATEGORY_NAMES
 from martech.simulate.dirty import amount_text
 from martech.simulate.people import CURRENCY
-from martech.simulate.purchases import DAY, build_items, day_intensity, time_of_day
+from martech.simulate.purchases import DAY, DIURNAL, build_items, day_intensity, time_of_day
 from martech.simulate.sources import truth_ddl
 
 SEND_HOUR = 9  # the ESP starts processing the run's messages at 09:00 UTC
@@ -46,9 +46,18 @@ UPLIFT_RECEIVED, UPLIFT_OPENED, UPLIFT_CLICKED = 0.03, 0.06, 0.15
 # so the KPIs' false-positive rate can be read off them.
 EFFECT_SCALE: dict[str, float] = {"review": 0.0, "upsell": 0.5, "birthday": 0.8, "vip": 1.5, "abandoned_cart": 2.0}
 BASELINE_CANCELLED = 0.01
+# Send time: every contact has a true preferred local hour (drawn from the day's engagement curve by a hash
+# of the contact id). A message that lands within an hour of it is opened more often, one far from it less
+# (multipliers of P_OPEN by circular distance in hours: <= 1, <= 3, further); most human opens happen at the
+# preferred hour, whenever the message arrived. A share of recipients read with Apple Mail Privacy
+# Protection: their mail app fetches every delivered message at once (a machine open, sg_machine_open).
+OPEN_BY_DISTANCE = (1.6, 1.1, 0.85)
+P_OPEN_AT_PREFERRED_HOUR = 0.75
+MPP_SHARE = 0.3
 
 _S_EVENTS, _S_BASELINE, _S_UPLIFT, _S_UPLIFT_ITEMS, _S_BASELINE_ITEMS = 101, 201, 301, 302, 202
 _S_ORDER_VALUE = 303
+_S_HOURS = 102
 _ORDER_VALUE_DRAWS = 400  # baskets drawn per category for the expected order value
 
 _USER_AGENTS = (
@@ -110,6 +119,43 @@ def _event_id(seed: int, key: str, event: str, k: int) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
+def _contact_unit(contact_ids: pd.Series | np.ndarray, purpose: str) -> np.ndarray:
+    """A number in [0, 1) per contact id, fixed by the id alone (the same in every run)."""
+    return np.asarray([int.from_bytes(hashlib.blake2b(f"{purpose}|{c}".encode(), digest_size=8).digest(), "big")
+                       / float(1 << 64) for c in contact_ids], dtype=float)
+
+
+def true_preferred_hour(contact_ids: pd.Series | np.ndarray) -> np.ndarray:
+    """Each contact's true preferred local hour to read e-mail (0-23), from the day's engagement curve."""
+    cum = np.cumsum(DIURNAL) / DIURNAL.sum()
+    return np.minimum(np.searchsorted(cum, _contact_unit(contact_ids, "preferred_hour"), side="right"), 23)
+
+
+def uses_mail_privacy_protection(contact_ids: pd.Series | np.ndarray) -> np.ndarray:
+    """Whether each contact's mail app prefetches messages (machine opens), about MPP_SHARE of them."""
+    return _contact_unit(contact_ids, "mpp") < MPP_SHARE
+
+
+def open_multiplier(local_send_hour: np.ndarray, preferred_hour: np.ndarray) -> np.ndarray:
+    """Factor on P_OPEN by the circular distance between the local hour of arrival and the preferred one."""
+    diff = np.abs(np.asarray(local_send_hour, dtype=np.int64) - np.asarray(preferred_hour, dtype=np.int64)) % 24
+    distance = np.minimum(diff, 24 - diff)
+    near, mid, far = OPEN_BY_DISTANCE
+    return np.where(distance <= 1, near, np.where(distance <= 3, mid, far))
+
+
+def _at_preferred_hour(after: np.ndarray, offset_h: np.ndarray, hour: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The first instant after ``after`` that falls in the contact's preferred local hour (``u``: where in it)."""
+    local = after + offset_h * 3600
+    day_start = local - local % DAY
+    candidate = day_start + hour * 3600 + (u * 3600).astype(np.int64)
+    same_hour = (local % DAY) // 3600 == hour
+    rest = np.maximum(3600 - local % 3600 - 60, 1)
+    candidate = np.where(candidate > local, candidate,
+                         np.where(same_hour, local + 60 + (u * rest).astype(np.int64), candidate + DAY))
+    return candidate - offset_h * 3600
+
+
 def simulate_events(ledger: pd.DataFrame, *, send_date: dt.date, days: int,
                     seed: int) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """Webhook events for the sent messages in ``ledger`` and each message's engagement.
@@ -117,12 +163,21 @@ def simulate_events(ledger: pd.DataFrame, *, send_date: dt.date, days: int,
     ``ledger`` needs ``campaign_id, run_id, contact_id, email, send_id, message_id`` (one row per sent
     message, in a stable order). Returns the events (dicts in webhook field order) and a frame aligned
     with ``ledger`` holding ``delivered_ts``, ``open_ts`` and ``click_ts`` (first ones, NaN if none).
+
+    With a ``utc_offset_h`` column (the contact's) the send time matters: each message goes out at its
+    ``planned_ts`` (epoch seconds; else 09:00 UTC), opens follow the contact's true preferred hour
+    (:func:`true_preferred_hour`) and recipients with Mail Privacy Protection add a machine open.
     """
     n = len(ledger)
     rng = rng_for(seed, _S_EVENTS, epoch_day(send_date))
     start = epoch_day(send_date) * DAY
     end = start + days * DAY
     processed = start + SEND_HOUR * 3600 + rng.integers(0, 900, size=n)
+    timed = "utc_offset_h" in ledger.columns
+    if timed and "planned_ts" in ledger.columns:
+        planned = pd.to_numeric(ledger["planned_ts"], errors="coerce").to_numpy(dtype=float)
+        processed = np.where(np.isnan(planned), processed, np.nan_to_num(planned).astype(np.int64)
+                             + (processed - start - SEND_HOUR * 3600))
     outcome = rng.random(n)
     delivered = outcome < P_DELIVERED
     bounced = (outcome >= P_DELIVERED) & (outcome < P_DELIVERED + P_BOUNCE)
@@ -134,7 +189,21 @@ def simulate_events(ledger: pd.DataFrame, *, send_date: dt.date, days: int,
     quick = rng.random(n) < 0.45
     delay = np.where(quick, rng.exponential(1800, size=n), rng.lognormal(np.log(6 * 3600), 1.2, size=n))
     open_ts = delivered_ts + 60 + delay.astype(np.int64)
-    opened = delivered & (rng.random(n) < P_OPEN) & (open_ts < end)
+    p_open = np.full(n, P_OPEN)
+    mpp = np.zeros(n, dtype=bool)
+    machine_ts = delivered_ts
+    if timed:
+        offset = ledger["utc_offset_h"].fillna(0).to_numpy(dtype=np.int64)
+        hour = true_preferred_hour(ledger["contact_id"].astype(str).to_numpy())
+        local_send_hour = ((delivered_ts + offset * 3600) % DAY) // 3600
+        p_open = P_OPEN * open_multiplier(local_send_hour, hour)
+        timing = rng_for(seed, _S_HOURS, epoch_day(send_date))
+        habitual = timing.random(n) < P_OPEN_AT_PREFERRED_HOUR
+        habit_ts = _at_preferred_hour(delivered_ts, offset, hour, timing.random(n))
+        open_ts = np.where(habitual, habit_ts, open_ts)
+        mpp = uses_mail_privacy_protection(ledger["contact_id"].astype(str).to_numpy())
+        machine_ts = delivered_ts + timing.integers(1, 120, size=n)
+    opened = delivered & (rng.random(n) < p_open) & (open_ts < end)
     extra_opens = rng.poisson(EXTRA_OPENS_MEAN, size=n)
     click_ts = open_ts + rng.integers(5, 300, size=n)
     clicked = opened & (rng.random(n) < P_CLICK) & (click_ts < end)
@@ -175,6 +244,8 @@ def simulate_events(ledger: pd.DataFrame, *, send_date: dt.date, days: int,
                                           "reason": "550 5.1.1 The email account does not exist"})
         elif dropped[i]:
             emit("dropped", dropped_ts[i], {"reason": "Bounced Address"})
+        if delivered[i] and mpp[i] and machine_ts[i] < end:
+            emit("open", machine_ts[i], {"useragent": "Mozilla/5.0", "ip": "17.58.0.1", "sg_machine_open": True})
         if opened[i]:
             device = {"useragent": _USER_AGENTS[agent[i]], "ip": f"203.0.113.{ip[i]}"}
             emit("open", open_ts[i], {**device, "sg_machine_open": False})
@@ -256,6 +327,13 @@ def write_event_files(folder: Path, events: list[dict[str, Any]], *, send_date: 
 
 def _exists(conn: Connection, table: str) -> bool:
     return conn.execute(sa.text("select to_regclass(:t) is not null"), {"t": table}).scalar_one()
+
+
+def _has_column(conn: Connection, table: str, column: str) -> bool:
+    schema, _, name = table.rpartition(".")
+    return bool(conn.execute(sa.text(
+        "select 1 from information_schema.columns where table_schema = :s and table_name = :t and column_name = :c"),
+        {"s": schema or "public", "t": name, "c": column}).first())
 
 
 def _frame(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -348,6 +426,14 @@ def play_responses(engine: Engine, landing_dir: Path, *, send_date: dt.date, day
                    t.utc_offset_h, c.country, c.deleted_at is not null as erased
             from {truth}.customers t join {schema}.customers c using (customer_id)
             order by t.customer_id""")
+        # Send times: each message's planned instant (send-time optimised campaigns) and the contact's offset.
+        if len(ledger) and _has_column(conn, audience_table, "planned_send_at"):
+            planned = _frame(conn, f"select campaign_id::text, run_id::text, contact_id::text, "
+                                   f"extract(epoch from planned_send_at)::float8 as planned_ts from {audience_table} "
+                                   "where left(run_id::text, 10) = :r and planned_send_at is not null", {"r": run_id})
+            ledger = ledger.merge(planned, on=["campaign_id", "run_id", "contact_id"], how="left")
+        offsets_by_contact = dict(zip(customers["contact_id"], customers["utc_offset_h"]))
+        ledger["utc_offset_h"] = ledger["contact_id"].map(offsets_by_contact).fillna(0).astype(np.int64)
         customers["primary_idx"] = customers["primary_category"].map(
             {c: i for i, c in enumerate(CATEGORY_NAMES)}).astype(int)
         customers["currency"] = customers["country"].map(CURRENCY).fillna("EUR")

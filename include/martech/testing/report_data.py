@@ -78,6 +78,15 @@ def _other_rows() -> dict[str, list[dict[str, Any]]]:
                                    "monetary_avg": 10, "p_alive": 0.5, "churn_risk": "medium",
                                    "expected_purchases": 1.0, "expected_revenue": (i * 7) % 90, "horizon_days": 90,
                                    "model_version": "m"} for i in range(60)],
+        "kpis.send_time_comparison": [
+            {"as_of_date": RUN_DATE, "campaign_id": "abandoned_cart", "arm": "sto", "period_start": D1,
+             "period_end": D2, "members": 210, "sends": 200, "human_opens": 90, "clicks": 20, "conversions": 12,
+             "open_rate": 0.45, "click_rate": 0.1, "conversion_rate": 0.06, "open_rate_diff": 0.15,
+             "open_rate_diff_low": 0.06, "open_rate_diff_high": 0.24, "conversion_rate_diff": 0.01,
+             "conversion_rate_diff_low": -0.03, "conversion_rate_diff_high": 0.05},
+            {"as_of_date": RUN_DATE, "campaign_id": "abandoned_cart", "arm": "fixed", "period_start": D1,
+             "period_end": D2, "members": 205, "sends": 200, "human_opens": 60, "clicks": 12, "conversions": 10,
+             "open_rate": 0.3, "click_rate": 0.06, "conversion_rate": 0.05}],
         "kpis.campaign_goals": [
             {"as_of_date": RUN_DATE, "campaign_id": "welcome", "kpi": "repeat_rate_new_customers",
              "kpi_description": "repeat rate", "target": 0.25, "deadline": dt.date(2027, 3, 31), "value": 0.2,

@@ -15,6 +15,9 @@ create table if not exists audiences.audience_members (
     attributes jsonb not null default '{}'::jsonb,
     send_at timestamptz, -- Quiet hours: start of the campaign's send window on the run date, contact's time zone
     send_before timestamptz, -- End of that window (null = no window)
+    send_time_arm text, -- Send-time comparison arm: sto (preferred hour) or fixed (window time); null when not optimised
+    planned_send_at timestamptz, -- Send-time optimised campaigns: the instant the member is planned to be sent
+    planned_hour smallint, -- Local hour (contact's time zone) of planned_send_at
     step integer, -- Step of a series the row belongs to (1 for single messages; null in rows from before steps)
     series_key text, -- Hourly series: the pass through the series (e.g. the cart id); unique per campaign and step
     constraint audience_members_pkey primary key (campaign_id, run_id, contact_id),
@@ -26,6 +29,12 @@ alter table audiences.audience_members add column if not exists send_at timestam
 alter table audiences.audience_members add column if not exists send_before timestamptz
 ;;
 alter table audiences.audience_members add column if not exists step integer
+;;
+alter table audiences.audience_members add column if not exists send_time_arm text
+;;
+alter table audiences.audience_members add column if not exists planned_send_at timestamptz
+;;
+alter table audiences.audience_members add column if not exists planned_hour smallint
 ;;
 alter table audiences.audience_members add column if not exists series_key text
 ;;

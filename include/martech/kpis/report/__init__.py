@@ -81,6 +81,7 @@ def build_report(engine: Any, run_date: dt.date, *, data_docs_href: str | None =
         for name in {n for f in FIGURES for n in f.loads}:
             cache[name] = queries.load(conn, name, run_date)
         goals = queries.load(conn, "campaign_goals", run_date)
+        send_time = queries.load(conn, "send_time_comparison", run_date)
     sections = []
     for fig in FIGURES:
         data = getattr(queries, fig.key)(*(cache[n] for n in fig.loads))
@@ -89,6 +90,7 @@ def build_report(engine: Any, run_date: dt.date, *, data_docs_href: str | None =
                          "svg": figures.DRAW[fig.key](data)})
     return render("report.html.j2", run_date=run_date, sections=sections, data_docs_href=data_docs_href,
                   goals=goals.astype(object).where(goals.notna(), None).to_dict("records"),
+                  send_time=send_time.astype(object).where(send_time.notna(), None).to_dict("records"),
                   seconds=round(time.perf_counter() - started, 2))
 
 

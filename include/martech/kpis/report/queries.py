@@ -44,6 +44,11 @@ _QUERIES: dict[str, dict[str, str]] = {
         "select campaign_id, kpi, kpi_description, target, deadline, value, progress, days_left, status"
         " from kpis.campaign_goals where as_of_date = (select max(as_of_date) from kpis.campaign_goals"
         " where as_of_date <= :run_date) order by deadline, campaign_id")},
+    "send_time_comparison": {"kpis.send_time_comparison": (
+        "select campaign_id, arm, sends, human_opens, clicks, conversions, open_rate, click_rate, conversion_rate,"
+        " open_rate_diff, open_rate_diff_low, open_rate_diff_high, conversion_rate_diff, conversion_rate_diff_low,"
+        " conversion_rate_diff_high from kpis.send_time_comparison where as_of_date <= :run_date"
+        " order by campaign_id, arm desc")},
     "clv_predictions": {"marts.clv_predictions": (
         "select as_of, expected_revenue from marts.clv_predictions"
         " where as_of = (select max(as_of) from marts.clv_predictions where as_of <= :run_date)")},
