@@ -61,3 +61,13 @@ def test_postgres_meter_counts_cpu_of_exited_children_of_the_process_it_watches(
     with meter:
         time.sleep(0.6)
     assert meter.peak_kb > 0
+
+
+def test_a_stage_reports_its_own_peak_not_its_large_parents():
+    # ru_maxrss survives fork and exec on Linux; VmHWM starts again with the new program.
+    parent_ballast = bytearray(400 * 1024 * 1024)
+    parent_ballast[::4096] = b"x" * len(parent_ballast[::4096])
+    out = subprocess.run([sys.executable, "-c", "from martech.devtools.bench_chain import _own_peak_kb;"
+                          " print(_own_peak_kb())"], check=True, capture_output=True, text=True).stdout
+    assert int(out) < 300 * 1024
+    del parent_ballast

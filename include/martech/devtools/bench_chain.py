@@ -200,6 +200,16 @@ def _run_stage(stage: str, url: str, day: dt.date, env: dict[str, str], meter: P
                         extra=figures.get("summary", {}))
 
 
+def _own_peak_kb() -> int:
+    """This process's peak RSS since its exec (VmHWM). ``ru_maxrss`` would not do: Linux carries it over
+    fork and exec, so a stage started by a large parent would report the parent's peak."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _stage_main(stage: str, url: str, day: dt.date) -> None:
     """Child side: run the stage, then print its own CPU-seconds and peak RSS as the last line."""
     import logging
@@ -207,9 +217,8 @@ def _stage_main(stage: str, url: str, day: dt.date) -> None:
     logging.basicConfig(level=logging.WARNING)
     t0 = time.process_time()
     summary = _stage_body(stage, url, day)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     rows = summary.get("rows") if isinstance(summary, dict) else None
-    print(json.dumps({"cpu_s": time.process_time() - t0, "peak_mb": usage.ru_maxrss / 1024,
+    print(json.dumps({"cpu_s": time.process_time() - t0, "peak_mb": _own_peak_kb() / 1024,
                       "summary": {"rows": rows} if isinstance(rows, (int, dict)) else {}}, default=str))
 
 
