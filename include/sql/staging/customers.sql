@@ -4,15 +4,15 @@
 -- registration survives and the other id is recorded in staging.merged_rows, so its orders follow it
 -- (staging.orders maps them). Rows without a readable key or timestamps are quarantined.
 create table if not exists staging.customers (
-    customer_id bigint primary key,
-    email text,
-    first_name text,
-    last_name text,
-    country text,
-    created_at timestamptz,
-    updated_at timestamptz,
-    deleted_at timestamptz,
-    is_deleted boolean not null
+    customer_id bigint primary key, -- Shop customer id
+    email text, -- E-mail address, lower case (personal data)
+    first_name text, -- First name (personal data)
+    last_name text, -- Last name (personal data)
+    country text, -- ISO country code
+    created_at timestamptz, -- When the account was created
+    updated_at timestamptz, -- Last change in the shop
+    deleted_at timestamptz, -- When the account was deleted
+    is_deleted boolean not null -- True when the shop deleted the account
 )
 ;;
 select staging.begin_checked('raw.shop_customers')
@@ -134,22 +134,3 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.customers', 'raw.shop_customers', %(run_date)s, %(run_ts)s)
-;;
--- Column comments of staging.customers (the create table above lists its columns).
-comment on column staging.customers.country is 'ISO country code'
-;;
-comment on column staging.customers.created_at is 'When the account was created'
-;;
-comment on column staging.customers.customer_id is 'Shop customer id'
-;;
-comment on column staging.customers.deleted_at is 'When the account was deleted'
-;;
-comment on column staging.customers.email is 'E-mail address, lower case (personal data)'
-;;
-comment on column staging.customers.first_name is 'First name (personal data)'
-;;
-comment on column staging.customers.is_deleted is 'True when the shop deleted the account'
-;;
-comment on column staging.customers.last_name is 'Last name (personal data)'
-;;
-comment on column staging.customers.updated_at is 'Last change in the shop'
