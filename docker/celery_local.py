@@ -35,7 +35,6 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from martech.devtools.stack import (
     BIN,
     DEFAULT_PG_URL,
     Stack,
-    StackFailed,
+    checked_run,
     not_answering,
     throwaway_databases,
     trigger,
@@ -212,18 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--date", type=dt.date.fromisoformat, default=RUN_DATE)
     parser.add_argument("--keep-logs", action="store_true", help="keep the component logs after a success")
     args = parser.parse_args(argv)
-    missing = missing_services()
-    if missing:
-        print(f"cannot run: {'; '.join(missing)} not answering")
-        return 1
     # Stop cleanly (every process group, both databases) on Ctrl-C or SIGTERM too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    run_dir = Path(tempfile.mkdtemp(prefix="martech-celery-"))
-    try:
-        result = run(run_dir, customers=args.customers, run_date=args.date)
-    except StackFailed as exc:
-        print(f"CELERY RUN FAILED: {exc}")
+    checked = checked_run(missing_services(), "martech-celery-",
+                         lambda run_dir: run(run_dir, customers=args.customers, run_date=args.date),
+                         "CELERY RUN FAILED")
+    if checked is None:
         return 1
+    result, run_dir = checked
     print("task instances per worker (task_instance.hostname):")
     for host, per_dag in result["task_instances"].items():
         print(f"  {host:<10} {sum(per_dag.values()):3d}  " + ", ".join(f"{d} {n}" for d, n in per_dag.items()))

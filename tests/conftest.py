@@ -14,7 +14,7 @@ import atexit
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -113,6 +113,18 @@ class ModuleWarehouse(NamedTuple):
     engine: Any
     url: str
 
+    def create(self, ddl: str) -> Any:
+        """The engine, once ``ddl`` (the module's own minimal source tables) has run."""
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(ddl)
+        return self.engine
+
+    def truncate(self, tables: Sequence[str]) -> Any:
+        """The engine, with ``tables`` emptied."""
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(f"truncate {', '.join(tables)}")
+        return self.engine
+
 
 @pytest.fixture(scope="module")
 def module_warehouse(request: pytest.FixtureRequest, warehouse_url: str) -> Iterator[ModuleWarehouse]:
@@ -163,6 +175,11 @@ PIPELINE_SCHEMAS = ("shop", "sim_truth", "raw", "staging", "marts", "audiences",
 @pytest.fixture()
 def clean_warehouse(engine):
     """Every pipeline schema dropped and the landing tables migrated afresh."""
+    _reset_pipeline_schemas(engine)
+    return engine
+
+
+def _reset_pipeline_schemas(engine) -> None:
     import sqlalchemy as sa
 
     from martech.db import migrate
@@ -171,31 +188,33 @@ def clean_warehouse(engine):
         for schema in PIPELINE_SCHEMAS:
             conn.execute(sa.text(f"drop schema if exists {schema} cascade"))
     migrate(engine)
-    return engine
+
+
+class SimulatedStaging:
+    """Called with a date: a fresh warehouse holding a simulated shop, ingested and staged for it (the options
+    go to generate_sources); returns the engine and keeps the staging summary in ``summary``."""
+
+    def __init__(self, engine, warehouse, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.engine, self.warehouse, self.tmp_path_factory = engine, warehouse, tmp_path_factory
+        self.summary: dict[str, Any] = {}
+
+    def __call__(self, as_of, *, customers: int, seed: int, **sources: Any):
+        from martech import pipeline
+        from martech.simulate import generate_sources
+
+        _reset_pipeline_schemas(self.engine)
+        landing = self.tmp_path_factory.mktemp("landing")
+        generate_sources(self.engine, landing, as_of=as_of, customers=customers, seed=seed, **sources)
+        pipeline.ingest_shop(self.warehouse, as_of)
+        pipeline.ingest_crm(self.warehouse, as_of, folder=landing / "crm")
+        self.summary = pipeline.build_staging(self.warehouse, as_of)
+        return self.engine
 
 
 @pytest.fixture(scope="module")
-def simulated_staging(engine, warehouse, tmp_path_factory):
+def simulated_staging(engine, warehouse, tmp_path_factory) -> SimulatedStaging:
     """A factory: a fresh warehouse holding a simulated shop, ingested and staged for ``as_of``."""
-    import sqlalchemy as sa
-
-    from martech import pipeline
-    from martech.db import migrate
-    from martech.simulate import generate_sources
-
-    def build(as_of, *, customers: int, seed: int):
-        with engine.begin() as conn:
-            for schema in PIPELINE_SCHEMAS:
-                conn.execute(sa.text(f"drop schema if exists {schema} cascade"))
-        migrate(engine)
-        landing = tmp_path_factory.mktemp("landing")
-        generate_sources(engine, landing, as_of=as_of, customers=customers, seed=seed)
-        pipeline.ingest_shop(warehouse, as_of)
-        pipeline.ingest_crm(warehouse, as_of, folder=landing / "crm")
-        pipeline.build_staging(warehouse, as_of)
-        return engine
-
-    return build
+    return SimulatedStaging(engine, warehouse, tmp_path_factory)
 
 
 @pytest.fixture()

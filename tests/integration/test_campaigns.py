@@ -60,16 +60,12 @@ TABLES = ("staging.contacts", "staging.email_events", "staging.orders", "staging
 
 @pytest.fixture(scope="module")
 def wh(module_warehouse) -> Engine:
-    with module_warehouse.engine.begin() as conn:
-        conn.exec_driver_sql(SOURCE_DDL)
-    return module_warehouse.engine
+    return module_warehouse.create(SOURCE_DDL)
 
 
 @pytest.fixture()
-def db(wh: Engine) -> Engine:
-    with wh.begin() as conn:
-        conn.execute(sa.text(f"truncate {', '.join(TABLES)}"))
-    return wh
+def db(wh: Engine, module_warehouse) -> Engine:
+    return module_warehouse.truncate(TABLES)
 
 
 def insert(engine: Engine, table: str, rows: Sequence[dict[str, Any]]) -> None:

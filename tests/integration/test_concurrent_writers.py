@@ -27,34 +27,51 @@ def _waiting_for_lock(engine, pid: int) -> bool:
                                  {"p": pid}).scalar())
 
 
+class _OtherWriter:
+    """``write(conn)`` in a transaction of its own on another thread, started once this one holds its first
+    lock: ``start`` returns when that writer waits for a lock (``waiting_for`` names it in the failure)."""
+
+    def __init__(self, engine, write, waiting_for: str) -> None:
+        self.engine, self.write, self.waiting_for = engine, write, waiting_for
+        self.pid: list[int] = []
+        self.errors: list[BaseException] = []
+        self.results: list = []
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                self.pid.append(conn.execute(sa.text("select pg_backend_pid()")).scalar_one())
+                self.results.append(self.write(conn))
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not (self.pid and _waiting_for_lock(self.engine, self.pid[0])):
+            assert time.monotonic() < deadline, f"the other writer never waited for {self.waiting_for}"
+            time.sleep(0.05)
+
+    def join(self) -> None:
+        self.thread.join(10)
+
+
 def test_overlapping_suppressions_in_opposite_orders_do_not_deadlock(engine):
     a, b = "order-a@example.com", "order-b@example.com"
     with engine.begin() as conn:
         conn.execute(sa.text("delete from campaigns.suppressions where email = any(:e)"), {"e": [a, b]})
-    other_pid: list[int] = []
-    other_error: list[BaseException] = []
-
-    def other_writer():  # names the addresses the other way round
-        try:
-            with engine.begin() as conn:
-                other_pid.append(conn.execute(sa.text("select pg_backend_pid()")).scalar_one())
-                add_suppressions(conn, [_s(b), _s(a)])
-        except BaseException as exc:
-            other_error.append(exc)
+    # The other writer names the addresses the other way round.
+    other = _OtherWriter(engine, lambda conn: add_suppressions(conn, [_s(b), _s(a)]), "the shared address")
 
     with engine.begin() as conn:
         add_suppressions(conn, [_s(a)])
-        thread = threading.Thread(target=other_writer)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not (other_pid and _waiting_for_lock(engine, other_pid[0])):
-            assert time.monotonic() < deadline, "the other writer never waited for the shared address"
-            time.sleep(0.05)
+        other.start()
         # The other writer waits on a without holding b: this one goes on (unsorted, it would hold b
         # and PostgreSQL would abort one of the two with a deadlock).
         add_suppressions(conn, [_s(b)])
-    thread.join(10)
-    assert not other_error
+    other.join()
+    assert not other.errors
     with engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from campaigns.suppressions where email = any(:e)"),
                             {"e": [a, b]}).scalar_one() == 2
@@ -86,32 +103,18 @@ def test_webhook_batches_sharing_events_in_opposite_orders_do_not_deadlock(engin
     assert lock_keys([normalise(a, received_at=AT)]) != lock_keys([normalise(a2, received_at=AT)])
     with engine.begin() as conn:
         conn.execute(sa.text("delete from raw.webhook_events where sg_event_id = any(:s)"), {"s": [first, second]})
-    other_pid: list[int] = []
-    other_error: list[BaseException] = []
-    other_stored: list[int] = []
-
-    def other_writer():  # the same two events, the other way round
-        try:
-            with engine.begin() as conn:
-                other_pid.append(conn.execute(sa.text("select pg_backend_pid()")).scalar_one())
-                other_stored.append(store_events(conn, [b2, a2], received_at=AT).stored)
-        except BaseException as exc:
-            other_error.append(exc)
+    # The other batch: the same two events, the other way round.
+    other = _OtherWriter(engine, lambda conn: store_events(conn, [b2, a2], received_at=AT).stored, "the shared event")
 
     with engine.begin() as conn:
         assert store_events(conn, [a], received_at=AT).stored == 1
-        thread = threading.Thread(target=other_writer)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not (other_pid and _waiting_for_lock(engine, other_pid[0])):
-            assert time.monotonic() < deadline, "the other batch never waited for the shared event"
-            time.sleep(0.05)
+        other.start()
         # Unordered, the other batch would hold b's sg_event_id while waiting for a's, and this insert of b
         # would close the cycle (PostgreSQL aborts one of them with a deadlock).
         assert store_events(conn, [b], received_at=AT).stored == 1
-    thread.join(10)
-    assert not other_error
-    assert other_stored == [0]  # both were already stored, on their sg_event_id
+    other.join()
+    assert not other.errors
+    assert other.results == [0]  # both were already stored, on their sg_event_id
     with engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from raw.webhook_events where sg_event_id = any(:s)"),
                             {"s": [first, second]}).scalar_one() == 2

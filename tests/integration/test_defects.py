@@ -25,20 +25,9 @@ AS_OF = dt.date(2026, 6, 1)
 
 
 @pytest.fixture(scope="module")
-def dirty(engine, warehouse, tmp_path_factory):
-    from martech.db import migrate
-    from martech.simulate import generate_sources
-
-    with engine.begin() as conn:
-        for schema in ("shop", "sim_truth", "raw", "staging", "marts", "audiences", "campaigns", "kpis"):
-            conn.execute(sa.text(f"drop schema if exists {schema} cascade"))
-    migrate(engine)
-    landing = tmp_path_factory.mktemp("landing")
-    generate_sources(engine, landing, as_of=AS_OF, customers=1_500, seed=11, defect_rate=0.03)
-    pipeline.ingest_shop(warehouse, AS_OF)
-    pipeline.ingest_crm(warehouse, AS_OF, folder=landing / "crm")
-    summary = pipeline.build_staging(warehouse, AS_OF)
-    return engine, summary
+def dirty(simulated_staging):
+    engine = simulated_staging(AS_OF, customers=1_500, seed=11, defect_rate=0.03)
+    return engine, simulated_staging.summary
 
 
 def test_every_kind_is_found_and_nothing_clean_is_flagged(dirty):

@@ -47,17 +47,13 @@ RESET = ("staging.contacts", "campaigns.send_ledger", "campaigns.suppressions", 
 
 @pytest.fixture(scope="module")
 def warehouse(module_warehouse) -> Engine:
-    with module_warehouse.engine.begin() as conn:
-        conn.exec_driver_sql(CONTACTS_DDL)
-    return module_warehouse.engine
+    return module_warehouse.create(CONTACTS_DDL)
 
 
 @pytest.fixture()
-def db(warehouse: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
+def db(warehouse: Engine, module_warehouse, monkeypatch: pytest.MonkeyPatch) -> Engine:
     monkeypatch.setenv("MARTECH_COUPON_SECRET", SECRET)
-    with warehouse.begin() as conn:
-        conn.execute(sa.text(f"truncate {', '.join(RESET)}"))
-    return warehouse
+    return module_warehouse.truncate(RESET)
 
 
 def add_contacts(engine: Engine, *rows: dict[str, Any]) -> None:

@@ -14,12 +14,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from martech import pipeline
 from martech.campaigns.audience import build_snapshot
 from martech.campaigns.render import Recipient, render_message
 from martech.campaigns.spec import load_campaigns
 from martech.models import replenishment as rp
-from martech.simulate import generate_sources
 
 pytestmark = pytest.mark.integration
 
@@ -29,19 +27,8 @@ CUSTOMERS, SEED, SHARE = 1500, 21, 0.3
 
 
 @pytest.fixture(scope="module")
-def shop(engine, warehouse, tmp_path_factory):
-    from martech.db import migrate
-
-    with engine.begin() as conn:
-        for schema in ("shop", "sim_truth", "raw", "staging", "marts", "audiences", "campaigns", "kpis"):
-            conn.execute(sa.text(f"drop schema if exists {schema} cascade"))
-    migrate(engine)
-    landing = tmp_path_factory.mktemp("landing")
-    generate_sources(engine, landing, as_of=AS_OF, customers=CUSTOMERS, seed=SEED, replenishment=SHARE)
-    pipeline.ingest_shop(warehouse, AS_OF)
-    pipeline.ingest_crm(warehouse, AS_OF, folder=landing / "crm")
-    pipeline.build_staging(warehouse, AS_OF)
-    return engine
+def shop(simulated_staging):
+    return simulated_staging(AS_OF, customers=CUSTOMERS, seed=SEED, replenishment=SHARE)
 
 
 def _frame(eng, sql: str, **params) -> pd.DataFrame:

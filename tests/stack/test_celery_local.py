@@ -10,7 +10,6 @@ land task instances on both workers. Needs Redis at 127.0.0.1:6379 and a Postgre
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -30,14 +29,10 @@ def _stack_module():
     return module
 
 
-def test_daily_chain_runs_through_the_scheduler_on_two_celery_workers(tmp_path):
+def test_daily_chain_runs_through_the_scheduler_on_two_celery_workers(tmp_path, require_services,
+                                                                     assert_nothing_left):
     stack = _stack_module()
-    missing = stack.missing_services()
-    if missing:
-        reason = f"CELERY STACK NOT TESTED — not answering: {'; '.join(missing)}"
-        if os.environ.get("MARTECH_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason + " (MARTECH_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
+    require_services("CELERY STACK", stack.missing_services())
 
     result = stack.run(tmp_path / "stack", customers=300, say=lambda msg: None)
     print(result["timings"], result["task_instances"])
@@ -54,17 +49,9 @@ def test_daily_chain_runs_through_the_scheduler_on_two_celery_workers(tmp_path):
     assert rows["campaigns.send_ledger"] > 0
 
     # Nothing left behind: no process group, no database, no queue.
-    for pid in result["pids"]:
-        with pytest.raises(ProcessLookupError):
-            os.killpg(pid, 0)
-    import psycopg2
+    assert_nothing_left(result, stack.pg_url())
     import redis
 
-    conn = psycopg2.connect(stack.pg_url())
-    with conn.cursor() as cur:
-        cur.execute("select count(*) from pg_database where datname = any(%s)", (result["databases"],))
-        assert cur.fetchone()[0] == 0
-    conn.close()
     client = redis.Redis.from_url(stack.redis_url())
     assert not list(client.scan_iter(match=f"*{result['queue']}*"))
     client.close()

@@ -11,8 +11,6 @@ and fails instead when MARTECH_REQUIRE_SERVICES=1 (set by .ci/run, whose machine
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from martech.devtools import scheduler_check
@@ -32,13 +30,9 @@ def test_the_run_graph_lets_days_and_stages_overlap():
 @pytest.mark.stack
 @pytest.mark.timeout(2400)
 @pytest.mark.parametrize("warehouse", ["embedded", "server"])
-def test_two_days_under_the_scheduler_equal_the_sequential_run(warehouse, tmp_path):
-    missing = scheduler_check.missing_services()
-    if missing:
-        reason = f"SCHEDULER CONCURRENCY NOT TESTED — not answering: {'; '.join(missing)}"
-        if os.environ.get("MARTECH_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason + " (MARTECH_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
+def test_two_days_under_the_scheduler_equal_the_sequential_run(warehouse, tmp_path, require_services,
+                                                               assert_nothing_left):
+    require_services("SCHEDULER CONCURRENCY", scheduler_check.missing_services())
 
     result = scheduler_check.run(tmp_path, warehouse=warehouse, say=print)
     print(result["timings"], result["most_at_once"], result["task_states"])
@@ -57,13 +51,4 @@ def test_two_days_under_the_scheduler_equal_the_sequential_run(warehouse, tmp_pa
     assert result["differences"] == []
     assert concurrent == sequential
 
-    import psycopg2
-
-    for pid in result["pids"]:
-        with pytest.raises(ProcessLookupError):
-            os.killpg(pid, 0)
-    conn = psycopg2.connect(scheduler_check.pg_url())
-    with conn.cursor() as cur:
-        cur.execute("select count(*) from pg_database where datname = any(%s)", (result["databases"],))
-        assert cur.fetchone()[0] == 0
-    conn.close()
+    assert_nothing_left(result, scheduler_check.pg_url())

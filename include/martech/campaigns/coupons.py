@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from martech.db import copy_rows
-from martech.privacy.secrets import refuse_development_secret
+from martech.privacy.secrets import configured_secret
 
 __all__ = [
     "ALPHABET",
@@ -72,9 +71,7 @@ _CODE = re.compile(rf"^[A-Z0-9]{{1,12}}(?:-[{ALPHABET}]{{{GROUP_LENGTH}}}){{{GRO
 def secret_from_env(environ: Mapping[str, str] | None = None) -> str:
     """``MARTECH_COUPON_SECRET``, or the development secret with a loud warning (once per process)."""
     global _warned
-    environ = os.environ if environ is None else environ
-    value = (environ.get(SECRET_ENV) or "").strip()
-    refuse_development_secret(SECRET_ENV, value, DEV_SECRET, environ)
+    value = configured_secret(SECRET_ENV, DEV_SECRET, environ)
     if value:
         return value
     if not _warned:

@@ -24,11 +24,10 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from martech.privacy.secrets import refuse_development_secret
+from martech.privacy.secrets import configured_secret
 
 __all__ = [
     "DEV_SECRET",
@@ -71,9 +70,7 @@ class UnsubscribePayload:
 def secret_from_env(environ: Mapping[str, str] | None = None) -> str:
     """``MARTECH_UNSUBSCRIBE_SECRET``, or the development secret with a loud warning (once per process)."""
     global _warned
-    environ = os.environ if environ is None else environ
-    value = (environ.get(SECRET_ENV) or "").strip()
-    refuse_development_secret(SECRET_ENV, value, DEV_SECRET, environ)
+    value = configured_secret(SECRET_ENV, DEV_SECRET, environ)
     if value:
         if len(value) < MIN_SECRET_LENGTH and not _warned:
             _warned = True

@@ -31,7 +31,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,6 +42,7 @@ from martech.devtools.stack import (
     DEFAULT_PG_URL,
     Stack,
     StackFailed,
+    checked_run,
     metadata_rows,
     not_answering,
     succeeded,
@@ -329,16 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.sequential:
         return _sequential_main(args.sequential)
-    missing = missing_services()
-    if missing:
-        print(f"cannot run: {'; '.join(missing)} not answering")
+    checked = checked_run(missing_services(), "martech-scheduler-",
+                         lambda run_dir: run(run_dir, warehouse=args.warehouse, customers=args.customers),
+                         "SCHEDULER CHECK FAILED")
+    if checked is None:
         return 1
-    run_dir = Path(tempfile.mkdtemp(prefix="martech-scheduler-"))
-    try:
-        result = run(run_dir, warehouse=args.warehouse, customers=args.customers)
-    except StackFailed as exc:
-        print(f"SCHEDULER CHECK FAILED: {exc}")
-        return 1
+    result, run_dir = checked
     print(f"most task instances at once: {result['most_at_once']}")
     print(f"task states: {result['task_states']}, retried: {result['retried']}, runs: {result['dag_run_states']}")
     print(f"timings: {', '.join(f'{k} {v:.0f}' for k, v in result['timings'].items())}")

@@ -17,11 +17,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,21 @@ class StackFailed(RuntimeError):
 
 class DagImportError(StackFailed):
     """A DAG file does not parse: waiting longer will not help."""
+
+
+def checked_run(missing: Sequence[str], prefix: str, run: Callable[[Path], dict[str, Any]],
+                failure: str) -> tuple[dict[str, Any], Path] | None:
+    """What ``run`` returns for a fresh temporary folder (named ``prefix``...), and that folder; None, said on
+    stdout, when a service is not answering or the stack failed (``failure: <why>``; the folder is kept)."""
+    if missing:
+        print(f"cannot run: {'; '.join(missing)} not answering")
+        return None
+    run_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return run(run_dir), run_dir
+    except StackFailed as exc:
+        print(f"{failure}: {exc}")
+        return None
 
 
 def with_db(url: str, dbname: str) -> str:

@@ -365,21 +365,20 @@ def unrecognised_files(folder: Path, known: Sequence[Path]) -> list[str]:
             for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".") and p not in known]
 
 
+def _load_exports(warehouse: Engine, folder: Path, prefix: str, suffix: str, **load: Any) -> list[BatchResult]:
+    """Every ``<prefix>_*<suffix>`` file in ``folder`` not loaded before, oldest first (``load``: _load_file's)."""
+    return [_load_file(warehouse, p, **load) for p in export_files(folder, prefix, suffix)]
+
+
 def ingest_crm_exports(warehouse: Engine, folder: Path, *, run_date: dt.date,
                        loaded_at: dt.datetime) -> list[BatchResult]:
     """Load every CRM contacts export in ``folder`` not loaded before, oldest first."""
-    return [
-        _load_file(warehouse, p, table="raw.crm_contacts", source="crm_export", run_date=run_date,
-                   loaded_at=loaded_at, parse=_parse_crm_csv)
-        for p in export_files(folder, "contacts", ".csv")
-    ]
+    return _load_exports(warehouse, folder, "contacts", ".csv", table="raw.crm_contacts", source="crm_export",
+                         run_date=run_date, loaded_at=loaded_at, parse=_parse_crm_csv)
 
 
 def ingest_email_events(warehouse: Engine, folder: Path, *, run_date: dt.date,
                         loaded_at: dt.datetime) -> list[BatchResult]:
     """Load every email-event feed file in ``folder`` not loaded before, oldest first."""
-    return [
-        _load_file(warehouse, p, table="raw.email_events", source="esp_events", run_date=run_date,
-                   loaded_at=loaded_at, parse=_parse_events_jsonl)
-        for p in export_files(folder, "events", ".jsonl")
-    ]
+    return _load_exports(warehouse, folder, "events", ".jsonl", table="raw.email_events", source="esp_events",
+                         run_date=run_date, loaded_at=loaded_at, parse=_parse_events_jsonl)

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from martech.models.customers import contact_of_customer
+
 K_RANGE = range(3, 9)
 SILHOUETTE_SAMPLE = 5_000
 SEED = 7
@@ -109,9 +111,7 @@ def build_segments(engine: Any, as_of: dt.date) -> dict[str, Any]:
             "select o.customer_id, p.category, sum(i.quantity) as units from staging.orders o"
             " join staging.order_items i using (order_id) join staging.products p using (product_id)"
             " where o.status = 'completed' and o.order_ts < :d group by 1, 2"), conn, params={"d": as_of})
-        link = pd.read_sql_query(sa.text(
-            "select customer_id, min(contact_id) as contact_id from staging.contacts where customer_id is not null"
-            " group by customer_id"), conn)
+        link = contact_of_customer(conn)
         stages = pd.read_sql_query(sa.text(
             "select customer_id, min(lifecycle_stage) as lifecycle_stage from marts.customer_lifecycle"
             " where as_of_date = :d and customer_id is not null group by customer_id"), conn, params={"d": as_of})

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
+from martech.models.customers import contact_of_customer, nothing_to_model
+
 DAYS_PER_PERIOD = 7.0
 MODEL_VERSION = "bgnbd-gg-1"
 HORIZON_DAYS = 90
@@ -277,13 +279,9 @@ def build_clv_predictions(engine, as_of: dt.date, *, horizon_days: int = HORIZON
         orders = pd.read_sql_query(
             sa.text("select customer_id, order_ts, net_amount as amount from staging.orders"
                     " where status <> 'cancelled' and order_ts < :d"), conn, params={"d": as_of})
-        contacts = pd.read_sql_query(
-            sa.text("select customer_id, min(contact_id) as contact_id from staging.contacts"
-                    " where customer_id is not null group by customer_id"), conn)
+        contacts = contact_of_customer(conn)
     if orders.empty:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"delete from {TABLE} where as_of = :d"), {"d": as_of})
-        return {"rows": 0, "model_version": None}
+        return nothing_to_model(engine, TABLE, as_of)
     summary = summarize(orders, as_of=pd.Timestamp(as_of))
     bg = fit_bgnbd(summary)
     try:

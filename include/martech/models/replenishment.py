@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from martech.models.customers import contact_of_customer, nothing_to_model
+
 __all__ = ["CONSUMABLE_CATEGORIES", "MIN_POPULATION_INTERVALS", "REMIND_DAYS_BEFORE", "Fit", "build_replenishment",
            "fit", "holdout_errors", "predict", "prior_strength", "purchase_days", "read_lines"]
 
@@ -214,13 +216,9 @@ def build_replenishment(engine, as_of: dt.date, *, remind_days_before: int = REM
         raise ValueError(f"remind_days_before must be 0 or more days, got {remind_days_before}")
     lines = read_lines(engine, as_of, categories)
     with engine.connect() as conn:
-        contacts = pd.read_sql_query(
-            sa.text("select customer_id, min(contact_id) as contact_id from staging.contacts"
-                    " where customer_id is not null group by customer_id"), conn)
+        contacts = contact_of_customer(conn)
     if lines.empty:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"delete from {TABLE} where as_of = :d"), {"d": as_of})
-        return {"rows": 0, "model_version": None}
+        return nothing_to_model(engine, TABLE, as_of)
     days = purchase_days(lines)
     model = fit(days)
     pred = predict(days, model, as_of, remind_days_before=remind_days_before)

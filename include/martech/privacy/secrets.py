@@ -29,3 +29,12 @@ def refuse_development_secret(secret_env: str, value: str, dev_secret: str,
             f"{'not set' if not value else 'the public development secret'}; set {secret_env} to a long random "
             "value (python -c 'import secrets; print(secrets.token_urlsafe(48))') in the environment of the "
             "Airflow workers")
+
+
+def configured_secret(secret_env: str, dev_secret: str, environ: Mapping[str, str] | None = None) -> str:
+    """The value of ``secret_env`` stripped ('' when it is not set), refused as
+    :func:`refuse_development_secret` says."""
+    environ = os.environ if environ is None else environ
+    value = (environ.get(secret_env) or "").strip()
+    refuse_development_secret(secret_env, value, dev_secret, environ)
+    return value

@@ -4,15 +4,15 @@
 -- in one transaction, so a rerun with the same inputs leaves identical rows.
 create table if not exists audiences.audience_members (
     campaign_id text not null, -- Campaign (include/campaigns/<id>.yml)
-    run_id text not null,
+    run_id text not null, -- The run's identity within the campaign: the run date (YYYY-MM-DD) for daily campaigns, YYYY-MM-DDTHH for hourly series; .step<n> appended for steps after the first
     run_date date not null, -- Run date
     contact_id text not null, -- CRM contact id (erased people: erased:<hash>)
     email text not null, -- Address the send goes to (personal data)
     first_name text, -- First name for the greeting (personal data)
-    arm text not null,
-    variant text not null,
-    definition_hash text not null,
-    attributes jsonb not null default '{}'::jsonb,
+    arm text not null, -- treatment (is sent) or holdout (never sent); from sha256(campaign_id:salt:contact_id), stable across reruns
+    variant text not null, -- A/B variant id from the same hash; holdout rows carry the variant they would have got
+    definition_hash text not null, -- sha256 of the campaign YAML and audience SQL the snapshot was built with
+    attributes jsonb not null default '{}'::jsonb, -- Personalization columns returned by the audience SQL, by column name
     send_at timestamptz, -- Quiet hours: start of the campaign's send window on the run date, contact's time zone
     send_before timestamptz, -- End of that window (null = no window)
     send_time_arm text, -- Send-time comparison arm: sto (preferred hour) or fixed (window time); null when not optimised
@@ -43,18 +43,3 @@ create index if not exists audience_members__run_date on audiences.audience_memb
 -- A series key is decided by one run per step: however many hourly runs see the cart, one row holds it.
 create unique index if not exists audience_members__series_step
 on audiences.audience_members (campaign_id, step, series_key) where series_key is not null
-;;
-comment on column audiences.audience_members.run_id is
-'The run''s identity within the campaign: the run date (YYYY-MM-DD) for daily campaigns, YYYY-MM-DDTHH for hourly series; .step<n> appended for steps after the first'
-;;
-comment on column audiences.audience_members.arm is
-'treatment (is sent) or holdout (never sent); from sha256(campaign_id:salt:contact_id), stable across reruns'
-;;
-comment on column audiences.audience_members.variant is
-'A/B variant id from the same hash; holdout rows carry the variant they would have got'
-;;
-comment on column audiences.audience_members.definition_hash is
-'sha256 of the campaign YAML and audience SQL the snapshot was built with'
-;;
-comment on column audiences.audience_members.attributes is
-'Personalization columns returned by the audience SQL, by column name'

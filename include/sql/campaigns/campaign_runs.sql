@@ -13,6 +13,11 @@ create table if not exists campaigns.campaign_runs (
     holdout integer not null, -- Members held out
     sent integer not null, -- Sends with status sent
     transport text not null,  -- outbox, smtp or sendgrid
+    dispatch_state text, -- complete, or incomplete: rows in doubt, to retry or newly given up (the dispatch task failed; a rerun settles them)
+    in_doubt integer, -- Ledger rows handed over with no known outcome after the last dispatch (never resent blindly)
+    retrying integer, -- Ledger rows not sent yet that a later dispatch retries (back-off until next_attempt_at)
+    abandoned integer, -- Ledger rows given up after failing past the retry deadline (24 hours): reported, resent only by a person
+    next_attempt_at timestamptz, -- When the earliest send still pending may be retried (null = none pending)
     primary key (campaign_id, run_id)
 )
 ;;
@@ -25,18 +30,3 @@ alter table campaigns.campaign_runs add column if not exists retrying integer
 alter table campaigns.campaign_runs add column if not exists abandoned integer
 ;;
 alter table campaigns.campaign_runs add column if not exists next_attempt_at timestamptz
-;;
-comment on column campaigns.campaign_runs.next_attempt_at is
-'When the earliest send still pending may be retried (null = none pending)'
-;;
-comment on column campaigns.campaign_runs.dispatch_state is
-'complete, or incomplete: rows in doubt, to retry or newly given up (the dispatch task failed; a rerun settles them)'
-;;
-comment on column campaigns.campaign_runs.in_doubt is
-'Ledger rows handed over with no known outcome after the last dispatch (never resent blindly)'
-;;
-comment on column campaigns.campaign_runs.retrying is
-'Ledger rows not sent yet that a later dispatch retries (back-off until next_attempt_at)'
-;;
-comment on column campaigns.campaign_runs.abandoned is
-'Ledger rows given up after failing past the retry deadline (24 hours): reported, resent only by a person'

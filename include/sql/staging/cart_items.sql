@@ -6,18 +6,18 @@
 -- the run's cutoff (held: every later run examines them again). Two versions with the same updated_at
 -- and different content are recorded (staging.corrections).
 create table if not exists staging.cart_items (
-    cart_id bigint not null,
-    line_no integer not null,
-    product_id bigint not null,
-    quantity integer not null,
-    unit_price numeric(12, 2) not null,
-    updated_at timestamptz,
+    cart_id bigint not null, -- Cart id
+    line_no integer not null, -- Line within the cart
+    product_id bigint not null, -- Product id
+    quantity integer not null, -- Quantity
+    unit_price numeric(12, 2) not null, -- Price per unit
+    updated_at timestamptz, -- Last change in the shop
     primary key (cart_id, line_no)
 )
 ;;
 select staging.begin_checked('raw.shop_cart_items')
 ;;
-create temporary table _checked on commit drop as
+create temporary table _judged on commit drop as
 with
 
 source as materialized (
@@ -82,7 +82,7 @@ judged as (
     left join cart_totals as t on l.k_cart_id = t.k_cart_id
 ),
 
-ranked as (
+reasons as (
     select
         j.*,
         case j.reject_code
@@ -116,25 +116,13 @@ ranked as (
                     'the lines of cart ' || j.k_cart_id::text || ' add up to ' || j.cart_value::text
                     || ', out of range for a cart value (below 10,000,000,000): the cart and its lines are'
                     || ' held back; fix the cart in the shop'
-        end as reject_reason,
-        row_number() over versions as version_rank,
-        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
-        coalesce(
-            lag(j.content_hash) over versions = j.content_hash
-            and lag(j._batch_id) over versions = j._batch_id, false
-        ) as is_copy
+        end as reject_reason
     from judged as j
-    window versions as (partition by j.reject_code is null, j.k_cart_id, j.k_line_no order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
 )
 
-select
-    k.*,
-    staging.disposition(k.reject_code, k.version_rank, k.is_copy) as disposition
-from ranked as k
+select * from reasons
 ;;
-select staging.record_duplicates('raw.shop_cart_items', 'duplicate_row', %(run_date)s)
-;;
-select staging.record_conflicts('raw.shop_cart_items', 'row_key', %(run_date)s)
+select staging.settle_checked('raw.shop_cart_items', array['k_cart_id', 'k_line_no'], 'duplicate_row', %(run_date)s)
 ;;
 truncate staging.cart_items
 ;;
@@ -156,16 +144,3 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.cart_items', 'raw.shop_cart_items', %(run_date)s, %(run_ts)s)
-;;
--- Column comments of staging.cart_items (the create table above lists its columns).
-comment on column staging.cart_items.cart_id is 'Cart id'
-;;
-comment on column staging.cart_items.line_no is 'Line within the cart'
-;;
-comment on column staging.cart_items.product_id is 'Product id'
-;;
-comment on column staging.cart_items.quantity is 'Quantity'
-;;
-comment on column staging.cart_items.unit_price is 'Price per unit'
-;;
-comment on column staging.cart_items.updated_at is 'Last change in the shop'

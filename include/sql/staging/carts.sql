@@ -5,19 +5,19 @@
 -- created or updated at or after the run's cutoff (held: every later run examines them again). Two
 -- versions with the same updated_at and different content are recorded (staging.corrections).
 create table if not exists staging.carts (
-    cart_id bigint primary key,
-    customer_id bigint not null,
-    created_at timestamptz not null,
+    cart_id bigint primary key, -- Cart id
+    customer_id bigint not null, -- Shop customer id (the surviving one)
+    created_at timestamptz not null, -- When the cart was opened
     updated_at timestamptz not null, -- Last change of the cart (the abandonment time for abandoned carts)
     status text not null, -- open, abandoned or converted
     order_id bigint, -- The order that bought the cart (converted carts)
     cart_value numeric(12, 2) not null, -- Sum of quantity times unit price of its lines
-    currency text
+    currency text -- ISO currency code
 )
 ;;
 select staging.begin_checked('raw.shop_carts')
 ;;
-create temporary table _checked on commit drop as
+create temporary table _judged on commit drop as
 with
 
 source as materialized (
@@ -65,7 +65,7 @@ judged as (
     from source as s
 ),
 
-ranked as (
+reasons as (
     select
         j.*,
         case j.reject_code
@@ -82,23 +82,13 @@ ranked as (
             when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
             when 'cart_value_out_of_range' then 'its lines add up to 10,000,000,000 or more, out of range for a cart'
                 || ' value (staging.cart_items quarantined them); fix the cart lines in the shop'
-        end as reject_reason,
-        row_number() over versions as version_rank,
-        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
-        coalesce(lag(j.content_hash) over versions = j.content_hash
-                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
+        end as reject_reason
     from judged as j
-    window versions as (partition by j.reject_code is null, j.k_cart_id order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
 )
 
-select
-    k.*,
-    staging.disposition(k.reject_code, k.version_rank, k.is_copy) as disposition
-from ranked as k
+select * from reasons
 ;;
-select staging.record_duplicates('raw.shop_carts', 'duplicate_row', %(run_date)s)
-;;
-select staging.record_conflicts('raw.shop_carts', 'k_cart_id', %(run_date)s)
+select staging.settle_checked('raw.shop_carts', array['k_cart_id'], 'duplicate_row', %(run_date)s)
 ;;
 truncate staging.carts
 ;;
@@ -141,12 +131,3 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.carts', 'raw.shop_carts', %(run_date)s, %(run_ts)s)
-;;
--- Column comments of staging.carts (the create table above lists its columns).
-comment on column staging.carts.cart_id is 'Cart id'
-;;
-comment on column staging.carts.created_at is 'When the cart was opened'
-;;
-comment on column staging.carts.currency is 'ISO currency code'
-;;
-comment on column staging.carts.customer_id is 'Shop customer id (the surviving one)'

@@ -4,20 +4,20 @@
 -- registration survives and the other id is recorded in staging.merged_rows, so its orders follow it
 -- (staging.orders maps them). Rows without a readable key or timestamps are quarantined.
 create table if not exists staging.customers (
-    customer_id bigint primary key,
-    email text,
-    first_name text,
-    last_name text,
-    country text,
-    created_at timestamptz,
-    updated_at timestamptz,
-    deleted_at timestamptz,
-    is_deleted boolean not null
+    customer_id bigint primary key, -- Shop customer id
+    email text, -- E-mail address, lower case (personal data)
+    first_name text, -- First name (personal data)
+    last_name text, -- Last name (personal data)
+    country text, -- ISO country code
+    created_at timestamptz, -- When the account was created
+    updated_at timestamptz, -- Last change in the shop
+    deleted_at timestamptz, -- When the account was deleted
+    is_deleted boolean not null -- True when the shop deleted the account
 )
 ;;
 select staging.begin_checked('raw.shop_customers')
 ;;
-create temporary table _checked on commit drop as
+create temporary table _judged on commit drop as
 with
 
 source as materialized (
@@ -58,40 +58,29 @@ judged as materialized (
         md5(concat_ws('|', s.customer_id, s.email, s.first_name, s.last_name, s.country, s.created_at,
                       s.updated_at, s.deleted_at)) as content_hash
     from source as s
-),
-
-ranked as (
-    select
-        j.*,
-        row_number() over versions as version_rank,
-        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
-        coalesce(lag(j.content_hash) over versions = j.content_hash
-                 and lag(j._batch_id) over versions = j._batch_id, false) as is_copy
-    from judged as j
-    window versions as (partition by j.reject_code is null, j.k_customer_id order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
-),
-
-identities as (
-    -- Live customers with the same address are one person: the earliest registration survives.
-    select
-        r.*,
-        case when r.reject_code is null and r.version_rank = 1 and r.t_email is not null and r.deleted_ts is null
-            then first_value(r.k_customer_id) over (
-                partition by r.reject_code is null and r.version_rank = 1 and r.deleted_ts is null, r.t_email
-                order by r.created_ts nulls last, r.k_customer_id)
-        end as surviving_customer_id
-    from ranked as r
 )
 
-select
-    i.*,
-    staging.disposition(i.reject_code, i.version_rank, i.is_copy,
-                        coalesce(i.surviving_customer_id <> i.k_customer_id, false)) as disposition
-from identities as i
+select * from judged
 ;;
-select staging.record_duplicates('raw.shop_customers', 'duplicate_customer_id', %(run_date)s)
+select staging.settle_checked('raw.shop_customers', array['k_customer_id'], 'duplicate_customer_id', %(run_date)s)
 ;;
-select staging.record_conflicts('raw.shop_customers', 'k_customer_id', %(run_date)s)
+alter table _checked add column surviving_customer_id bigint
+;;
+-- Live customers with the same address are one person: the earliest registration survives.
+update _checked as c
+set
+    surviving_customer_id = s.surviving_customer_id,
+    disposition = case when s.surviving_customer_id <> c.k_customer_id then 'merged' else c.disposition end
+from (
+    select
+        r.row_position,
+        first_value(r.k_customer_id) over (
+            partition by r.t_email order by r.created_ts nulls last, r.k_customer_id
+        ) as surviving_customer_id
+    from _checked as r
+    where r.disposition = 'staged' and r.t_email is not null and r.deleted_ts is null
+) as s
+where c.row_position = s.row_position
 ;;
 insert into staging.merged_rows (run_date, table_name, kind, merged_key, surviving_key, source_ref, batch_id, match_key)
 select
@@ -134,22 +123,3 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.customers', 'raw.shop_customers', %(run_date)s, %(run_ts)s)
-;;
--- Column comments of staging.customers (the create table above lists its columns).
-comment on column staging.customers.country is 'ISO country code'
-;;
-comment on column staging.customers.created_at is 'When the account was created'
-;;
-comment on column staging.customers.customer_id is 'Shop customer id'
-;;
-comment on column staging.customers.deleted_at is 'When the account was deleted'
-;;
-comment on column staging.customers.email is 'E-mail address, lower case (personal data)'
-;;
-comment on column staging.customers.first_name is 'First name (personal data)'
-;;
-comment on column staging.customers.is_deleted is 'True when the shop deleted the account'
-;;
-comment on column staging.customers.last_name is 'Last name (personal data)'
-;;
-comment on column staging.customers.updated_at is 'Last change in the shop'

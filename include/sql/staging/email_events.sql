@@ -4,17 +4,17 @@
 -- stored once per event); an event seen by both is kept once. Feed rows without an event id, an event or a
 -- readable time go to raw.quarantine with their reason.
 create table if not exists staging.email_events (
-    event_id text primary key,
-    event text not null,
-    event_ts timestamptz not null,
-    email text,
-    message_id text,
-    url text,
-    send_id text,
-    campaign_id text,
-    run_id text,
-    contact_id text,
-    machine_open boolean not null default false
+    event_id text primary key, -- Provider's event id (or a digest of the event when it has none)
+    event text not null, -- delivered, open, click, bounce, unsubscribe, spamreport, ...
+    event_ts timestamptz not null, -- When the event happened
+    email text, -- Recipient address (personal data)
+    message_id text, -- Provider's message id
+    url text, -- Clicked link (click events)
+    send_id text, -- The send (campaigns.send_ledger)
+    campaign_id text, -- Campaign
+    run_id text, -- Campaign run
+    contact_id text, -- Recipient's contact id (erased people: erased:<hash>)
+    machine_open boolean not null default false -- An open by a mail client's privacy proxy (Apple MPP), not by the person
 )
 ;;
 -- The KPIs and the dispatch reconcile read a send's events by send id.
@@ -125,26 +125,3 @@ final as (
 )
 
 select * from final
-;;
--- Column comments of staging.email_events (the create table above lists its columns).
-comment on column staging.email_events.campaign_id is 'Campaign'
-;;
-comment on column staging.email_events.contact_id is 'Recipient''s contact id (erased people: erased:<hash>)'
-;;
-comment on column staging.email_events.email is 'Recipient address (personal data)'
-;;
-comment on column staging.email_events.event is 'delivered, open, click, bounce, unsubscribe, spamreport, ...'
-;;
-comment on column staging.email_events.event_id is 'Provider''s event id (or a digest of the event when it has none)'
-;;
-comment on column staging.email_events.event_ts is 'When the event happened'
-;;
-comment on column staging.email_events.machine_open is 'An open by a mail client''s privacy proxy (Apple MPP), not by the person'
-;;
-comment on column staging.email_events.message_id is 'Provider''s message id'
-;;
-comment on column staging.email_events.run_id is 'Campaign run'
-;;
-comment on column staging.email_events.send_id is 'The send (campaigns.send_ledger)'
-;;
-comment on column staging.email_events.url is 'Clicked link (click events)'

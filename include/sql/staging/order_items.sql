@@ -6,13 +6,13 @@
 -- cutoff are held (every later run examines them again); two versions with the same updated_at and
 -- different content are recorded (staging.corrections, kind conflicting_version).
 create table if not exists staging.order_items (
-    order_id bigint not null,
-    line_no integer not null,
-    product_id bigint not null,
-    quantity integer not null,
-    unit_price numeric(12, 2) not null,
-    line_amount numeric(14, 2) not null,
-    updated_at timestamptz,
+    order_id bigint not null, -- Shop order id
+    line_no integer not null, -- Line within the order
+    product_id bigint not null, -- Product id
+    quantity integer not null, -- Quantity
+    unit_price numeric(12, 2) not null, -- Price per unit
+    line_amount numeric(14, 2) not null, -- quantity times unit_price
+    updated_at timestamptz, -- Last change in the shop
     is_free boolean not null default false, -- Unit price 0: a gift or a data error; left out of price statistics
     primary key (order_id, line_no)
 )
@@ -21,7 +21,7 @@ alter table staging.order_items add column if not exists is_free boolean not nul
 ;;
 select staging.begin_checked('raw.shop_order_items')
 ;;
-create temporary table _checked on commit drop as
+create temporary table _judged on commit drop as
 with
 
 source as materialized (
@@ -74,7 +74,7 @@ judged as materialized (
     left join rejected_orders as ro on s.k_order_id::text = ro.row_key
 ),
 
-ranked as (
+reasons as (
     select
         j.*,
         j.row_key as source_ref,
@@ -122,25 +122,13 @@ ranked as (
             when 'unknown_product' then
                 'product ' || j.t_product_id::text
                 || ' is not in the catalogue (staging.products); load the product first'
-        end as reject_reason,
-        row_number() over versions as version_rank,
-        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
-        coalesce(
-            lag(j.content_hash) over versions = j.content_hash
-            and lag(j._batch_id) over versions = j._batch_id, false
-        ) as is_copy
+        end as reject_reason
     from judged as j
-    window versions as (partition by j.reject_code is null, j.k_order_id, j.k_line_no order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
 )
 
-select
-    k.*,
-    staging.disposition(k.reject_code, k.version_rank, k.is_copy) as disposition
-from ranked as k
+select * from reasons
 ;;
-select staging.record_duplicates('raw.shop_order_items', 'duplicate_row', %(run_date)s)
-;;
-select staging.record_conflicts('raw.shop_order_items', 'row_key', %(run_date)s)
+select staging.settle_checked('raw.shop_order_items', array['k_order_id', 'k_line_no'], 'duplicate_row', %(run_date)s)
 ;;
 insert into staging.corrections
 (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)
@@ -179,18 +167,3 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.order_items', 'raw.shop_order_items', %(run_date)s, %(run_ts)s)
-;;
--- Column comments of staging.order_items (the create table above lists its columns).
-comment on column staging.order_items.line_amount is 'quantity times unit_price'
-;;
-comment on column staging.order_items.line_no is 'Line within the order'
-;;
-comment on column staging.order_items.order_id is 'Shop order id'
-;;
-comment on column staging.order_items.product_id is 'Product id'
-;;
-comment on column staging.order_items.quantity is 'Quantity'
-;;
-comment on column staging.order_items.unit_price is 'Price per unit'
-;;
-comment on column staging.order_items.updated_at is 'Last change in the shop'

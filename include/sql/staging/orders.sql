@@ -6,16 +6,16 @@
 -- (staging.corrections): amounts written as text, totals that disagree with their lines, refunds
 -- (no revenue). Identical copies of an order in one batch are counted in staging.merged_rows.
 create table if not exists staging.orders (
-    order_id bigint primary key,
+    order_id bigint primary key, -- Shop order id
     customer_id bigint not null, -- The surviving customer (ids merged by staging.customers are mapped)
-    order_ts timestamptz not null,
-    order_date date not null,
-    status text not null,
-    currency text,
-    total_amount numeric(14, 2) not null,
-    net_amount numeric(14, 2) not null,
-    coupon_code text,
-    updated_at timestamptz
+    order_ts timestamptz not null, -- When the order was placed
+    order_date date not null, -- Its UTC date
+    status text not null, -- Order status, lower case
+    currency text, -- ISO currency code
+    total_amount numeric(14, 2) not null, -- Order total
+    net_amount numeric(14, 2) not null, -- Total net of refunds (0 for cancelled orders)
+    coupon_code text, -- Coupon redeemed, upper case
+    updated_at timestamptz -- Last change in the shop
 )
 ;;
 -- Conversions and audiences read a customer's orders by customer id and time.
@@ -23,7 +23,7 @@ create index if not exists orders__customer_ts on staging.orders (customer_id, o
 ;;
 select staging.begin_checked('raw.shop_orders')
 ;;
-create temporary table _checked on commit drop as
+create temporary table _judged on commit drop as
 with
 
 customers as (
@@ -111,17 +111,6 @@ reasons as (
     from judged as j
 ),
 
-ranked as (
-    select
-        r.*,
-        row_number() over versions as version_rank,
-        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
-        coalesce(lag(r.content_hash) over versions = r.content_hash
-                 and lag(r._batch_id) over versions = r._batch_id, false) as is_copy
-    from reasons as r
-    window versions as (partition by r.reject_code is null, r.k_order_id order by r.updated_ts desc, r._loaded_at desc, r.row_position asc)
-),
-
 line_totals as (
     -- What the lines add up to, for orders whose every line is readable with a quantity >= 0 and a
     -- price > 0 (a line staging rejects or flags as free says nothing about the order's total); a line
@@ -149,15 +138,12 @@ line_totals as (
 )
 
 select
-    k.*,
-    case when lt.comparable and abs(lt.lines_amount - k.amount) >= 0.005 then lt.lines_amount end as lines_amount,
-    staging.disposition(k.reject_code, k.version_rank, k.is_copy) as disposition
-from ranked as k
-left join line_totals as lt on k.k_order_id = lt.order_id
+    r.*,
+    case when lt.comparable and abs(lt.lines_amount - r.amount) >= 0.005 then lt.lines_amount end as lines_amount
+from reasons as r
+left join line_totals as lt on r.k_order_id = lt.order_id
 ;;
-select staging.record_duplicates('raw.shop_orders', 'duplicate_order_id', %(run_date)s)
-;;
-select staging.record_conflicts('raw.shop_orders', 'k_order_id', %(run_date)s)
+select staging.settle_checked('raw.shop_orders', array['k_order_id'], 'duplicate_order_id', %(run_date)s)
 ;;
 insert into staging.corrections
     (run_date, table_name, row_key, source_ref, batch_id, kind, field, original_value, corrected_value)
@@ -198,22 +184,3 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.orders', 'raw.shop_orders', %(run_date)s, %(run_ts)s)
-;;
--- Column comments of staging.orders (the create table above lists its columns).
-comment on column staging.orders.coupon_code is 'Coupon redeemed, upper case'
-;;
-comment on column staging.orders.currency is 'ISO currency code'
-;;
-comment on column staging.orders.net_amount is 'Total net of refunds (0 for cancelled orders)'
-;;
-comment on column staging.orders.order_date is 'Its UTC date'
-;;
-comment on column staging.orders.order_id is 'Shop order id'
-;;
-comment on column staging.orders.order_ts is 'When the order was placed'
-;;
-comment on column staging.orders.status is 'Order status, lower case'
-;;
-comment on column staging.orders.total_amount is 'Order total'
-;;
-comment on column staging.orders.updated_at is 'Last change in the shop'

@@ -6,14 +6,14 @@
 create table if not exists staging.product_views (
     session_id text not null, -- The web session (staging.web_sessions)
     view_no integer not null, -- Position of the view within its session, from 1
-    product_id bigint not null,
-    viewed_at timestamptz not null,
+    product_id bigint not null, -- Product viewed
+    viewed_at timestamptz not null, -- When it was viewed
     primary key (session_id, view_no)
 )
 ;;
 select staging.begin_checked('raw.shop_product_views')
 ;;
-create temporary table _checked on commit drop as
+create temporary table _judged on commit drop as
 with
 
 source as materialized (
@@ -45,7 +45,7 @@ judged as (
     from source as s
 ),
 
-ranked as (
+reasons as (
     select
         j.*,
         case j.reject_code
@@ -62,25 +62,13 @@ ranked as (
                 || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'
             when 'future_timestamp' then staging.future_reason('viewed_at', j.viewed_at, %(run_ts)s)
             when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
-        end as reject_reason,
-        row_number() over versions as version_rank,
-        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
-        coalesce(
-            lag(j.content_hash) over versions = j.content_hash
-            and lag(j._batch_id) over versions = j._batch_id, false
-        ) as is_copy
+        end as reject_reason
     from judged as j
-    window versions as (partition by j.reject_code is null, j.k_session_id, j.k_view_no order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
 )
 
-select
-    k.*,
-    staging.disposition(k.reject_code, k.version_rank, k.is_copy) as disposition
-from ranked as k
+select * from reasons
 ;;
-select staging.record_duplicates('raw.shop_product_views', 'duplicate_row', %(run_date)s)
-;;
-select staging.record_conflicts('raw.shop_product_views', 'row_key', %(run_date)s)
+select staging.settle_checked('raw.shop_product_views', array['k_session_id', 'k_view_no'], 'duplicate_row', %(run_date)s)
 ;;
 truncate staging.product_views
 ;;
@@ -100,8 +88,3 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.product_views', 'raw.shop_product_views', %(run_date)s, %(run_ts)s)
-;;
--- Column comments of staging.product_views (the create table above lists its columns).
-comment on column staging.product_views.product_id is 'Product viewed'
-;;
-comment on column staging.product_views.viewed_at is 'When it was viewed'

@@ -4,19 +4,19 @@
 -- and versions updated at or after the run's cutoff (held: every later run examines them again). Two
 -- versions with the same updated_at and different content are recorded (staging.corrections).
 create table if not exists staging.products (
-    product_id bigint primary key,
-    sku text,
-    name text,
-    category text not null,
-    price numeric(12, 2),
-    image_url text,
-    created_at timestamptz,
-    updated_at timestamptz
+    product_id bigint primary key, -- Product id
+    sku text, -- Stock keeping unit
+    name text, -- Product name
+    category text not null, -- Product category
+    price numeric(12, 2), -- List price
+    image_url text, -- Product image URL
+    created_at timestamptz, -- When the product was created
+    updated_at timestamptz -- Last change in the shop
 )
 ;;
 select staging.begin_checked('raw.shop_products')
 ;;
-create temporary table _checked on commit drop as
+create temporary table _judged on commit drop as
 with
 
 source as materialized (
@@ -51,7 +51,7 @@ judged as (
     from source as s
 ),
 
-ranked as (
+reasons as (
     select
         j.*,
         case j.reject_code
@@ -67,25 +67,13 @@ ranked as (
                 'created_at / updated_at ' || coalesce(quote_literal(j.created_at), 'empty')
                 || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'
             when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
-        end as reject_reason,
-        row_number() over versions as version_rank,
-        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
-        coalesce(
-            lag(j.content_hash) over versions = j.content_hash
-            and lag(j._batch_id) over versions = j._batch_id, false
-        ) as is_copy
+        end as reject_reason
     from judged as j
-    window versions as (partition by j.reject_code is null, j.k_product_id order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
 )
 
-select
-    k.*,
-    staging.disposition(k.reject_code, k.version_rank, k.is_copy) as disposition
-from ranked as k
+select * from reasons
 ;;
-select staging.record_duplicates('raw.shop_products', 'duplicate_row', %(run_date)s)
-;;
-select staging.record_conflicts('raw.shop_products', 'k_product_id', %(run_date)s)
+select staging.settle_checked('raw.shop_products', array['k_product_id'], 'duplicate_row', %(run_date)s)
 ;;
 truncate staging.products
 ;;
@@ -109,20 +97,3 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.products', 'raw.shop_products', %(run_date)s, %(run_ts)s)
-;;
--- Column comments of staging.products (the create table above lists its columns).
-comment on column staging.products.category is 'Product category'
-;;
-comment on column staging.products.created_at is 'When the product was created'
-;;
-comment on column staging.products.image_url is 'Product image URL'
-;;
-comment on column staging.products.name is 'Product name'
-;;
-comment on column staging.products.price is 'List price'
-;;
-comment on column staging.products.product_id is 'Product id'
-;;
-comment on column staging.products.sku is 'Stock keeping unit'
-;;
-comment on column staging.products.updated_at is 'Last change in the shop'

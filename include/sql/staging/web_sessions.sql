@@ -7,16 +7,16 @@ create table if not exists staging.web_sessions (
     session_id text primary key, -- Tracker's session id
     customer_id bigint, -- Logged-in shop customer; null for leads and anonymous visitors
     contact_id text, -- CRM contact identified by an e-mail click (leads); null otherwise
-    started_at timestamptz not null,
+    started_at timestamptz not null, -- First hit of the session
     ended_at timestamptz, -- Last hit of the session
     page_views integer not null, -- Pages viewed in the session, product pages included
     product_views integer not null, -- Product pages viewed (rows in staging.product_views)
-    updated_at timestamptz
+    updated_at timestamptz -- Last change in the shop
 )
 ;;
 select staging.begin_checked('raw.shop_web_sessions')
 ;;
-create temporary table _checked on commit drop as
+create temporary table _judged on commit drop as
 with
 
 source as materialized (
@@ -55,7 +55,7 @@ judged as (
     from source as s
 ),
 
-ranked as (
+reasons as (
     select
         j.*,
         case j.reject_code
@@ -71,25 +71,13 @@ ranked as (
                 || ', ' || coalesce(quote_literal(j.updated_at), 'empty') || ')'
             when 'future_timestamp' then staging.future_reason('started_at', j.started_at, %(run_ts)s)
             when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
-        end as reject_reason,
-        row_number() over versions as version_rank,
-        -- An identical copy sorts next to the row it copies (same times), so one window finds both.
-        coalesce(
-            lag(j.content_hash) over versions = j.content_hash
-            and lag(j._batch_id) over versions = j._batch_id, false
-        ) as is_copy
+        end as reject_reason
     from judged as j
-    window versions as (partition by j.reject_code is null, j.k_session_id order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)
 )
 
-select
-    k.*,
-    staging.disposition(k.reject_code, k.version_rank, k.is_copy) as disposition
-from ranked as k
+select * from reasons
 ;;
-select staging.record_duplicates('raw.shop_web_sessions', 'duplicate_row', %(run_date)s)
-;;
-select staging.record_conflicts('raw.shop_web_sessions', 'k_session_id', %(run_date)s)
+select staging.settle_checked('raw.shop_web_sessions', array['k_session_id'], 'duplicate_row', %(run_date)s)
 ;;
 truncate staging.web_sessions
 ;;
@@ -113,8 +101,3 @@ final as (
 select * from final
 ;;
 select staging.finish_checked('staging.web_sessions', 'raw.shop_web_sessions', %(run_date)s, %(run_ts)s)
-;;
--- Column comments of staging.web_sessions (the create table above lists its columns).
-comment on column staging.web_sessions.started_at is 'First hit of the session'
-;;
-comment on column staging.web_sessions.updated_at is 'Last change in the shop'

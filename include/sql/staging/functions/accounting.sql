@@ -122,3 +122,34 @@ begin
     using p_run_date, p_raw_table;
 end
 $$
+;;
+-- The versions of each key, ranked the same way in every staging model. The model builds a temporary table
+-- _judged with one row per raw row (its key columns, reject_code, reject_reason, row_key, source_ref,
+-- content_hash, updated_ts, _loaded_at, _batch_id and row_position); this turns it into _checked with each
+-- row's version_rank, is_copy and disposition, then records the identical copies (kind p_duplicate_kind) and
+-- the conflicting versions. p_key: the model's key columns (a compound key's conflicts are matched on row_key).
+create or replace function staging.settle_checked(
+    p_raw_table text, p_key text[], p_duplicate_kind text, p_run_date date
+) returns void
+language plpgsql as $$
+declare
+    v_key text := (select string_agg(format('j.%I', k.col), ', ' order by k.n)
+                   from unnest(p_key) with ordinality as k (col, n));
+begin
+    -- An identical copy sorts next to the row it copies (same times), so one window finds both.
+    execute format(
+        'create temporary table _checked on commit drop as'
+        ' select k.*, staging.disposition(k.reject_code, k.version_rank, k.is_copy) as disposition'
+        ' from (select j.*, row_number() over versions as version_rank,'
+        '       coalesce(lag(j.content_hash) over versions = j.content_hash'
+        '                and lag(j._batch_id) over versions = j._batch_id, false) as is_copy'
+        '       from _judged as j'
+        '       window versions as (partition by j.reject_code is null, %s'
+        '                           order by j.updated_ts desc, j._loaded_at desc, j.row_position asc)) as k',
+        v_key);
+    drop table _judged;
+    perform staging.record_duplicates(p_raw_table, p_duplicate_kind, p_run_date);
+    perform staging.record_conflicts(
+        p_raw_table, case when cardinality(p_key) = 1 then p_key[1] else 'row_key' end, p_run_date);
+end
+$$
