@@ -15,7 +15,6 @@ create table if not exists campaigns.coupons (
     expires_at timestamptz not null,  -- First instant the code no longer works (valid_from + validity_days)
     kind text not null default 'coupon', -- coupon (a promo code) or loyalty_card
     constraint coupons_pkey primary key (code),
-    constraint coupons_member_kind_key unique (campaign_id, run_id, contact_id, kind),
     constraint coupons_kind_check check (kind in ('coupon', 'loyalty_card')),
     constraint coupons_code_check check (code = upper(btrim(code)) and code <> ''),
     constraint coupons_percent_check check (discount_percent between 1 and 100),
@@ -27,7 +26,8 @@ create index if not exists coupons__send_id on campaigns.coupons (send_id)
 ;;
 alter table campaigns.coupons add column if not exists kind text not null default 'coupon'
 ;;
--- One coupon and one loyalty card per member of a run (the key used to allow one code of any kind).
+-- One coupon and one loyalty card per member of a run (the key used to allow one code of any kind): a
+-- unique index, the same on a fresh warehouse and on one migrated from the one-code key.
 alter table campaigns.coupons drop constraint if exists coupons_member_key
 ;;
 create unique index if not exists coupons_member_kind_key on campaigns.coupons (campaign_id, run_id, contact_id, kind)
