@@ -40,24 +40,28 @@ def test_every_figure_is_drawn_from_the_data_and_names_its_tables(report_warehou
     assert "winback" in html and "welcome" in html
 
 
+def _section_rows(html: str, section: str, source: str, attribute: str) -> dict[str, str]:
+    """The rows of one report section by their ``data-<attribute>`` key; the section must name its source."""
+    block = re.search(rf'<section id="{section}".*?</section>', html, re.S)
+    assert block and f"Source: <code>{source}</code>" in block.group(0)
+    return dict(re.findall(rf'<tr data-{attribute}="([^"]+)">(.*?)</tr>', block.group(0), re.S))
+
+
 def test_campaign_goals_show_value_target_and_progress(report_warehouse):
-    html = build_report(report_warehouse.engine, RUN_DATE)
-    block = re.search(r'<section id="goals".*?</section>', html, re.S)
-    assert block and "Source: <code>kpis.campaign_goals</code>" in block.group(0)
-    welcome = re.search(r'<tr data-goal="welcome">.*?</tr>', block.group(0), re.S).group(0)
+    rows = _section_rows(build_report(report_warehouse.engine, RUN_DATE), "goals", "kpis.campaign_goals", "goal")
+    welcome = rows["welcome"]
     assert "repeat_rate_new_customers" in welcome and ">0.2<" in welcome and ">0.25<" in welcome
     assert 'value="0.8"' in welcome and "80 %" in welcome and "on the way" in welcome
-    winback = re.search(r'<tr data-goal="winback">.*?</tr>', block.group(0), re.S).group(0)
+    winback = rows["winback"]
     assert "—" in winback and "no data" in winback
 
 
 def test_send_time_comparison_shows_both_arms_and_the_difference(report_warehouse):
-    html = build_report(report_warehouse.engine, RUN_DATE)
-    block = re.search(r'<section id="send_time".*?</section>', html, re.S)
-    assert block and "Source: <code>kpis.send_time_comparison</code>" in block.group(0)
-    sto = re.search(r'<tr data-send-time="abandoned_cart:sto">.*?</tr>', block.group(0), re.S).group(0)
+    rows = _section_rows(build_report(report_warehouse.engine, RUN_DATE), "send_time",
+                         "kpis.send_time_comparison", "send-time")
+    sto = rows["abandoned_cart:sto"]
     assert "45.0 %" in sto and "+15.0 pp (+6.0 to +24.0)" in sto and "+1.0 pp (-3.0 to +5.0)" in sto
-    fixed = re.search(r'<tr data-send-time="abandoned_cart:fixed">.*?</tr>', block.group(0), re.S).group(0)
+    fixed = rows["abandoned_cart:fixed"]
     assert "30.0 %" in fixed and "—" in fixed
 
 
