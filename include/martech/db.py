@@ -10,6 +10,9 @@ the models share live in ``include/sql/<schema>/functions/<name>.sql``. A file s
                       ``functions`` (``create or replace function`` only, applied by :func:`migrate`
                       after the landing tables, whose names a function body may use, and so before
                       any model runs)
+``-- lineage:``       on a landing table, ``batch`` or ``file``: the columns that say where each row came
+                      from are appended to its ``create table`` (``file`` adds the landed file and line
+                      before the batch columns), with the index that finds a batch's rows
 
 Statements are separated by a line holding only ``;;`` so that semicolons inside functions and strings
 never need parsing. Model files receive named parameters in psycopg2's ``%(name)s`` style.
@@ -48,7 +51,18 @@ SCHEMA_COMMENTS = {
 _STATEMENT_SEP = re.compile(r"^\s*;;\s*$", re.MULTILINE)
 _COLUMN_COMMENT = re.compile(r"^\s+([a-z_][a-z0-9_]*)\s+[^\n]*?--\s*(.+?)\s*$", re.MULTILINE)
 FUNCTIONS = "functions"
-_HEADER = re.compile(r"^--\s*(grain|materialized|depends_on):\s*(.+?)\s*$", re.MULTILINE)
+_HEADER = re.compile(r"^--\s*(grain|materialized|depends_on|lineage):\s*(.+?)\s*$", re.MULTILINE)
+# The lineage columns every landing row carries (martech.ingest writes them), in table order.
+_FILE_LINEAGE = (
+    "_source_file text not null, -- File the row was read from, relative to its landing folder",
+    "_line_no integer not null, -- Line of the row in that file (the header is line 1)",
+)
+_BATCH_LINEAGE = (
+    "_batch_id text not null, -- Ingest batch that landed the row (raw.ingest_batches.batch_id)",
+    "_source text not null, -- Source that sent the row, as named in include/sources.yml",
+    "_loaded_at timestamptz not null -- When its batch landed; staging reads the rows landed up to its run's cutoff",
+)
+LINEAGE = {"batch": _BATCH_LINEAGE, "file": _FILE_LINEAGE + _BATCH_LINEAGE}
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -95,6 +109,10 @@ class SqlFile:
                 "'-- materialized: table|model' before the first statement"
             )
         self.grain = header.get("grain", "")
+        self.lineage = header.get("lineage", "")
+        if self.lineage and (self.materialized != "table" or self.lineage not in LINEAGE):
+            raise ValueError(f"{path}: '-- lineage:' must be one of {', '.join(LINEAGE)}, on a landing table "
+                             f"(materialized: table); got {self.lineage!r}")
         self.schema = (path.parent.parent if self.materialized == FUNCTIONS else path.parent).name
         self.table = path.stem
 
@@ -113,7 +131,20 @@ class SqlFile:
 
     def statements(self) -> list[str]:
         parts = [p.strip() for p in _STATEMENT_SEP.split(self.text)]
-        return [p for p in parts if p and not all(line.startswith("--") for line in p.splitlines())]
+        stmts = [p for p in parts if p and not all(line.startswith("--") for line in p.splitlines())]
+        if self.lineage:
+            stmts[:1] = [self._with_lineage(stmts[0]),
+                         f"create index if not exists {self.table}__batch on {self.qualified_name} (_batch_id)"]
+        return stmts
+
+    def _with_lineage(self, create: str) -> str:
+        """The create-table statement with the lineage columns after its last column."""
+        lines = create.splitlines()
+        if not lines or lines[-1].strip() != ")":
+            raise ValueError(f"{self.path}: with '-- lineage:' the create table must end with a line holding ')'")
+        code, sep, comment = lines[-2].partition(" --")
+        lines[-2] = f"{code.rstrip()},{sep}{comment}"
+        return "\n".join([*lines[:-1], *(f"    {column}" for column in LINEAGE[self.lineage]), lines[-1]])
 
 
 def sql_file(qualified_name: str, sql_dir: Path = SQL_DIR) -> SqlFile:

@@ -62,3 +62,33 @@ def test_staging_parsers_live_outside_the_table_files():
                                                                           "staging/functions/derived.sql",
                                                                           "staging/functions/parsers.sql"]
     assert not any("create or replace function" in p.read_text(encoding="utf-8").lower() for p in FILES)
+
+
+def test_lineage_columns_and_batch_index_are_appended(tmp_path: Path):
+    path = tmp_path / "raw" / "x.sql"
+    path.parent.mkdir()
+    path.write_text("-- grain: one row per x\n-- materialized: table\n-- lineage: file\n"
+                    "create table if not exists raw.x (\n    a text, -- A\n    b text -- B, as received\n)\n"
+                    ";;\ncreate index if not exists x__a on raw.x (a)\n")
+    sf = SqlFile(path)
+    create, index, other = sf.statements()
+    assert create.splitlines()[-7:] == [
+        "    b text, -- B, as received",
+        "    _source_file text not null, -- File the row was read from, relative to its landing folder",
+        "    _line_no integer not null, -- Line of the row in that file (the header is line 1)",
+        "    _batch_id text not null, -- Ingest batch that landed the row (raw.ingest_batches.batch_id)",
+        "    _source text not null, -- Source that sent the row, as named in include/sources.yml",
+        "    _loaded_at timestamptz not null -- When its batch landed; staging reads the rows landed up to its"
+        " run's cutoff",
+        ")"]
+    assert index == "create index if not exists x__batch on raw.x (_batch_id)"
+    assert other == "create index if not exists x__a on raw.x (a)"
+    assert list(sf.column_comments()) == ["a", "b", "_source_file", "_line_no", "_batch_id", "_source", "_loaded_at"]
+
+
+def test_an_unknown_lineage_is_a_clear_error(tmp_path: Path):
+    path = tmp_path / "raw" / "x.sql"
+    path.parent.mkdir()
+    path.write_text("-- grain: one row per x\n-- materialized: table\n-- lineage: api\ncreate table raw.x (a text)\n")
+    with pytest.raises(ValueError, match=r"x.sql: '-- lineage:' must be one of batch, file"):
+        SqlFile(path)

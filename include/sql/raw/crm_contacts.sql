@@ -1,5 +1,6 @@
 -- grain: one row per line of a CRM contacts export file, as received
 -- materialized: table
+-- lineage: file
 -- Landing table for CRM exports: text columns as in the file, plus where each row came from.
 create table if not exists raw.crm_contacts (
     contact_id text, -- CRM contact id
@@ -20,15 +21,8 @@ create table if not exists raw.crm_contacts (
     email_opens text, -- Lead activity: marketing e-mails opened
     form_submissions text, -- Lead activity: forms submitted
     region text, -- ISO 3166-2 region code (e.g. DE-BY), optional export column
-    language text, -- Preferred language, ISO 639-1 (e.g. de), optional export column
-    _source_file text not null, -- File the row was read from, relative to its landing folder
-    _line_no integer not null, -- Line of the row in that file (the header is line 1)
-    _batch_id text not null, -- Ingest batch that landed the row (raw.ingest_batches.batch_id)
-    _source text not null, -- Source that sent the row, as named in include/sources.yml
-    _loaded_at timestamptz not null -- When its batch landed; staging reads the rows landed up to its run's cutoff
+    language text -- Preferred language, ISO 639-1 (e.g. de), optional export column
 )
-;;
-create index if not exists crm_contacts__batch on raw.crm_contacts (_batch_id)
 ;;
 alter table raw.crm_contacts add column if not exists lead_source text
 ;;

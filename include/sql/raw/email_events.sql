@@ -1,5 +1,6 @@
 -- grain: one row per email event received (SendGrid event-webhook shape), duplicates included
 -- materialized: table
+-- lineage: file
 -- The whole event is kept in payload; the fields the pipeline joins on are copied out as text.
 create table if not exists raw.email_events (
     sg_event_id text, -- Provider's event id (SendGrid sg_event_id)
@@ -12,12 +13,5 @@ create table if not exists raw.email_events (
     campaign_id text, -- custom_args.campaign_id
     run_id text, -- custom_args.run_id
     contact_id text, -- custom_args.contact_id
-    payload jsonb not null, -- The whole event as received (personal data: the address)
-    _source_file text not null, -- File the row was read from, relative to its landing folder
-    _line_no integer not null, -- Line of the row in that file (the header is line 1)
-    _batch_id text not null, -- Ingest batch that landed the row (raw.ingest_batches.batch_id)
-    _source text not null, -- Source that sent the row, as named in include/sources.yml
-    _loaded_at timestamptz not null -- When its batch landed; staging reads the rows landed up to its run's cutoff
+    payload jsonb not null -- The whole event as received (personal data: the address)
 )
-;;
-create index if not exists email_events__batch on raw.email_events (_batch_id)

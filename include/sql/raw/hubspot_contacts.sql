@@ -1,5 +1,6 @@
 -- grain: one row per HubSpot contact version received in a batch
 -- materialized: table
+-- lineage: batch
 -- Landing table for the HubSpot CRM v3 search API: the properties staging needs as text, exactly as
 -- received, plus the whole object in payload. A version is (contact_id, lastmodifieddate); the pull's
 -- watermark makes each version land once.
@@ -15,15 +16,10 @@ create table if not exists raw.hubspot_contacts (
     createdate text, -- When HubSpot created the record
     lastmodifieddate text, -- ISO 8601 UTC; the incremental pull's cursor
     archived text, -- 'true' for an archived record
-    payload jsonb not null, -- the search result object as received (id, properties, createdAt, updatedAt, archived)
-    _batch_id text not null, -- Ingest batch that landed the row (raw.ingest_batches.batch_id)
-    _source text not null, -- Source that sent the row, as named in include/sources.yml
-    _loaded_at timestamptz not null -- When its batch landed; staging reads the rows landed up to its run's cutoff
+    payload jsonb not null -- the search result object as received (id, properties, createdAt, updatedAt, archived)
 )
 ;;
 -- Warehouses created before the lead status was pulled get the column once (a no-op afterwards).
 alter table raw.hubspot_contacts add column if not exists hs_lead_status text
-;;
-create index if not exists hubspot_contacts__batch on raw.hubspot_contacts (_batch_id)
 ;;
 create index if not exists hubspot_contacts__version on raw.hubspot_contacts (contact_id, lastmodifieddate)

@@ -1,5 +1,6 @@
 -- grain: one row per Shopify abandoned checkout version received in a batch
 -- materialized: table
+-- lineage: batch
 -- Landing table for the Shopify Admin REST API (checkouts.json): text as received plus the whole
 -- resource (line items included) in payload. A version is (checkout_id, updated_at).
 create table if not exists raw.shopify_abandoned_checkouts (
@@ -13,12 +14,7 @@ create table if not exists raw.shopify_abandoned_checkouts (
     abandoned_checkout_url text, -- Recovery link (personal data)
     created_at text, -- When the checkout started
     updated_at text, -- the incremental pull's cursor
-    payload jsonb not null, -- the checkout resource as received
-    _batch_id text not null, -- Ingest batch that landed the row (raw.ingest_batches.batch_id)
-    _source text not null, -- Source that sent the row, as named in include/sources.yml
-    _loaded_at timestamptz not null -- When its batch landed; staging reads the rows landed up to its run's cutoff
+    payload jsonb not null -- the checkout resource as received
 )
-;;
-create index if not exists shopify_abandoned_checkouts__batch on raw.shopify_abandoned_checkouts (_batch_id)
 ;;
 create index if not exists shopify_abandoned_checkouts__version on raw.shopify_abandoned_checkouts (checkout_id, updated_at)

@@ -1,5 +1,6 @@
 -- grain: one row per Shopify customer version received in a batch
 -- materialized: table
+-- lineage: batch
 -- Landing table for the Shopify Admin REST API (customers.json): text as received plus the whole
 -- resource in payload. A version is (customer_id, updated_at).
 create table if not exists raw.shopify_customers (
@@ -12,12 +13,7 @@ create table if not exists raw.shopify_customers (
     email_marketing_state text, -- email_marketing_consent.state (subscribed, not_subscribed, unsubscribed, ...)
     created_at text, -- When the customer was created
     updated_at text, -- ISO 8601 with the shop's offset; the incremental pull's cursor
-    payload jsonb not null, -- the customer resource as received
-    _batch_id text not null, -- Ingest batch that landed the row (raw.ingest_batches.batch_id)
-    _source text not null, -- Source that sent the row, as named in include/sources.yml
-    _loaded_at timestamptz not null -- When its batch landed; staging reads the rows landed up to its run's cutoff
+    payload jsonb not null -- the customer resource as received
 )
-;;
-create index if not exists shopify_customers__batch on raw.shopify_customers (_batch_id)
 ;;
 create index if not exists shopify_customers__version on raw.shopify_customers (customer_id, updated_at)
