@@ -225,3 +225,42 @@ def fast_http_retries() -> Iterator[None]:
     _http.set_testing(True)
     yield
     _http.set_testing(False)
+
+
+@pytest.fixture()
+def src() -> str:
+    """A source name of this test's own, so its landed rows are told apart by ``_source``."""
+    import uuid
+
+    return f"src_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture()
+def crash_page_commit():
+    """``with crash_page_commit(n, exc):`` the SaaS connectors' page write (``_land.copy_rows``) raises
+    ``exc`` on its n-th call after the rows were written, i.e. before that page commits."""
+    from contextlib import contextmanager
+
+    from martech.ingest.connectors import _land
+
+    @contextmanager
+    def crashing(n: int, exc: BaseException) -> Iterator[None]:
+        real = _land.copy_rows
+        calls = 0
+
+        def copy_rows(*args: Any, **kwargs: Any) -> int:
+            nonlocal calls
+            calls += 1
+            written = real(*args, **kwargs)
+            if calls == n:
+                raise exc
+            return written
+
+        _land.copy_rows = copy_rows  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            _land.copy_rows = real  # type: ignore[assignment]
+
+    return crashing
+

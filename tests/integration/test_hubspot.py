@@ -6,8 +6,6 @@ import datetime as dt
 import json
 import urllib.error
 import urllib.request
-import uuid
-from collections import Counter
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +13,7 @@ import sqlalchemy as sa
 from martech.ingest.connectors import _http, _land, hubspot
 from martech.ingest.landing import cutoff_for
 from martech.testing.fake_hubspot import FakeHubSpot, iso
+from martech.testing.landing import assert_landed_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fast_http_retries")]
 
@@ -29,11 +28,6 @@ TABLE = {"contacts": ("raw.hubspot_contacts", "contact_id", "lastmodifieddate"),
 def hub():
     with FakeHubSpot(token="tok") as fake:
         yield fake
-
-
-@pytest.fixture()
-def src() -> str:
-    return f"hs_{uuid.uuid4().hex[:8]}"
 
 
 def _seed(fake: FakeHubSpot, obj: str, n: int, *, per_ts: int = 3, start: int = 1) -> None:
@@ -57,11 +51,7 @@ def _landed(engine, src: str, obj: str) -> list[tuple[str, str]]:
 
 
 def _assert_exact(engine, fake, src, obj):
-    landed = _landed(engine, src, obj)
-    dupes = [v for v, n in Counter(landed).items() if n > 1]
-    assert dupes == [], f"duplicate (id, modified) rows: {dupes[:5]}"
-    assert {i for i, _ in landed} == {i for i, _ in fake.versions(obj)}
-    assert set(landed) >= fake.versions(obj)  # the current version of every record is there
+    assert_landed_once(_landed(engine, src, obj), fake.versions(obj))
 
 
 def test_pull_lands_every_record_once_with_ties_and_the_exact_last_page(engine, hub, src):
@@ -162,23 +152,12 @@ def test_server_dying_after_n_pages_then_a_rerun_resumes_exactly(engine, hub, sr
     assert any(f["operator"] in ("GTE", "EQ") for g in resumed["filterGroups"] for f in g["filters"])
 
 
-def test_a_crash_inside_a_page_commit_rolls_that_page_back(engine, hub, src, monkeypatch):
+def test_a_crash_inside_a_page_commit_rolls_that_page_back(engine, hub, src, crash_page_commit):
     _seed(hub, "contacts", 400, per_ts=1)
-    real = _land.copy_rows
-    calls = {"n": 0}
-
-    def crash_on_third(*args, **kwargs):
-        calls["n"] += 1
-        n = real(*args, **kwargs)
-        if calls["n"] == 3:
-            raise RuntimeError("killed after the rows were written, before the commit")
-        return n
-
-    monkeypatch.setattr(_land, "copy_rows", crash_on_third)
-    with pytest.raises(RuntimeError, match="killed"):
+    with crash_page_commit(3, RuntimeError("killed after the rows were written, before the commit")), \
+            pytest.raises(RuntimeError, match="killed"):
         _pull(engine, hub, src, objects=["contacts"])
     assert len(_landed(engine, src, "contacts")) == 2 * 99  # pages 1 and 2; page 3 rolled back
-    monkeypatch.setattr(_land, "copy_rows", real)
     assert _pull(engine, hub, src, objects=["contacts"])[0].rows_loaded == 400
     _assert_exact(engine, hub, src, "contacts")
 

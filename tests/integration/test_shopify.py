@@ -6,16 +6,15 @@ import datetime as dt
 import json
 import urllib.error
 import urllib.request
-import uuid
-from collections import Counter
 
 import pytest
 import sqlalchemy as sa
 
-from martech.ingest.connectors import _http, _land, shopify
+from martech.ingest.connectors import _http, shopify
 from martech.ingest.landing import cutoff_for
 from martech.testing.fake_hubspot import FakeHubSpot
 from martech.testing.fake_shopify import FakeShopify
+from martech.testing.landing import assert_landed_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fast_http_retries")]
 
@@ -31,11 +30,6 @@ ENDPOINT = {"customers": "customers", "orders": "orders", "abandoned_checkouts":
 def shop():
     with FakeShopify(token="shpat_test") as fake:
         yield fake
-
-
-@pytest.fixture()
-def src() -> str:
-    return f"sh_{uuid.uuid4().hex[:8]}"
 
 
 def _seed(fake: FakeShopify, resource: str, n: int, *, per_ts: int = 3, start: int = 1) -> None:
@@ -72,12 +66,7 @@ def _landed(engine, src: str, obj: str) -> list[tuple[str, str]]:
 
 
 def _assert_exact(engine, fake, src, obj, **match):
-    landed = _landed(engine, src, obj)
-    dupes = [v for v, n in Counter(landed).items() if n > 1]
-    assert dupes == [], f"duplicate (id, updated_at) rows: {dupes[:5]}"
-    source = fake.versions(ENDPOINT[obj], **match)
-    assert {i for i, _ in landed} == {i for i, _ in source}
-    assert set(landed) >= source
+    assert_landed_once(_landed(engine, src, obj), fake.versions(ENDPOINT[obj], **match))
 
 
 def test_pull_lands_every_resource_once_with_ties_and_the_exact_last_page(engine, shop, src):
@@ -154,23 +143,12 @@ def test_server_dying_after_n_pages_then_a_rerun_resumes_exactly(engine, shop, s
     assert "updated_at_min" in resumed and "page_info" not in resumed
 
 
-def test_a_crash_inside_a_page_commit_rolls_that_page_back(engine, shop, src, monkeypatch):
+def test_a_crash_inside_a_page_commit_rolls_that_page_back(engine, shop, src, crash_page_commit):
     _seed(shop, "customers", 200, per_ts=7)  # ties across page boundaries: the resume skips by (updated_at, id)
-    real = _land.copy_rows
-    calls = {"n": 0}
-
-    def crash_on_third(*args, **kwargs):
-        calls["n"] += 1
-        n = real(*args, **kwargs)
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("killed after the rows were written, before the commit")
-        return n
-
-    monkeypatch.setattr(_land, "copy_rows", crash_on_third)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_page_commit(3, KeyboardInterrupt("killed after the rows were written, before the commit")), \
+            pytest.raises(KeyboardInterrupt):
         _pull(engine, shop, src, objects=["customers"], page_size=30)
     assert len(_landed(engine, src, "customers")) == 60
-    monkeypatch.setattr(_land, "copy_rows", real)
     assert _pull(engine, shop, src, objects=["customers"], page_size=30)[0].rows_loaded == 200
     _assert_exact(engine, shop, src, "customers")
 
