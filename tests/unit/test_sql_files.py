@@ -28,10 +28,15 @@ def test_header_and_statements(path: Path):
         assert any(s.lower().lstrip().startswith("insert into") for s in stmts)
 
 
+def _sql_file(tmp_path: Path, schema: str, text: str) -> Path:
+    path = tmp_path / schema / "x.sql"
+    path.parent.mkdir()
+    path.write_text(text)
+    return path
+
+
 def test_missing_header_is_a_clear_error(tmp_path: Path):
-    bad = tmp_path / "marts" / "x.sql"
-    bad.parent.mkdir()
-    bad.write_text("create table marts.x (a int)\n")
+    bad = _sql_file(tmp_path, "marts", "create table marts.x (a int)\n")
     with pytest.raises(ValueError, match=r"x.sql: the header must state '-- grain: one row per"):
         SqlFile(bad)
 
@@ -65,12 +70,9 @@ def test_staging_parsers_live_outside_the_table_files():
 
 
 def test_lineage_columns_and_batch_index_are_appended(tmp_path: Path):
-    path = tmp_path / "raw" / "x.sql"
-    path.parent.mkdir()
-    path.write_text("-- grain: one row per x\n-- materialized: table\n-- lineage: file\n"
-                    "create table if not exists raw.x (\n    a text, -- A\n    b text -- B, as received\n)\n"
-                    ";;\ncreate index if not exists x__a on raw.x (a)\n")
-    sf = SqlFile(path)
+    sf = SqlFile(_sql_file(tmp_path, "raw", "-- grain: one row per x\n-- materialized: table\n-- lineage: file\n"
+                           "create table if not exists raw.x (\n    a text, -- A\n    b text -- B, as received\n)\n"
+                           ";;\ncreate index if not exists x__a on raw.x (a)\n"))
     create, index, other = sf.statements()
     assert create.splitlines()[-7:] == [
         "    b text, -- B, as received",
@@ -87,8 +89,7 @@ def test_lineage_columns_and_batch_index_are_appended(tmp_path: Path):
 
 
 def test_an_unknown_lineage_is_a_clear_error(tmp_path: Path):
-    path = tmp_path / "raw" / "x.sql"
-    path.parent.mkdir()
-    path.write_text("-- grain: one row per x\n-- materialized: table\n-- lineage: api\ncreate table raw.x (a text)\n")
+    bad = _sql_file(tmp_path, "raw", "-- grain: one row per x\n-- materialized: table\n-- lineage: api\n"
+                                     "create table raw.x (a text)\n")
     with pytest.raises(ValueError, match=r"x.sql: '-- lineage:' must be one of batch, file"):
-        SqlFile(path)
+        SqlFile(bad)

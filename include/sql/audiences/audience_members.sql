@@ -24,19 +24,12 @@ create table if not exists audiences.audience_members (
     constraint audience_members_arm_check check (arm in ('treatment', 'holdout'))
 )
 ;;
-alter table audiences.audience_members add column if not exists send_at timestamptz
-;;
-alter table audiences.audience_members add column if not exists send_before timestamptz
-;;
-alter table audiences.audience_members add column if not exists step integer
-;;
-alter table audiences.audience_members add column if not exists send_time_arm text
-;;
-alter table audiences.audience_members add column if not exists planned_send_at timestamptz
-;;
-alter table audiences.audience_members add column if not exists planned_hour smallint
-;;
-alter table audiences.audience_members add column if not exists series_key text
+-- Warehouses created before these columns existed get them once (a no-op afterwards).
+alter table audiences.audience_members
+add column if not exists send_at timestamptz, add column if not exists send_before timestamptz,
+add column if not exists step integer, add column if not exists send_time_arm text,
+add column if not exists planned_send_at timestamptz, add column if not exists planned_hour smallint,
+add column if not exists series_key text
 ;;
 create index if not exists audience_members__run_date on audiences.audience_members (campaign_id, run_date)
 ;;

@@ -24,15 +24,8 @@ create table if not exists raw.crm_contacts (
     language text -- Preferred language, ISO 639-1 (e.g. de), optional export column
 )
 ;;
-alter table raw.crm_contacts add column if not exists lead_source text
-;;
-alter table raw.crm_contacts add column if not exists page_views text
-;;
-alter table raw.crm_contacts add column if not exists email_opens text
-;;
-alter table raw.crm_contacts add column if not exists form_submissions text
-
-;;
-alter table raw.crm_contacts add column if not exists region text
-;;
-alter table raw.crm_contacts add column if not exists language text
+-- Warehouses created before these export columns existed get them once (a no-op afterwards).
+alter table raw.crm_contacts
+add column if not exists lead_source text, add column if not exists page_views text,
+add column if not exists email_opens text, add column if not exists form_submissions text,
+add column if not exists region text, add column if not exists language text
