@@ -228,6 +228,24 @@ def fast_http_retries() -> Iterator[None]:
 
 
 @pytest.fixture()
+def hub() -> Iterator[Any]:
+    """The HubSpot CRM v3 stand-in on loopback, token ``tok``."""
+    from martech.testing.fake_hubspot import FakeHubSpot
+
+    with FakeHubSpot(token="tok") as fake:
+        yield fake
+
+
+@pytest.fixture()
+def shop() -> Iterator[Any]:
+    """The Shopify Admin REST stand-in on loopback, token ``shpat_test``."""
+    from martech.testing.fake_shopify import FakeShopify
+
+    with FakeShopify(token="shpat_test") as fake:
+        yield fake
+
+
+@pytest.fixture()
 def src() -> str:
     """A source name of this test's own, so its landed rows are told apart by ``_source``."""
     import uuid

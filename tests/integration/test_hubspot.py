@@ -24,12 +24,6 @@ TABLE = {"contacts": ("raw.hubspot_contacts", "contact_id", "lastmodifieddate"),
          "deals": ("raw.hubspot_deals", "deal_id", "hs_lastmodifieddate")}
 
 
-@pytest.fixture()
-def hub():
-    with FakeHubSpot(token="tok") as fake:
-        yield fake
-
-
 def _seed(fake: FakeHubSpot, obj: str, n: int, *, per_ts: int = 3, start: int = 1) -> None:
     # Several records share one timestamp, so the (modified, id) tiebreak matters.
     for i in range(start, start + n):

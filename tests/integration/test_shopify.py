@@ -26,12 +26,6 @@ TABLE = {"customers": ("raw.shopify_customers", "customer_id"), "orders": ("raw.
 ENDPOINT = {"customers": "customers", "orders": "orders", "abandoned_checkouts": "checkouts"}
 
 
-@pytest.fixture()
-def shop():
-    with FakeShopify(token="shpat_test") as fake:
-        yield fake
-
-
 def _seed(fake: FakeShopify, resource: str, n: int, *, per_ts: int = 3, start: int = 1) -> None:
     for i in range(start, start + n):
         at = BASE + dt.timedelta(seconds=(i - start) // per_ts)

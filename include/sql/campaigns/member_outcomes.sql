@@ -149,7 +149,8 @@ conversions as (
     group by campaign_id, run_id, contact_id
 ),
 
-joined as (
+-- In the table's column order: members, their send and events, then their orders.
+final as (
     select
         per_member.*,
         coalesce(conversions.orders, 0) > 0 as converted,
@@ -165,29 +166,4 @@ joined as (
             and per_member.contact_id = conversions.contact_id
 )
 
-select
-    campaign_id,
-    run_id,
-    run_date,
-    conversion_window_days,
-    step,
-    variant,
-    contact_id,
-    arm,
-    customer_id,
-    sent,
-    delivered,
-    opened,
-    machine_opened,
-    clicked,
-    bounced,
-    unsubscribed,
-    spam_reported,
-    first_click,
-    first_open,
-    converted,
-    revenue,
-    attributed,
-    attributed_revenue,
-    as_of_date
-from joined
+select * from final
