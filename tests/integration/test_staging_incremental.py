@@ -27,6 +27,58 @@ CUT1, CUT2 = cutoff_for(DAY1), cutoff_for(DAY2)
 SESSION_COLS = ("session_id", "customer_id", "contact_id", "started_at", "ended_at", "page_views", "product_views",
                 "updated_at")
 VIEW_COLS = ("session_id", "view_no", "product_id", "viewed_at", "updated_at")
+CUSTOMER_COLS = ("customer_id", "email", "first_name", "last_name", "country", "created_at", "updated_at", "deleted_at")
+PRODUCT_COLS = ("product_id", "sku", "name", "category", "price", "image_url", "created_at", "updated_at")
+ORDER_COLS = ("order_id", "customer_id", "order_ts", "status", "currency", "total_amount", "coupon_code", "updated_at")
+LINE_COLS = ("order_id", "line_no", "product_id", "quantity", "unit_price", "updated_at")
+
+
+def _shop_day1() -> dict[str, list[tuple]]:
+    t = CUT1 - dt.timedelta(days=3)
+    due = CUT1 + dt.timedelta(hours=2)
+    return {
+        "raw.shop_customers": [
+            ("1", "a@example.com", "Ann", "A", "DE", _ts(t), _ts(t), None),
+            ("7", "g@example.com", "Gil", "G", "DE", _ts(t), _ts(t), None),  # merged into 6 on day 2
+        ],
+        "raw.shop_products": [("100", "S100", "Mug", "home", "10.00", None, _ts(t), _ts(t)),
+                              ("101", "S101", "Cup", "home", "5.00", None, _ts(t), _ts(t))],
+        "raw.shop_orders": [
+            ("1", "1", _ts(t), "completed", "EUR", "25.00", None, _ts(t)),
+            ("2", "2", _ts(t), "completed", "EUR", "10.00", None, _ts(t)),   # its customer arrives on day 2
+            ("3", "1", _ts(t), "completed", "EUR", "10.00", None, _ts(t)),   # a line of it is held until day 2
+            ("4", "1", _ts(t), "completed", "EUR", "10.00", None, _ts(t)),   # refunded on day 2
+            ("6", "7", _ts(t), "completed", "EUR", "5.00", None, _ts(t)),    # its customer merges on day 2
+        ],
+        "raw.shop_order_items": [
+            ("1", "1", "100", "2", "10.00", _ts(t)),
+            ("1", "2", "101", "1", "5.00", _ts(t)),
+            ("2", "1", "100", "1", "10.00", _ts(t)),
+            ("3", "1", "100", "1", "10.00", _ts(t)),
+            ("3", "2", "101", "1", "5.00", _ts(due)),                          # held, due on day 2
+            ("4", "1", "100", "1", "10.00", _ts(t)),
+            ("5", "1", "100", "1", "10.00", _ts(t)),                           # its order arrives on day 2
+            ("6", "1", "101", "1", "5.00", _ts(t)),
+        ],
+    }
+
+
+def _shop_day2() -> dict[str, list[tuple]]:
+    t = CUT2 - dt.timedelta(hours=5)
+    old = CUT1 - dt.timedelta(days=3)
+    return {
+        "raw.shop_customers": [
+            ("2", "b@example.com", "Bob", "B", "DE", _ts(t), _ts(t), None),   # the late parent of order 2
+            ("6", "g@example.com", "Gil", "G", "DE", _ts(old - dt.timedelta(days=9)), _ts(t), None),  # earlier
+        ],
+        "raw.shop_products": [],
+        "raw.shop_orders": [
+            ("4", "1", _ts(old), "refunded", "EUR", "10.00", None, _ts(t)),   # new version of an old key
+            ("1", "1", _ts(old), "completed", "EUR", "25.00", None, _ts(old)),  # identical copy, later batch
+            ("5", "1", _ts(t), "completed", "EUR", "10.00", None, _ts(t)),    # the late parent of its line
+        ],
+        "raw.shop_order_items": [("1", "2", "101", "3", "5.00", _ts(t))],    # changes order 1's total
+    }
 
 
 def _ts(moment: dt.datetime) -> str:
@@ -91,15 +143,22 @@ def _day2_rows() -> tuple[list[tuple], list[tuple]]:
     return sessions, views
 
 
-def _land(engine, batch: str, loaded_at: dt.datetime, sessions: list[tuple], views: list[tuple]) -> None:
+def _land(engine, batch: str, loaded_at: dt.datetime, sessions: list[tuple], views: list[tuple],
+          shop: dict[str, list[tuple]] | None = None) -> None:
+    columns = {"raw.shop_web_sessions": SESSION_COLS, "raw.shop_product_views": VIEW_COLS,
+               "raw.shop_customers": CUSTOMER_COLS, "raw.shop_products": PRODUCT_COLS,
+               "raw.shop_orders": ORDER_COLS, "raw.shop_order_items": LINE_COLS}
+    tables = {"raw.shop_web_sessions": sessions, "raw.shop_product_views": views, **(shop or {})}
     with engine.begin() as conn:
-        for table, cols, rows in (("raw.shop_web_sessions", SESSION_COLS, sessions),
-                                  ("raw.shop_product_views", VIEW_COLS, views)):
-            copy_rows(conn, table, (*cols, "_batch_id", "_source", "_loaded_at"),
+        for table, rows in tables.items():
+            copy_rows(conn, table, (*columns[table], "_batch_id", "_source", "_loaded_at"),
                       [(*r, batch, "shop", loaded_at) for r in rows])
 
 
 SNAPSHOTS = {
+    "staging.orders": "select t::text from staging.orders as t",
+    "staging.order_items": "select t::text from staging.order_items as t",
+    "staging.customers": "select t::text from staging.customers as t",
     "staging.web_sessions": "select t::text from staging.web_sessions as t",
     "staging.product_views": "select t::text from staging.product_views as t",
     "staging.row_accounting": "select t::text from staging.row_accounting as t where run_date = :d",
@@ -123,7 +182,7 @@ def _watermarks(engine) -> dict[str, tuple]:
 
 def test_incremental_day_matches_a_full_rebuild(clean_warehouse, warehouse):
     eng = clean_warehouse
-    _land(eng, "b1", CUT1 - dt.timedelta(hours=1), *_day1_rows())
+    _land(eng, "b1", CUT1 - dt.timedelta(hours=1), *_day1_rows(), _shop_day1())
     first = pipeline.build_staging(warehouse, DAY1)
     assert set(first["refresh"].values()) == {"full"}  # the first run rebuilds
     assert _watermarks(eng) == {t: (CUT1, True) for t in INCREMENTAL}
@@ -131,9 +190,9 @@ def test_incremental_day_matches_a_full_rebuild(clean_warehouse, warehouse):
         held = conn.execute(sa.text(
             "select row_key from raw.quarantine where stage = 'staging' and reason_code like 'future%'"
             " order by 1")).scalars().all()
-    assert held == ["s2:2", "s6", "s6:1", "s8", "s8:1"]
+    assert held == ["3:2", "s2:2", "s6", "s6:1", "s8", "s8:1"]
 
-    _land(eng, "b2", CUT2 - dt.timedelta(hours=1), *_day2_rows())
+    _land(eng, "b2", CUT2 - dt.timedelta(hours=1), *_day2_rows(), _shop_day2())
     second = pipeline.build_staging(warehouse, DAY2)
     assert second["refresh"] == {t: f"incremental since {CUT1.isoformat()}" for t in INCREMENTAL}
     assert _watermarks(eng) == {t: (CUT2, False) for t in INCREMENTAL}
@@ -152,6 +211,13 @@ def test_incremental_day_matches_a_full_rebuild(clean_warehouse, warehouse):
             "select session_id || ':' || view_no, product_id from staging.product_views")).all())
     # the new versions won, the late older ones did not, the due and corrected rows were staged
     assert sessions == {"s1": 9, "s2": 1, "s3": 1, "s4": 2, "s5": 2, "s6": 1, "s8": 1, "s9": 1, "s10": 1}
+    with eng.connect() as conn:
+        orders = {r.order_id: (r.customer_id, str(r.total_amount), str(r.net_amount)) for r in conn.execute(sa.text(
+            "select order_id, customer_id, total_amount, net_amount from staging.orders"))}
+        lines = conn.execute(sa.text("select count(*) from staging.order_items")).scalar_one()
+    assert orders == {1: (1, "35.00", "35.00"), 2: (2, "10.00", "10.00"), 3: (1, "15.00", "15.00"),
+                      4: (1, "10.00", "0.00"), 5: (1, "10.00", "10.00"), 6: (6, "5.00", "5.00")}
+    assert lines == 8
     assert views == {"s1:1": 200, "s1:2": 101, "s2:1": 102, "s2:2": 107, "s3:1": 103, "s4:1": 104,
                      "s5:1": 107, "s6:1": 108, "s8:1": 109, "s9:1": 110}
     # day 2 again: nothing new, the same tables; one more batch after a full rebuild is incremental again
@@ -169,7 +235,7 @@ def test_an_erasure_behind_the_watermark_rebuilds_in_full(clean_warehouse, wareh
         conn.execute(sa.text("delete from raw.shop_product_views where session_id = 's1'"))
     _land(eng, "b2", CUT2 - dt.timedelta(hours=1), *_day2_rows())
     second = pipeline.build_staging(warehouse, DAY2)
-    assert set(second["refresh"].values()) == {"full"}
+    assert second["refresh"]["staging.web_sessions"] == second["refresh"]["staging.product_views"] == "full"
     with eng.connect() as conn:
         state = conn.execute(sa.text(
             "select count(*) from staging_state.web_sessions where session_id = 's1'")).scalar_one()

@@ -22,6 +22,8 @@ import sqlalchemy as sa
 INCREMENTAL: dict[str, str] = {
     "staging.product_views": "raw.shop_product_views",
     "staging.web_sessions": "raw.shop_web_sessions",
+    "staging.orders": "raw.shop_orders",
+    "staging.order_items": "raw.shop_order_items",
 }
 
 

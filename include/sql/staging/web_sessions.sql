@@ -36,7 +36,7 @@ source as materialized (
         r._loaded_at <= %(run_ts)s
         and (
             r._loaded_at > (select staging.since())
-            or r.ctid in (select h.held from staging.held_rows() as h (held))
+            or r.ctid in (select h.row_position from staging.rows_to_recheck() as h (row_position))
         )
 ),
 

@@ -190,7 +190,7 @@ $$
 -- The start of an incrementally built model (p_table fed by p_raw_table alone). Without a watermark
 -- (staging.watermark): a full rebuild (the table emptied, everything the model records about its raw table
 -- cleared, its state written anew by finish_checked). With one, only raw rows landed after it
--- (staging.since) and the rows held as future-dated (staging.held_rows) are judged; settle_checked adds the
+-- (staging.since) and the rows to judge again (staging.rows_to_recheck) are judged; settle_checked adds the
 -- earlier rows of every key they touch from the model's state (staging_state.<table>: the settled raw rows
 -- of the last run) and clears what was recorded about those keys only. The mode holds for the rest of the
 -- model's transaction.
@@ -223,15 +223,18 @@ language sql stable as $$
     select coalesce(nullif(current_setting('martech.since', true), '')::timestamptz, '-infinity')
 $$
 ;;
--- In incremental mode, the raw rows the model held as future-dated in its last run (their physical
--- positions): every run judges them again, as their time may have come.
-create or replace function staging.held_rows() returns setof tid
+-- In incremental mode, the raw rows of the model's last run to judge again (their physical positions):
+-- the rows it held as future-dated, as their time may have come, and those p_also (a condition on the
+-- state's columns, alias s) names: rows whose judgement depends on another table, e.g. an order line
+-- waiting for its order. Nothing in a full rebuild, which judges every row.
+create or replace function staging.rows_to_recheck(p_also text default null) returns setof tid
 language plpgsql stable as $$
 begin
     if staging.state_table() is not null then
-        return query execute format('select row_position from %s'
-                                    ' where reject_code in (''future_timestamp'', ''future_updated_at'')',
-                                    staging.state_table());
+        return query execute format(
+            'select s.row_position from %s as s'
+            ' where s.reject_code in (''future_timestamp'', ''future_updated_at'')%s',
+            staging.state_table(), coalesce(' or ' || p_also, ''));
     end if;
 end
 $$
@@ -252,6 +255,18 @@ begin
         ' where c.disposition = ''superseded'' and s.updated_ts = c.updated_ts and s.content_hash <> c.content_hash',
         p_key)
     using p_run_date, p_raw_table;
+end
+$$
+;;
+-- The orders with a line staging.order_items held as future-dated in its last run: their line totals may
+-- change once the line is due (staging.orders judges them again).
+create or replace function staging.order_ids_of_held_lines() returns setof bigint
+language plpgsql stable as $$
+begin
+    if to_regclass('staging_state.order_items') is not null then
+        return query select s.k_order_id from staging_state.order_items as s
+        where s.reject_code in ('future_timestamp', 'future_updated_at');
+    end if;
 end
 $$
 ;;
