@@ -55,11 +55,11 @@ source as materialized (
         r._loaded_at <= %(run_ts)s
         and (
             r._loaded_at > (select staging.since())
-            -- Judged again: orders waiting for their customer, orders of a customer merged into another
-            -- (or no longer), and orders whose lines changed or may have (new lines, lines held last run).
+            -- Judged again: orders waiting for their customer or of a customer merged into another (their
+            -- customer ids differ), of a customer merged now, and orders whose lines changed or may have
+            -- (new lines, lines held last run).
             or r.ctid in (select h.row_position from staging.rows_to_recheck($$
-                s.reject_code = 'unknown_customer'
-                or s.surviving_customer_id is distinct from s.t_customer_id
+                s.surviving_customer_id is distinct from s.t_customer_id
                 or s.t_customer_id in (
                     select m.merged_key::bigint from staging.merged_rows as m
                     where m.table_name = 'raw.shop_customers' and m.kind = 'same_person_two_ids')
