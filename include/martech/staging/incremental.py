@@ -1,13 +1,13 @@
 """Which staging tables are built incrementally, and from where each one's next run reads its raw table.
 
 An incrementally built model judges only the raw rows landed after its watermark
-(``staging.model_watermarks.loaded_through``, the cutoff of its last run; ``staging.watermark`` decides) and the rows it held as
-future-dated, then settles again every key those rows touch, with the key's earlier rows read from the
-model's state (``staging_state.<table>``); see ``staging.begin_checked`` in
-include/sql/staging/functions/accounting.sql. The result is the table a full rebuild makes from the same raw
-rows. A full rebuild runs instead when asked for, the first time, and whenever the raw rows up to the
-watermark are no longer the ones the last run counted (an erasure removed some, a batch landed behind the
-watermark, the raw table was reloaded).
+(``staging.model_watermarks.loaded_through``, the cutoff of its last run; ``staging.watermark`` decides)
+and the rows it must judge again (held as future-dated, waiting for a parent: ``staging.rows_to_recheck``),
+then settles again every key those rows touch, with the key's earlier rows read from the model's state
+(``staging_state.<table>``); see ``staging.begin_checked`` in include/sql/staging/functions/accounting.sql.
+The result is the table a full rebuild makes from the same raw rows. A full rebuild runs instead when asked
+for, the first time, and whenever the raw rows up to the watermark are no longer the ones the last run
+counted (an erasure removed some, a batch landed behind the watermark, the raw table was reloaded).
 """
 
 from __future__ import annotations
