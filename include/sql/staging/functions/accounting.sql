@@ -164,8 +164,9 @@ language sql as $$
 $$
 ;;
 -- Where an incrementally built model's run at p_run_ts reads on from: the cutoff of its last run, or null
--- (a full rebuild) without a state or watermark, for an older cutoff, or when the raw rows up to the
--- watermark are no longer the ones that run counted (an erasure removed some, a batch landed behind it).
+-- (a full rebuild) without a state or watermark, for an older cutoff, when the raw rows up to the
+-- watermark are no longer the ones that run counted (an erasure removed some, a batch landed behind it),
+-- or when the table no longer holds the rows that run staged.
 -- A full rebuild is asked for by deleting the model's row of staging.model_watermarks.
 create or replace function staging.watermark(p_table text, p_raw_table text, p_run_ts timestamptz)
 returns timestamptz
@@ -183,7 +184,14 @@ begin
         return null;
     end if;
     execute format('select count(*) from %s where _loaded_at <= $1', p_raw_table) into n using v_mark.loaded_through;
-    return case when n = v_mark.rows_through then v_mark.loaded_through end;
+    if n <> v_mark.rows_through then
+        return null;
+    end if;
+    -- The table itself as that run left it (a row deleted or added by hand is put right by a full rebuild).
+    execute format('select count(*) from %s', p_table) into n;
+    return case when n = (select a.rows_staged from staging.row_accounting as a
+                          where a.run_date = v_mark.run_date and a.table_name = p_table
+                            and a.raw_table = p_raw_table) then v_mark.loaded_through end;
 end
 $$
 ;;
