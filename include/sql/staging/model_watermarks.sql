@@ -9,7 +9,7 @@ create table if not exists staging.model_watermarks (
     raw_table text not null, -- Its raw table
     loaded_through timestamptz not null, -- Raw rows landed up to this instant are in the table (the run's cutoff)
     rows_through bigint not null, -- Raw rows landed up to loaded_through when it was recorded
-    run_date date not null, -- The staging run that recorded it
+    run_date date not null, -- The staging run that moved it there (a rerun reading nothing new leaves it)
     full_refresh boolean not null, -- Whether that run rebuilt the table from all raw rows
     primary key (table_name, raw_table)
 )

@@ -117,7 +117,9 @@ begin
             where a.run_date = p_run_date and a.table_name = p_table and a.raw_table = v_raw
             on conflict (table_name, raw_table) do update
             set loaded_through = excluded.loaded_through, rows_through = excluded.rows_through,
-                run_date = excluded.run_date, full_refresh = excluded.full_refresh;
+                run_date = excluded.run_date, full_refresh = excluded.full_refresh
+            -- A rerun that read nothing new leaves the watermark as it was (a rerun changes no table).
+            where w.loaded_through <> excluded.loaded_through or excluded.full_refresh;
         end if;
     end loop;
     return n_quarantined;
