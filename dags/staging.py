@@ -1,8 +1,10 @@
 """
 ### staging — typed, deduplicated tables, one row per entity
 
-Runs when `ingest` has landed and checked raw data. Rebuilds each staging table from the raw rows
-loaded up to the run (the latest version of each key wins), in one transaction per table, then checks
+Runs when `ingest` has landed and checked raw data. Builds each staging table from the raw rows
+loaded up to the run (the latest version of each key wins), in one transaction per table: the largest
+tables read only the batches landed since their last run (`martech.staging.incremental`; the param
+`full_refresh` rebuilds them from all raw rows, as the first run does), the others are rebuilt. Then it checks
 them with Great Expectations (keys, values, references, freshness, row-count drift): a critical failure
 stops here, before any customer model or send; the asset outlet sits on the check.
 
@@ -17,19 +19,27 @@ product views), `raw.crm_contacts`, `raw.email_events`. Writes the ten tables of
 
 from __future__ import annotations
 
-from airflow.sdk import dag
+from airflow.sdk import Param, dag
 
 from martech.dagkit import DEFAULT_ARGS, RAW_CHECKED, RUN_PARAMS, STAGING, START_DATE, task
 
+PARAMS = {
+    **RUN_PARAMS,
+    "full_refresh": Param(False, type="boolean",
+                          description="Rebuild every staging table from all raw rows instead of reading only the"
+                                      " batches landed since each table's last run"),
+}
+
 
 @dag(schedule=[RAW_CHECKED], start_date=START_DATE, catchup=False, default_args=DEFAULT_ARGS,
-     tags=["martech", "staging"], doc_md=__doc__, params=RUN_PARAMS, max_active_runs=1)
+     tags=["martech", "staging"], doc_md=__doc__, params=PARAMS, max_active_runs=1)
 def staging():
     @task
     def build_staging(**context):
         from martech import dagkit, pipeline
 
-        return dagkit.run_step(context, pipeline.build_staging)
+        return dagkit.run_step(context, pipeline.build_staging,
+                               full_refresh=bool(context["params"].get("full_refresh")))
 
     @task(outlets=[STAGING])
     def validate_staging(built, **context):

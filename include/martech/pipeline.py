@@ -150,30 +150,35 @@ def validate_raw(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
             "warnings": len(report.warnings)}
 
 
-def build_staging(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
-    """Rebuild the typed, deduplicated staging tables from raw, then prove no row went missing.
+def build_staging(wh: Warehouse, run_date: dt.date, full_refresh: bool = False) -> dict[str, Any]:
+    """Build the typed, deduplicated staging tables from raw, then prove no row went missing.
 
+    The tables of ``martech.staging.incremental.INCREMENTAL`` read only the raw batches landed since their
+    last run (a full rebuild the first time, or with ``full_refresh``); the others are rebuilt from all raw rows.
     Rows staging cannot use land in raw.quarantine, repairs in staging.corrections, folded duplicates
     in staging.merged_rows; ``martech.staging.accounting.check`` recounts received = staged + quarantined + merged
     (+ copies and superseded versions) per table and fails the run when it does not add up.
     """
     from martech.db import analyze, migrate, run_model
     from martech.privacy.erase import hold_back_erased
-    from martech.staging import accounting, contacts
+    from martech.staging import accounting, contacts, incremental
 
     eng = wh.engine
     params = {"run_date": run_date, "run_ts": _run_ts(run_date)}
     migrate(eng)
     held_back = hold_back_erased(eng, run_date=run_date, home=paths.home())
     accounting.guard_rebuild(eng, run_date, _run_ts(run_date))
+    since = incremental.plan(eng, _run_ts(run_date), full_refresh)
     counts = {m: run_model(eng, m, params) for m in STAGING_MODELS}
     accounts = accounting.check(eng, run_date, _run_ts(run_date))
     notes = contacts.notes(eng, _run_ts(run_date))
     analyze(eng, STAGING_SIDE_TABLES)  # each model analyzed itself (run_model); these grew beside them
+    refresh = {m: f"incremental since {w.isoformat()}" if w else "full" for m, w in since.items()}
     _say([f"{m}: {n} rows" for m, n in counts.items()] + [a.line() for a in accounts] + notes
+         + [f"{m}: {how}" for m, how in refresh.items()]
          + [f"{t}: {n} of erased people held back (do-not-contact list)" for t, n in held_back.items()])
     return {"run_date": run_date.isoformat(), "rows": counts, "notes": notes, "held_back": held_back,
-            "quarantined": {a.table: a.quarantined for a in accounts if a.quarantined},
+            "refresh": refresh, "quarantined": {a.table: a.quarantined for a in accounts if a.quarantined},
             "merged": {a.table: a.duplicate + a.merged for a in accounts if a.duplicate + a.merged}}
 
 

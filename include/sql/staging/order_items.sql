@@ -19,7 +19,7 @@ create table if not exists staging.order_items (
 ;;
 alter table staging.order_items add column if not exists is_free boolean not null default false
 ;;
-select staging.begin_checked('raw.shop_order_items')
+select staging.begin_checked('raw.shop_order_items', 'staging.order_items', %(run_ts)s)
 ;;
 create temporary table _judged on commit drop as
 with
@@ -35,7 +35,15 @@ source as materialized (
         staging.try_numeric(r.unit_price) as t_price,
         staging.try_ts(r.updated_at) as updated_ts
     from raw.shop_order_items as r
-    where r._loaded_at <= %(run_ts)s
+    where
+        r._loaded_at <= %(run_ts)s
+        and (
+            r._loaded_at > (select staging.since())
+            -- Judged again: lines waiting for their order or product (their reason names the order's reject).
+            or r.ctid in (select h.row_position from staging.rows_to_recheck($$
+                s.reject_code in ('orphan_order_item', 'unknown_product')
+            $$) as h (row_position))
+        )
 ),
 
 rejected_orders as (
@@ -145,8 +153,6 @@ select
 from _checked as c
 where c.disposition <> 'quarantined' and c.t_price = 0
 ;;
-truncate staging.order_items
-;;
 insert into staging.order_items
 with
 
@@ -165,5 +171,10 @@ final as (
 )
 
 select * from final
+on conflict (order_id, line_no) do update
+set (product_id, quantity, unit_price, line_amount, updated_at, is_free) = (
+    excluded.product_id, excluded.quantity, excluded.unit_price, excluded.line_amount, excluded.updated_at,
+    excluded.is_free
+)
 ;;
 select staging.finish_checked('staging.order_items', 'raw.shop_order_items', %(run_date)s, %(run_ts)s)

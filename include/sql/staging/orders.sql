@@ -21,7 +21,7 @@ create table if not exists staging.orders (
 -- Conversions and audiences read a customer's orders by customer id and time.
 create index if not exists orders__customer_ts on staging.orders (customer_id, order_ts)
 ;;
-select staging.begin_checked('raw.shop_orders')
+select staging.begin_checked('raw.shop_orders', 'staging.orders', %(run_ts)s)
 ;;
 create temporary table _judged on commit drop as
 with
@@ -51,7 +51,24 @@ source as materialized (
         upper(staging.clean(r.currency)) as t_currency,
         staging.parse_amount(r.total_amount) as amount
     from raw.shop_orders as r
-    where r._loaded_at <= %(run_ts)s
+    where
+        r._loaded_at <= %(run_ts)s
+        and (
+            r._loaded_at > (select staging.since())
+            -- Judged again: orders waiting for their customer or of a customer merged into another (their
+            -- customer ids differ), of a customer merged now, and orders whose lines changed or may have
+            -- (new lines, lines held last run).
+            or r.ctid in (select h.row_position from staging.rows_to_recheck($$
+                s.surviving_customer_id is distinct from s.t_customer_id
+                or s.t_customer_id in (
+                    select m.merged_key::bigint from staging.merged_rows as m
+                    where m.table_name = 'raw.shop_customers' and m.kind = 'same_person_two_ids')
+                or s.k_order_id in (
+                    select staging.try_bigint(i.order_id) from raw.shop_order_items as i
+                    where i._loaded_at > staging.since())
+                or s.k_order_id in (select staging.order_ids_of_held_lines())
+            $$) as h (row_position))
+        )
 ),
 
 judged as materialized (
@@ -128,7 +145,9 @@ line_totals as (
             staging.try_numeric(i.unit_price) as unit_price,
             coalesce(staging.try_ts(i.updated_at) >= %(run_ts)s, false) as is_held
         from raw.shop_order_items as i
-        where i._loaded_at <= %(run_ts)s
+        where
+            i._loaded_at <= %(run_ts)s
+            and ((select staging.since()) = '-infinity' or staging.try_bigint(i.order_id) in (select s.k_order_id from source as s))
         order by
             staging.try_bigint(i.order_id), staging.try_bigint(i.line_no),
             coalesce(staging.try_ts(i.updated_at) >= %(run_ts)s, false), staging.try_ts(i.updated_at) desc,
@@ -158,8 +177,6 @@ cross join lateral (
 ) as f (kind, field, original, corrected, applies)
 where c.disposition <> 'quarantined' and f.applies
 ;;
-truncate staging.orders
-;;
 insert into staging.orders
 with
 
@@ -182,5 +199,10 @@ final as (
 )
 
 select * from final
+on conflict (order_id) do update
+set (customer_id, order_ts, order_date, status, currency, total_amount, net_amount, coupon_code, updated_at) = (
+    excluded.customer_id, excluded.order_ts, excluded.order_date, excluded.status, excluded.currency,
+    excluded.total_amount, excluded.net_amount, excluded.coupon_code, excluded.updated_at
+)
 ;;
 select staging.finish_checked('staging.orders', 'raw.shop_orders', %(run_date)s, %(run_ts)s)

@@ -11,7 +11,7 @@ create table if not exists staging.product_views (
     primary key (session_id, view_no)
 )
 ;;
-select staging.begin_checked('raw.shop_product_views')
+select staging.begin_checked('raw.shop_product_views', 'staging.product_views', %(run_ts)s)
 ;;
 create temporary table _judged on commit drop as
 with
@@ -27,7 +27,12 @@ source as materialized (
         staging.try_ts(r.updated_at) as updated_ts,
         md5(concat_ws('|', r.session_id, r.view_no, r.product_id, r.viewed_at, r.updated_at)) as content_hash
     from raw.shop_product_views as r
-    where r._loaded_at <= %(run_ts)s
+    where
+        r._loaded_at <= %(run_ts)s
+        and (
+            r._loaded_at > (select staging.since())
+            or r.ctid in (select h.row_position from staging.rows_to_recheck() as h (row_position))
+        )
 ),
 
 judged as (
@@ -70,8 +75,6 @@ select * from reasons
 ;;
 select staging.settle_checked('raw.shop_product_views', array['k_session_id', 'k_view_no'], 'duplicate_row', %(run_date)s)
 ;;
-truncate staging.product_views
-;;
 insert into staging.product_views
 with
 
@@ -86,5 +89,7 @@ final as (
 )
 
 select * from final
+on conflict (session_id, view_no) do update
+set (product_id, viewed_at) = (excluded.product_id, excluded.viewed_at)
 ;;
 select staging.finish_checked('staging.product_views', 'raw.shop_product_views', %(run_date)s, %(run_ts)s)

@@ -14,7 +14,7 @@ create table if not exists staging.web_sessions (
     updated_at timestamptz -- Last change in the shop
 )
 ;;
-select staging.begin_checked('raw.shop_web_sessions')
+select staging.begin_checked('raw.shop_web_sessions', 'staging.web_sessions', %(run_ts)s)
 ;;
 create temporary table _judged on commit drop as
 with
@@ -32,7 +32,12 @@ source as materialized (
         staging.try_ts(r.updated_at) as updated_ts,
         md5(concat_ws('|', r.session_id, r.customer_id, r.contact_id, r.started_at, r.ended_at, r.page_views, r.product_views, r.updated_at)) as content_hash
     from raw.shop_web_sessions as r
-    where r._loaded_at <= %(run_ts)s
+    where
+        r._loaded_at <= %(run_ts)s
+        and (
+            r._loaded_at > (select staging.since())
+            or r.ctid in (select h.row_position from staging.rows_to_recheck() as h (row_position))
+        )
 ),
 
 judged as (
@@ -79,8 +84,6 @@ select * from reasons
 ;;
 select staging.settle_checked('raw.shop_web_sessions', array['k_session_id'], 'duplicate_row', %(run_date)s)
 ;;
-truncate staging.web_sessions
-;;
 insert into staging.web_sessions
 with
 
@@ -99,5 +102,10 @@ final as (
 )
 
 select * from final
+on conflict (session_id) do update
+set (customer_id, contact_id, started_at, ended_at, page_views, product_views, updated_at) = (
+    excluded.customer_id, excluded.contact_id, excluded.started_at, excluded.ended_at, excluded.page_views,
+    excluded.product_views, excluded.updated_at
+)
 ;;
 select staging.finish_checked('staging.web_sessions', 'raw.shop_web_sessions', %(run_date)s, %(run_ts)s)
