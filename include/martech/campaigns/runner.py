@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -201,6 +202,7 @@ def dispatch_partition(wh: Warehouse, campaign_id: str, run: Run, now: dt.dateti
     from martech.campaigns.dispatch import dispatch as send
     from martech.campaigns.partitions import Partition
 
+    started = time.process_time()
     spec, eng, run = _open(wh, campaign_id, run)
     part = Partition(int(assignment["partition"]), int(assignment["count"]))
     transport = _transport(wh, transport)
@@ -218,7 +220,9 @@ def dispatch_partition(wh: Warehouse, campaign_id: str, run: Run, now: dt.dateti
                      record=False)
         incomplete += [again] if again.incomplete else []
         done[run_id] = again.as_dict()
-    result = {"partition": part.index, "steps": steps, "earlier": done}
+    # this process's CPU time (not the database's): what a partition costs a worker
+    result = {"partition": part.index, "steps": steps, "earlier": done,
+              "cpu_s": round(time.process_time() - started, 3)}
     if incomplete:
         raise PartitionIncompleteError(f"{campaign_id} {part} dispatch incomplete (the next run settles them):"
                                        f" {'; '.join(s.describe() for s in incomplete)}", result)
