@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 RETRY_DEADLINE = timedelta(hours=24)  # after its first attempt, a row that still fails is given up (reported)
 BACKOFF_BASE_S = 30.0  # between runs: 30 s, 1, 2, 4 … minutes, at most BACKOFF_CAP_S
 BACKOFF_CAP_S = 1800.0
+WHOLE = Partition()  # every contact of the run
 IN_RUN_WAIT_S = 120.0  # seconds one run may spend waiting out a provider's failures before leaving them
 GAVE_UP = "gave up: "
 
@@ -280,7 +281,7 @@ def _lock(conn: Connection, key: str) -> None:
 def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime, transport: Transport, *,
              now: datetime, step: int = 1, sender: str = DEFAULT_SENDER, renderer: Renderer | None = None,
              clock: Callable[[], datetime] | None = None, retry_deadline: timedelta = RETRY_DEADLINE,
-             in_run_wait_s: float = IN_RUN_WAIT_S, strict: bool = True, partition: Partition = Partition(),
+             in_run_wait_s: float = IN_RUN_WAIT_S, strict: bool = True, partition: Partition = WHOLE,
              record: bool = True) -> DispatchSummary:
     """Plan and send the treatment arm of the run's snapshot; safe to rerun at any point.
 
@@ -451,11 +452,10 @@ def record_run(engine: Engine, spec: CampaignSpec, run_date: date | str | dateti
     """
     run_id = run_id_for(spec, run_date, step)
     spec = spec.for_step(step)
-    whole = Partition()
-    key = {"campaign_id": spec.id, "run_id": run_id, "step": step, **whole.params()}
+    key = {"campaign_id": spec.id, "run_id": run_id, "step": step, **WHOLE.params()}
     with engine.connect() as conn:
-        counts = conn.execute(_sql(_COUNTS, whole), key).one()
-    summary, sent = _outcome(engine, spec, transport, key, whole, counts, now, dict(
+        counts = conn.execute(_sql(_COUNTS, WHOLE), key).one()
+    summary, sent = _outcome(engine, spec, transport, key, WHOLE, counts, now, dict(
         ledger_rows_created=0, sent_now=0, already_sent=0, failed=0, newly_abandoned=newly_abandoned))
     with engine.begin() as conn:
         _record(conn, spec, run_date, transport.name, summary, sent)

@@ -146,9 +146,9 @@ def prepare_dispatch(wh: Warehouse, campaign_id: str, run: Run, now: dt.datetime
                      transport: Any = None) -> list[dict[str, Any]]:
     """What a run does once before its partitions send: the freshness gate, the previews and the seed list.
 
-    Returns one assignment per customer hash partition, what :func:`dispatch_partition` takes: the
-    partition and the count, for an hourly series the earlier hours with unsent rows that every partition
-    retries (``earlier``), and the seed sends' summary by step (``seeds``).
+    Returns one assignment per customer hash partition with work to do, what :func:`dispatch_partition`
+    takes: the partition and the count, for an hourly series the earlier hours with unsent rows that every
+    partition retries (``earlier``), and the seed sends' summary by step (``seeds``).
     """
     from martech.campaigns.dispatch import write_previews
     from martech.campaigns.freshness import require_fresh
@@ -169,7 +169,35 @@ def prepare_dispatch(wh: Warehouse, campaign_id: str, run: Run, now: dt.datetime
         seeded[str(step)] = send_seeds(eng, spec, run.value, transport, now=now, step=step,
                                        addresses=seeds).as_dict()
     count, earlier = settings.dispatch.partitions, _earlier(eng, spec, run)
-    return [{"partition": i, "count": count, "earlier": earlier, "seeds": seeded} for i in range(count)]
+    busy = _busy_partitions(eng, spec, [run.run_id(step) for step in spec.step_numbers] + [r for r, _ in earlier],
+                            count)
+    log.info("%s %s: %d of %d partitions have contacts to send or settle", campaign_id, run, len(busy), count)
+    return [{"partition": i, "count": count, "earlier": earlier, "seeds": seeded} for i in busy]
+
+
+def _busy_partitions(eng: Any, spec: Any, run_ids: Sequence[str], count: int) -> list[int]:
+    """The partitions with a treatment member or an unsent ledger row in ``run_ids``: a partition without
+    either would do nothing, so it gets no task instance (a small run maps to few, an empty one to none)."""
+    import sqlalchemy as sa
+
+    from martech.campaigns.partitions import partition_sql
+
+    with eng.connect() as conn:
+        return sorted(int(p) for (p,) in conn.execute(sa.text(_BUSY.format(part=partition_sql("c"))), {
+            "campaign_id": spec.id, "run_ids": list(run_ids), "partitions": count}))
+
+
+_BUSY = """
+select distinct {part}
+from (
+    select m.contact_id as c from audiences.audience_members as m
+    where m.campaign_id = :campaign_id and m.run_id = any(cast(:run_ids as text[])) and m.arm = 'treatment'
+    union
+    select l.contact_id from campaigns.send_ledger as l
+    where l.campaign_id = :campaign_id and l.run_id = any(cast(:run_ids as text[]))
+      and l.status in ('pending', 'failed')
+) as contacts
+"""
 
 
 def _earlier(eng: Any, spec: Any, run: Run) -> list[list[Any]]:
