@@ -196,3 +196,19 @@ def test_a_failing_partition_stops_no_other_and_its_retry_sends_exactly_once(war
     assert set(delivered) == _treatment() and set(delivered.values()) == {1}
     assert _run_row(warehouse) == [{"treatment": 48, "holdout": 12, "sent": 48, "dispatch_state": "complete",
                                     "in_doubt": 0, "retrying": 0}]
+
+
+def test_only_partitions_with_contacts_are_mapped_and_an_empty_run_is_still_recorded(warehouse, sg):
+    busy = {partition_of(f"c{i:03d}", PARTITIONS) for i in range(MEMBERS) if i % 5}
+    assert [a["partition"] for a in runner.prepare_dispatch(warehouse, "promo", RUN, NOW, _transport(sg))] == \
+        sorted(busy)
+    empty = Run.daily(DAY + dt.timedelta(days=1))
+    with warehouse.engine.begin() as conn:
+        record_suppression_refresh(conn, empty.date, 0, NOW + dt.timedelta(days=1))
+    later = NOW + dt.timedelta(days=1)
+    assert runner.prepare_dispatch(warehouse, "promo", empty, later, _transport(sg)) == []
+    summary = runner.finish_dispatch(warehouse, "promo", empty, later, [], [], _transport(sg))
+    assert (summary["treatment"], summary["sent_now"]) == (0, 0)
+    with warehouse.engine.connect() as conn:
+        assert conn.execute(sa.text("select members, dispatch_state from campaigns.campaign_runs"
+                                    " where run_id = :r"), {"r": empty.run_id(1)}).one() == (0, "complete")
