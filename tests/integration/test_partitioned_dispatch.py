@@ -21,7 +21,7 @@ from martech.campaigns.partitions import partition_of, partition_sql
 from martech.campaigns.sendgrid_transport import SendGridTransport
 from martech.campaigns.transports import SendResult
 from martech.runs import Run
-from martech.testing.campaigns import write_promo_campaign
+from martech.testing.campaigns import plant_members, write_promo_campaign
 from martech.testing.fake_sendgrid import FakeSendGrid
 from martech.warehouse import Warehouse
 
@@ -69,13 +69,10 @@ def warehouse(clean_warehouse, tmp_path, monkeypatch):
     monkeypatch.setenv("MARTECH_CAMPAIGNS_DIR", str(folder))
     monkeypatch.setenv("MARTECH_OUTBOX_DIR", str(tmp_path / "outbox"))
     monkeypatch.delenv("MARTECH_SEED_ADDRESSES", raising=False)
+    plant_members(clean_warehouse, "promo", DAY, [
+        (f"c{i:03d}", f"u{i}@example.com", f"N{i}", "holdout" if i % 5 == 0 else "treatment", "ab"[i % 2])
+        for i in range(MEMBERS)])
     with clean_warehouse.begin() as conn:
-        conn.execute(sa.text(
-            "insert into audiences.audience_members (campaign_id, run_id, run_date, contact_id, email, first_name,"
-            " arm, variant, definition_hash, attributes) values ('promo', :r, :d, :c, :e, :f, :arm, :v, 'h',"
-            " '{\"is_customer\": true}')"),
-            [{"r": DAY.isoformat(), "d": DAY, "c": f"c{i:03d}", "e": f"u{i}@example.com", "f": f"N{i}",
-              "arm": "holdout" if i % 5 == 0 else "treatment", "v": "ab"[i % 2]} for i in range(MEMBERS)])
         record_suppression_refresh(conn, DAY, 0, NOW)
     with Warehouse(clean_warehouse.url.render_as_string(hide_password=False)) as wh:
         yield wh
