@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"mapped dispatch_partition: {mapped['task_instances']} task instances, first start to last end"
           f" {mapped['span_s']:.1f}s, campaign DAGs {result['timings']['campaigns_s']:.1f}s;"
           f" CPU {mapped['cpu_s_total']:.2f}s in the task processes")
+    if mapped["cpu_s"]:
+        cpu = sorted(mapped["cpu_s"].values())
+        print(f"  CPU per partition: min {cpu[0]:.2f}s, median {cpu[len(cpu) // 2]:.2f}s, max {cpu[-1]:.2f}s")
     for host, figures in mapped["per_worker"].items():
         print(f"  {host:<10} {figures['tis']:3d} partitions, busy {figures['busy_s']:.1f}s")
     print(f"wall time {result['timings']['wall_s']:.0f}s (stack up after {result['timings']['stack_up_s']:.0f}s)")
