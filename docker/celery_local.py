@@ -19,7 +19,7 @@ measure the mapped stage on one worker and on two (see docs/campaigns.md, "Parti
 Cron and asset schedules are switched off (``[scheduler] use_job_schedule``): unpaused DAGs would
 otherwise start runs of their own for today's date. Each stage is triggered through the REST API in the
 order the assets chain them, once the one before has succeeded, the campaign DAGs together. Task
-instances run one at a time across the two workers (see ``slots``).
+instances run two at a time across the workers (see ``slots``).
 
 Settings (environment): ``MARTECH_CELERY_PG_URL`` (a PostgreSQL server, default
 postgresql://postgres@127.0.0.1:5432/postgres; the role must be allowed to create databases),
@@ -80,10 +80,11 @@ def worker_hostname() -> str:
     return os.environ.get("MARTECH_WORKER_HOSTNAME") or socket.getfqdn()
 
 
-def slots(default: int = 1) -> int:
-    """How many task instances run at once across both workers (``MARTECH_CELERY_SLOTS``, default 1).
+def slots(default: int = 2) -> int:
+    """How many task instances run at once across the workers (``MARTECH_CELERY_SLOTS``, default 2).
 
-    One: this run proves the distributed path (tasks on both workers), not concurrency, which
+    Two, one per worker: the campaigns' partitions are meant to be sent side by side, and one slot made
+    the chain's ~70 task instances run one after another. Concurrency itself is what
     ``martech.devtools.scheduler_check`` proves under the LocalExecutor. (It was one because the schema
     migration used to take DDL locks in every task, and two tasks at once deadlocked; migrations are
     versioned now and a current warehouse takes no DDL lock.)
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="task processes per worker (default 2)")
     parser.add_argument("--campaigns", default="", help="comma-separated campaign ids (default: every one)")
     parser.add_argument("--slots", type=int, default=None,
-                        help="task instances at once across the workers (default MARTECH_CELERY_SLOTS, else 1)")
+                        help="task instances at once across the workers (default MARTECH_CELERY_SLOTS, else 2)")
     args = parser.parse_args(argv)
     # Stop cleanly (every process group, both databases) on Ctrl-C or SIGTERM too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
