@@ -209,3 +209,16 @@ def test_only_partitions_with_contacts_are_mapped_and_an_empty_run_is_still_reco
     with warehouse.engine.connect() as conn:
         assert conn.execute(sa.text("select members, dispatch_state from campaigns.campaign_runs"
                                     " where run_id = :r"), {"r": empty.run_id(1)}).one() == (0, "complete")
+
+
+def test_a_partition_that_failed_before_planning_leaves_the_run_incomplete(warehouse, sg):
+    assignments = runner.prepare_dispatch(warehouse, "promo", RUN, NOW, _transport(sg))
+    done = [runner.dispatch_partition(warehouse, "promo", RUN, NOW, a, _transport(sg)) for a in assignments[1:]]
+    # the first partition's task died before it planned anything: its members have no ledger row
+    with pytest.raises(DispatchIncompleteError, match="to retry"):
+        runner.finish_dispatch(warehouse, "promo", RUN, NOW, assignments, done, _transport(sg))
+    assert _run_row(warehouse)[0]["dispatch_state"] == "incomplete"
+    done.append(runner.dispatch_partition(warehouse, "promo", RUN, NOW, assignments[0], _transport(sg)))
+    runner.finish_dispatch(warehouse, "promo", RUN, NOW, assignments, done, _transport(sg))
+    delivered = _delivered(sg)
+    assert set(delivered) == _treatment() and set(delivered.values()) == {1}

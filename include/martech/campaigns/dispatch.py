@@ -224,6 +224,17 @@ where l.campaign_id = :campaign_id and l.run_id = :run_id and l.step = :step
 """
 
 
+# Treatment members without a ledger row: a partition that failed before it planned them.
+_UNPLANNED = """
+select count(*) from audiences.audience_members as m
+where m.campaign_id = :campaign_id and m.run_id = :run_id and m.arm = 'treatment'{m}
+  and not exists (
+      select 1 from campaigns.send_ledger as l
+      where l.campaign_id = m.campaign_id and l.run_id = m.run_id and l.step = :step and l.contact_id = m.contact_id
+  )
+"""
+
+
 def _sql(template: str, partition: Partition) -> sa.TextClause:
     """A statement of this module restricted to ``partition`` (its members ``m``, its ledger rows ``l``)."""
     return sa.text(template.format(m=partition.where("m.contact_id"), l=partition.where("l.contact_id")))
@@ -416,6 +427,7 @@ def _outcome(engine: Engine, spec: CampaignSpec, transport: Transport, key: dict
     with engine.connect() as conn:
         outcome = conn.execute(_sql(_OUTCOME, partition), {**key, "gave_up": GAVE_UP + "%"}).one()
         unclaimed = conn.execute(_sql(_UNCLAIMED, partition), key).all()
+        unplanned = int(conn.execute(_sql(_UNPLANNED, partition), key).scalar_one())
     # Never claimed: outside the contact's send window (a later dispatch sends it), else held back.
     can_schedule = getattr(transport, "supports_send_at", False)
     deferred = figures.pop("deferred", None)
@@ -424,7 +436,8 @@ def _outcome(engine: Engine, spec: CampaignSpec, transport: Transport, key: dict
     summary = DispatchSummary(
         campaign_id=spec.id, run_id=key["run_id"], step=key["step"], members=int(counts.members),
         treatment=int(counts.treatment), holdout=int(counts.holdout), uncertain=int(outcome.in_doubt),
-        retrying=int(outcome.retrying) + max(0, len(unclaimed) - deferred), abandoned=int(outcome.abandoned),
+        retrying=int(outcome.retrying) + max(0, len(unclaimed) - deferred) + unplanned,
+        abandoned=int(outcome.abandoned),
         next_attempt_at=outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else None,
         deferred=deferred, **figures)
     return summary, int(outcome.sent)
