@@ -7,10 +7,12 @@ campaign, in order:
 1. :func:`build_audience` snapshots the audience (holdout and variant by a stable hash);
 2. :func:`validate_audience` runs the pre-send gate (an hourly arm's size is compared with the same
    step at the same hour on earlier days);
-3. :func:`dispatch` passes the freshness gate, writes the previews, sends the seed list
-   (:mod:`martech.campaigns.seeds`), sends through the ledger, for an
-   hourly series also re-dispatches earlier hours' unsent rows, and records every run it touched in
-   ``campaigns.campaign_runs`` (through :mod:`martech.campaigns.run_ledger`, the table's one writer).
+3. the dispatch, in three parts that the DAG runs as three tasks and :func:`dispatch` runs in one
+   process: :func:`prepare_dispatch` (once: the freshness gate, the previews, the seed list
+   :mod:`martech.campaigns.seeds`, the customer hash partitions with work), :func:`dispatch_partition`
+   (per partition: sends its contacts through the ledger, for an hourly series also earlier hours'
+   unsent rows) and :func:`finish_dispatch` (once: records every run it touched in
+   ``campaigns.campaign_runs`` from the ledger, through :mod:`martech.campaigns.run_ledger`).
 
 Every function takes the warehouse (:class:`martech.warehouse.Warehouse`) and the run explicitly; none
 reads the clock.
