@@ -9,7 +9,11 @@ run date (`martech.campaigns.freshness`).
 Each run snapshots the audience (holdout and A/B variant by a stable hash of campaign and contact),
 validates it (Great Expectations: consent, suppressions, duplicate or invalid addresses, size against
 the trailing runs; a failure stops the run before anything is sent), then dispatches to the treatment
-arm through the send ledger, so a rerun of the same run date sends nothing twice.
+arm through the send ledger, so a rerun of the same run date sends nothing twice. The dispatch is three
+tasks: `prepare_dispatch` (freshness gate, previews, seed list: once per run), `dispatch_partition`
+mapped over the customer hash partitions (`dispatch.partitions` in `include/campaigns/_settings.yml`;
+each partition sends its own contacts and can be retried or rerun alone), and `dispatch`, which counts
+the run from the ledger into `campaigns.campaign_runs` and emits the asset event once all are done.
 
 An hourly series (the abandoned cart) first pulls the shop's carts, cart lines and orders up to the run's
 hour (`refresh_shop`), and its runs are per hour (`<date>T<HH>`, param `run_ts`); each step goes once per
@@ -26,9 +30,11 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from martech import paths
+from martech import dagkit, paths
 from martech.campaigns.spec import scan_campaigns
 from martech.dagkit import CAMPAIGN_PARAMS, DEFAULT_ARGS, HOURLY_CAMPAIGN_PARAMS, SENDS, START_DATE, task
+
+MAX_PARALLEL_PARTITIONS = 16  # partitions of one run sent at once, however many workers are free
 
 
 def build_campaign_dag(spec):
@@ -42,7 +48,6 @@ def build_campaign_dag(spec):
     def campaign():
         @task
         def refresh_shop(**context):
-            from martech import dagkit
             from martech.campaigns import hourly as pull
 
             with dagkit.warehouse(shop_url=dagkit.shop_url()) as wh:
@@ -50,35 +55,37 @@ def build_campaign_dag(spec):
 
         @task
         def build_audience(**context):
-            from martech import dagkit
-            from martech.campaigns import runner
-
-            with dagkit.warehouse() as wh:
-                return runner.build_audience(wh, spec.id, dagkit.run_of(context, hourly=hourly))
+            return dagkit.campaign_step(context, "build_audience", spec.id, hourly=hourly, sends=False)
 
         @task
         def validate_audience(**context):
-            from martech import dagkit
-            from martech.campaigns import runner
+            return dagkit.campaign_step(context, "validate_audience", spec.id, hourly=hourly, sends=False)
 
-            with dagkit.warehouse() as wh:
-                return runner.validate_audience(wh, spec.id, dagkit.run_of(context, hourly=hourly))
+        @task
+        def prepare_dispatch(**context):
+            if dagkit.dry_run_of(context):
+                return []  # the dry run renders everything in `dispatch`
+            return dagkit.campaign_step(context, "prepare_dispatch", spec.id, hourly=hourly)
 
-        @task(outlets=[SENDS])
-        def dispatch(**context):
-            from martech import dagkit
-            from martech.campaigns import runner
+        @task(max_active_tis_per_dagrun=MAX_PARALLEL_PARTITIONS)
+        def dispatch_partition(assignment, **context):
+            return dagkit.campaign_step(context, "dispatch_partition", spec.id, assignment, hourly=hourly)
 
-            with dagkit.warehouse(transport_settings=dagkit.transport_settings()) as wh:
-                summary = runner.dispatch(wh, spec.id, dagkit.run_of(context, hourly=hourly),
-                                          dagkit.run_time_of(context),
-                                          dry_run=bool((context.get("params") or {}).get("dry_run")))
-            if not summary.get("dry_run"):
-                dagkit.publish(context, SENDS, summary)
+        # Runs when every partition is done, failed or not: the run's row is counted from the ledger.
+        @task(outlets=[SENDS], trigger_rule="all_done")
+        def dispatch(assignments, results, **context):
+            if dagkit.dry_run_of(context):
+                return dagkit.campaign_step(context, "dispatch_dry_run", spec.id, hourly=hourly)
+            summary = dagkit.campaign_step(context, "finish_dispatch", spec.id, assignments, list(results or []),
+                                           hourly=hourly)
+            dagkit.publish(context, SENDS, summary)
             return summary
 
         audience = build_audience()
-        audience >> validate_audience() >> dispatch()
+        assignments = prepare_dispatch()
+        audience >> validate_audience() >> assignments
+        # one task instance per customer hash partition (dispatch.partitions in _settings.yml)
+        dispatch(assignments, dispatch_partition.expand(assignment=assignments))
         if hourly:  # an hourly series first pulls the shop's newest carts and orders
             refresh_shop() >> audience
 

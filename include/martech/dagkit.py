@@ -238,6 +238,25 @@ def run_time_of(context: Mapping[str, Any]) -> dt.datetime:
     return when
 
 
+def dry_run_of(context: Mapping[str, Any]) -> bool:
+    """Whether the run was triggered with ``dry_run`` (render and record, send nothing)."""
+    return bool((context.get("params") or {}).get("dry_run"))
+
+
+def campaign_step(context: Mapping[str, Any], name: str, campaign_id: str, *args: Any, hourly: bool,
+                  sends: bool = True) -> Any:
+    """A campaign task body: ``martech.campaigns.runner.<name>(warehouse, campaign_id, run[, now], *args)``.
+
+    ``sends``: the step sends or renders mail, so it gets the transport's settings and the run's timestamp.
+    """
+    from martech.campaigns import runner
+
+    settings = {"transport_settings": transport_settings()} if sends else {}
+    with warehouse(**settings) as wh:
+        timed = (run_time_of(context),) if sends else ()
+        return getattr(runner, name)(wh, campaign_id, run_of(context, hourly=hourly), *timed, *args)
+
+
 def publish(context: Mapping[str, Any], asset: Asset, summary: Mapping[str, Any]) -> None:
     """Attach the run date and row counts to the asset event this task emits."""
     extra = {"run_date": summary.get("run_date")}

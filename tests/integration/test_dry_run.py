@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from martech.campaigns.dispatch import dry_run, write_previews
 from martech.campaigns.spec import load_campaign
-from martech.testing.campaigns import write_promo_campaign
+from martech.testing.campaigns import plant_members, write_promo_campaign
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime(2026, 5, 4, 9, tzinfo=dt.timezone.utc)
@@ -24,13 +24,8 @@ def spec(tmp_path):
 
 
 def plant(eng, run: dt.date, ids: list[int]) -> None:
-    with eng.begin() as conn:
-        conn.execute(sa.text(
-            "insert into audiences.audience_members (campaign_id, run_id, run_date, contact_id, email, first_name,"
-            " arm, variant, definition_hash, attributes) values ('promo', :r, :d, :c, :e, :f, 'treatment', :v, 'h',"
-            " '{\"is_customer\": true}')"),
-            [{"r": run.isoformat(), "d": run, "c": f"c{i:02d}", "e": f"u{i}@example.com", "f": f"N{i}",
-              "v": "ab"[i % 2]} for i in ids])
+    plant_members(eng, "promo", run, [(f"c{i:02d}", f"u{i}@example.com", f"N{i}", "treatment", "ab"[i % 2])
+                                      for i in ids])
 
 
 def test_dry_run_records_would_send_and_the_audience_diff_and_sends_nothing(clean_warehouse, spec):

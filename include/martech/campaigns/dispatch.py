@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from martech.campaigns.faults import checkpoint
+from martech.campaigns.partitions import Partition
 from martech.campaigns.render import Recipient, Renderer, RenderError
 from martech.campaigns.run_ids import make_send_id, run_id_for
 from martech.campaigns.run_ledger import RunOutcome, record_outcome
@@ -50,13 +51,14 @@ from martech.campaigns.transports import DEFAULT_SENDER, OutboundMessage, SendRe
 from martech.campaigns.window import scheduled_for
 
 __all__ = ["DispatchInProgressError", "DispatchIncompleteError", "DispatchSummary", "dispatch", "dry_run",
-           "make_send_id", "write_previews"]
+           "make_send_id", "record_run", "write_previews"]
 
 log = logging.getLogger(__name__)
 
 RETRY_DEADLINE = timedelta(hours=24)  # after its first attempt, a row that still fails is given up (reported)
 BACKOFF_BASE_S = 30.0  # between runs: 30 s, 1, 2, 4 … minutes, at most BACKOFF_CAP_S
 BACKOFF_CAP_S = 1800.0
+WHOLE = Partition()  # every contact of the run
 IN_RUN_WAIT_S = 120.0  # seconds one run may spend waiting out a provider's failures before leaving them
 GAVE_UP = "gave up: "
 
@@ -112,32 +114,32 @@ _SEND_ID_SQL = (
     "'UTF8')), 'hex'), 32)"
 )
 
-_PLAN = sa.text(f"""
+_PLAN = f"""
 insert into campaigns.send_ledger
     (send_id, campaign_id, run_id, step, contact_id, email, variant, status, attempts, created_at)
 select {_SEND_ID_SQL}, m.campaign_id, m.run_id, :step, m.contact_id, m.email, m.variant, 'pending', 0, :now
 from audiences.audience_members as m
-where m.campaign_id = :campaign_id and m.run_id = :run_id and m.arm = 'treatment'
+where m.campaign_id = :campaign_id and m.run_id = :run_id and m.arm = 'treatment'{{m}}
 order by m.contact_id
 on conflict do nothing
-""")
+"""
 
-_COUNTS = sa.text("""
+_COUNTS = """
 select
     count(*) as members,
     count(*) filter (where arm = 'treatment') as treatment,
     count(*) filter (where arm = 'holdout') as holdout
-from audiences.audience_members
-where campaign_id = :campaign_id and run_id = :run_id
-""")
+from audiences.audience_members as m
+where m.campaign_id = :campaign_id and m.run_id = :run_id{m}
+"""
 
-_ALREADY_SENT = sa.text("""
-select count(*) from campaigns.send_ledger
-where campaign_id = :campaign_id and run_id = :run_id and step = :step and status = 'sent'
-""")
+_ALREADY_SENT = """
+select count(*) from campaigns.send_ledger as l
+where l.campaign_id = :campaign_id and l.run_id = :run_id and l.step = :step and l.status = 'sent'{l}
+"""
 
 # Every row not yet sent, with what is needed to decide, render and send it.
-_DUE = sa.text("""
+_DUE = """
 select
     l.send_id, l.contact_id, l.email, l.variant, l.status, l.attempts, l.attempt_ref, l.error,
     l.next_attempt_at, l.first_attempt_at, m.arm, m.first_name, m.attributes, m.send_at, m.send_before,
@@ -150,9 +152,9 @@ from campaigns.send_ledger as l
 left join audiences.audience_members as m
     on l.campaign_id = m.campaign_id and l.run_id = m.run_id and l.contact_id = m.contact_id
 where l.campaign_id = :campaign_id and l.run_id = :run_id and l.step = :step
-  and l.status in ('pending', 'failed')
+  and l.status in ('pending', 'failed'){l}
 order by l.send_id
-""")
+"""
 
 _CLAIM = sa.text("""
 update campaigns.send_ledger
@@ -163,9 +165,10 @@ where send_id = any(cast(:ids as text[]))
 
 # After the provider confirmed the attempt's cancellation: nothing of it can be delivered, resend.
 # Rows in doubt that the provider's events prove were sent (the events carry the send id).
-def reconcile_from_events(ledger: str) -> sa.TextClause:
+def reconcile_from_events(ledger: str, where: str = "") -> sa.TextClause:
     """The statement that settles a run step's rows in doubt in ``ledger`` (the send ledger or the seed
-    ledger) that the provider's events prove were sent: the events carry the send id."""
+    ledger) that the provider's events prove were sent: the events carry the send id. ``where``: a further
+    filter on the ledger rows (alias ``l``)."""
     return sa.text(f"""
 update {ledger} as l
 set status = 'sent', message_id = coalesce(l.message_id, e.message_id), sent_at = coalesce(l.sent_at, :now),
@@ -177,11 +180,9 @@ from (
     order by send_id, event_ts
 ) as e
 where l.send_id = e.send_id and l.campaign_id = :campaign_id and l.run_id = :run_id and l.step = :step
-  and l.status = 'pending' and l.attempts > 0
+  and l.status = 'pending' and l.attempts > 0{where}
 """)
 
-
-_RECONCILE = reconcile_from_events("campaigns.send_ledger")
 
 _RELEASE = sa.text("""
 update campaigns.send_ledger
@@ -201,16 +202,42 @@ update campaigns.send_ledger set error = :prefix || coalesce(error, ''), next_at
 where send_id = any(cast(:ids as text[])) and status = 'failed'
 """)
 
-_OUTCOME = sa.text("""
+_OUTCOME = """
 select
-    count(*) filter (where status = 'sent') as sent,
-    count(*) filter (where status = 'pending' and attempts > 0) as in_doubt,
-    count(*) filter (where status = 'failed' and coalesce(error, '') not like :gave_up) as retrying,
-    count(*) filter (where status = 'failed' and error like :gave_up) as abandoned,
-    min(next_attempt_at) filter (where status in ('pending', 'failed')) as next_attempt_at
-from campaigns.send_ledger
-where campaign_id = :campaign_id and run_id = :run_id and step = :step
-""")
+    count(*) filter (where l.status = 'sent') as sent,
+    count(*) filter (where l.status = 'pending' and l.attempts > 0) as in_doubt,
+    count(*) filter (where l.status = 'failed' and coalesce(l.error, '') not like :gave_up) as retrying,
+    count(*) filter (where l.status = 'failed' and l.error like :gave_up) as abandoned,
+    min(l.next_attempt_at) filter (where l.status in ('pending', 'failed')) as next_attempt_at
+from campaigns.send_ledger as l
+where l.campaign_id = :campaign_id and l.run_id = :run_id and l.step = :step{l}
+"""
+
+# Planned, never claimed: held back (a provider outage, the run's time budget) or outside the send window.
+_UNCLAIMED = """
+select m.send_at, m.send_before
+from campaigns.send_ledger as l
+left join audiences.audience_members as m
+    on l.campaign_id = m.campaign_id and l.run_id = m.run_id and l.contact_id = m.contact_id
+where l.campaign_id = :campaign_id and l.run_id = :run_id and l.step = :step
+  and l.status = 'pending' and l.attempts = 0{l}
+"""
+
+
+# Treatment members without a ledger row: a partition that failed before it planned them.
+_UNPLANNED = """
+select count(*) from audiences.audience_members as m
+where m.campaign_id = :campaign_id and m.run_id = :run_id and m.arm = 'treatment'{m}
+  and not exists (
+      select 1 from campaigns.send_ledger as l
+      where l.campaign_id = m.campaign_id and l.run_id = m.run_id and l.step = :step and l.contact_id = m.contact_id
+  )
+"""
+
+
+def _sql(template: str, partition: Partition) -> sa.TextClause:
+    """A statement of this module restricted to ``partition`` (its members ``m``, its ledger rows ``l``)."""
+    return sa.text(template.format(m=partition.where("m.contact_id"), l=partition.where("l.contact_id")))
 
 _MARK_SENT = sa.text("""
 update campaigns.send_ledger as l
@@ -265,7 +292,8 @@ def _lock(conn: Connection, key: str) -> None:
 def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime, transport: Transport, *,
              now: datetime, step: int = 1, sender: str = DEFAULT_SENDER, renderer: Renderer | None = None,
              clock: Callable[[], datetime] | None = None, retry_deadline: timedelta = RETRY_DEADLINE,
-             in_run_wait_s: float = IN_RUN_WAIT_S, strict: bool = True) -> DispatchSummary:
+             in_run_wait_s: float = IN_RUN_WAIT_S, strict: bool = True, partition: Partition = WHOLE,
+             record: bool = True) -> DispatchSummary:
     """Plan and send the treatment arm of the run's snapshot; safe to rerun at any point.
 
     ``run_date`` is the run's date, or for an hourly series its instant (see ``audience.run_id_for``).
@@ -273,6 +301,9 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime
     ``sent_at`` of sent ones and the Date header, so a rerun reproduces the same messages. ``clock`` is
     the wall clock (default: the transport's, else UTC now): back-off, deadlines and send times.
     ``strict``: raise :class:`DispatchIncompleteError` when the run ends incomplete (after recording it).
+    ``partition``: plan, send and count only the contacts of that customer hash partition, under a lock of
+    its own, so the partitions of a run can be sent by separate processes at once; ``record=False`` leaves
+    ``campaigns.campaign_runs`` to the caller (:func:`record_run`, once all partitions are done).
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware (the run's timestamp), got {now!r}")
@@ -281,8 +312,8 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime
     run_id = run_id_for(spec, run_date, step)
     spec = spec.for_step(step)
     renderer = renderer or Renderer()
-    key = {"campaign_id": spec.id, "run_id": run_id, "step": step}
-    lock_key = f"martech.dispatch:{spec.id}:{run_id}:{step}"
+    key = {"campaign_id": spec.id, "run_id": run_id, "step": step, **partition.params()}
+    lock_key = f"martech.dispatch:{spec.id}:{run_id}:{step}" + ("" if partition.whole else f":{partition}")
 
     # A session-level lock held on its own connection for the whole dispatch: two dispatchers of one
     # run would otherwise both claim and send the same pending rows.
@@ -290,9 +321,9 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime
         _lock(lock_conn, lock_key)
         try:
             with engine.begin() as conn:
-                counts = conn.execute(_COUNTS, key).one()
-                already_sent = int(conn.execute(_ALREADY_SENT, key).scalar_one())
-                created = conn.execute(_PLAN, {**key, "now": now}).rowcount
+                counts = conn.execute(_sql(_COUNTS, partition), key).one()
+                already_sent = int(conn.execute(_sql(_ALREADY_SENT, partition), key).scalar_one())
+                created = conn.execute(_sql(_PLAN, partition), {**key, "now": now}).rowcount
             checkpoint("after_plan")
             if created:
                 # Fresh statistics, or the planner may join 100k-row tables with nested seq scans.
@@ -302,10 +333,11 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime
             if not transport.idempotent:
                 with engine.begin() as conn:
                     if conn.execute(sa.text("select to_regclass('staging.email_events')")).scalar_one():
-                        conn.execute(_RECONCILE, {**key, "now": now})
+                        conn.execute(reconcile_from_events("campaigns.send_ledger", partition.where("l.contact_id")),
+                                     {**key, "now": now})
             # The plan is committed: from here on every send has its ledger row.
             with engine.connect() as conn:
-                due = conn.execute(_DUE, key).mappings().all()
+                due = conn.execute(_sql(_DUE, partition), key).mappings().all()
 
             at = clock()
             skipped: list[tuple[str, str]] = []
@@ -370,9 +402,12 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime
                 retry = _resolve_in_doubt(engine, transport, doubtful, clock)
                 retry.sort(key=lambda r: r["send_id"])
             transport.finalize_run(spec.id, run_id)
-            summary = _record_outcome(engine, spec, run_date, transport, key, counts, dict(
+            summary, sent = _outcome(engine, spec, transport, key, partition, counts, now, dict(
                 ledger_rows_created=int(created), sent_now=sent_now, already_sent=already_sent, failed=failed,
                 skipped=len(skipped), deferred=deferred, newly_abandoned=len(give_up)))
+            if record:
+                with engine.begin() as conn:
+                    _record(conn, spec, run_date, transport.name, summary, sent)
         finally:
             lock_conn.execute(sa.text("select pg_advisory_unlock(hashtext(:key))"), {"key": lock_key})
             lock_conn.commit()
@@ -384,27 +419,59 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime
     return summary
 
 
-def _record_outcome(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime, transport: Transport,
-                    key: dict[str, Any], counts: Any, figures: dict[str, int]) -> DispatchSummary:
-    """Count what the ledger says of the run and write it to ``campaigns.campaign_runs``."""
+def _outcome(engine: Engine, spec: CampaignSpec, transport: Transport, key: dict[str, Any],
+             partition: Partition, counts: Any, now: datetime, figures: dict[str, int]
+             ) -> tuple[DispatchSummary, int]:
+    """What the ledger says of the run step (of ``partition``), with this dispatch's own ``figures``, and
+    how many of its rows are sent."""
+    with engine.connect() as conn:
+        outcome = conn.execute(_sql(_OUTCOME, partition), {**key, "gave_up": GAVE_UP + "%"}).one()
+        unclaimed = conn.execute(_sql(_UNCLAIMED, partition), key).all()
+        unplanned = int(conn.execute(_sql(_UNPLANNED, partition), key).scalar_one())
+    # Never claimed: outside the contact's send window (a later dispatch sends it), else held back.
+    can_schedule = getattr(transport, "supports_send_at", False)
+    deferred = figures.pop("deferred", None)
+    if deferred is None:
+        deferred = sum(1 for r in unclaimed if not can_schedule and scheduled_for(r.send_at, r.send_before, now))
+    summary = DispatchSummary(
+        campaign_id=spec.id, run_id=key["run_id"], step=key["step"], members=int(counts.members),
+        treatment=int(counts.treatment), holdout=int(counts.holdout), uncertain=int(outcome.in_doubt),
+        retrying=int(outcome.retrying) + max(0, len(unclaimed) - deferred) + unplanned,
+        abandoned=int(outcome.abandoned),
+        next_attempt_at=outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else None,
+        deferred=deferred, **figures)
+    return summary, int(outcome.sent)
+
+
+def _record(conn: Connection, spec: CampaignSpec, run_date: date | str | datetime, transport_name: str,
+            summary: DispatchSummary, sent: int) -> None:
+    day = run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date)[:10])
+    record_outcome(conn, spec, summary.run_id, day.date() if isinstance(day, datetime) else day,
+                   transport_name, RunOutcome(
+                       members=summary.members, treatment=summary.treatment, holdout=summary.holdout,
+                       sent=sent, complete=not summary.incomplete, in_doubt=summary.uncertain,
+                       retrying=summary.retrying, abandoned=summary.abandoned,
+                       next_attempt_at=datetime.fromisoformat(summary.next_attempt_at)
+                       if summary.next_attempt_at else None))
+
+
+def record_run(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime, transport: Transport, *,
+               now: datetime, step: int = 1, newly_abandoned: int = 0) -> DispatchSummary:
+    """Count a run step from the snapshot and the ledger, after all its partitions were dispatched, and
+    write its ``campaigns.campaign_runs`` row; the summary says whether the run is complete.
+
+    ``newly_abandoned``: rows the partitions gave up in this run (the ledger does not tell them apart
+    from rows given up earlier).
+    """
+    run_id = run_id_for(spec, run_date, step)
+    spec = spec.for_step(step)
+    key = {"campaign_id": spec.id, "run_id": run_id, "step": step, **WHOLE.params()}
+    with engine.connect() as conn:
+        counts = conn.execute(_sql(_COUNTS, WHOLE), key).one()
+    summary, sent = _outcome(engine, spec, transport, key, WHOLE, counts, now, dict(
+        ledger_rows_created=0, sent_now=0, already_sent=0, failed=0, newly_abandoned=newly_abandoned))
     with engine.begin() as conn:
-        outcome = conn.execute(_OUTCOME, {**key, "gave_up": GAVE_UP + "%"}).one()
-        # Never claimed in this run (held back by a provider outage): pending, no attempt yet.
-        held_back = conn.execute(sa.text(
-            "select count(*) from campaigns.send_ledger where campaign_id = :campaign_id and run_id = :run_id"
-            " and step = :step and status = 'pending' and attempts = 0"), key).scalar_one() - figures["deferred"]
-        summary = DispatchSummary(
-            campaign_id=spec.id, run_id=key["run_id"], step=key["step"], members=int(counts.members),
-            treatment=int(counts.treatment), holdout=int(counts.holdout), uncertain=int(outcome.in_doubt),
-            retrying=int(outcome.retrying) + max(0, int(held_back)), abandoned=int(outcome.abandoned),
-            next_attempt_at=outcome.next_attempt_at.isoformat() if outcome.next_attempt_at else None, **figures)
-        day = run_date if isinstance(run_date, date) else date.fromisoformat(str(run_date)[:10])
-        record_outcome(conn, spec, key["run_id"], day.date() if isinstance(day, datetime) else day,
-                       transport.name, RunOutcome(
-                           members=summary.members, treatment=summary.treatment, holdout=summary.holdout,
-                           sent=int(outcome.sent), complete=not summary.incomplete, in_doubt=summary.uncertain,
-                           retrying=summary.retrying, abandoned=summary.abandoned,
-                           next_attempt_at=outcome.next_attempt_at))
+        _record(conn, spec, run_date, transport.name, summary, sent)
     return summary
 
 

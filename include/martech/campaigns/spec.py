@@ -862,6 +862,15 @@ class SeedList(BaseModel):
         return tuple(out)
 
 
+class DispatchSettings(BaseModel):
+    """How a run's sends are split: ``partitions`` customer hash partitions (``martech.campaigns.partitions``),
+    each a task of its own in the campaign DAG, run in parallel by as many workers as there are."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    partitions: int = Field(default=4, ge=1, le=256)
+
+
 class CampaignSettings(BaseModel):
     """``include/campaigns/_settings.yml``: rules every campaign of the folder shares."""
 
@@ -869,6 +878,7 @@ class CampaignSettings(BaseModel):
 
     frequency_cap: FrequencyCap = FrequencyCap()
     seed_list: SeedList = SeedList()
+    dispatch: DispatchSettings = DispatchSettings()
 
 
 def _parse_yaml(where: str, raw: bytes) -> Any:
@@ -889,7 +899,7 @@ def load_settings(directory: Path | str = CAMPAIGNS_DIR) -> CampaignSettings:
     if data is None:
         return CampaignSettings()
     if not isinstance(data, dict):
-        raise CampaignSpecError([f"{where}: must be a mapping of settings (frequency_cap, seed_list), "
+        raise CampaignSpecError([f"{where}: must be a mapping of settings (frequency_cap, seed_list, dispatch), "
                                  f"got {type(data).__name__}"])
     try:
         return CampaignSettings.model_validate(data)

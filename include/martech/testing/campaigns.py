@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import date
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
 
 PROMO_YAML = (
     "id: promo\nname: Promo\nowner: test\ndescription: test\nschedule: '0 8 * * *'\n"
@@ -28,3 +33,16 @@ def write_campaign(folder: Path, campaign_id: str, yaml_text: str, audience_sql:
 def write_promo_campaign(folder: Path) -> Path:
     """Write ``promo.yml`` and its audience SQL into ``folder`` (created if needed); the YAML's path."""
     return write_campaign(folder, "promo", PROMO_YAML)
+
+
+def plant_members(engine: Any, campaign_id: str, run_date: date,
+                  members: Iterable[tuple[str, str, str, str, str]]) -> None:
+    """Insert audience members ``(contact_id, email, first_name, arm, variant)`` into the run's snapshot
+    (run id = the date), customers all, as a test's audience without building one."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "insert into audiences.audience_members (campaign_id, run_id, run_date, contact_id, email, first_name,"
+            " arm, variant, definition_hash, attributes) values (:cid, :r, :d, :c, :e, :f, :arm, :v, 'h',"
+            " '{\"is_customer\": true}')"),
+            [{"cid": campaign_id, "r": run_date.isoformat(), "d": run_date, "c": c, "e": e, "f": f, "arm": arm,
+              "v": v} for c, e, f, arm, v in members])
