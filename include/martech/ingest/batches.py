@@ -28,6 +28,8 @@ class BatchResult:
     source_file: str | None = None
     watermark_to: str | None = None
     notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of the batch (set by the SQL pulls)
+    cpu_seconds: float = 0.0  # CPU time of the loading process in it (PostgreSQL's own is not counted)
 
     def line(self) -> str:
         if self.skipped:

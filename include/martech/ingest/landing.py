@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -111,11 +112,19 @@ def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, sour
 
     ``cutoff`` (default: the start of ``run_date``) bounds ``updated_at``; a micro-batch pull passes a
     later instant and a ``batch_tag`` (e.g. ``2026-11-02T13``) that names its batch instead of the date.
-    ``method``: ``copy`` (PostgreSQL sources: COPY out and in, no Python per row), ``stream`` (any
-    SQLAlchemy source: server-side cursor), or ``auto`` (``copy`` when the source is PostgreSQL).
+    ``method``: ``insert`` (the source tables are in the warehouse's own database: one ``INSERT ...
+    SELECT`` inside PostgreSQL, nothing leaves the server), ``copy`` (PostgreSQL sources: COPY out and
+    in, streamed, no Python per row), ``stream`` (any SQLAlchemy source: server-side cursor), or ``auto``
+    (``insert`` for the warehouse's own database, else ``copy`` when the source is PostgreSQL, else
+    ``stream``). The result's ``seconds`` and ``cpu_seconds`` are the batch's wall time and this process's
+    CPU time.
     """
-    if method not in ("auto", "copy", "stream"):
-        raise ValueError(f"method must be 'auto', 'copy' or 'stream', got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(repr(m) for m in METHODS)}, got {method!r}")
+    if method == "auto":
+        method = ("insert" if same_database(source, warehouse)
+                  else "copy" if source.dialect.name == "postgresql" else "stream")
+    t0, c0 = time.perf_counter(), time.process_time()
     batch_id = f"{source_name}.{table.name}:{batch_tag or run_date.isoformat()}"
     cutoff = cutoff or cutoff_for(run_date)
     result = BatchResult(batch_id=batch_id, table=table.raw_table)
@@ -126,7 +135,7 @@ def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, sour
                       {"k": f"ingest:{source_name}:{table.raw_table}"})
         if batches.complete_batch(wconn, batch_id):
             result.skipped = True
-            return result
+            return _timed(result, t0, c0)
         state = wconn.execute(
             sa.text("select watermark_ts, watermark_key from raw.ingest_state"
                     " where source = :s and table_name = :t"),
@@ -137,25 +146,13 @@ def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, sour
         if state and state[0] is not None:
             wm_ts, wm_key = state[0], json.loads(state[1])
 
-        cols = ", ".join(table.columns)
-        order = ", ".join((table.updated_at, *table.key))
-        where = [f"{table.updated_at} < :cutoff"]
-        params: dict[str, Any] = {"cutoff": cutoff}
-        if wm_ts is not None:
-            lhs = ", ".join((table.updated_at, *table.key))
-            rhs = ", ".join([":wm_ts"] + [f":wm_k{i}" for i in range(len(table.key))])
-            where.append(f"({lhs}) > ({rhs})")
-            params["wm_ts"] = wm_ts
-            params.update({f"wm_k{i}": v for i, v in enumerate(wm_key)})
-        query = sa.text(f"select {cols} from {source_schema}.{table.name}"
-                        f" where {' and '.join(where)} order by {order}")
-
-        if method == "copy" or (method == "auto" and source.dialect.name == "postgresql"):
-            n, last = _copy_between_postgres(source, wconn, table, query, params,
-                                             (batch_id, source_name, loaded_at))
+        changes = _Changes(table, source_schema, cutoff, wm_ts, wm_key, (batch_id, source_name, loaded_at))
+        if method == "insert":
+            n, last = _insert_in_database(wconn, changes)
+        elif method == "copy":
+            n, last = _copy_between_postgres(source, wconn, changes)
         else:
-            n, last = _stream_rows(source, wconn, table, query, params, (batch_id, source_name, loaded_at),
-                                   chunk_rows)
+            n, last = _stream_rows(source, wconn, changes, chunk_rows)
         result.rows_received = result.rows_loaded = n
         wm_from = json.dumps([_text(wm_ts), wm_key]) if wm_ts is not None else None
         if n:
@@ -174,19 +171,96 @@ def ingest_sql_table(source: Engine, warehouse: Engine, table: SqlTable, *, sour
             result.watermark_to = wm_from
         batches.record_batch(wconn, result, source=source_name, run_date=run_date, loaded_at=loaded_at,
                       watermark_from=wm_from)
+    return _timed(result, t0, c0)
+
+
+METHODS = ("auto", "insert", "copy", "stream")
+
+
+def _timed(result: BatchResult, t0: float, c0: float) -> BatchResult:
+    result.seconds = time.perf_counter() - t0
+    result.cpu_seconds = time.process_time() - c0
     return result
 
 
-def _stream_rows(source: Engine, wconn: Connection, table: SqlTable, query: Any, params: dict[str, Any],
-                 meta: tuple[Any, ...], chunk_rows: int) -> tuple[int, dict[str, Any]]:
+def same_database(source: Engine, warehouse: Engine) -> bool:
+    """Whether ``source`` is the warehouse's own PostgreSQL database, reached as the same user."""
+    if source is warehouse:
+        return True
+    a, b = source.url, warehouse.url
+    return (source.dialect.name == warehouse.dialect.name == "postgresql"
+            and (a.host, a.port or 5432, a.database, a.username) == (b.host, b.port or 5432, b.database, b.username))
+
+
+@dataclass(frozen=True)
+class _Changes:
+    """The rows one pull lands: ``(updated_at, key)`` after the watermark and ``updated_at`` before the
+    cutoff; ``meta`` is the batch id, source name and load time every landed row carries."""
+
+    table: SqlTable
+    schema: str
+    cutoff: dt.datetime
+    wm_ts: Any
+    wm_key: list[Any]
+    meta: tuple[str, str, dt.datetime]
+
+    @property
+    def position(self) -> str:
+        """The columns that order the changes: the update time, then the key."""
+        return ", ".join((self.table.updated_at, *self.table.key))
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        """The condition (``:name`` placeholders) and its parameters."""
+        where = [f"{self.table.updated_at} < :cutoff"]
+        params: dict[str, Any] = {"cutoff": self.cutoff}
+        if self.wm_ts is not None:
+            rhs = ", ".join([":wm_ts"] + [f":wm_k{i}" for i in range(len(self.table.key))])
+            where.append(f"({self.position}) > ({rhs})")
+            params["wm_ts"] = self.wm_ts
+            params.update({f"wm_k{i}": v for i, v in enumerate(self.wm_key)})
+        return " and ".join(where), params
+
+    def select(self, columns: str, *, upto: Sequence[Any] | None = None, order: str = "") -> tuple[str, dict[str, Any]]:
+        """``select <columns>`` of the changes (up to and including the position ``upto``), ``order``ed."""
+        where, params = self.where()
+        if upto is not None:
+            bound = [f":top{i}" for i in range(len(upto))]
+            where += f" and ({self.position}) <= ({', '.join(bound)})"
+            params.update({f"top{i}": v for i, v in enumerate(upto)})
+        sql = f"select {columns} from {self.schema}.{self.table.name} where {where}"
+        return sql + (f" order by {order}" if order else ""), params
+
+    def last(self, conn: Connection) -> Any:
+        """The newest change's position (update time, key values) or None when nothing changed."""
+        desc = ", ".join(f"{c} desc" for c in (self.table.updated_at, *self.table.key))
+        sql, params = self.select(self.position, order=f"{desc} limit 1")
+        return conn.execute(sa.text(sql), params).first()
+
+    def as_text(self) -> str:
+        """The source columns as text and the batch columns as parameters ``:_batch``, ``:_source``, ``:_loaded``."""
+        return ", ".join([*(f"{c}::text" for c in self.table.columns),
+                          ":_batch", ":_source", "cast(:_loaded as timestamptz)"])
+
+    @property
+    def meta_params(self) -> dict[str, Any]:
+        return {"_batch": self.meta[0], "_source": self.meta[1], "_loaded": self.meta[2]}
+
+    @property
+    def raw_columns(self) -> str:
+        return ", ".join((*self.table.columns, "_batch_id", "_source", "_loaded_at"))
+
+
+def _stream_rows(source: Engine, wconn: Connection, changes: _Changes, chunk_rows: int) -> tuple[int, dict[str, Any]]:
     """Any SQLAlchemy source: a server-side cursor, each value rendered as text, COPY into raw."""
+    table, meta = changes.table, changes.meta
     key_idx = [table.columns.index(k) for k in table.key]
     ts_idx = table.columns.index(table.updated_at)
     last: dict[str, Any] = {}
+    sql, params = changes.select(", ".join(table.columns), order=changes.position)
 
     def rows() -> Iterator[Sequence[Any]]:
         with source.connect() as sconn:
-            stream = sconn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query, params)
+            stream = sconn.execution_options(stream_results=True, yield_per=chunk_rows).execute(sa.text(sql), params)
             for row in stream:
                 last["ts"], last["key"] = row[ts_idx], [row[i] for i in key_idx]
                 yield [*(_text(v) for v in row), *meta]
@@ -195,44 +269,80 @@ def _stream_rows(source: Engine, wconn: Connection, table: SqlTable, query: Any,
     return n, last
 
 
-def _copy_between_postgres(source: Engine, wconn: Connection, table: SqlTable, query: Any,
-                           params: dict[str, Any], meta: tuple[Any, ...]) -> tuple[int, dict[str, Any]]:
-    """A PostgreSQL source: COPY out of the source and COPY into raw, no Python per row.
+def _insert_in_database(wconn: Connection, changes: _Changes) -> tuple[int, dict[str, Any]]:
+    """The source tables live in the warehouse's database: ``INSERT ... SELECT`` in the landing transaction.
+
+    The high-water mark is read first and bounds the insert, so the rows landed and the watermark agree
+    even while the shop keeps writing between the two statements.
+    """
+    top = changes.last(wconn)
+    if top is None:
+        return 0, {}
+    wconn.execute(sa.text("set local timezone = 'UTC'"))  # timestamps as text in UTC, as the COPY path writes them
+    sql, params = changes.select(changes.as_text(), upto=tuple(top))
+    n = wconn.execute(sa.text(f"insert into {changes.table.raw_table} ({changes.raw_columns}) {sql}"),
+                      {**params, **changes.meta_params}).rowcount
+    return n, {"ts": top[0], "key": list(top[1:])}
+
+
+def _copy_between_postgres(source: Engine, wconn: Connection, changes: _Changes) -> tuple[int, dict[str, Any]]:
+    """A PostgreSQL source: COPY out of the source streamed into COPY into raw, no Python per row.
 
     The high-water mark and the copied rows come from one repeatable-read snapshot of the source, so
-    they agree even while the shop keeps writing.
+    they agree even while the shop keeps writing. The source's COPY runs on a thread of its own and
+    writes into a pipe the warehouse's COPY reads from, so both servers work at once.
     """
-    import tempfile
-
-    last: dict[str, Any] = {}
     with source.connect() as sconn:
         sconn = sconn.execution_options(isolation_level="REPEATABLE READ")
         with sconn.begin():
             sconn.execute(sa.text("set local timezone = 'UTC'"))
-            order_desc = ", ".join(f"{c} desc" for c in (table.updated_at, *table.key))
-            select_last = sa.text(f"select {', '.join((table.updated_at, *table.key))} from ("
-                                  f"{query.text}) as q order by {order_desc} limit 1")
-            top = sconn.execute(select_last, params).first()
+            top = changes.last(sconn)
             if top is None:
-                return 0, last
-            last["ts"], last["key"] = top[0], list(top[1:])
-            scur = sconn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            # Render the bound query once; COPY does not take parameters.
-            inner = scur.mogrify(_pyformat(query.text), {**params, "_batch": meta[0], "_source": meta[1],
-                                                          "_loaded": meta[2]}).decode()
-            text_cols = ", ".join(f"{c}::text" for c in table.columns)
-            inner = inner.replace(f"select {', '.join(table.columns)} from",
-                                  f"select {text_cols}, {_literal(scur, meta[0])}, {_literal(scur, meta[1])},"
-                                  f" {_literal(scur, meta[2])}::timestamptz from", 1)
-            with tempfile.SpooledTemporaryFile(max_size=64 << 20, mode="w+b") as spool:
-                scur.copy_expert(f"copy ({inner}) to stdout with (format csv)", spool)
-                spool.seek(0)
-                cols = ", ".join((*table.columns, "_batch_id", "_source", "_loaded_at"))
+                return 0, {}
+            sql, params = changes.select(changes.as_text())
+            with sconn.connection.dbapi_connection.cursor() as scur:  # type: ignore[union-attr]
+                # COPY takes no parameters: render the bound query once.
+                inner = scur.mogrify(_pyformat(sql), {**params, **changes.meta_params}).decode()
+                copy_in = f"copy {changes.table.raw_table} ({changes.raw_columns}) from stdin with (format csv)"
                 with wconn.connection.dbapi_connection.cursor() as wcur:  # type: ignore[union-attr]
-                    wcur.copy_expert(f"copy {table.raw_table} ({cols}) from stdin with (format csv)", spool)
-                    n = wcur.rowcount
-            scur.close()
-    return n, last
+                    n = _pipe_copy(lambda out: scur.copy_expert(f"copy ({inner}) to stdout with (format csv)", out),
+                                   lambda src: wcur.copy_expert(copy_in, src, size=1 << 16), wcur)
+    return n, {"ts": top[0], "key": list(top[1:])}
+
+
+def _pipe_copy(copy_out: Any, copy_in: Any, in_cursor: Any) -> int:
+    """Run ``copy_out(writer)`` on a thread into a pipe that ``copy_in(reader)`` reads; the rows copied in.
+
+    A failure on either side fails the whole: the other side sees the pipe closed, and the thread's
+    error is raised even when the reader already saw an end (a partial COPY never commits).
+    """
+    import os
+    import threading
+
+    read_fd, write_fd = os.pipe()
+    failed: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
+                copy_out(out)
+        except BaseException as exc:  # handed to the caller below
+            failed.append(exc)
+
+    thread = threading.Thread(target=produce, name="copy-out", daemon=True)
+    thread.start()
+    try:
+        with os.fdopen(read_fd, "rb") as src:
+            copy_in(src)
+    except BaseException:
+        thread.join()
+        if failed:
+            raise failed[0] from None
+        raise
+    thread.join()
+    if failed:
+        raise failed[0]
+    return int(in_cursor.rowcount)
 
 
 def _pyformat(sql: str) -> str:
@@ -240,10 +350,6 @@ def _pyformat(sql: str) -> str:
     import re
 
     return re.sub(r"(?<!:):([a-z_][a-z0-9_]*)", r"%(\1)s", sql)
-
-
-def _literal(cur: Any, value: Any) -> str:
-    return cur.mogrify("%s", (value,)).decode()
 
 
 def ingest_shop(source: Engine, warehouse: Engine, *, source_schema: str, run_date: dt.date,
