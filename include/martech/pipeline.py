@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,11 +70,15 @@ def ingest_shop(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
 
     prepare_warehouse(wh)
     eng = wh.engine
+    t0, c0 = time.perf_counter(), time.process_time()
     results = pull_shop(eng, Run.daily(run_date), shop_url=wh.shop_url, shop_schema=wh.shop_schema)
+    landing = {"rows": sum(r.rows_loaded for r in results), "wall_s": time.perf_counter() - t0,
+               "cpu_s": time.process_time() - c0}
     _analyze_landed(eng, results)
     _say([r.line() for r in results])
+    # landing: the pull alone (out of the shop, into raw, committed), not the analyze or start-up around it
     return {"run_date": run_date.isoformat(), "batches": {r.table: r.batch_id for r in results},
-            "rows": {r.table: r.rows_loaded for r in results}}
+            "rows": {r.table: r.rows_loaded for r in results}, "landing": landing}
 
 
 def ingest_crm(wh: Warehouse, run_date: dt.date, *, folder: Path | None = None) -> dict[str, Any]:
@@ -169,7 +174,11 @@ def build_staging(wh: Warehouse, run_date: dt.date, full_refresh: bool = False) 
     held_back = hold_back_erased(eng, run_date=run_date, home=paths.home())
     accounting.guard_rebuild(eng, run_date, _run_ts(run_date))
     since = incremental.plan(eng, _run_ts(run_date), full_refresh)
-    counts = {m: run_model(eng, m, params) for m in STAGING_MODELS}
+    counts, seconds = {}, {}
+    for model in STAGING_MODELS:
+        t0 = time.perf_counter()
+        counts[model] = run_model(eng, model, params)
+        seconds[model] = round(time.perf_counter() - t0, 3)
     accounts = accounting.check(eng, run_date, _run_ts(run_date))
     notes = contacts.notes(eng, _run_ts(run_date))
     analyze(eng, STAGING_SIDE_TABLES)  # each model analyzed itself (run_model); these grew beside them
@@ -179,7 +188,8 @@ def build_staging(wh: Warehouse, run_date: dt.date, full_refresh: bool = False) 
          + [f"{t}: {n} of erased people held back (do-not-contact list)" for t, n in held_back.items()])
     return {"run_date": run_date.isoformat(), "rows": counts, "notes": notes, "held_back": held_back,
             "refresh": refresh, "quarantined": {a.table: a.quarantined for a in accounts if a.quarantined},
-            "merged": {a.table: a.duplicate + a.merged for a in accounts if a.duplicate + a.merged}}
+            "merged": {a.table: a.duplicate + a.merged for a in accounts if a.duplicate + a.merged},
+            "seconds": seconds}
 
 
 def validate_staging(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
