@@ -71,3 +71,34 @@ def test_a_stage_reports_its_own_peak_not_its_large_parents():
                           " print(_own_peak_kb())"], check=True, capture_output=True, text=True).stdout
     assert int(out) < 300 * 1024
     del parent_ballast
+
+
+def test_summary_reports_the_landing_itself_orders_staging_beside_duckdb_and_requests_per_1000():
+    sc = _scale(100_000)
+    # The ingest stage took 20 s, its landing 12.5 s of it for the same 1M rows plain COPY moved in 10 s.
+    sc["stages"][0]["extra"] = {"landing": {"rows": 1_000_000, "wall_s": 12.5, "cpu_s": 0.1, "pg_cpu_s": 11.0}}
+    sc["stages"][1]["extra"] = {"model_seconds": {"staging.orders": 6.0, "staging.customers": 2.0}}
+    sc["reference"]["orders_staging"] = {"duckdb_s": 0.5, "pg_query_s": 2.0}
+    sc["reference"]["dispatch"] = {"recipients": 4321, "requests_per_1000": 2.3}
+    summary = bc.summarise([sc, _scale(300_000)])
+    first, other = summary["scales"][100_000], summary["scales"][300_000]
+    assert first["loading_rows_per_s"] == pytest.approx(80_000)
+    assert first["loading_vs_copy"] == pytest.approx(0.8)      # 80k rows/s against COPY's 100k rows/s
+    assert first["load_vs_copy"] == pytest.approx(0.5)         # the whole stage, as before
+    assert first["orders_staging_pg_vs_duckdb"] == pytest.approx(12.0)
+    assert first["requests_per_1000"] == pytest.approx(2.3)
+    assert other["loading_vs_copy"] is None and other["requests_per_1000"] is None
+    table = bc.markdown([sc, _scale(300_000)], summary)
+    assert "| loading / COPY speed | 0.80 | – | ≥ 0.7 |" in table
+    assert "| ingest stage / COPY speed | 0.50 | 0.50 |  |" in table
+    assert "| loading rows/s (shop into raw) | 80000 | – |  |" in table
+    assert "| orders staging PostgreSQL / DuckDB | 12.0 | – |  |" in table
+    assert "| requests per 1000 recipients (SendGrid) | 2.3 | – |  |" in table
+
+
+def test_a_stage_passes_on_its_landing_and_model_seconds():
+    assert bc._stage_extra({"shop": {}, "landing": {"rows": 3, "wall_s": 1.0}}) == {
+        "landing": {"rows": 3, "wall_s": 1.0}}
+    assert bc._stage_extra({"build": {"rows": {"staging.orders": 5}, "seconds": {"staging.orders": 0.2}}}) == {
+        "model_seconds": {"staging.orders": 0.2}}
+    assert bc._stage_extra({"rows": 7}) == {"rows": 7} and bc._stage_extra(None) == {}

@@ -336,9 +336,9 @@ def _pipe_copy(copy_out: Any, copy_in: Any, in_cursor: Any) -> int:
             copy_in(src)
     except BaseException:
         thread.join()
-        if failed:
+        if failed and not isinstance(failed[0], BrokenPipeError):  # the source failed first: the cause
             raise failed[0] from None
-        raise
+        raise  # the warehouse's COPY failed first (the writer then found the pipe closed)
     thread.join()
     if failed:
         raise failed[0]
