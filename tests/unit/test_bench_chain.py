@@ -92,7 +92,7 @@ def test_summary_reports_the_landing_itself_orders_staging_beside_duckdb_and_req
     assert "| loading / COPY speed | 0.80 | – | ≥ 0.7 |" in table
     assert "| ingest stage / COPY speed | 0.50 | 0.50 |  |" in table
     assert "| loading rows/s (shop into raw) | 80000 | – |  |" in table
-    assert "| orders staging PostgreSQL / DuckDB | 12.0 | – |  |" in table
+    assert "| orders staging s (PostgreSQL / DuckDB) | 12.0 | – |  |" in table
     assert "| requests per 1000 recipients (SendGrid) | 2.3 | – |  |" in table
 
 

@@ -485,11 +485,13 @@ def markdown(scales: list[dict[str, Any]], summary: dict[str, Any]) -> str:
             ("plain COPY rows/s", "copy_rows_per_s", "{:.0f}", ""),
             ("ingest stage / COPY speed", "load_vs_copy", "{:.2f}", ""),
             ("loading / COPY speed", "loading_vs_copy", "{:.2f}", f"≥ {TARGET_LOAD_VS_COPY}"),
-            ("RFM pandas / DuckDB", "rfm_vs_duckdb", "{:.2f}", f"≤ {TARGET_RFM_VS_DUCKDB}"),
-            ("staging.orders s (PostgreSQL, whole model)", "orders_staging_pg_s", "{:.1f}", ""),
-            ("orders dedup + typing s (DuckDB)", "orders_staging_duckdb_s", "{:.2f}", ""),
-            ("orders staging PostgreSQL / DuckDB", "orders_staging_pg_vs_duckdb", "{:.1f}", ""),
-            ("requests per 1000 recipients (SendGrid)", "requests_per_1000", "{:.1f}", "")]
+            ("RFM pandas / DuckDB", "rfm_vs_duckdb", "{:.2f}", f"≤ {TARGET_RFM_VS_DUCKDB}")]
+    # The other references of the same run: staging.orders beside DuckDB's dedup and typing, HTTP requests.
+    rows += [(f"{what} ({who})", key, fmt, "") for what, who, key, fmt in (
+        ("staging.orders s", "PostgreSQL, whole model", "orders_staging_pg_s", "{:.1f}"),
+        ("orders dedup + typing s", "DuckDB", "orders_staging_duckdb_s", "{:.2f}"),
+        ("orders staging s", "PostgreSQL / DuckDB", "orders_staging_pg_vs_duckdb", "{:.1f}"),
+        ("requests per 1000 recipients", "SendGrid", "requests_per_1000", "{:.1f}"))]
     for label, key, fmt, goal in rows:
         lines.append(f"| {label} | " + " | ".join("–" if p.get(key) is None else fmt.format(p[key]) for p in per)
                      + f" | {goal} |")
