@@ -4,6 +4,7 @@ Each benchmark prints its own figures next to a reference measured in the same r
 absolute timings on shared machines are noisy.
 
     python -m martech.devtools.bench ingest --orders 1000000
+    python -m martech.devtools.bench landing --customers 100000 --method copy --trials 2
     python -m martech.devtools.bench clv --customers 1000000
     python -m martech.devtools.bench dispatch --recipients 100000
     python -m martech.devtools.bench rfm-duckdb --customers 1000000 --orders 10000000
@@ -112,6 +113,51 @@ def bench_ingest(orders: int, method: str = "auto") -> dict[str, float]:
           f" = {figures['copy_rows_per_s']:,.0f} rows/s")
     print(f"loading / COPY (rows/s): {figures['loading_vs_copy']:.2f}")
     return figures
+
+
+def bench_landing(customers: int, method: str = "auto", trials: int = 1) -> list[dict[str, float]]:
+    """The shop landing alone: every shop table of a simulated shop of ``customers`` pulled into raw (one
+    batch each, as ``ingest_shop`` does), then a plain COPY of the same tables, ``trials`` times, in a
+    scratch database on the warehouse server (the shop tables in the same database, as the simulator
+    writes them: ``auto`` is INSERT ... SELECT there; ``copy`` measures the path a separate shop server takes)."""
+    import tempfile
+    from pathlib import Path
+
+    from martech.simulate import generate_sources
+
+    run_date = dt.date(2026, 11, 2)
+    out = []
+    with scratch_database(resolve_url(), "martech_bench_landing") as url, tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(url)
+        try:
+            migrate(engine)
+            print(f"simulating a shop of {customers:,} customers ...", flush=True)
+            generate_sources(engine, Path(tmp), as_of=run_date, customers=customers, seed=42, defect_rate=0.01)
+            present = set(sa.inspect(engine).get_table_names(schema="shop"))
+            tables = [t for t in ingest.SHOP_TABLES if t.name in present]
+            for trial in range(trials):
+                with engine.begin() as conn:
+                    conn.execute(sa.text(f"truncate {', '.join(t.raw_table for t in tables)}"))
+                    conn.execute(sa.text("delete from raw.ingest_batches where source = 'shop'"))
+                    conn.execute(sa.text("delete from raw.ingest_state where source = 'shop'"))
+                t0 = time.perf_counter()
+                results = [ingest.ingest_sql_table(engine, engine, t, source_schema="shop", run_date=run_date,
+                                                   loaded_at=ingest.cutoff_for(run_date), method=method)
+                           for t in tables]
+                wall = time.perf_counter() - t0
+                rows = sum(r.rows_loaded for r in results)
+                reference = plain_copy(engine, "shop")
+                figures = {"rows": rows, "loading_s": wall, "loading_cpu_s": sum(r.cpu_seconds for r in results),
+                           "plain_copy_s": reference["copy_wall_s"], **loading_figures(rows, wall, reference)}
+                out.append(figures)
+                print(f"trial {trial + 1} ({method}): loading {rows:,} rows in {wall:.1f}s"
+                      f" = {figures['loading_rows_per_s']:,.0f} rows/s (CPU here {figures['loading_cpu_s']:.1f}s);"
+                      f" plain COPY {reference['rows']:,} rows in {reference['copy_wall_s']:.1f}s"
+                      f" = {figures['copy_rows_per_s']:,.0f} rows/s; loading / COPY {figures['loading_vs_copy']:.2f}")
+                print("  " + "; ".join(f"{r.table} {r.rows_loaded:,} in {r.seconds:.1f}s" for r in results))
+        finally:
+            engine.dispose()
+    return out
 
 
 def _synthetic_transactions(customers: int, seed: int = 1) -> Any:
@@ -484,6 +530,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--orders", type=int, default=1_000_000)
     p.add_argument("--method", choices=ingest.METHODS, default="auto",
                    help="how the rows travel (auto: INSERT ... SELECT, the source being the warehouse)")
+    p = sub.add_parser("landing", help="the whole shop landing (every table) vs a plain COPY of the same rows")
+    p.add_argument("--customers", type=int, default=100_000)
+    p.add_argument("--method", choices=ingest.METHODS, default="auto")
+    p.add_argument("--trials", type=int, default=1)
     p = sub.add_parser("clv", help="BG/NBD + Gamma-Gamma fit and scoring on synthetic customers")
     p.add_argument("--customers", type=int, default=1_000_000)
     p = sub.add_parser("dispatch", help="render + dispatch through SendGrid (local fake) and the outbox")
@@ -504,6 +554,8 @@ def main(argv: list[str] | None = None) -> None:
         bench_dispatch(args.recipients, validate=not args.no_validate)
     elif args.what == "ingest":
         bench_ingest(args.orders, args.method)
+    elif args.what == "landing":
+        bench_landing(args.customers, args.method, args.trials)
     elif args.what == "clv":
         bench_clv(args.customers)
 
