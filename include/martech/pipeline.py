@@ -208,22 +208,16 @@ def validate_staging(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
 
 def build_customer_models(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
     """RFM scores and segments (pandas), category affinity and the customer 360 (SQL)."""
-    import pandas as pd
-    import sqlalchemy as sa
-
     from martech.db import analyze, run_model
     from martech.models import rfm
+    from martech.models.customers import read_orders
     from martech.models.lifecycle import build_lifecycle
     from martech.privacy.access import grant_analyst_access
 
     eng = wh.engine
     params = {"run_date": run_date}
     with eng.connect() as conn:
-        orders = pd.read_sql_query(
-            sa.text("select customer_id, order_ts, net_amount from staging.orders"
-                    " where status <> 'cancelled' and order_ts < :d"),
-            conn, params={"d": run_date})
-    orders["net_amount"] = orders["net_amount"].astype(float)
+        orders = read_orders(conn, run_date)
     scores = rfm.score_rfm(orders, as_of=run_date)
     counts = {"marts.customer_rfm": rfm.write_rfm(eng, scores, run_date)}
     for model in ("marts.segment_migration", "marts.product_affinity", "marts.customer_360",
@@ -231,7 +225,7 @@ def build_customer_models(wh: Warehouse, run_date: dt.date) -> dict[str, Any]:
         counts[model] = run_model(eng, model, params)
     grant_analyst_access(eng)  # the customer 360's address and name columns, once it exists
     counts["marts.customer_lifecycle"] = build_lifecycle(eng, run_date)
-    counts["marts.clv_predictions"] = _build_clv(eng, run_date)
+    counts["marts.clv_predictions"] = _build_clv(eng, run_date, orders)
     counts["marts.lead_scores"] = _build_lead_scores(eng, run_date)
     counts.update(_build_recommendations(eng, run_date))
     counts["marts.customer_segments"] = _build_clusters(eng, run_date)
@@ -256,11 +250,12 @@ def _build_crm_transitions(eng, run_date: dt.date) -> int:
     return rows
 
 
-def _build_clv(eng, run_date: dt.date) -> int:
+def _build_clv(eng, run_date: dt.date, orders: Any) -> int:
     from martech.models.clv import build_clv_predictions
 
-    result = build_clv_predictions(eng, run_date)
-    _say([f"clv: {result['model_version']}", f"  churn risk: {result.get('churn_risk', {})}"])
+    result = build_clv_predictions(eng, run_date, orders=orders)
+    fit = "fitted now" if result.get("refitted") else f"fit of {result.get('fitted_as_of')}"
+    _say([f"clv: {result['model_version']} ({fit})", f"  churn risk: {result.get('churn_risk', {})}"])
     return int(result["rows"])  # type: ignore[call-overload]
 
 

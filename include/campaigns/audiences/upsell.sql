@@ -15,11 +15,14 @@
 -- build_snapshot around this query.
 -- Personalization: last_category, offer_source, offer_category (the category of the first product
 -- offered), products (jsonb array: product_id, name, price, image_url, reason).
--- The CTEs below are materialized on purpose: the planner cannot estimate the 14-21 day window and,
--- inlined, re-ran the product ranking once per candidate row (minutes at 20k customers instead of < 1 s).
+-- Only customers with a completed order inside the window can have their last order there, so the
+-- per-customer work (last order, what they bought) reads those customers' orders, not all of history;
+-- only the best-seller ranking reads every completed line, as one aggregate per product. The CTEs
+-- below are materialized on purpose: the planner cannot estimate the 14-21 day window and, inlined,
+-- re-ran the product ranking once per candidate row.
 with
 
-completed_orders as (
+completed_orders as not materialized (
     select
         o.order_id,
         o.customer_id,
@@ -30,17 +33,23 @@ completed_orders as (
         and (o.order_ts at time zone 'UTC')::date <= %(run_date)s::date
 ),
 
-order_lines as (
+window_customers as materialized (
+    select distinct o.customer_id
+    from completed_orders as o
+    where %(run_date)s::date - (o.order_ts at time zone 'UTC')::date between 14 and 21
+),
+
+order_lines as materialized (
     select
         o.order_id,
         o.customer_id,
         o.order_ts,
         i.line_no,
-        i.quantity,
         i.line_amount,
         p.product_id,
         p.category
     from completed_orders as o
+    inner join window_customers as w on o.customer_id = w.customer_id
     inner join staging.order_items as i on o.order_id = i.order_id
     inner join staging.products as p on i.product_id = p.product_id
 ),
@@ -54,26 +63,26 @@ last_order as (
     order by l.customer_id asc, l.order_ts desc, l.order_id desc, l.line_amount desc, l.line_no asc
 ),
 
+-- what each candidate has bought, as arrays on the buyer's row: the offers below filter on them row by
+-- row, so no join depends on the planner's (unknowable) estimate of how many buyers the window holds
+customer_history as (
+    select
+        l.customer_id,
+        array_agg(distinct l.product_id) as bought_products,
+        array_agg(distinct l.category) as bought_categories
+    from order_lines as l
+    group by l.customer_id
+),
+
 recent_buyers as materialized (
     select
         lo.customer_id,
-        lo.last_category
+        lo.last_category,
+        h.bought_products,
+        h.bought_categories
     from last_order as lo
+    inner join customer_history as h on lo.customer_id = h.customer_id
     where %(run_date)s::date - lo.last_order_date between 14 and 21
-),
-
-bought_products as materialized (
-    select distinct
-        l.customer_id,
-        l.product_id
-    from order_lines as l
-),
-
-bought_categories as materialized (
-    select distinct
-        l.customer_id,
-        l.category
-    from order_lines as l
 ),
 
 -- point in time: the newest recommendation set the models had built by the run date
@@ -86,6 +95,7 @@ latest_recommendations as (
 recommended as (
     select
         rb.customer_id,
+        rb.last_category,
         r.product_id,
         r.reason,
         p.name,
@@ -100,16 +110,13 @@ recommended as (
     where
         r.because_product_id is not null
         -- bought between the models' as_of and the run date: no longer an offer
-        and not exists (
-            select 1
-            from bought_products as bp
-            where bp.customer_id = rb.customer_id and bp.product_id = r.product_id
-        )
+        and r.product_id <> all(rb.bought_products)
 ),
 
 recommendation_offer as materialized (
     select
         rc.customer_id,
+        min(rc.last_category) as last_category,
         max(rc.category) filter (where rc.offer_rank = 1) as offer_category,
         jsonb_agg(
             jsonb_build_object(
@@ -132,13 +139,17 @@ category_offer as materialized (
     from recent_buyers as rb
     inner join marts.product_affinity as a
         on a.level = 'category' and rb.last_category = a.antecedent
-    where
-        not exists (
-            select 1
-            from bought_categories as bc
-            where bc.customer_id = rb.customer_id and bc.category = a.consequent
-        )
+    where a.consequent <> all(rb.bought_categories)
     order by rb.customer_id asc, a.lift desc nulls last, a.confidence desc nulls last, a.consequent asc
+),
+
+units_sold as (
+    select
+        i.product_id,
+        sum(i.quantity) as units_sold
+    from completed_orders as o
+    inner join staging.order_items as i on o.order_id = i.order_id
+    group by i.product_id
 ),
 
 product_sales as (
@@ -148,10 +159,9 @@ product_sales as (
         p.name,
         p.price,
         p.image_url,
-        coalesce(sum(l.quantity), 0) as units_sold
+        coalesce(u.units_sold, 0) as units_sold
     from staging.products as p
-    left join order_lines as l on p.product_id = l.product_id
-    group by p.product_id, p.category, p.name, p.price, p.image_url
+    left join units_sold as u on p.product_id = u.product_id
 ),
 
 ranked_products as (
@@ -180,6 +190,7 @@ top_products as materialized (
 category_fallback as materialized (
     select
         co.customer_id,
+        co.last_category,
         co.offer_category,
         (
             select
@@ -195,17 +206,35 @@ category_fallback as materialized (
     inner join top_products as tp on co.offer_category = tp.category
 ),
 
+-- a buyer's recommendations when there are, else the category fallback; one pass over both lists
+-- (joined to recent_buyers instead, a nested loop per buyer was chosen on the window's estimate)
 offers as (
-    select
-        rb.customer_id,
-        rb.last_category,
-        case when ro.customer_id is not null then 'recommendations' else 'category_affinity' end as offer_source,
-        coalesce(ro.offer_category, cf.offer_category) as offer_category,
-        coalesce(ro.products, cf.products) as products
-    from recent_buyers as rb
-    left join recommendation_offer as ro on rb.customer_id = ro.customer_id
-    left join category_fallback as cf on rb.customer_id = cf.customer_id
-    where ro.customer_id is not null or cf.customer_id is not null
+    select distinct on (u.customer_id)
+        u.customer_id,
+        u.last_category,
+        u.offer_source,
+        u.offer_category,
+        u.products
+    from (
+        select
+            ro.customer_id,
+            ro.last_category,
+            1 as preference,
+            'recommendations' as offer_source,
+            ro.offer_category,
+            ro.products
+        from recommendation_offer as ro
+        union all
+        select
+            cf.customer_id,
+            cf.last_category,
+            2 as preference,
+            'category_affinity' as offer_source,
+            cf.offer_category,
+            cf.products
+        from category_fallback as cf
+    ) as u
+    order by u.customer_id asc, u.preference asc
 ),
 
 final as (

@@ -23,11 +23,15 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
-from martech.models.customers import contact_of_customer, nothing_to_model
+from martech.models.customers import contact_of_customer, nothing_to_model, read_orders
 
 DAYS_PER_PERIOD = 7.0
 MODEL_VERSION = "bgnbd-gg-1"
 HORIZON_DAYS = 90
+# The models are refitted once a week and every run in between scores with the stored fit
+# (marts.clv_fits): the parameters describe the whole population and move slowly, the scores do not.
+REFIT_DAYS = 7
+FITS_TABLE = "marts.clv_fits"
 # Churn risk bands on P(alive): documented in docs/clv.md.
 CHURN_BANDS = ((0.3, "high"), (0.7, "medium"))  # p_alive < 0.3 → high, < 0.7 → medium, else low
 
@@ -265,29 +269,75 @@ def model_version(bg: BgNbdParams, gg: GammaGammaParams | None) -> str:
     return " ".join(parts)
 
 
-def build_clv_predictions(engine, as_of: dt.date, *, horizon_days: int = HORIZON_DAYS) -> dict[str, object]:
-    """Fit both models on staging.orders before ``as_of`` and replace that as_of in marts.clv_predictions.
+def _stored_fit(conn, as_of: dt.date, refit_days: int) -> tuple[BgNbdParams, GammaGammaParams | None, dt.date] | None:
+    """The newest fit of this code version on a history at most ``refit_days - 1`` days older than ``as_of``."""
+    import sqlalchemy as sa
 
+    if refit_days <= 0:
+        return None
+    row = conn.execute(sa.text(
+        f"select * from {FITS_TABLE} where code_version = :v and fitted_as_of <= :d"
+        " and fitted_as_of > cast(:d as date) - :n order by fitted_as_of desc limit 1"),
+        {"v": MODEL_VERSION, "d": as_of, "n": refit_days}).mappings().first()
+    if row is None:
+        return None
+    bg = BgNbdParams(r=row["bgnbd_r"], alpha=row["bgnbd_alpha"], a=row["bgnbd_a"], b=row["bgnbd_b"])
+    gg = None if row["gg_p"] is None else GammaGammaParams(p=row["gg_p"], q=row["gg_q"], gamma=row["gg_gamma"])
+    return bg, gg, row["fitted_as_of"]
+
+
+def _fit(conn, summary: pd.DataFrame, as_of: dt.date) -> tuple[BgNbdParams, GammaGammaParams | None]:
+    """Fit both models on ``summary`` and record the fit in marts.clv_fits (replacing one of the same day)."""
+    import time
+
+    import sqlalchemy as sa
+
+    c0 = time.process_time()
+    bg = fit_bgnbd(summary)
+    try:
+        gg: GammaGammaParams | None = fit_gamma_gamma(summary["x"], summary["m"])
+    except ValueError:
+        gg = None
+    conn.execute(sa.text(
+        f"insert into {FITS_TABLE} (fitted_as_of, code_version, bgnbd_r, bgnbd_alpha, bgnbd_a, bgnbd_b,"
+        " gg_p, gg_q, gg_gamma, customers, fit_seconds) values (:d, :v, :r, :alpha, :a, :b, :p, :q, :gamma, :n, :s)"
+        " on conflict (code_version, fitted_as_of) do update set (bgnbd_r, bgnbd_alpha, bgnbd_a, bgnbd_b, gg_p,"
+        " gg_q, gg_gamma, customers, fit_seconds, fitted_at) = (excluded.bgnbd_r, excluded.bgnbd_alpha,"
+        " excluded.bgnbd_a, excluded.bgnbd_b, excluded.gg_p, excluded.gg_q, excluded.gg_gamma, excluded.customers,"
+        " excluded.fit_seconds, now())"),
+        {"d": as_of, "v": MODEL_VERSION, **asdict(bg), **(asdict(gg) if gg else {"p": None, "q": None, "gamma": None}),
+         "n": len(summary), "s": time.process_time() - c0})
+    return bg, gg
+
+
+def build_clv_predictions(engine, as_of: dt.date, *, horizon_days: int = HORIZON_DAYS,
+                          refit_days: int = REFIT_DAYS, orders: pd.DataFrame | None = None) -> dict[str, object]:
+    """Score every customer on staging.orders before ``as_of`` and replace that as_of in marts.clv_predictions.
+
+    The parameters come from the newest stored fit less than ``refit_days`` old (marts.clv_fits); without
+    one (or with ``refit_days=0``) both models are fitted on this history and the fit is stored.
     Cancelled orders are ignored and refunded ones count with their net amount (0 after a full refund).
     Gamma-Gamma needs repeat buyers; with fewer than 10 the revenue column is 0 and the version says so.
+    ``orders`` (:func:`~martech.models.customers.read_orders` of ``as_of``) saves reading them again.
     """
     import sqlalchemy as sa
 
     from martech.db import copy_rows
 
     with engine.connect() as conn:
-        orders = pd.read_sql_query(
-            sa.text("select customer_id, order_ts, net_amount as amount from staging.orders"
-                    " where status <> 'cancelled' and order_ts < :d"), conn, params={"d": as_of})
+        if orders is None:
+            orders = read_orders(conn, as_of)
         contacts = contact_of_customer(conn)
+        stored = _stored_fit(conn, as_of, refit_days)
     if orders.empty:
         return nothing_to_model(engine, TABLE, as_of)
-    summary = summarize(orders, as_of=pd.Timestamp(as_of))
-    bg = fit_bgnbd(summary)
-    try:
-        gg: GammaGammaParams | None = fit_gamma_gamma(summary["x"], summary["m"])
-    except ValueError:
-        gg = None
+    summary = summarize(orders.rename(columns={"net_amount": "amount"}), as_of=pd.Timestamp(as_of))
+    if stored is None:
+        with engine.begin() as conn:
+            bg, gg = _fit(conn, summary, as_of)
+        fitted_as_of = as_of
+    else:
+        bg, gg, fitted_as_of = stored
     pred = predict(summary, bg, gg, as_of=as_of, horizon_days=horizon_days)
     version = model_version(bg, gg) + ("" if gg else " no-spend-model")
     link = contacts.set_index("customer_id")["contact_id"]
@@ -305,4 +355,5 @@ def build_clv_predictions(engine, as_of: dt.date, *, horizon_days: int = HORIZON
         conn.execute(sa.text(f"delete from {TABLE} where as_of = :d"), {"d": as_of})
         n = copy_rows(conn, TABLE, _COLUMNS, rows())
     bands = pred["churn_risk"].value_counts().to_dict()
-    return {"rows": n, "model_version": version, "churn_risk": {str(k): int(v) for k, v in bands.items()}}
+    return {"rows": n, "model_version": version, "fitted_as_of": fitted_as_of.isoformat(), "refitted": stored is None,
+            "churn_risk": {str(k): int(v) for k, v in bands.items()}}
