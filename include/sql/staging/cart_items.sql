@@ -38,8 +38,8 @@ source as materialized (
 line_checked as materialized (
     select
         s.*,
-        coalesce(s.k_cart_id::text, coalesce(s.cart_id, '')) || ':' || coalesce(s.k_line_no::text, coalesce(s.line_no, '')) as row_key,
-        coalesce(s.k_cart_id::text, coalesce(s.cart_id, '')) || ':' || coalesce(s.k_line_no::text, coalesce(s.line_no, '')) as source_ref,
+        staging.key_text(s.k_cart_id, s.cart_id) || ':' || staging.key_text(s.k_line_no, s.line_no) as row_key,
+        staging.key_text(s.k_cart_id, s.cart_id) || ':' || staging.key_text(s.k_line_no, s.line_no) as source_ref,
         case
             when s.k_cart_id is null or s.k_line_no is null or s.k_line_no not between 1 and 100000 then 'invalid_key'
             when s.t_product_id is null then 'invalid_product_id'
@@ -47,7 +47,7 @@ line_checked as materialized (
             when s.t_price is null or s.t_price < 0 then 'invalid_price'
             when s.t_price >= 1e10 or s.t_quantity * s.t_price >= 1e9 then 'amount_out_of_range'
             when s.updated_ts is null then 'invalid_timestamp'
-            when s.updated_ts >= %(run_ts)s then 'future_updated_at'
+            else staging.held_code(null, s.updated_ts, %(run_ts)s)
         end as line_code
     from source as s
 ),
@@ -110,12 +110,12 @@ reasons as (
             when 'invalid_timestamp' then
                 'updated_at ' || coalesce(quote_literal(j.updated_at), 'is empty')
                 || ' is not an ISO 8601 timestamp'
-            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
             when 'cart_value_out_of_range'
                 then
                     'the lines of cart ' || j.k_cart_id::text || ' add up to ' || j.cart_value::text
                     || ', out of range for a cart value (below 10,000,000,000): the cart and its lines are'
                     || ' held back; fix the cart in the shop'
+            else staging.held_reason(j.reject_code, null, null, j.updated_at, %(run_ts)s)
         end as reject_reason
     from judged as j
 )

@@ -49,8 +49,8 @@ too_large as (
 judged as (
     select
         s.*,
-        coalesce(s.k_cart_id::text, coalesce(s.cart_id, '')) as row_key,
-        coalesce(s.k_cart_id::text, coalesce(s.cart_id, '')) as source_ref,
+        staging.key_text(s.k_cart_id, s.cart_id) as row_key,
+        staging.key_text(s.k_cart_id, s.cart_id) as source_ref,
         case
             when s.k_cart_id is null then 'invalid_key'
             when s.t_customer_id is null then 'invalid_customer_id'
@@ -78,10 +78,9 @@ reasons as (
                 || ' is not one of open, abandoned, converted'
             when 'invalid_timestamp' then 'created_at / updated_at ' || coalesce(quote_literal(j.created_at), 'empty')
                 || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'
-            when 'future_timestamp' then staging.future_reason('created_at', j.created_at, %(run_ts)s)
-            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
             when 'cart_value_out_of_range' then 'its lines add up to 10,000,000,000 or more, out of range for a cart'
                 || ' value (staging.cart_items quarantined them); fix the cart lines in the shop'
+            else staging.held_reason(j.reject_code, 'created_at', j.created_at, j.updated_at, %(run_ts)s)
         end as reject_reason
     from judged as j
 )

@@ -36,13 +36,13 @@ source as materialized (
 judged as materialized (
     select
         s.*,
-        coalesce(s.k_customer_id::text, coalesce(s.customer_id, '')) as row_key,
-        coalesce(s.k_customer_id::text, coalesce(s.customer_id, '')) as source_ref,
+        staging.key_text(s.k_customer_id, s.customer_id) as row_key,
+        staging.key_text(s.k_customer_id, s.customer_id) as source_ref,
         case
             when s.k_customer_id is null then 'invalid_key'
             when s.updated_ts is null then 'invalid_timestamp'
             when s.deleted_at is not null and s.deleted_ts is null then 'invalid_timestamp'
-            when s.updated_ts >= %(run_ts)s then 'future_updated_at'
+            else staging.held_code(null, s.updated_ts, %(run_ts)s)
         end as reject_code,
         case
             when s.k_customer_id is null

@@ -35,15 +35,11 @@ source as materialized (
         staging.try_numeric(r.unit_price) as t_price,
         staging.try_ts(r.updated_at) as updated_ts
     from raw.shop_order_items as r
-    where
-        r._loaded_at <= %(run_ts)s
-        and (
-            r._loaded_at > (select staging.since())
-            -- Judged again: lines waiting for their order or product (their reason names the order's reject).
-            or r.ctid in (select h.row_position from staging.rows_to_recheck($$
-                s.reject_code in ('orphan_order_item', 'unknown_product')
-            $$) as h (row_position))
-        )
+    where staging.in_scope(
+        r._loaded_at, %(run_ts)s, (select staging.since()),
+        -- Judged again: lines waiting for their order or product (their reason names the order's reject).
+        r.ctid in (select staging.rows_to_recheck($$ s.reject_code in ('orphan_order_item', 'unknown_product') $$))
+    )
 ),
 
 rejected_orders as (
@@ -58,7 +54,7 @@ rejected_orders as (
 judged as materialized (
     select
         s.*,
-        coalesce(s.k_order_id::text, coalesce(s.order_id, '')) || ':' || coalesce(s.k_line_no::text, coalesce(s.line_no, ''))
+        staging.key_text(s.k_order_id, s.order_id) || ':' || staging.key_text(s.k_line_no, s.line_no)
             as row_key,
         case
             when s.k_order_id is null or s.k_line_no is null or s.k_line_no not between 1 and 100000 then 'invalid_key'
@@ -117,7 +113,6 @@ reasons as (
                 then
                     'updated_at ' || coalesce(quote_literal(j.updated_at), 'is empty')
                     || ' is not an ISO 8601 timestamp'
-            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
             when 'orphan_order_item'
                 then
                     case
@@ -130,6 +125,7 @@ reasons as (
             when 'unknown_product' then
                 'product ' || j.t_product_id::text
                 || ' is not in the catalogue (staging.products); load the product first'
+            else staging.held_reason(j.reject_code, null, null, j.updated_at, %(run_ts)s)
         end as reject_reason
     from judged as j
 )

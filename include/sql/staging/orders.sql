@@ -51,32 +51,30 @@ source as materialized (
         upper(staging.clean(r.currency)) as t_currency,
         staging.parse_amount(r.total_amount) as amount
     from raw.shop_orders as r
-    where
-        r._loaded_at <= %(run_ts)s
-        and (
-            r._loaded_at > (select staging.since())
-            -- Judged again: orders waiting for their customer or of a customer merged into another (their
-            -- customer ids differ), of a customer merged now, and orders whose lines changed or may have
-            -- (new lines, lines held last run).
-            or r.ctid in (select h.row_position from staging.rows_to_recheck($$
-                s.surviving_customer_id is distinct from s.t_customer_id
-                or s.t_customer_id in (
-                    select m.merged_key::bigint from staging.merged_rows as m
-                    where m.table_name = 'raw.shop_customers' and m.kind = 'same_person_two_ids')
-                or s.k_order_id in (
-                    select staging.try_bigint(i.order_id) from raw.shop_order_items as i
-                    where i._loaded_at > staging.since())
-                or s.k_order_id in (select staging.order_ids_of_held_lines())
-            $$) as h (row_position))
-        )
+    where staging.in_scope(
+        r._loaded_at, %(run_ts)s, (select staging.since()),
+        -- Judged again: orders waiting for their customer or of a customer merged into another (their
+        -- customer ids differ), of a customer merged now, and orders whose lines changed or may have
+        -- (new lines, lines held last run).
+        r.ctid in (select staging.rows_to_recheck($$
+            s.surviving_customer_id is distinct from s.t_customer_id
+            or s.t_customer_id in (
+                select m.merged_key::bigint from staging.merged_rows as m
+                where m.table_name = 'raw.shop_customers' and m.kind = 'same_person_two_ids')
+            or s.k_order_id in (
+                select staging.try_bigint(i.order_id) from raw.shop_order_items as i
+                where i._loaded_at > staging.since())
+            or s.k_order_id in (select staging.order_ids_of_held_lines())
+        $$))
+    )
 ),
 
 judged as materialized (
     select
         s.*,
         cust.surviving_customer_id,
-        coalesce(s.k_order_id::text, coalesce(s.order_id, '')) as row_key,
-        coalesce(s.k_order_id::text, coalesce(s.order_id, '')) as source_ref,
+        staging.key_text(s.k_order_id, s.order_id) as row_key,
+        staging.key_text(s.k_order_id, s.order_id) as source_ref,
         case
             when s.k_order_id is null then 'invalid_key'
             when s.t_customer_id is null then 'invalid_customer_id'
@@ -113,7 +111,6 @@ reasons as (
                 || quote_literal(j.updated_at) || ' is at or after the run''s cutoff ' || %(run_ts)s::text
                 || '; held and examined again by every later run (staged once its time has come): if it is a'
                 || ' clock error, fix the clock of the source system and send the row again'
-            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
             when 'invalid_status' then 'status ' || coalesce(quote_literal(j.status), 'is empty')
                 || ' is not one of completed, refunded, cancelled; map it in the extract'
             when 'unknown_currency' then 'currency ' || quote_literal(j.currency)
@@ -124,6 +121,7 @@ reasons as (
                 || ' is out of range (below 1,000,000,000,000); fix the order in the shop'
             when 'unknown_customer' then 'customer ' || j.t_customer_id::text
                 || ' is in no customer row received so far; the order is staged once its customer arrives'
+            else staging.held_reason(j.reject_code, null, null, j.updated_at, %(run_ts)s)
         end as reject_reason
     from judged as j
 ),

@@ -27,25 +27,21 @@ source as materialized (
         staging.try_ts(r.updated_at) as updated_ts,
         md5(concat_ws('|', r.session_id, r.view_no, r.product_id, r.viewed_at, r.updated_at)) as content_hash
     from raw.shop_product_views as r
-    where
-        r._loaded_at <= %(run_ts)s
-        and (
-            r._loaded_at > (select staging.since())
-            or r.ctid in (select h.row_position from staging.rows_to_recheck() as h (row_position))
-        )
+    where staging.in_scope(
+        r._loaded_at, %(run_ts)s, (select staging.since()), r.ctid in (select staging.rows_to_recheck())
+    )
 ),
 
 judged as (
     select
         s.*,
-        coalesce(s.k_session_id, '') || ':' || coalesce(s.k_view_no::text, coalesce(s.view_no, '')) as row_key,
-        coalesce(s.k_session_id, '') || ':' || coalesce(s.k_view_no::text, coalesce(s.view_no, '')) as source_ref,
+        coalesce(s.k_session_id, '') || ':' || staging.key_text(s.k_view_no, s.view_no) as row_key,
+        coalesce(s.k_session_id, '') || ':' || staging.key_text(s.k_view_no, s.view_no) as source_ref,
         case
             when s.k_session_id is null or s.k_view_no is null or s.k_view_no not between 1 and 1000000 then 'invalid_key'
             when s.t_product_id is null then 'invalid_product_id'
             when s.viewed_ts is null or s.updated_ts is null then 'invalid_timestamp'
-            when s.viewed_ts >= %(run_ts)s then 'future_timestamp'
-            when s.updated_ts >= %(run_ts)s then 'future_updated_at'
+            else staging.held_code(s.viewed_ts, s.updated_ts, %(run_ts)s)
         end as reject_code
     from source as s
 ),
@@ -65,8 +61,7 @@ reasons as (
             when 'invalid_timestamp' then
                 'viewed_at / updated_at ' || coalesce(quote_literal(j.viewed_at), 'empty')
                 || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'
-            when 'future_timestamp' then staging.future_reason('viewed_at', j.viewed_at, %(run_ts)s)
-            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
+            else staging.held_reason(j.reject_code, 'viewed_at', j.viewed_at, j.updated_at, %(run_ts)s)
         end as reject_reason
     from judged as j
 )

@@ -38,15 +38,15 @@ source as materialized (
 judged as (
     select
         s.*,
-        coalesce(s.k_product_id::text, coalesce(s.product_id, '')) as row_key,
-        coalesce(s.k_product_id::text, coalesce(s.product_id, '')) as source_ref,
+        staging.key_text(s.k_product_id, s.product_id) as row_key,
+        staging.key_text(s.k_product_id, s.product_id) as source_ref,
         case
             when s.k_product_id is null then 'invalid_key'
             when s.price is not null and s.t_price is null then 'invalid_price'
             when s.t_price < 0 then 'negative_price'
             when s.t_price >= 1e10 then 'amount_out_of_range'
             when s.updated_ts is null or (s.created_at is not null and s.created_ts is null) then 'invalid_timestamp'
-            when s.updated_ts >= %(run_ts)s then 'future_updated_at'
+            else staging.held_code(null, s.updated_ts, %(run_ts)s)
         end as reject_code
     from source as s
 ),
@@ -66,7 +66,7 @@ reasons as (
             when 'invalid_timestamp' then
                 'created_at / updated_at ' || coalesce(quote_literal(j.created_at), 'empty')
                 || ' / ' || coalesce(quote_literal(j.updated_at), 'empty') || ' must be ISO 8601 timestamps'
-            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
+            else staging.held_reason(j.reject_code, null, null, j.updated_at, %(run_ts)s)
         end as reject_reason
     from judged as j
 )

@@ -32,12 +32,9 @@ source as materialized (
         staging.try_ts(r.updated_at) as updated_ts,
         md5(concat_ws('|', r.session_id, r.customer_id, r.contact_id, r.started_at, r.ended_at, r.page_views, r.product_views, r.updated_at)) as content_hash
     from raw.shop_web_sessions as r
-    where
-        r._loaded_at <= %(run_ts)s
-        and (
-            r._loaded_at > (select staging.since())
-            or r.ctid in (select h.row_position from staging.rows_to_recheck() as h (row_position))
-        )
+    where staging.in_scope(
+        r._loaded_at, %(run_ts)s, (select staging.since()), r.ctid in (select staging.rows_to_recheck())
+    )
 ),
 
 judged as (
@@ -54,8 +51,7 @@ judged as (
                 then 'invalid_count'
             when s.started_ts is null or s.updated_ts is null or (s.ended_at is not null and s.ended_ts is null)
                 then 'invalid_timestamp'
-            when s.started_ts >= %(run_ts)s then 'future_timestamp'
-            when s.updated_ts >= %(run_ts)s then 'future_updated_at'
+            else staging.held_code(s.started_ts, s.updated_ts, %(run_ts)s)
         end as reject_code
     from source as s
 ),
@@ -74,8 +70,7 @@ reasons as (
                 'started_at / ended_at / updated_at must be ISO 8601 timestamps (got '
                 || coalesce(quote_literal(j.started_at), 'empty') || ', ' || coalesce(quote_literal(j.ended_at), 'empty')
                 || ', ' || coalesce(quote_literal(j.updated_at), 'empty') || ')'
-            when 'future_timestamp' then staging.future_reason('started_at', j.started_at, %(run_ts)s)
-            when 'future_updated_at' then staging.future_reason('updated_at', j.updated_at, %(run_ts)s)
+            else staging.held_reason(j.reject_code, 'started_at', j.started_at, j.updated_at, %(run_ts)s)
         end as reject_reason
     from judged as j
 )

@@ -233,6 +233,17 @@ language sql stable as $$
     select coalesce(nullif(current_setting('martech.since', true), '')::timestamptz, '-infinity')
 $$
 ;;
+-- Whether a model's run judges a raw row: landed up to the run's cutoff (p_run_ts) and after the model's
+-- watermark (p_since: staging.since(), -infinity in a full rebuild), or one its last run left to judge again
+-- (p_recheck: its position is among staging.rows_to_recheck). Plain SQL, so the planner inlines it and the
+-- scan is planned as the expression written out (the watermark once per statement, the positions hashed).
+create or replace function staging.in_scope(
+    p_loaded_at timestamptz, p_run_ts timestamptz, p_since timestamptz, p_recheck boolean
+) returns boolean
+language sql immutable parallel safe as $$
+    select p_loaded_at <= p_run_ts and (p_loaded_at > p_since or p_recheck)
+$$
+;;
 -- In incremental mode, the raw rows of the model's last run to judge again (their physical positions):
 -- the rows it held as future-dated, as their time may have come, and those p_also (a condition on the
 -- state's columns, alias s) names: rows whose judgement depends on another table, e.g. an order line

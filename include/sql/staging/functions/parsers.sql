@@ -124,6 +124,35 @@ language sql stable parallel safe as $$
         || ' error, fix the clock of the source system and send the row again'
 $$
 ;;
+-- The code of a row held because a time of it is at or after the run's cutoff: future_timestamp for the
+-- model's own time (p_ts; null for a model without one), else future_updated_at; null when neither is.
+create or replace function staging.held_code(p_ts timestamptz, p_updated_ts timestamptz, p_run_ts timestamptz)
+returns text
+language sql immutable parallel safe as $$
+    select case
+        when p_ts >= p_run_ts then 'future_timestamp'
+        when p_updated_ts >= p_run_ts then 'future_updated_at'
+    end
+$$
+;;
+-- The reason of a row held as future-dated, for either code: future_timestamp names the model's own time
+-- (p_field, its value as received), future_updated_at the row's updated_at; null for any other code.
+create or replace function staging.held_reason(
+    p_code text, p_field text, p_value text, p_updated_at text, p_run_ts timestamptz
+) returns text
+language sql stable parallel safe as $$
+    select case p_code
+        when 'future_timestamp' then staging.future_reason(p_field, p_value, p_run_ts)
+        when 'future_updated_at' then staging.future_reason('updated_at', p_updated_at, p_run_ts)
+    end
+$$
+;;
+-- A whole-number key as row_key and source_ref show it: the number read, else the text as received ('' for none).
+create or replace function staging.key_text(p_key bigint, p_received text) returns text
+language sql immutable parallel safe as $$
+    select coalesce(p_key::text, p_received, '')
+$$
+;;
 -- An event time as ESP feeds write it: Unix seconds ('1767225600', '1767225600.5') within 1970..9999, or an
 -- ISO 8601 timestamp; null for anything else (the model quarantines the row instead of failing).
 create or replace function staging.event_time(v text) returns timestamptz
