@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+import tracemalloc
 import uuid
 
 import pytest
@@ -473,3 +474,42 @@ def test_five_tables_of_a_few_thousand_rows_in_one_call(engine, raw, run_id):
     print(f"\nvalidate_raw: 5 tables x 3,000 rows, {len(report.results)} expectations in {took:.2f} s"
           f" (Data Docs {report.docs_seconds:.2f} s)")
     assert took < 60
+
+
+def test_the_rows_stay_in_postgresql_and_only_samples_reach_python(engine, raw, run_id, monkeypatch):
+    """300,000 order lines built in SQL: what the gate fetches and allocates is bounded by the samples."""
+    monkeypatch.setenv("MARTECH_DATA_DOCS", "0")  # rendering is not what is measured
+    schema, pointed = raw
+    table = f"{schema}.shop_order_items"
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            f"insert into {table} (order_id, line_no, product_id, quantity, unit_price, updated_at, _batch_id,"
+            " _source, _loaded_at)"
+            " select (i / 2)::text, (1 + i % 2)::text, (i % 40)::text,"
+            " case when i % 1000 = 7 then '-2' else '2' end, '3.25', :ts, 'many', 'test', :loaded"
+            " from generate_series(0, 299999) as i"), {"ts": TS, "loaded": LOADED})
+    cursors: list = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        if cursor.description is not None:  # a query: its rowcount ends as the rows it sent to Python
+            cursors.append(cursor)
+
+    sa.event.listen(sa.engine.Engine, "after_cursor_execute", keep)
+    tracemalloc.start()
+    try:
+        report = validate_raw(engine, {table: ["many"]}, run_id=run_id, run_date=RUN_DATE,
+                              tables={table: pointed[table]})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        sa.event.remove(sa.engine.Engine, "after_cursor_execute", keep)
+    fetched = [max(c.rowcount, 0) for c in cursors]
+
+    assert report.rows == {table: 300_000} and report.failed_critical == []
+    quantity = next(r for r in report.warnings if r.column == "quantity")
+    assert (quantity.unexpected_count, quantity.unexpected_sample) == (300, ["-2"])
+    assert quantity.observed == "300 of 300,000 rows unexpected (0.10%), at most 5% tolerated"
+    print(f"\nvalidate_raw on 300,000 rows: {sum(fetched):,} rows fetched in {len(fetched)} queries,"
+          f" Python peak {peak / 2**20:.1f} MiB")
+    assert sum(fetched) < 2_000                 # loading the rows into pandas fetched all 300,000
+    assert peak < 64 * 2**20                    # ... and took hundreds of MiB for them

@@ -13,6 +13,8 @@ from martech.quality.expectations import (
     fresh,
     matches,
     max_bad_row_share,
+    one_of_re,
+    postgres_regex,
     unique_in_batch,
     with_history,
     with_threshold,
@@ -87,3 +89,11 @@ def test_suite_names_carry_the_campaign_of_an_audience_check():
     assert suite_name("raw.shop_orders", "batches", "raw:2026-06-01") == "raw.shop_orders batches"
     assert suite_name("audiences.audience_members", "rows", "audience:winback:2026-06-01") == (
         "audiences.audience_members@winback")
+
+
+def test_the_regexes_gx_runs_in_postgresql_are_in_its_dialect():
+    # PostgreSQL knows no scoped (?i:...) group: the word list is made case-insensitive as a whole
+    assert postgres_regex(one_of_re(("opted_in", "unknown"))) == r"(?i)^\s*(?:opted_in|unknown)\s*$"
+    assert postgres_regex(r"^\s*\+?\d+\s*$") == r"^\s*\+?\d+\s*$"     # shared syntax stays as it is
+    with pytest.raises(ValueError, match="no PostgreSQL form"):
+        postgres_regex(r"^ID-(?i:a|b)$")                               # case-sensitive letters outside

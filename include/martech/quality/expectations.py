@@ -51,6 +51,26 @@ def one_of_re(values: Iterable[str]) -> str:
     return rf"^{_B}(?i:{words}){_B}$"
 
 
+_SCOPED_IGNORECASE = re.compile(r"(?P<head>.*)\(\?i:(?P<words>.*)\)(?P<tail>.*)", re.DOTALL)
+
+
+def postgres_regex(regex: str) -> str:
+    """``regex`` for PostgreSQL's ``~``, which matches as Python's ``re.search`` does for these patterns.
+
+    PostgreSQL's regular expressions know no scoped flag group: :func:`one_of_re`'s ``(?i:words)``
+    becomes a leading ``(?i)`` over a plain group, the same match as long as nothing outside the group
+    has a letter that case could change (escapes such as ``\\s`` excepted). Other patterns are returned
+    as they are: the vocabulary above is written in the syntax both dialects share.
+    """
+    found = _SCOPED_IGNORECASE.fullmatch(regex)
+    if found is None:
+        return regex
+    outside = re.sub(r"\\.", "", found["head"] + found["tail"])
+    if re.search(r"[A-Za-z]", outside) or "(?i:" in found["words"]:
+        raise ValueError(f"{regex!r}: a case-insensitive group among case-sensitive letters has no PostgreSQL form")
+    return f"(?i){found['head']}(?:{found['words']}){found['tail']}"
+
+
 ORDER_STATUSES = ("completed", "refunded", "cancelled")
 CONSENT_STATUSES = ("opted_in", "double_opt_in", "opted_out", "unknown")
 LIFECYCLE_STATUSES = ("lead", "customer", "other")

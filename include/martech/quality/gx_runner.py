@@ -1,7 +1,9 @@
 """Great Expectations behind one call: validate frames against declared specs, and render Data Docs.
 
-:func:`run_suites` validates each (table, part) frame against its :class:`ExpectationSpec` list in one
-ephemeral GX context and turns GX's answers into :class:`ExpectationResult` rows of the report;
+:func:`run_suites` validates each (table, part) against its :class:`ExpectationSpec` list in one
+ephemeral GX context and turns GX's answers into :class:`ExpectationResult` rows of the report. A part
+is a pandas frame, or :class:`SqlRows`: a SELECT that GX runs in PostgreSQL (its SQL data source), so
+that only counts and the sample of unexpected values come back to Python, however many rows there are;
 :func:`validate_frames` is the entry for gates on data that is not a raw table (staging, the audience
 snapshot). ``great_expectations`` is imported here and only inside these functions: importing it costs
 ~10 s, so never import it at DAG-parse time, and validate all tables in one call.
@@ -19,9 +21,10 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from martech.quality.expectations import ExpectationSpec
+from martech.quality.expectations import ExpectationSpec, postgres_regex
 from martech.quality.results import RESULTS_TABLE, ExpectationResult, QualityReport, percent
 
 if TYPE_CHECKING:
@@ -33,6 +36,15 @@ SAMPLE_SIZE = 5
 DATA_DOCS_ENV = "MARTECH_DATA_DOCS"  # "0" / "off": validate without rendering Data Docs
 DATA_DOCS_KEEP = 500  # validation results kept behind the Data Docs (the oldest are pruned)
 DATA_DOCS_INDEX_LIMIT = 200  # validation runs listed on index.html, newest first
+
+
+@dataclass(frozen=True)
+class SqlRows:
+    """Rows that stay in PostgreSQL: GX validates the result of ``query`` (a SELECT) on the database at
+    ``url`` (with its password) through its SQL data source; the query's columns are the part's columns."""
+
+    url: str
+    query: str
 
 
 def _plain(value: Any) -> Any:
@@ -207,9 +219,43 @@ def _gx_context(docs: bool) -> Any:
     return context
 
 
-def run_suites(declared: Mapping[str, Sequence[ExpectationSpec]], frames: Mapping[tuple[str, str], pd.DataFrame],
-            report: QualityReport) -> None:
-    """Validate each (table, part) frame against its specs; fill ``report`` with results (and Data Docs)."""
+def _gx_kwargs(spec: ExpectationSpec, in_sql: bool) -> dict[str, Any]:
+    """The spec's arguments as GX gets them; a regex GX runs in PostgreSQL is written in its dialect."""
+    kwargs = spec.gx_kwargs()
+    if in_sql and isinstance(kwargs.get("regex"), str):
+        kwargs["regex"] = postgres_regex(kwargs["regex"])
+    return kwargs
+
+
+def _batch_definition(context: Any, databases: dict[str, Any], name: str, frame: pd.DataFrame | SqlRows
+                      ) -> tuple[Any, dict[str, Any] | None]:
+    """The GX batch of one part, and its batch parameters: the frame, or the query on its database's
+    SQL data source (added on first use; ``databases[""]`` is the pandas one)."""
+    import sqlalchemy as sa
+
+    if not isinstance(frame, SqlRows):
+        asset = databases[""].add_dataframe_asset(name=name)
+        return asset.add_batch_definition_whole_dataframe("rows"), {"dataframe": frame}
+    if frame.url not in databases:
+        # GX learns the columns of a query by running it and reading the result, which would bring every
+        # row of the batch into this process; of a table it reads the catalogue. So GX materialises each
+        # query as a temporary table first, on the one connection it keeps (temporary tables live in
+        # their session). Without synchronised scans a scan starts at the first page: the unexpected
+        # values shown are the first ones landed, the same on every run.
+        databases[frame.url] = context.data_sources.add_postgres(
+            name=f"martech_sql_{len(databases)}", connection_string=frame.url, create_temp_table=True,
+            kwargs={"poolclass": sa.pool.StaticPool,
+                    "connect_args": {"options": "-c synchronize_seqscans=off"}})
+    asset = databases[frame.url].add_query_asset(name=name, query=frame.query)
+    return asset.add_batch_definition_whole_table("rows"), None
+
+
+def run_suites(declared: Mapping[str, Sequence[ExpectationSpec]],
+               frames: Mapping[tuple[str, str], pd.DataFrame | SqlRows], report: QualityReport) -> None:
+    """Validate each (table, part) against its specs; fill ``report`` with results (and Data Docs).
+
+    A part is a frame (validated in pandas) or :class:`SqlRows` (validated in PostgreSQL).
+    """
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.core.run_identifier import RunIdentifier
@@ -217,42 +263,47 @@ def run_suites(declared: Mapping[str, Sequence[ExpectationSpec]], frames: Mappin
 
     docs = _docs_enabled()
     context = _gx_context(docs)
-    source = context.data_sources.add_pandas(name="martech")
+    databases: dict[str, Any] = {"": context.data_sources.add_pandas(name="martech")}  # url → data source
     run_date = report.run_date or dt.date(1970, 1, 1)
     # A fixed run time per run date: a rerun of the date overwrites its pages instead of adding some.
     run = RunIdentifier(run_name=report.run_id,
                         run_time=dt.datetime.combine(run_date, dt.time(0), tzinfo=dt.timezone.utc))
     suites_run: list[str] = []
-    for (table, on), frame in frames.items():
-        specs = [s for s in declared[table] if s.on == on]
-        if not specs:
-            continue
-        name = suite_name(table, on, report.run_id)
-        suite = gx.ExpectationSuite(name=name, meta={"martech_run": report.run_id})
-        for k, spec in enumerate(specs):
-            cls = getattr(gxe, _camel(spec.expectation), None)
-            if cls is None:
-                raise ValueError(f"{table}: unknown Great Expectations expectation {spec.expectation!r}")
-            severity = FailureSeverity.CRITICAL if spec.critical else FailureSeverity.WARNING
-            suite.add_expectation(cls(**spec.gx_kwargs(), meta={"martech_spec": k}, notes=spec.fix or None,
-                                      severity=severity))
-        suite = context.suites.add_or_update(suite)
-        batch_definition = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe("rows")
-        definition = context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=name, data=batch_definition, suite=suite))
-        validation = definition.run(batch_parameters={"dataframe": frame}, run_id=run, result_format={
-            "result_format": "SUMMARY", "partial_unexpected_count": 20})
-        suites_run.append(name)
-        # GX does not keep the suite's order: match each result back to its spec by the index in meta.
-        by_spec = {}
-        for res in validation.results:
-            config = res.expectation_config
-            if config is None or not config.meta or "martech_spec" not in config.meta:
-                raise RuntimeError(f"{table}: GX returned a result without its expectation")
-            by_spec[int(config.meta["martech_spec"])] = res
-        if sorted(by_spec) != list(range(len(specs))):
-            raise RuntimeError(f"{table}: GX returned results for specs {sorted(by_spec)} of {len(specs)}")
-        report.results += [_to_result(table, spec, by_spec[k]) for k, spec in enumerate(specs)]
+    try:
+        for (table, on), frame in frames.items():
+            specs = [s for s in declared[table] if s.on == on]
+            if not specs:
+                continue
+            name = suite_name(table, on, report.run_id)
+            suite = gx.ExpectationSuite(name=name, meta={"martech_run": report.run_id})
+            for k, spec in enumerate(specs):
+                cls = getattr(gxe, _camel(spec.expectation), None)
+                if cls is None:
+                    raise ValueError(f"{table}: unknown Great Expectations expectation {spec.expectation!r}")
+                severity = FailureSeverity.CRITICAL if spec.critical else FailureSeverity.WARNING
+                suite.add_expectation(cls(**_gx_kwargs(spec, isinstance(frame, SqlRows)), meta={"martech_spec": k},
+                                          notes=spec.fix or None, severity=severity))
+            suite = context.suites.add_or_update(suite)
+            batch_definition, parameters = _batch_definition(context, databases, name, frame)
+            definition = context.validation_definitions.add_or_update(
+                gx.ValidationDefinition(name=name, data=batch_definition, suite=suite))
+            validation = definition.run(batch_parameters=parameters, run_id=run, result_format={
+                "result_format": "SUMMARY", "partial_unexpected_count": 20})
+            suites_run.append(name)
+            # GX does not keep the suite's order: match each result back to its spec by the index in meta.
+            by_spec = {}
+            for res in validation.results:
+                config = res.expectation_config
+                if config is None or not config.meta or "martech_spec" not in config.meta:
+                    raise RuntimeError(f"{table}: GX returned a result without its expectation")
+                by_spec[int(config.meta["martech_spec"])] = res
+            if sorted(by_spec) != list(range(len(specs))):
+                raise RuntimeError(f"{table}: GX returned results for specs {sorted(by_spec)} of {len(specs)}")
+            report.results += [_to_result(table, spec, by_spec[k]) for k, spec in enumerate(specs)]
+    finally:
+        for url, database in databases.items():  # GX's engines would keep their connections open
+            if url:
+                database.get_engine().dispose()
     if docs and suites_run:
         build_data_docs(context, report, suites_run)
 

@@ -12,9 +12,11 @@ not a row. Below the threshold it is recorded as a warning, with its count and a
 (the column set of every raw table) are critical at any count; batch checks (freshness of the newest
 ``updated_at``, the size of full-export batches against the trailing ones) are warnings.
 
-:func:`validate_raw` reads the rows of this run's batches (``_batch_id``) from each raw table into
-pandas plus one summary row per batch, and validates every table in one GX context
-(:mod:`martech.quality.gx_runner`, which also renders the Data Docs). The report is written to
+:func:`validate_raw` validates the rows of this run's batches (``_batch_id``) where they are: GX's SQL
+data source runs each table's checks in PostgreSQL, so only counts and samples of unexpected values reach
+Python, whatever the number of rows. The one summary row per batch (size, newest ``updated_at``) is
+read into pandas. Every table is validated in one GX context (:mod:`martech.quality.gx_runner`, which
+also renders the Data Docs). The report is written to
 ``kpis.data_quality`` and gated by :mod:`martech.quality.results`.
 """
 
@@ -51,7 +53,7 @@ from martech.quality.expectations import (
     with_history,
     with_threshold,
 )
-from martech.quality.gx_runner import run_suites
+from martech.quality.gx_runner import SqlRows, run_suites
 from martech.quality.results import QualityReport
 
 if TYPE_CHECKING:
@@ -188,26 +190,25 @@ def _columns(conn: Connection, table: str) -> list[str]:
     ).scalars())
 
 
-def _load(conn: Connection, table: str, batch_ids: list[str] | None, *, rows: bool = True) -> pd.DataFrame:
-    """The table's rows (of the given batches), every source column as text, plus ``_batch_id``.
+def _literal(text: str) -> str:
+    """``text`` as a SQL expression with no quote or colon in it (GX hands its query to ``sa.text``)."""
+    return f"convert_from(decode('{text.encode().hex()}', 'hex'), 'UTF8')"
+
+
+def _rows(conn: Connection, table: str, batch_ids: list[str] | None, *, rows: bool = True) -> SqlRows:
+    """The table's rows (of the given batches) as a query GX runs in PostgreSQL, plus ``_batch_id``.
 
     Load metadata other than ``_batch_id`` comes back as empty columns: the column-set check sees every
-    name without paying for the values. ``rows=False`` returns the columns only.
+    name, no check reads the values. ``rows=False`` selects the columns only. Nothing is fetched here.
     """
-    import pandas as pd
-    import sqlalchemy as sa
-
     cols = _columns(conn, table)
     select = ", ".join(f"null::text as {c}" if c in _NOT_LOADED else c for c in cols)
     sql = f"select {select} from {table}"
-    params: dict[str, Any] = {}
     if not rows:
         sql += " limit 0"
     elif batch_ids is not None:
-        sql += f" where {BATCH_COLUMN} = any(:ids)"
-        params["ids"] = list(batch_ids)
-    result = conn.execute(sa.text(sql), params)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
+        sql += f" where {BATCH_COLUMN} = any(array[{', '.join(_literal(b) for b in batch_ids)}]::text[])"
+    return SqlRows(url=conn.engine.url.render_as_string(hide_password=False), query=sql)
 
 
 def _load_batches(conn: Connection, table: str, batch_ids: list[str] | None, cutoff: dt.datetime
@@ -268,7 +269,7 @@ def validate_raw(engine: Engine, batch_ids: dict[str, list[str]] | None, run_id:
     for table in sorted(set(wanted or ()) - set(declared)):
         log.info("data quality: no suite for %s; its batches are not validated", table)
 
-    frames: dict[tuple[str, str], pd.DataFrame] = {}
+    frames: dict[tuple[str, str], pd.DataFrame | SqlRows] = {}
     specs_for: dict[str, list[ExpectationSpec]] = {}
     rows: dict[str, int] = {}
     with engine.connect() as conn:
@@ -282,7 +283,7 @@ def validate_raw(engine: Engine, batch_ids: dict[str, list[str]] | None, run_id:
             history = _batch_history(conn, table, run_date) if any(s.trailing for s in specs) else []
             specs = [with_history(with_threshold(s, share), history) for s in specs]
             per_row = any(s.on == "rows" and s.expectation != "expect_table_columns_to_match_set" for s in specs)
-            frames[(table, "rows")] = _load(conn, table, ids, rows=per_row)
+            frames[(table, "rows")] = _rows(conn, table, ids, rows=per_row)
             batches = _load_batches(conn, table, ids, cutoff_for(run_date))
             if any(s.on == "batches" for s in specs):
                 frames[(table, "batches")] = batches
