@@ -17,13 +17,18 @@ help: ## Show this help
 	@echo
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml Makefile
 	@if [ -z "$(PY)" ]; then echo "Python 3.10-3.12 is needed (pgserver has no wheels for newer ones); set PY=/path/to/python"; exit 1; fi
 	@echo "installing into $(VENV) with $$($(PY) --version) ..."
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 	@$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
 	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@# uv writes no bytecode, and with PYTHONDONTWRITEBYTECODE set (as in many dev containers) Python
+	@# never caches it: every process (the demo, each Airflow task) would compile the stack again, ~9 CPU-s.
+	@echo "compiling bytecode ..."
+	@$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+	  include dags plugins >/dev/null || echo "compileall reported files it could not compile (harmless)"
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the pinned stack (done by the other targets)

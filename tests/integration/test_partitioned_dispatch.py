@@ -222,3 +222,26 @@ def test_a_partition_that_failed_before_planning_leaves_the_run_incomplete(wareh
     runner.finish_dispatch(warehouse, "promo", RUN, NOW, assignments, done, _transport(sg))
     delivered = _delivered(sg)
     assert set(delivered) == _treatment() and set(delivered.values()) == {1}
+
+
+def test_the_outbox_index_is_written_once_per_run_after_every_partition(warehouse, tmp_path):
+    from martech.campaigns.transports import OutboxTransport
+
+    class CountingOutbox(OutboxTransport):
+        def __init__(self, root):
+            super().__init__(root)
+            self.finalized: list[str] = []
+
+        def finalize_run(self, campaign_id, run_id):
+            self.finalized.append(run_id)
+            super().finalize_run(campaign_id, run_id)
+
+    outbox = CountingOutbox(tmp_path / "outbox")
+    assignments = runner.prepare_dispatch(warehouse, "promo", RUN, NOW, outbox)
+    assert len(assignments) == PARTITIONS
+    results = [runner.dispatch_partition(warehouse, "promo", RUN, NOW, a, outbox) for a in assignments]
+    assert outbox.finalized == []  # no partition rewrites the index of the whole run
+    runner.finish_dispatch(warehouse, "promo", RUN, NOW, assignments, results, outbox)
+    assert outbox.finalized == [DAY.isoformat()]
+    index = (tmp_path / "outbox" / "promo" / DAY.isoformat() / "index.html").read_text()
+    assert index.count(".eml</a>") == 48

@@ -303,7 +303,8 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime
     ``strict``: raise :class:`DispatchIncompleteError` when the run ends incomplete (after recording it).
     ``partition``: plan, send and count only the contacts of that customer hash partition, under a lock of
     its own, so the partitions of a run can be sent by separate processes at once; ``record=False`` leaves
-    ``campaigns.campaign_runs`` to the caller (:func:`record_run`, once all partitions are done).
+    ``campaigns.campaign_runs`` and the transport's ``finalize_run`` (the outbox's index) to the caller
+    (:func:`record_run`, once all partitions are done), so the run's index is built once, not per partition.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware (the run's timestamp), got {now!r}")
@@ -401,7 +402,8 @@ def dispatch(engine: Engine, spec: CampaignSpec, run_date: date | str | datetime
                 # Unanswered requests (timeouts, 5xx): settle them (lookup or cancel), then send again.
                 retry = _resolve_in_doubt(engine, transport, doubtful, clock)
                 retry.sort(key=lambda r: r["send_id"])
-            transport.finalize_run(spec.id, run_id)
+            if record:  # a partition's run is finalized once, by record_run after all partitions
+                transport.finalize_run(spec.id, run_id)
             summary, sent = _outcome(engine, spec, transport, key, partition, counts, now, dict(
                 ledger_rows_created=int(created), sent_now=sent_now, already_sent=already_sent, failed=failed,
                 skipped=len(skipped), deferred=deferred, newly_abandoned=len(give_up)))
@@ -465,6 +467,7 @@ def record_run(engine: Engine, spec: CampaignSpec, run_date: date | str | dateti
     """
     run_id = run_id_for(spec, run_date, step)
     spec = spec.for_step(step)
+    transport.finalize_run(spec.id, run_id)
     key = {"campaign_id": spec.id, "run_id": run_id, "step": step, **WHOLE.params()}
     with engine.connect() as conn:
         counts = conn.execute(_sql(_COUNTS, WHOLE), key).one()
