@@ -347,6 +347,71 @@ def copy_rows(conn: Connection, table: str, columns: Sequence[str],
     return counted.n
 
 
+def copy_frame(conn: Connection, table: str, frame: Any, columns: Sequence[str] | None = None, *,
+               decimals: Mapping[str, int] | None = None, chunk_rows: int = 50_000) -> int:
+    """Bulk-load a pandas DataFrame like :func:`copy_rows`, formatting a column at a time.
+
+    ``columns`` are the frame's columns to load (all of them by default), named as in ``table``. Missing
+    values (None, NaN, NaT, NA) become NULL. Integers are written as integers, floats so that they
+    round-trip exactly (``repr``), a column named in ``decimals`` with that many decimals (``f"{x:.2f}"``,
+    for numeric(p, s) columns), naive datetimes that are all midnight as ``YYYY-MM-DD`` (else in full),
+    zoned ones in full in UTC, and anything else with ``str()``, quoted so that an empty string stays
+    distinct from NULL. Returns the number of rows.
+    """
+    names = list(frame.columns if columns is None else columns)
+    places = dict(decimals or {})
+    unknown = set(places) - set(names)
+    if unknown:
+        raise ValueError(f"copy_frame: decimals for column(s) not loaded: {', '.join(sorted(unknown))}")
+    data = frame[names]
+
+    def chunks() -> Iterator[str]:
+        for start in range(0, len(data), chunk_rows):
+            part = data.iloc[start:start + chunk_rows]
+            fields = [_frame_column(part[c], places.get(c)) for c in names]
+            yield "\n".join(map(",".join, zip(*fields))) + "\n"
+
+    with _dbapi_cursor(conn) as cur:
+        cur.copy_expert(
+            f"copy {table} ({', '.join(names)}) from stdin with (format csv, null '')",
+            _ChunkReader(chunks()),
+        )
+    return len(data)
+
+
+def _frame_column(values: Any, places: int | None) -> list[str]:
+    """One column of :func:`copy_frame` as CSV fields ('' for NULL)."""
+    import numpy as np
+    import pandas as pd
+
+    dtype = values.dtype
+    missing = values.isna().to_numpy()
+    if places is not None:
+        floats = values.to_numpy(dtype="float64", na_value=np.nan).tolist()
+        spec = f".{places}f"
+        return ["" if m else format(x, spec) for x, m in zip(floats, missing)]
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        utc = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        return ["" if m else s + "+00:00" for s, m in zip(utc.astype(str).tolist(), missing)]
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype):
+        kind = "bool" if pd.api.types.is_bool_dtype(dtype) else "int64"
+        text = values.to_numpy(dtype=kind, na_value=0).astype(str).tolist()
+    elif pd.api.types.is_float_dtype(dtype):
+        text = list(map(repr, values.to_numpy(dtype="float64", na_value=np.nan).tolist()))
+    elif pd.api.types.is_datetime64_dtype(dtype):
+        stamps = values.to_numpy()
+        days = stamps.astype("datetime64[D]")
+        if (stamps[~missing] == days[~missing]).all():
+            stamps = days
+        text = stamps.astype(str).tolist()
+    else:
+        objects = values.astype(object).tolist()
+        return ["" if m else '"' + str(v).replace('"', '""') + '"' for v, m in zip(objects, missing)]
+    if missing.any():
+        return ["" if m else s for s, m in zip(text, missing)]
+    return text
+
+
 class _Counter:
     def __init__(self, rows: Iterable[Sequence[Any]]) -> None:
         self._rows = rows
