@@ -260,6 +260,8 @@ TABLE = "marts.clv_predictions"
 _COLUMNS = ("as_of", "customer_id", "contact_id", "frequency", "recency_days", "t_days", "monetary_avg",
             "p_alive", "churn_risk", "expected_purchases", "expected_revenue", "horizon_days",
             "expected_next_order_date", "model_version")
+_INT_COLUMNS = ["customer_id", "frequency", "recency_days", "t_days", "horizon_days"]
+_CENTS = {"monetary_avg": 2, "expected_revenue": 2}  # numeric(14, 2), rounded as f"{x:.2f}"
 
 
 def model_version(bg: BgNbdParams, gg: GammaGammaParams | None) -> str:
@@ -322,7 +324,7 @@ def build_clv_predictions(engine, as_of: dt.date, *, horizon_days: int = HORIZON
     """
     import sqlalchemy as sa
 
-    from martech.db import copy_rows
+    from martech.db import copy_frame
 
     with engine.connect() as conn:
         if orders is None:
@@ -343,17 +345,12 @@ def build_clv_predictions(engine, as_of: dt.date, *, horizon_days: int = HORIZON
     link = contacts.set_index("customer_id")["contact_id"]
     pred["contact_id"] = link.reindex(pred.index).to_numpy()
 
-    def rows():
-        for cid, r in zip(pred.index, pred.itertuples(index=False)):
-            yield (as_of.isoformat(), int(cid), r.contact_id if isinstance(r.contact_id, str) else None,
-                   int(r.frequency), int(r.recency_days), int(r.t_days), f"{r.monetary_avg:.2f}",
-                   repr(float(r.p_alive)), r.churn_risk, repr(float(r.expected_purchases)),
-                   f"{float(r.expected_revenue):.2f}", int(r.horizon_days),
-                   r.expected_next_order_date.isoformat() if r.expected_next_order_date else None, version)
+    out = pred.assign(as_of=as_of, customer_id=pred.index, model_version=version)
+    out[_INT_COLUMNS] = out[_INT_COLUMNS].astype("int64")
 
     with engine.begin() as conn:
         conn.execute(sa.text(f"delete from {TABLE} where as_of = :d"), {"d": as_of})
-        n = copy_rows(conn, TABLE, _COLUMNS, rows())
+        n = copy_frame(conn, TABLE, out, _COLUMNS, decimals=_CENTS)
     bands = pred["churn_risk"].value_counts().to_dict()
     return {"rows": n, "model_version": version, "fitted_as_of": fitted_as_of.isoformat(), "refitted": stored is None,
             "churn_risk": {str(k): int(v) for k, v in bands.items()}}

@@ -48,6 +48,9 @@ _COLUMNS = ("as_of", "customer_id", "contact_id", "product_id", "category", "pur
             "last_purchase_date", "last_quantity", "own_unit_interval_days", "population_unit_interval_days",
             "population_level", "shrinkage_weight", "unit_interval_days", "predicted_next_date", "remind_on",
             "remind_days_before", "days_until_next", "model_version")
+# written as integers (the fit may leave them float)
+_INT_COLUMNS = ["customer_id", "product_id", "purchases", "intervals", "last_quantity", "remind_days_before",
+                "days_until_next"]
 
 _LINES = """
 select o.customer_id, i.product_id, p.category, (o.order_ts at time zone 'UTC')::date as order_date,
@@ -210,7 +213,7 @@ def build_replenishment(engine, as_of: dt.date, *, remind_days_before: int = REM
     """Fit on completed orders before ``as_of`` and replace that as_of in ``marts.replenishment_due``."""
     import sqlalchemy as sa
 
-    from martech.db import copy_rows
+    from martech.db import copy_frame
 
     if remind_days_before < 0:
         raise ValueError(f"remind_days_before must be 0 or more days, got {remind_days_before}")
@@ -225,19 +228,11 @@ def build_replenishment(engine, as_of: dt.date, *, remind_days_before: int = REM
     link = contacts.set_index("customer_id")["contact_id"]
     pred["contact_id"] = pred["customer_id"].map(link)
 
-    def rows():
-        for r in pred.itertuples(index=False):
-            yield (as_of.isoformat(), int(r.customer_id), r.contact_id if isinstance(r.contact_id, str) else None,
-                   int(r.product_id), r.category, int(r.purchases), int(r.intervals),
-                   r.last_purchase_date.date().isoformat(), int(r.last_quantity),
-                   None if np.isnan(r.own_unit_interval_days) else repr(float(r.own_unit_interval_days)),
-                   repr(float(r.population_unit_interval_days)), r.population_level,
-                   repr(float(r.shrinkage_weight)), repr(float(r.unit_interval_days)),
-                   r.predicted_next_date.date().isoformat(), r.remind_on.date().isoformat(),
-                   int(r.remind_days_before), int(r.days_until_next), model.version)
+    out = pred.assign(as_of=as_of, model_version=model.version)
+    out[_INT_COLUMNS] = out[_INT_COLUMNS].astype("int64")
 
     with engine.begin() as conn:
         conn.execute(sa.text(f"delete from {TABLE} where as_of = :d"), {"d": as_of})
-        n = copy_rows(conn, TABLE, _COLUMNS, rows())
+        n = copy_frame(conn, TABLE, out, _COLUMNS)
     due = int(((pred["remind_on"] <= pd.Timestamp(as_of)) & (pred["days_until_next"] >= 0)).sum())
     return {"rows": n, "model_version": model.version, "due": due}

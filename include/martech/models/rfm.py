@@ -77,6 +77,7 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
 
 TABLE = "marts.customer_rfm"
 _TABLE_COLUMNS = ("as_of_date", *OUTPUT_COLUMNS)
+_INT_COLUMNS = ["customer_id", "recency_days", "frequency", "r_score", "f_score", "m_score"]
 NEUTRAL_SCORE = 3
 
 
@@ -194,19 +195,15 @@ def write_rfm(engine: Engine, scores: pd.DataFrame, as_of: dt.date) -> int:
     """
     import sqlalchemy as sa
 
-    from martech.db import copy_rows
+    from martech.db import copy_frame
 
     missing = set(OUTPUT_COLUMNS) - set(scores.columns)
     if missing:
         raise ValueError(f"scores lacks column(s) {', '.join(sorted(missing))}")
 
-    def rows():
-        for rec in scores[list(OUTPUT_COLUMNS)].itertuples(index=False, name=None):
-            (customer_id, recency, frequency, monetary, first_at, last_at, r, f, m, rfm, segment) = rec
-            yield (as_of.isoformat(), int(customer_id), int(recency), int(frequency),
-                   f"{float(monetary):.2f}", first_at.isoformat(), last_at.isoformat(),
-                   int(r), int(f), int(m), rfm, segment)
+    out = scores[list(OUTPUT_COLUMNS)].assign(as_of_date=as_of)
+    out[_INT_COLUMNS] = out[_INT_COLUMNS].astype("int64")
 
     with engine.begin() as conn:
         conn.execute(sa.text(f"delete from {TABLE} where as_of_date = :d"), {"d": as_of})
-        return copy_rows(conn, TABLE, _TABLE_COLUMNS, rows())
+        return copy_frame(conn, TABLE, out, _TABLE_COLUMNS, decimals={"monetary": 2})
