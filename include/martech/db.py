@@ -314,20 +314,20 @@ class _ChunkReader(io.RawIOBase):
     def __init__(self, chunks: Iterator[str]) -> None:
         self._chunks = chunks
         self._pending = b""
+        self._at = 0  # bytes of _pending already read: slicing off the rest each read is quadratic
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:  # type: ignore[override]
-        while size < 0 or len(self._pending) < size:
+        while size < 0 or len(self._pending) - self._at < size:
             try:
-                self._pending += next(self._chunks).encode("utf-8")
+                chunk = next(self._chunks).encode("utf-8")
             except StopIteration:
                 break
-        if size < 0:
-            out, self._pending = self._pending, b""
-        else:
-            out, self._pending = self._pending[:size], self._pending[size:]
+            self._pending, self._at = self._pending[self._at:] + chunk, 0
+        end = len(self._pending) if size < 0 else min(len(self._pending), self._at + size)
+        out, self._at = self._pending[self._at:end], end
         return out
 
 

@@ -345,7 +345,7 @@ def build_clv_predictions(engine, as_of: dt.date, *, horizon_days: int = HORIZON
     link = contacts.set_index("customer_id")["contact_id"]
     pred["contact_id"] = link.reindex(pred.index).to_numpy()
 
-    out = pred.assign(as_of=as_of, customer_id=pred.index, model_version=version)
+    out = pred.assign(as_of=pd.Timestamp(as_of), customer_id=pred.index, model_version=version)
     out[_INT_COLUMNS] = out[_INT_COLUMNS].astype("int64")
 
     with engine.begin() as conn:

@@ -228,7 +228,7 @@ def build_replenishment(engine, as_of: dt.date, *, remind_days_before: int = REM
     link = contacts.set_index("customer_id")["contact_id"]
     pred["contact_id"] = pred["customer_id"].map(link)
 
-    out = pred.assign(as_of=as_of, model_version=model.version)
+    out = pred.assign(as_of=pd.Timestamp(as_of), model_version=model.version)
     out[_INT_COLUMNS] = out[_INT_COLUMNS].astype("int64")
 
     with engine.begin() as conn:

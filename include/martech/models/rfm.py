@@ -193,6 +193,7 @@ def write_rfm(engine: Engine, scores: pd.DataFrame, as_of: dt.date) -> int:
 
     Returns the number of rows written. Rerunning with the same scores leaves the table unchanged.
     """
+    import pandas as pd
     import sqlalchemy as sa
 
     from martech.db import copy_frame
@@ -201,7 +202,7 @@ def write_rfm(engine: Engine, scores: pd.DataFrame, as_of: dt.date) -> int:
     if missing:
         raise ValueError(f"scores lacks column(s) {', '.join(sorted(missing))}")
 
-    out = scores[list(OUTPUT_COLUMNS)].assign(as_of_date=as_of)
+    out = scores[list(OUTPUT_COLUMNS)].assign(as_of_date=pd.Timestamp(as_of))
     out[_INT_COLUMNS] = out[_INT_COLUMNS].astype("int64")
 
     with engine.begin() as conn:
