@@ -77,3 +77,18 @@ def test_copy_frame_matches_copy_rows(engine, scratch_schema):
 def test_copy_frame_rejects_decimals_for_unloaded_column(engine, scratch_schema):
     with engine.begin() as conn, pytest.raises(ValueError, match="nope"):
         copy_frame(conn, f"{scratch_schema}.t", _frame(), ["k"], decimals={"nope": 2})
+
+
+def test_chunk_reader_returns_every_byte_in_order():
+    from martech.db import _ChunkReader
+
+    chunks = ["abc", "", "défg" * 5000, "h", "ij" * 3]
+    whole = "".join(chunks).encode("utf-8")
+    for size in (1, 7, 8192, 1 << 20):
+        reader = _ChunkReader(iter(chunks))
+        parts = []
+        while part := reader.read(size):
+            parts.append(part)
+        got = b"".join(parts)
+        assert got == whole
+    assert _ChunkReader(iter(chunks)).read() == whole
