@@ -290,11 +290,8 @@ def _stored_fit(conn, as_of: dt.date, refit_days: int) -> tuple[BgNbdParams, Gam
 
 def _fit(conn, summary: pd.DataFrame, as_of: dt.date) -> tuple[BgNbdParams, GammaGammaParams | None]:
     """Fit both models on ``summary`` and record the fit in marts.clv_fits (replacing one of the same day)."""
-    import time
-
     import sqlalchemy as sa
 
-    c0 = time.process_time()
     bg = fit_bgnbd(summary)
     try:
         gg: GammaGammaParams | None = fit_gamma_gamma(summary["x"], summary["m"])
@@ -302,13 +299,13 @@ def _fit(conn, summary: pd.DataFrame, as_of: dt.date) -> tuple[BgNbdParams, Gamm
         gg = None
     conn.execute(sa.text(
         f"insert into {FITS_TABLE} (fitted_as_of, code_version, bgnbd_r, bgnbd_alpha, bgnbd_a, bgnbd_b,"
-        " gg_p, gg_q, gg_gamma, customers, fit_seconds) values (:d, :v, :r, :alpha, :a, :b, :p, :q, :gamma, :n, :s)"
+        " gg_p, gg_q, gg_gamma, customers) values (:d, :v, :r, :alpha, :a, :b, :p, :q, :gamma, :n)"
         " on conflict (code_version, fitted_as_of) do update set (bgnbd_r, bgnbd_alpha, bgnbd_a, bgnbd_b, gg_p,"
-        " gg_q, gg_gamma, customers, fit_seconds, fitted_at) = (excluded.bgnbd_r, excluded.bgnbd_alpha,"
+        " gg_q, gg_gamma, customers, trained_at) = (excluded.bgnbd_r, excluded.bgnbd_alpha,"
         " excluded.bgnbd_a, excluded.bgnbd_b, excluded.gg_p, excluded.gg_q, excluded.gg_gamma, excluded.customers,"
-        " excluded.fit_seconds, now())"),
+        " now())"),
         {"d": as_of, "v": MODEL_VERSION, **asdict(bg), **(asdict(gg) if gg else {"p": None, "q": None, "gamma": None}),
-         "n": len(summary), "s": time.process_time() - c0})
+         "n": len(summary)})
     return bg, gg
 
 

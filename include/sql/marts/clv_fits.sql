@@ -14,7 +14,6 @@ create table if not exists marts.clv_fits (
     gg_q double precision, -- Gamma-Gamma q
     gg_gamma double precision, -- Gamma-Gamma gamma
     customers integer not null, -- Customers in the fit
-    fit_seconds double precision not null, -- CPU seconds the two fits took
-    fitted_at timestamptz not null default now(), -- When the fit ran
+    trained_at timestamptz not null default now(), -- When the fit ran (wall clock)
     primary key (code_version, fitted_as_of)
 )
